@@ -1,0 +1,1 @@
+//! Docker access behind the `DeckyRuntime` trait.

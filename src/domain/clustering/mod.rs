@@ -1,0 +1,1 @@
+//! clustering (pure logic).

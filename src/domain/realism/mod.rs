@@ -1,0 +1,1 @@
+//! realism (pure logic).

@@ -1,0 +1,1 @@
+//! syslog (pure logic).
