@@ -2,17 +2,21 @@
 //! and body templates, backdated mtimes, planner weights and `pick`.
 //!
 //! No I/O here: the Planner actor (and later the MailDripper and the canary planter) feed
-//! plain data in and execute the returned plans. Every random choice takes a caller-supplied
+//! plain data in and execute the returned plans. `traffic` and `events` hold the probe argv,
+//! verdicts and the payload shapes the actor records and publishes. Every random choice takes a caller-supplied
 //! RNG, so a seeded `StdRng` makes everything reproducible.
 
 pub mod bodies;
 pub mod classes;
 pub mod config;
+pub mod events;
 pub mod hours;
 pub mod mtime;
 pub mod naming;
 pub mod persona;
 pub mod planner;
+pub mod pool;
+pub mod traffic;
 
 pub use bodies::{make_body, next_iteration, BodyContext, NotEditable};
 pub use classes::{ClassFamily, ContentClass, UnknownContentClass};
