@@ -251,4 +251,22 @@ mod tests {
             assert_eq!(a, b);
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_window_any_now(
+            seed in proptest::prelude::any::<u64>(),
+            start in 0u16..1440,
+            end in 0u16..1440,
+            now_s in 1_600_000_000i64..2_000_000_000,
+        ) {
+            let window = format!("{:02}:{:02}-{:02}:{:02}", start / 60, start % 60, end / 60, end % 60);
+            let w = ActiveWindow::parse(&window);
+            let now = DateTime::from_timestamp(now_s, 0).unwrap();
+            let t = sample_mtime(w, now, MtimeBounds::CREATE, &mut StdRng::seed_from_u64(seed));
+            proptest::prop_assert!(t <= now - Duration::minutes(30), "{window} {now} {t}");
+            proptest::prop_assert!(t >= now - Duration::days(15), "{window} {now} {t}");
+            proptest::prop_assert!(w.contains(&t), "{window} {now} {t}");
+        }
+    }
 }

@@ -156,7 +156,12 @@ pub fn pick<R: Rng + ?Sized>(
     let (decky, persona) = *eligible.choose(rng)?;
     let window = persona.window();
 
-    if rng.gen_bool(weights.canary_probability.clamp(0.0, 1.0)) {
+    let canary_p = if weights.canary_probability.is_finite() {
+        weights.canary_probability.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    if rng.gen_bool(canary_p) {
         let class = weighted_pick(&weights.canary_class_weights, rng)?;
         let mtime = sample_mtime(window, now, MtimeBounds::CREATE, rng);
         return Some(Plan {
@@ -629,5 +634,41 @@ mod tests {
         assert_eq!(PlanAction::Create.as_str(), "create");
         assert_eq!(PlanAction::Edit.as_str(), "edit");
         assert_eq!(PlanAction::Rotate.as_str(), "rotate");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_yields_a_coherent_plan_or_none(
+            seed in proptest::prelude::any::<u64>(),
+            windows in proptest::collection::vec("([0-2][0-9]:[0-5][0-9]-[0-2][0-9]:[0-5][0-9])|.{0,12}", 0..4),
+            names in proptest::collection::vec(".{1,20}", 1..4),
+            hour in 0u32..24,
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 4, 28, hour, 7, 0).unwrap();
+            let ps: Vec<Persona> = windows
+                .iter()
+                .zip(names.iter().cycle())
+                .enumerate()
+                .filter_map(|(i, (w, n))| {
+                    Persona::from_value(&json!({
+                        "name": format!("{n}{i}"), "email": "x@y.example", "role": "r", "active_hours": w
+                    }))
+                    .ok()
+                })
+                .collect();
+            let d = [PlannerDecky { uuid: "local:a", name: "a", personas: &ps }];
+            let w = RealismWeights::default();
+            if let Some(plan) = pick(&w, &d, now, None, &mut StdRng::seed_from_u64(seed)) {
+                let persona = ps.iter().find(|p| p.name == plan.persona).unwrap();
+                proptest::prop_assert!(persona.window().contains(&now));
+                proptest::prop_assert!(plan.mtime < now);
+                proptest::prop_assert!(persona.window().contains(&plan.mtime));
+                if !plan.is_canary() {
+                    proptest::prop_assert!(plan.target_path.starts_with('/'));
+                    proptest::prop_assert!(!plan.target_path.contains(".."));
+                    proptest::prop_assert!(plan.body_hint().is_some_and(|b| b.ends_with('\n')));
+                }
+            }
+        }
     }
 }
