@@ -1,0 +1,3 @@
+//! Actors and the in-process event registry.
+pub mod registry;
+pub mod topics;
