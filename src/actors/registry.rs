@@ -217,7 +217,7 @@ impl Subscription {
     }
 
     /// Events currently buffered and not yet consumed.
-    pub fn buffered(&self) -> usize {
+    pub fn queued(&self) -> usize {
         self.shared.queue.lock().buf.len()
     }
 
