@@ -435,3 +435,51 @@ async fn dropping_every_handle_ends_subscriptions() {
     drop(reg);
     assert!(next(&mut sub).await.is_none());
 }
+
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[actix_rt::test]
+async fn failed_publishes_are_logged_not_raised() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let reg = RegistryHandle::start(quiet());
+    reg.publish_raw("bad.*.topic", "", json!({}));
+    reg.shutdown().await;
+    reg.publish_raw("late.one", "", json!({}));
+    reg.publish_raw("late.two", "", json!({}));
+    reg.publish_raw("late.three", "", json!({}));
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("WARN")
+            && l.contains("invalid topic")
+            && l.contains("bad.*.topic")),
+        "{text}"
+    );
+    let closed: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("registry closed"))
+        .collect();
+    assert_eq!(closed.len(), 3, "{text}");
+    assert!(closed[0].contains("WARN"));
+    assert!(closed[1].contains("DEBUG") && closed[2].contains("DEBUG"));
+}
