@@ -1277,4 +1277,44 @@ mod tests {
         };
         assert!(bad.topic().is_err());
     }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn topic_tokens() -> impl Strategy<Value = Vec<String>> {
+            prop::collection::vec("[a-z0-9:_-]{1,6}", 1..6)
+        }
+
+        proptest! {
+            #[test]
+            fn topic_matches_itself_and_star_substitutions(
+                tokens in topic_tokens(),
+                mask in prop::collection::vec(any::<bool>(), 6),
+            ) {
+                let topic = tokens.join(".");
+                prop_assert!(validate_topic(&topic).is_ok());
+                prop_assert!(Pattern::parse(&topic).unwrap().matches(&topic));
+                let starred: Vec<&str> = tokens
+                    .iter()
+                    .zip(&mask)
+                    .map(|(t, &star)| if star { "*" } else { t.as_str() })
+                    .collect();
+                prop_assert!(Pattern::parse(&starred.join(".")).unwrap().matches(&topic));
+                let longer = format!("{topic}.extra");
+                prop_assert!(!Pattern::parse(&topic).unwrap().matches(&longer));
+                prop_assert!(!Pattern::parse(&longer).unwrap().matches(&topic));
+            }
+
+            #[test]
+            fn tail_needs_at_least_one_more_token(tokens in topic_tokens(), cut in 0usize..6) {
+                let topic = tokens.join(".");
+                let cut = cut.min(tokens.len());
+                let mut pat: Vec<&str> = tokens[..cut].iter().map(String::as_str).collect();
+                pat.push(">");
+                let pattern = Pattern::parse(&pat.join(".")).unwrap();
+                prop_assert_eq!(pattern.matches(&topic), cut < tokens.len());
+            }
+        }
+    }
 }
