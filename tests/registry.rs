@@ -483,3 +483,27 @@ async fn failed_publishes_are_logged_not_raised() {
     assert!(closed[0].contains("WARN"));
     assert!(closed[1].contains("DEBUG") && closed[2].contains("DEBUG"));
 }
+
+/// Outside any actix System (plain tokio, as in SSE handler tests) the registry hosts itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_without_an_actix_system() {
+    let reg = RegistryHandle::start(quiet());
+    assert!(reg.is_enabled());
+    let mut sub = reg.subscribe("identity.*").await.unwrap();
+    reg.publish(Event::IdentityFormed(IdentityFormed {
+        identity_uuid: "i-9".into(),
+        observation_uuids: vec![],
+    }));
+    let env = recv(&mut sub).await;
+    assert_eq!(
+        env.payload,
+        json!({"identity_uuid": "i-9", "observation_uuids": []})
+    );
+    let consumer = tokio::spawn(async move { sub.next().await });
+    reg.shutdown().await;
+    assert!(tokio::time::timeout(HANG, consumer)
+        .await
+        .unwrap()
+        .unwrap()
+        .is_none());
+}

@@ -451,8 +451,8 @@ impl Handler<Shutdown> for RegistryActor {
 struct Inner {
     enabled: bool,
     addr: Option<Addr<RegistryActor>>,
-    /// Set when the registry owns a dedicated arbiter (stopped when the last handle goes).
-    arbiter: Option<ArbiterHandle>,
+    /// What hosts the actor when the registry owns it (stopped when the last handle goes).
+    owner: Option<Owner>,
     capacity: usize,
     counters: Arc<Counters>,
     closed: AtomicBool,
@@ -460,10 +460,56 @@ struct Inner {
     next_id: AtomicU64,
 }
 
+/// The execution context the registry created for its actor.
+enum Owner {
+    /// A dedicated arbiter of the surrounding actix `System`.
+    Arbiter(ArbiterHandle),
+    /// A private `System` on a dedicated thread (no surrounding `System`).
+    System(actix_rt::System),
+}
+
+impl Owner {
+    fn stop(&self) {
+        match self {
+            Owner::Arbiter(handle) => {
+                handle.stop();
+            }
+            Owner::System(system) => system.stop(),
+        }
+    }
+}
+
+type StartedActor = (Addr<RegistryActor>, Option<Owner>);
+
+/// Hosts the actor in a private actix `System` on its own thread.
+fn start_detached<F>(make: F) -> std::io::Result<StartedActor>
+where
+    F: FnOnce(&mut Context<RegistryActor>) -> RegistryActor + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("decnet-registry".to_owned())
+        .spawn(move || {
+            let runner = actix_rt::System::new();
+            let system = actix_rt::System::current();
+            runner.block_on(async move {
+                let addr = RegistryActor::create(make);
+                let _ = tx.send((addr, system));
+            });
+            if let Err(err) = runner.run() {
+                tracing::error!(error = %err, "event registry system ended with an error");
+            }
+        })?;
+    let (addr, system) = rx
+        .recv()
+        .map_err(|_| std::io::Error::other("registry thread exited before starting"))?;
+    Ok((addr, Some(Owner::System(system))))
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(arbiter) = &self.arbiter {
-            arbiter.stop();
+        if let Some(owner) = &self.owner {
+            owner.stop();
         }
     }
 }
@@ -485,14 +531,11 @@ impl std::fmt::Debug for RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// Starts the registry actor on its own actix arbiter. Must be called inside a running actix
-    /// `System`; without one (or with `cfg.enabled == false`) a disabled handle is returned.
+    /// Starts the registry actor on its own actix arbiter (inside a running actix `System`, as in
+    /// the daemon). Outside any `System` (e.g. a plain `#[tokio::test]`) the actor gets a private
+    /// `System` on a dedicated thread instead. `cfg.enabled == false` gives a disabled handle.
     pub fn start(cfg: RegistryConfig) -> RegistryHandle {
         if !cfg.enabled {
-            return Self::disabled();
-        }
-        if actix_rt::System::try_current().is_none() {
-            tracing::error!("event registry started outside an actix System; running disabled");
             return Self::disabled();
         }
         let counters = Arc::new(Counters::default());
@@ -505,21 +548,35 @@ impl RegistryHandle {
             bus_health_interval: interval,
             shut_down: false,
         };
-        let (addr, arbiter) = match actix_rt::Arbiter::try_new() {
-            Ok(arbiter) => {
-                let handle = arbiter.handle();
-                (RegistryActor::start_in_arbiter(&handle, make), Some(handle))
+        let started = if actix_rt::System::try_current().is_some() {
+            match actix_rt::Arbiter::try_new() {
+                Ok(arbiter) => {
+                    let handle = arbiter.handle();
+                    Ok((
+                        RegistryActor::start_in_arbiter(&handle, make),
+                        Some(Owner::Arbiter(handle)),
+                    ))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "no dedicated arbiter for the registry; using the current one");
+                    Ok((RegistryActor::create(make), None))
+                }
             }
+        } else {
+            start_detached(make)
+        };
+        let (addr, owner) = match started {
+            Ok(started) => started,
             Err(err) => {
-                tracing::warn!(error = %err, "no dedicated arbiter for the registry; using the current one");
-                (RegistryActor::create(make), None)
+                tracing::error!(error = %err, "could not start the event registry; running disabled");
+                return Self::disabled();
             }
         };
         RegistryHandle {
             inner: Arc::new(Inner {
                 enabled: true,
                 addr: Some(addr),
-                arbiter,
+                owner,
                 capacity: cfg.capacity.max(1),
                 counters,
                 closed: AtomicBool::new(false),
@@ -536,7 +593,7 @@ impl RegistryHandle {
             inner: Arc::new(Inner {
                 enabled: false,
                 addr: None,
-                arbiter: None,
+                owner: None,
                 capacity: DEFAULT_CAPACITY,
                 counters: Arc::new(Counters::default()),
                 closed: AtomicBool::new(false),
@@ -640,8 +697,8 @@ impl RegistryHandle {
             // Err only if the actor is already gone, in which case its Drop closed everything.
             let _ = addr.send(Shutdown).await;
         }
-        if let Some(arbiter) = &self.inner.arbiter {
-            arbiter.stop();
+        if let Some(owner) = &self.inner.owner {
+            owner.stop();
         }
     }
 
