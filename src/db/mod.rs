@@ -402,7 +402,8 @@ macro_rules! db_run {
 
 /// Runs `$body` inside a transaction and evaluates to `Result<T, DbError>`: commit when the
 /// body returns `Ok`, roll back on `Err` (the body must evaluate to `Result<T, DbError>`;
-/// diesel errors convert with `?`). SQLite uses `BEGIN IMMEDIATE` (pitfall 3), so the write
+/// diesel errors convert with `?`). Pool errors are returned as `Err` too, so unlike
+/// [`db_run!`](crate::db_run) the enclosing function needs no particular error type. SQLite uses `BEGIN IMMEDIATE` (pitfall 3), so the write
 /// lock is taken up front and contention waits on `busy_timeout` instead of failing late.
 /// If the future is dropped mid-transaction the connection is closed, not pooled (pitfall 2).
 ///
@@ -417,44 +418,66 @@ macro_rules! db_run {
 macro_rules! db_tx {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
-            $crate::db::Db::Sqlite(pool) => {
-                let obj = pool.get().await.map_err($crate::db::DbError::from)?;
-                let mut guard = $crate::db::TxGuard::new(obj);
-                let conn: &mut $crate::db::SqliteConn = guard.conn()?;
-                let res = conn
-                    .immediate_transaction::<_, $crate::db::DbError, _>(
-                        async |$c: &mut $crate::db::SqliteConn| $body,
-                    )
-                    .await;
-                guard.release();
-                res
-            }
-            $crate::db::Db::Pg(pool) => {
-                let obj = pool.get().await.map_err($crate::db::DbError::from)?;
-                let mut guard = $crate::db::TxGuard::new(obj);
-                let conn: &mut ::diesel_async::AsyncPgConnection = guard.conn()?;
-                let res = ::diesel_async::AsyncConnection::transaction::<_, $crate::db::DbError, _>(
-                    conn,
-                    async |$c: &mut ::diesel_async::AsyncPgConnection| $body,
-                )
-                .await;
-                guard.release();
-                res
-            }
+            $crate::db::Db::Sqlite(pool) => match pool.get().await {
+                Err(e) => Err($crate::db::DbError::from(e)),
+                Ok(obj) => {
+                    let mut guard = $crate::db::TxGuard::new(obj);
+                    let res = match guard.conn() {
+                        Err(e) => Err(e),
+                        Ok(conn) => {
+                            let conn: &mut $crate::db::SqliteConn = conn;
+                            conn.immediate_transaction::<_, $crate::db::DbError, _>(
+                                async |$c: &mut $crate::db::SqliteConn| $body,
+                            )
+                            .await
+                        }
+                    };
+                    guard.release();
+                    res
+                }
+            },
+            $crate::db::Db::Pg(pool) => match pool.get().await {
+                Err(e) => Err($crate::db::DbError::from(e)),
+                Ok(obj) => {
+                    let mut guard = $crate::db::TxGuard::new(obj);
+                    let res = match guard.conn() {
+                        Err(e) => Err(e),
+                        Ok(conn) => {
+                            ::diesel_async::AsyncConnection::transaction::<
+                                _,
+                                $crate::db::DbError,
+                                _,
+                            >(
+                                conn,
+                                async |$c: &mut ::diesel_async::AsyncPgConnection| $body,
+                            )
+                            .await
+                        }
+                    };
+                    guard.release();
+                    res
+                }
+            },
         }
     };
 }
 
-/// A mutable connection of either backend, for code inside a `db_run!`/`db_tx!` body that
-/// needs a per-backend arm (see [`db_insert_batch!`](crate::db_insert_batch)).
-#[doc(hidden)]
+/// A mutable connection of either backend, for the rare statement inside a `db_run!`/`db_tx!`
+/// body that must differ per backend (see [`db_insert_batch!`](crate::db_insert_batch)).
+/// Each arm is type-checked against its concrete connection only:
+///
+/// ```ignore
+/// let v = match c.as_any_conn() {
+///     AnyConnMut::Sqlite(c) => q.first(c).await?,             // BEGIN IMMEDIATE already locks
+///     AnyConnMut::Pg(c) => q.for_update().first(c).await?,     // FOR UPDATE: Postgres only
+/// };
+/// ```
 pub enum AnyConnMut<'a> {
     Sqlite(&'a mut SqliteConn),
     Pg(&'a mut AsyncPgConnection),
 }
 
 /// Conversion of a concrete pooled connection into [`AnyConnMut`].
-#[doc(hidden)]
 pub trait AsAnyConn {
     fn as_any_conn(&mut self) -> AnyConnMut<'_>;
 }
