@@ -129,7 +129,9 @@ async fn users_crud(db: &Db) {
     assert!(!users::update_password(db, "missing", "h", true)
         .await
         .unwrap());
-    assert!(!users::update_role(db, "missing", ROLE_VIEWER).await.unwrap());
+    assert!(!users::update_role(db, "missing", ROLE_VIEWER)
+        .await
+        .unwrap());
     assert!(!users::set_tokens_valid_from(db, "missing", cutoff)
         .await
         .unwrap());
@@ -236,16 +238,23 @@ async fn revoke_and_purge_expired(db: &Db) {
 }
 
 async fn state_get_set_upsert(db: &Db) {
-    assert_eq!(state::get(db, "ingest_worker_position").await.unwrap(), None);
+    assert_eq!(
+        state::get(db, "ingest_worker_position").await.unwrap(),
+        None
+    );
     state::set(db, "ingest_worker_position", &json!({"position": 0}))
         .await
         .unwrap();
     state::set(db, "attacker_worker_cursor", &json!({"last_log_id": 7}))
         .await
         .unwrap();
-    state::set(db, "ingest_worker_position", &json!({"position": 123_456_789_012_i64}))
-        .await
-        .unwrap();
+    state::set(
+        db,
+        "ingest_worker_position",
+        &json!({"position": 123_456_789_012_i64}),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         state::get(db, "ingest_worker_position").await.unwrap(),
         Some(json!({"position": 123_456_789_012_i64}))
@@ -356,6 +365,9 @@ async fn migrate_again_is_noop(db: &Db) {
 /// by a pooled connection. Without `TxGuard`, later SQLite writers each wait `busy_timeout`
 /// (5 s) and then fail with "database is locked".
 async fn dropped_transaction_does_not_block_writers(db: &Db) {
+    // Fill the pool so idle connections queue up ahead of the one returned by the dropped
+    // transaction (deadpool hands connections out FIFO).
+    fill_pool(db).await;
     let doomed = NewUser::new("mallory", "h", ROLE_VIEWER, false);
     let res = tokio::time::timeout(Duration::from_millis(200), async {
         db_tx!(db, |c| {
@@ -395,6 +407,25 @@ async fn dropped_transaction_does_not_block_writers(db: &Db) {
         users::count(db).await.unwrap(),
         (common::TEST_POOL_SIZE * 2) as i64
     );
+}
+
+/// Checks out every pooled connection at once so the pool is at its full size.
+async fn fill_pool(db: &Db) {
+    let mut handles = Vec::new();
+    for _ in 0..common::TEST_POOL_SIZE {
+        let db = db.clone();
+        handles.push(tokio::spawn(async move {
+            let db = &db;
+            db_run!(db, |c| {
+                diesel_async::SimpleAsyncConnection::batch_execute(c, "SELECT 1").await?;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok::<_, DbError>(())
+            })
+        }));
+    }
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
 }
 
 /// Read-then-write transactions from concurrent tasks: no busy errors, no lost updates
@@ -534,16 +565,20 @@ async fn sqlite_connections_use_wal_and_pragmas() {
         handles.push(tokio::spawn(async move {
             let db = &db;
             db_run!(db, |c| {
-                let mode: Mode = diesel::sql_query("PRAGMA journal_mode").get_result(c).await?;
-                let fk: Num = diesel::sql_query("SELECT foreign_keys AS v FROM pragma_foreign_keys")
+                let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
                     .get_result(c)
                     .await?;
+                let fk: Num =
+                    diesel::sql_query("SELECT foreign_keys AS v FROM pragma_foreign_keys")
+                        .get_result(c)
+                        .await?;
                 let bt: Num = diesel::sql_query("SELECT timeout AS v FROM pragma_busy_timeout")
                     .get_result(c)
                     .await?;
-                let sync: Num = diesel::sql_query("SELECT synchronous AS v FROM pragma_synchronous")
-                    .get_result(c)
-                    .await?;
+                let sync: Num =
+                    diesel::sql_query("SELECT synchronous AS v FROM pragma_synchronous")
+                        .get_result(c)
+                        .await?;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 Ok::<_, DbError>((mode.journal_mode, fk.v, bt.v, sync.v))
             })
@@ -636,4 +671,25 @@ async fn connect_rejects_bad_urls() {
     assert!(!err.to_string().contains("s3cret"), "{err}");
     let err = Db::connect("mysql://u:s3cret@h/db", 1).await.unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// Pitfall 4: migrations must also run under actix-rt's current-thread runtime.
+#[actix_rt::test]
+async fn migrations_run_under_actix_rt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}/a.db", dir.path().display()), 2)
+        .await
+        .unwrap();
+    assert!(db.migrate().await.unwrap() >= 1);
+    users::create(&db, NewUser::new("actix", "h", ROLE_VIEWER, false))
+        .await
+        .unwrap();
+    if let Some(url) = common::pg_database_url().await {
+        let pg = Db::connect(&url, 2).await.unwrap();
+        assert!(pg.migrate().await.unwrap() >= 1);
+        assert_eq!(pg.migrate().await.unwrap(), 0);
+        users::create(&pg, NewUser::new("actix", "h", ROLE_VIEWER, false))
+            .await
+            .unwrap();
+    }
 }

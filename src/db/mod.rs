@@ -199,7 +199,9 @@ impl Db {
             Target::Sqlite(path) => Db::Sqlite(sqlite_pool(path, size)?),
             Target::Postgres(url) => Db::Pg(pg_pool(url, size)?),
         };
-        db.ping().await.map_err(|e| DbError::Connect(e.to_string()))?;
+        db.ping()
+            .await
+            .map_err(|e| DbError::Connect(e.to_string()))?;
         tracing::debug!(backend = ?db.backend(), pool_size = size, "database pool ready");
         Ok(db)
     }
@@ -300,9 +302,7 @@ fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok::<_, ConnectionError>(conn)
         })
-        .map(|joined| {
-            joined.unwrap_or_else(|e| Err(ConnectionError::BadConnection(e.to_string())))
-        })
+        .map(|joined| joined.unwrap_or_else(|e| Err(ConnectionError::BadConnection(e.to_string()))))
         .boxed()
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, cfg);
@@ -442,17 +442,15 @@ macro_rules! db_tx {
                     let mut guard = $crate::db::TxGuard::new(obj);
                     let res = match guard.conn() {
                         Err(e) => Err(e),
-                        Ok(conn) => {
-                            ::diesel_async::AsyncConnection::transaction::<
-                                _,
-                                $crate::db::DbError,
-                                _,
-                            >(
-                                conn,
-                                async |$c: &mut ::diesel_async::AsyncPgConnection| $body,
-                            )
-                            .await
-                        }
+                        Ok(conn) => ::diesel_async::AsyncConnection::transaction::<
+                            _,
+                            $crate::db::DbError,
+                            _,
+                        >(
+                            conn,
+                            async |$c: &mut ::diesel_async::AsyncPgConnection| $body,
+                        )
+                        .await,
                     };
                     guard.release();
                     res

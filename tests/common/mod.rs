@@ -43,7 +43,9 @@ pub async fn pg_db_with_pool(pool_size: usize) -> Option<Db> {
     let db = Db::connect(&url, pool_size)
         .await
         .expect("open PostgreSQL test database");
-    db.migrate().await.expect("migrate PostgreSQL test database");
+    db.migrate()
+        .await
+        .expect("migrate PostgreSQL test database");
     Some(db)
 }
 

@@ -51,7 +51,11 @@ pub async fn is_revoked(db: &Db, jti: &str) -> Result<bool, DbError> {
 /// jti fails the whole batch). Returns the number of rows inserted. This is also the reference
 /// example of [`db_insert_batch!`](crate::db_insert_batch) for other repositories.
 pub async fn insert_batch(db: &Db, rows: Vec<RevokedToken>) -> Result<usize, DbError> {
-    db_tx!(db, |c| Ok(db_insert_batch!(c, revoked_tokens::table, rows)?))
+    db_tx!(db, |c| Ok(db_insert_batch!(
+        c,
+        revoked_tokens::table,
+        rows
+    )?))
 }
 
 /// Number of stored revocations (including expired rows not yet purged).
