@@ -693,3 +693,25 @@ async fn migrations_run_under_actix_rt() {
             .unwrap();
     }
 }
+
+/// A writer blocked by another process's write lock waits `busy_timeout` (5 s), then fails
+/// with an error that `is_busy()` recognizes.
+#[tokio::test]
+async fn sqlite_lock_contention_is_busy_after_timeout() {
+    use diesel::connection::SimpleConnection;
+    let (dir, db) = common::sqlite_db().await;
+    let path = dir.path().join("decnetd.db");
+    let mut other = diesel::SqliteConnection::establish(&path.display().to_string()).unwrap();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let err = state::set(&db, "k", &json!(1)).await.unwrap_err();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(!err.is_unique_violation());
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    other.batch_execute("ROLLBACK").unwrap();
+    state::set(&db, "k", &json!(1)).await.unwrap();
+}

@@ -386,13 +386,11 @@ macro_rules! db_run {
         match $db {
             $crate::db::Db::Sqlite(pool) => {
                 let mut obj = pool.get().await.map_err($crate::db::DbError::from)?;
-                #[allow(unused_mut)]
                 let $c: &mut $crate::db::SqliteConn = &mut obj;
                 $body
             }
             $crate::db::Db::Pg(pool) => {
                 let mut obj = pool.get().await.map_err($crate::db::DbError::from)?;
-                #[allow(unused_mut)]
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut obj;
                 $body
             }
@@ -552,4 +550,74 @@ macro_rules! db_insert_batch {
             }
         }
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_err(kind: DatabaseErrorKind, msg: &str) -> DbError {
+        DbError::Query(diesel::result::Error::DatabaseError(
+            kind,
+            Box::new(msg.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn classifies_errors() {
+        assert!(db_err(DatabaseErrorKind::UniqueViolation, "dup").is_unique_violation());
+        assert!(!db_err(DatabaseErrorKind::UniqueViolation, "dup").is_busy());
+        assert!(db_err(DatabaseErrorKind::Unknown, "database is locked").is_busy());
+        assert!(db_err(DatabaseErrorKind::SerializationFailure, "x").is_busy());
+        assert!(!db_err(DatabaseErrorKind::Unknown, "syntax error").is_busy());
+        assert!(!db_err(DatabaseErrorKind::ForeignKeyViolation, "fk").is_unique_violation());
+        assert!(!DbError::Pool("timeout".into()).is_busy());
+        assert!(!DbError::Query(diesel::result::Error::NotFound).is_unique_violation());
+    }
+
+    #[test]
+    fn parses_urls() {
+        assert!(matches!(
+            parse_url("sqlite://data/x.db"),
+            Ok(Target::Sqlite("data/x.db"))
+        ));
+        assert!(matches!(
+            parse_url("sqlite:///var/lib/decnet/x.db"),
+            Ok(Target::Sqlite("/var/lib/decnet/x.db"))
+        ));
+        assert!(matches!(
+            parse_url("postgresql://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        assert!(matches!(
+            parse_url("postgres://u@h/db"),
+            Ok(Target::Postgres(_))
+        ));
+        for bad in [
+            "",
+            "sqlite://",
+            "sqlite://:memory:",
+            "sqlite:x.db",
+            "mysql://h/db",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(DbError::InvalidUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://user:pw@host:5432/db"),
+            "postgres://user:***@host:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://user@host:5432/db"),
+            "postgres://user@host:5432/db"
+        );
+        assert_eq!(redact_url("mysql://a:b@c/d"), "mysql://a:***@c/d");
+        assert_eq!(redact_url("no scheme"), "no scheme");
+    }
 }
