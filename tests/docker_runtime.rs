@@ -17,10 +17,19 @@ use decnetd::docker::{
 use futures::StreamExt;
 
 const IMAGE: &str = "decnetd-test-decky:latest";
+/// Debian userland (dash, GNU coreutils, python3), also built by the script when possible.
+const DEBIAN_IMAGE: &str = "decnetd-test-decky-debian:latest";
 const T: Duration = Duration::from_secs(20);
 
 fn argv(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Print a skip notice straight to the process stderr: libtest captures `eprintln!` of
+/// passing tests, and a skipped Docker test must be visible.
+fn loud_skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!! SKIPPING {msg} !!!\n");
 }
 
 fn require_docker() -> bool {
@@ -49,7 +58,7 @@ async fn runtime_or_skip(test: &str) -> Option<Arc<BollardRuntime>> {
         if require_docker() {
             panic!("DECNETD_REQUIRE_DOCKER=1 but no Docker engine: {e}");
         }
-        eprintln!("\n!!! SKIPPING {test}: no Docker engine reachable ({e}) !!!\n");
+        loud_skip(&format!("{test}: no Docker engine reachable ({e})"));
         return None;
     }
     let present = rt.image_exists(IMAGE).await.unwrap_or(false)
@@ -61,7 +70,7 @@ async fn runtime_or_skip(test: &str) -> Option<Arc<BollardRuntime>> {
         if require_docker() {
             panic!("test image {IMAGE} missing and could not be built");
         }
-        eprintln!("\n!!! SKIPPING {test}: test image {IMAGE} unavailable !!!\n");
+        loud_skip(&format!("{test}: test image {IMAGE} unavailable"));
         return None;
     }
     Some(Arc::new(rt))
@@ -75,13 +84,22 @@ struct Container {
 
 impl Container {
     async fn start(rt: &Arc<BollardRuntime>, tag: &str, labels: &[(&str, &str)]) -> Self {
+        Self::start_image(rt, IMAGE, tag, labels).await
+    }
+
+    async fn start_image(
+        rt: &Arc<BollardRuntime>,
+        image: &str,
+        tag: &str,
+        labels: &[(&str, &str)],
+    ) -> Self {
         let name = format!(
             "dtest-{tag}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..10]
         );
         let spec = ContainerSpec {
             name: name.clone(),
-            image: IMAGE.to_owned(),
+            image: image.to_owned(),
             labels: labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -221,7 +239,34 @@ async fn write_file_sets_body_mode_and_mtime_on_busybox() {
     let Some(rt) = runtime_or_skip("write_file_sets_body_mode_and_mtime_on_busybox").await else {
         return;
     };
-    let c = Container::start(&rt, "write", &[]).await;
+    check_write_file(&rt, IMAGE).await;
+}
+
+#[tokio::test]
+async fn write_file_sets_body_mode_and_mtime_on_debian() {
+    let test = "write_file_sets_body_mode_and_mtime_on_debian";
+    let Some(rt) = runtime_or_skip(test).await else {
+        return;
+    };
+    if !rt.image_exists(DEBIAN_IMAGE).await.unwrap_or(false) {
+        if require_docker() {
+            panic!("{DEBIAN_IMAGE} missing (host is not Debian-like?)");
+        }
+        loud_skip(&format!("{test}: {DEBIAN_IMAGE} not built on this host"));
+        return;
+    }
+    check_write_file(&rt, DEBIAN_IMAGE).await;
+    // GNU userland really is what ran.
+    let c = Container::start_image(&rt, DEBIAN_IMAGE, "gnu", &[]).await;
+    let out = rt
+        .exec(&c.name, &argv(&["touch", "--version"]), None, T)
+        .await
+        .unwrap();
+    assert!(out.stdout_lossy().contains("GNU coreutils"));
+}
+
+async fn check_write_file(rt: &Arc<BollardRuntime>, image: &str) {
+    let c = Container::start_image(rt, image, "write", &[]).await;
     let path = "/home/alice/Documents/q3 notes.txt";
     let body = "line one\nline two — ünïcödé\n".as_bytes();
     let mtime = Utc.with_ymd_and_hms(2026, 11, 2, 9, 15, 42).unwrap();
@@ -246,7 +291,7 @@ async fn write_file_sets_body_mode_and_mtime_on_busybox() {
     );
     // The parent directories were created.
     assert_eq!(
-        sh(&rt, &c.name, "stat -c %F /home/alice/Documents")
+        sh(rt, &c.name, "stat -c %F /home/alice/Documents")
             .await
             .trim(),
         "directory"
