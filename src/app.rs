@@ -157,7 +157,7 @@ impl App {
         } else {
             Vec::new()
         };
-        let supervisor = SupervisorHandle::start(
+        let supervisor = SupervisorHandle::launch(
             specs,
             registry.clone(),
             Backoff {
@@ -354,20 +354,26 @@ pub async fn bootstrap_admin(db: &Db, settings: &Settings, print: bool) -> Resul
             password_hash: hash,
             role: "admin".into(),
             must_change_password: true,
-            tokens_valid_from: None,
         }
     }
     Ok(())
 }
 
 async fn connect_docker(settings: &Settings) -> Option<Arc<dyn DeckyRuntime>> {
-    match crate::docker::BollardRuntime::connect(settings.docker.host.as_deref()) {
-        Ok(rt) => Some(Arc::new(rt) as Arc<dyn DeckyRuntime>),
-        Err(e) => {
-            tracing::warn!(error = %e, "docker engine client unavailable; docker-backed actors will report it");
-            None
+    let rt = match settings.docker.host.as_deref() {
+        None => crate::docker::BollardRuntime::new(),
+        Some(host) => {
+            let path = host.strip_prefix("unix://").unwrap_or(host);
+            match crate::docker::BollardRuntime::with_unix_socket(path) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(error = %e, "docker engine client unavailable; docker-backed actors will report it");
+                    return None;
+                }
+            }
         }
-    }
+    };
+    Some(Arc::new(rt) as Arc<dyn DeckyRuntime>)
 }
 
 fn warn_low_nofile() {

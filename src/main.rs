@@ -207,7 +207,6 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
                     password_hash: hash(pw.clone()).await?,
                     role,
                     must_change_password: true,
-                    tokens_valid_from: None,
                 },
             )
             .await

@@ -196,7 +196,7 @@ async fn serve_from_nothing_on_sqlite() {
 
 #[actix_rt::test]
 async fn serve_from_nothing_on_postgres() {
-    let Some(url) = common::pg_fresh_database_url().await else {
+    let Some(url) = common::pg_database_url().await else {
         return;
     };
     first_boot_then_second_boot(&[("DECNET_DB_URL", url.as_str())]).await;

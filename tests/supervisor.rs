@@ -87,7 +87,7 @@ async fn panicking_actor_restarts_and_siblings_keep_beating() {
     let mut beats = registry.subscribe("system.*.health").await.unwrap();
     let crashy_starts = Arc::new(AtomicUsize::new(0));
     let sibling_starts = Arc::new(AtomicUsize::new(0));
-    let sup = SupervisorHandle::start(
+    let sup = SupervisorHandle::launch(
         vec![
             spec("clusterer", &registry, crashy_starts.clone()),
             spec("enricher", &registry, sibling_starts.clone()),
@@ -137,7 +137,7 @@ async fn panicking_actor_restarts_and_siblings_keep_beating() {
 async fn admin_stop_sticks_until_start() {
     let registry = RegistryHandle::start(RegistryConfig::default());
     let starts = Arc::new(AtomicUsize::new(0));
-    let sup = SupervisorHandle::start(
+    let sup = SupervisorHandle::launch(
         vec![spec("planner", &registry, starts.clone())],
         registry.clone(),
         fast_backoff(),

@@ -275,7 +275,7 @@ pub struct SupervisorHandle {
 impl SupervisorHandle {
     /// Start every spec and the background task that restarts crashed actors and obeys
     /// `system.<name>.control` stop requests. Call inside a running actix System.
-    pub fn start(
+    pub fn launch(
         specs: Vec<WorkerSpec>,
         registry: RegistryHandle,
         backoff: Backoff,
