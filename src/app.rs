@@ -283,12 +283,7 @@ async fn connect_with_retries(settings: &Settings) -> Result<Db, AppError> {
     for attempt in 1..=5 {
         match Db::connect(&url, settings.db.pool_size).await {
             Ok(db) => match db.migrate().await {
-                Ok(applied) => {
-                    if applied > 0 {
-                        tracing::info!(applied, "database migrations applied");
-                    }
-                    return Ok(db);
-                }
+                Ok(_) => return Ok(db),
                 Err(e) => last = Some(e),
             },
             Err(e) => last = Some(e),

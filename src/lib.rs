@@ -6,3 +6,4 @@ pub mod db;
 pub mod docker;
 pub mod domain;
 pub mod http;
+pub mod testkit;
