@@ -727,12 +727,16 @@ impl FleetSettings {
 pub struct RealismSettings {
     /// Planner tick interval, seconds.
     pub planner_interval_s: f64,
+    /// Global persona pool file; unset = `/etc/decnet/email_personas.json` when that file
+    /// exists or the directory is writable, else `~/.decnet/email_personas.json`.
+    pub personas_path: Option<PathBuf>,
 }
 
 impl Default for RealismSettings {
     fn default() -> Self {
         RealismSettings {
             planner_interval_s: 60.0,
+            personas_path: None,
         }
     }
 }
@@ -744,6 +748,13 @@ impl RealismSettings {
             &mut self.planner_interval_s,
             parse_seconds,
         )?;
+        // The seed-era name is a fallback for the current one (both: trimmed, non-empty).
+        let (mut current, mut legacy) = (None, None);
+        env.apply("DECNET_REALISM_PERSONAS", &mut current, parse_opt_path)?;
+        env.apply("DECNET_EMAILGEN_PERSONAS", &mut legacy, parse_opt_path)?;
+        if let Some(path) = current.or(legacy) {
+            self.personas_path = Some(path);
+        }
         Ok(())
     }
 }

@@ -92,7 +92,8 @@ fn snap_minute<R: Rng + ?Sized>(start: u16, end: u16, rng: &mut R) -> u16 {
     }
 }
 
-/// `sample_mtime(window, now, bounds)` of §4.5. The result is strictly before `now`, at least
+/// `sample_mtime(window, now, bounds)` of §4.5, in whole seconds. The result is strictly
+/// before `now`, at least
 /// `bounds.min_hours` back; for a real window its clock time lies inside the window. Beyond
 /// the reference, a snap that would overshoot `max_days` is moved one day later when that
 /// still honours the minimum, so the cap holds too.
@@ -104,7 +105,10 @@ pub fn sample_mtime<R: Rng + ?Sized>(
 ) -> DateTime<Utc> {
     let u = rng.gen::<f64>().max(MIN_UNIFORM);
     let span_h = (-u.ln() * MEAN_SPAN_HOURS).clamp(bounds.min_hours, bounds.max_days * 24.0);
+    // whole seconds: file systems and tar headers keep seconds, so the planned mtime is
+    // exactly what a reader of the file will see
     let candidate = now - hours_to_duration(span_h);
+    let candidate = candidate.with_nanosecond(0).unwrap_or(candidate);
 
     let ActiveWindow::Range { start, end } = window else {
         return candidate;
@@ -267,6 +271,7 @@ mod tests {
             proptest::prop_assert!(t <= now - Duration::minutes(30), "{window} {now} {t}");
             proptest::prop_assert!(t >= now - Duration::days(15), "{window} {now} {t}");
             proptest::prop_assert!(w.contains(&t), "{window} {now} {t}");
+            proptest::prop_assert_eq!(t.nanosecond(), 0);
         }
     }
 }
