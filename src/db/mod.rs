@@ -14,6 +14,7 @@
 pub mod models;
 pub mod repo;
 pub mod schema;
+mod spawner;
 mod types;
 
 use std::path::Path;
@@ -30,11 +31,15 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
+pub use spawner::SqliteSpawner;
+#[doc(hidden)]
+pub use spawner::{sqlite_tx_begin, sqlite_tx_finish};
 pub use types::{new_uuid, now_utc, JsonText};
 
-/// The SQLite connection type used by the pool (sync diesel behind tokio's blocking pool).
+/// The SQLite connection type used by the pool: sync diesel behind tokio's blocking pool,
+/// driven by [`SqliteSpawner`] instead of diesel-async's default spawner (see there why).
 pub type SqliteConn =
-    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<SqliteConnection>;
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<SqliteConnection, SqliteSpawner>;
 
 /// Embedded SQLite migrations (`migrations/sqlite`).
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -307,6 +312,9 @@ fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, cfg);
     pool_builder_timeouts(Pool::builder(manager), size)
+        .pre_recycle(diesel_async::pooled_connection::deadpool::Hook::sync_fn(
+            |conn: &mut SqliteConn, _| spawner::check_idle(conn),
+        ))
         .build()
         .map_err(|e| DbError::Connect(e.to_string()))
 }
@@ -424,10 +432,18 @@ macro_rules! db_tx {
                         Err(e) => Err(e),
                         Ok(conn) => {
                             let conn: &mut $crate::db::SqliteConn = conn;
-                            conn.immediate_transaction::<_, $crate::db::DbError, _>(
-                                async |$c: &mut $crate::db::SqliteConn| $body,
-                            )
-                            .await
+                            match $crate::db::sqlite_tx_begin(conn).await {
+                                Err(e) => Err(e),
+                                Ok(()) => {
+                                    let body: ::std::result::Result<_, $crate::db::DbError> =
+                                        async {
+                                            let $c: &mut $crate::db::SqliteConn = &mut *conn;
+                                            $body
+                                        }
+                                        .await;
+                                    $crate::db::sqlite_tx_finish(conn, body).await
+                                }
+                            }
                         }
                     };
                     guard.release();
