@@ -100,9 +100,17 @@ impl SpawnBlocking for SqliteSpawner {
 /// Pre-recycle hook: refuses a connection whose previous user was dropped mid-query and whose
 /// blocking task is still running. Costs no thread hop for an idle connection.
 pub(super) fn check_idle(conn: &mut SqliteConn) -> Result<(), HookError> {
+    /// Clears the probe flag even if the probe unwinds, so no later task runs inline.
+    struct Probing;
+    impl Drop for Probing {
+        fn drop(&mut self) {
+            PROBING.with(|p| p.set(false));
+        }
+    }
     PROBING.with(|p| p.set(true));
+    let flag = Probing;
     let probe = conn.spawn_blocking(|_| Ok(()));
-    PROBING.with(|p| p.set(false));
+    drop(flag);
     match probe.now_or_never() {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(HookError::Message(e.to_string().into())),
