@@ -2,3 +2,4 @@
 pub mod config;
 pub mod docker;
 pub mod domain;
+pub mod http;
