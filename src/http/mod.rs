@@ -81,6 +81,24 @@ pub fn app(
         .wrap(cors)
 }
 
+/// Run the HTTP server on an already bound listener (the daemon binds
+/// `DECNET_API_HOST:DECNET_API_PORT`; tests bind `127.0.0.1:0`). Half-closed connections are
+/// not kept: a client that goes away ends its SSE stream (and frees its slot) at once instead
+/// of at the next keepalive write.
+pub fn server(
+    state: AppState,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let workers = state.settings.api.http_workers;
+    let mut srv = actix_web::HttpServer::new(move || app(state.clone()))
+        .h1_allow_half_closed(false)
+        .shutdown_timeout(5);
+    if workers > 0 {
+        srv = srv.workers(workers);
+    }
+    Ok(srv.listen(listener)?.run())
+}
+
 /// CORS from `DECNET_CORS_ORIGINS` (§7.3): explicit origins, no credentials, the dashboard's
 /// methods and headers. Invalid entries are skipped with a warning (boot already refused `*`).
 pub fn cors(origins: &[String]) -> Cors {
