@@ -528,6 +528,7 @@ pub struct AuthState {
 }
 
 impl AuthState {
+    /// From the settings; fails when the JWT secret is unset or empty.
     pub fn new(settings: &Settings) -> Result<AuthState, AuthSetupError> {
         let secret = settings
             .auth
@@ -535,14 +536,19 @@ impl AuthState {
             .as_ref()
             .filter(|s| !s.is_empty())
             .ok_or(AuthSetupError::MissingSecret)?;
+        Ok(Self::with_secret(secret.expose().as_bytes(), settings))
+    }
+
+    /// With an explicit HS256 key (the rest from the settings).
+    pub fn with_secret(secret: &[u8], settings: &Settings) -> AuthState {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.leeway = 0;
-        Ok(AuthState {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+        AuthState {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
             validation,
             exp_minutes: settings.auth.jwt_exp_minutes,
             users: TtlCache::new(Duration::from_secs(10), 10_000),
@@ -550,7 +556,7 @@ impl AuthState {
             tickets: TicketStore::new(TICKET_TTL),
             sse: SseSlots::new(settings.auth.sse_max_per_user),
             limits: RateLimits::new(settings.auth.limiter_enabled),
-        })
+        }
     }
 
     /// Issue an access token for a user (§3.3).

@@ -66,25 +66,22 @@ pub struct HealthResponse {
     pub components: BTreeMap<String, Component>,
 }
 
-/// Supervisor view of one actor → component (pure).
+/// Supervisor view of one actor → component (pure). Never echoes the exit reason.
 pub fn worker_component(w: &WorkerInfo) -> Component {
     if w.running {
-        return Component::ok();
-    }
-    match w.last_exit.as_deref() {
-        None => Component::failing("not started"),
-        Some(e) => {
-            let e = e.to_ascii_lowercase();
-            if e.contains("stop") || e.contains("cancel") {
-                Component::failing("cancelled")
-            } else if e.contains("panic") {
-                Component::failing("exited unexpectedly")
-            } else if e.contains("error") || e.contains("fail") {
-                Component::failing("exited with error")
-            } else {
-                Component::failing("exited unexpectedly")
-            }
+        Component::ok()
+    } else if w.admin_stopped {
+        Component::failing("cancelled")
+    } else if w.restart_pending {
+        Component::failing("exited unexpectedly")
+    } else if let Some(reason) = &w.last_exit {
+        if reason.to_ascii_lowercase().contains("panic") {
+            Component::failing("exited unexpectedly")
+        } else {
+            Component::failing("exited with error")
         }
+    } else {
+        Component::failing("not started")
     }
 }
 
@@ -206,6 +203,8 @@ mod tests {
             running,
             restarts: 0,
             last_exit: last_exit.map(str::to_string),
+            restart_pending: false,
+            admin_stopped: false,
         }
     }
 
@@ -216,9 +215,14 @@ mod tests {
             worker_component(&w("x", false, None)).detail,
             Some("not started")
         );
+        let mut stopped = w("x", false, None);
+        stopped.admin_stopped = true;
+        assert_eq!(worker_component(&stopped).detail, Some("cancelled"));
+        let mut pending = w("x", false, Some("boom"));
+        pending.restart_pending = true;
         assert_eq!(
-            worker_component(&w("x", false, Some("stopped by admin"))).detail,
-            Some("cancelled")
+            worker_component(&pending).detail,
+            Some("exited unexpectedly")
         );
         assert_eq!(
             worker_component(&w("x", false, Some("panicked: secret=abc"))).detail,

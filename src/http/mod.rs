@@ -17,11 +17,10 @@ pub mod stream;
 pub mod users;
 pub mod workers;
 
-use actix_cors::Cors;
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::http::{header, Method, Uri};
-use actix_web::middleware::from_fn;
+use actix_web::http::{header, Method};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpResponse};
 
 pub use state::AppState;
@@ -31,30 +30,40 @@ use crate::http::auth::Viewer;
 /// Prefix of every API route.
 pub const API_PREFIX: &str = "/api/v1";
 
-/// Mount everything: the `/api/v1` scope (bearer validation middleware, each area's routes,
-/// out-of-scope answers, JSON 404) and the root `/openapi.json` + `/docs`.
+/// Mount everything: the `/api/v1` scope (CORS, JSON error bodies, 415 rule, panic
+/// containment, bearer validation, each area's routes, out-of-scope answers, JSON 404), the
+/// extractor error handlers, and the root `/openapi.json` + `/docs`. Self-sufficient: the
+/// daemon only needs `App::new().app_data(web::Data::new(state)).configure(http::configure)`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope(API_PREFIX)
-            .wrap(from_fn(auth::bearer_middleware))
-            .configure(users::configure)
-            .configure(workers::configure)
-            .configure(health::configure)
-            .configure(stream::configure)
-            .configure(intake::configure)
-            .configure(clustering::configure)
-            .configure(intel::configure)
-            .configure(realism::configure)
-            .configure(fleet::configure)
-            // last, so that a real route of an area always wins
-            .configure(out_of_scope)
-            .default_service(web::to(error::not_found)),
-    )
-    .configure(openapi::configure);
+    cfg.app_data(error::json_config())
+        .app_data(error::query_config())
+        .app_data(error::path_config())
+        .service(
+            web::scope(API_PREFIX)
+                // first wrap = innermost
+                .wrap(from_fn(auth::bearer_middleware))
+                .wrap(from_fn(error::catch_panics))
+                .wrap(from_fn(error::require_json_body))
+                .wrap(from_fn(error::normalize_errors))
+                .wrap(from_fn(cors))
+                .configure(users::configure)
+                .configure(workers::configure)
+                .configure(health::configure)
+                .configure(stream::configure)
+                .configure(intake::configure)
+                .configure(clustering::configure)
+                .configure(intel::configure)
+                .configure(realism::configure)
+                .configure(fleet::configure)
+                // last, so that a real route of an area always wins
+                .configure(out_of_scope)
+                .default_service(web::to(error::not_found)),
+        )
+        .configure(openapi::configure)
+        .default_service(web::to(error::not_found));
 }
 
-/// The complete application: state, extractor error handlers, panic containment, 415 rule,
-/// JSON error bodies, CORS.
+/// The complete application for a state (tests; the daemon's `app.rs` does the same).
 pub fn app(
     state: AppState,
 ) -> App<
@@ -66,25 +75,14 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let cors = cors(&state.settings.api.effective_cors_origins());
     App::new()
         .app_data(web::Data::new(state))
-        .app_data(error::json_config())
-        .app_data(error::query_config())
-        .app_data(error::path_config())
         .configure(configure)
-        .default_service(web::to(error::not_found))
-        // first wrap = innermost
-        .wrap(from_fn(error::catch_panics))
-        .wrap(from_fn(error::require_json_body))
-        .wrap(from_fn(error::normalize_errors))
-        .wrap(cors)
 }
 
-/// Run the HTTP server on an already bound listener (the daemon binds
-/// `DECNET_API_HOST:DECNET_API_PORT`; tests bind `127.0.0.1:0`). Half-closed connections are
-/// not kept: a client that goes away ends its SSE stream (and frees its slot) at once instead
-/// of at the next keepalive write.
+/// Run the HTTP server on an already bound listener. Half-closed connections are not kept: a
+/// client that goes away ends its SSE stream (and frees its slot) at once instead of at the
+/// next keepalive write.
 pub fn server(
     state: AppState,
     listener: std::net::TcpListener,
@@ -99,36 +97,55 @@ pub fn server(
     Ok(srv.listen(listener)?.run())
 }
 
-/// CORS from `DECNET_CORS_ORIGINS` (§7.3): explicit origins, no credentials, the dashboard's
-/// methods and headers. Invalid entries are skipped with a warning (boot already refused `*`).
-pub fn cors(origins: &[String]) -> Cors {
-    let mut cors = Cors::default()
-        .allowed_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allowed_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::HeaderName::from_static("last-event-id"),
-        ])
-        .max_age(600);
-    for origin in origins {
-        let valid = origin != "*"
-            && origin
-                .parse::<Uri>()
-                .is_ok_and(|u| u.scheme().is_some() && u.host().is_some());
-        if valid {
-            cors = cors.allowed_origin(origin);
-        } else {
-            tracing::warn!(origin = %origin, "ignoring invalid CORS origin");
+// ---- CORS ----------------------------------------------------------------------------------
+
+const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type, last-event-id";
+
+/// CORS from `DECNET_CORS_ORIGINS` (§7.3): exact origins from [`AppState::cors_origins`], no
+/// credentials, the dashboard's methods and request headers. A preflight from an origin not
+/// on the list gets 400; other requests from it get no CORS headers (the browser blocks).
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
+        (Some(o), Some(state)) => state.cors_origins.iter().any(|a| a == o),
+        _ => false,
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight && origin.is_some() {
+        let res = match (&origin, allowed) {
+            (Some(o), true) => HttpResponse::Ok()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o.as_str()))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+                .insert_header((header::VARY, "Origin"))
+                .finish(),
+            _ => HttpResponse::BadRequest().json(serde_json::json!({
+                "detail": "Origin is not allowed to make this request"
+            })),
+        };
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    let mut res = next.call(req).await?;
+    if let (Some(o), true) = (origin, allowed) {
+        if let Ok(v) = header::HeaderValue::from_str(&o) {
+            let headers = res.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
         }
     }
-    cors
+    Ok(res.map_into_left_body())
 }
 
 // ---- dashboard calls outside this build (dashboard-contract.md §17) ------------------------

@@ -141,6 +141,11 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
+/// The document as pretty JSON (the `decnetd openapi` subcommand).
+pub fn document_json() -> String {
+    openapi_json().to_string()
+}
+
 async fn serve_openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")

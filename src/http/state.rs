@@ -9,8 +9,9 @@ use crate::actors::supervisor::SupervisorHandle;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::docker::DeckyRuntime;
-use crate::http::auth::{AuthSetupError, AuthState};
+use crate::http::auth::AuthState;
 use crate::http::health::HealthCache;
+use crate::http::stream::{LiveSource, NoLogStore};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,10 +25,16 @@ pub struct AppState {
     pub started_at: Instant,
     /// Cached component checks of `GET /health`.
     pub health: Arc<HealthCache>,
+    /// Allowed CORS origins (`DECNET_CORS_ORIGINS`, trailing `/` trimmed).
+    pub cors_origins: Arc<Vec<String>>,
+    /// Data source of `GET /stream` (log rows and counts); see [`LiveSource`].
+    pub live: Arc<dyn LiveSource>,
 }
 
 impl AppState {
-    /// Build the state; fails only when the JWT secret is missing (it is generated at boot).
+    /// Build the state. The JWT secret is always set by the boot sequence (generated at first
+    /// boot); should it be missing anyway, an ephemeral random key is used (tokens then die
+    /// with the process) and the fact is logged.
     pub fn new(
         settings: Arc<Settings>,
         db: Db,
@@ -35,19 +42,36 @@ impl AppState {
         supervisor: SupervisorHandle,
         status: StatusBoard,
         docker: Option<Arc<dyn DeckyRuntime>>,
-    ) -> Result<AppState, AuthSetupError> {
-        let auth = Arc::new(AuthState::new(&settings)?);
-
-        Ok(AppState {
+    ) -> AppState {
+        let secret = match settings.auth.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => {
+                tracing::error!("DECNET_JWT_SECRET missing; using an ephemeral JWT key");
+                let mut key = vec![0u8; 64];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                key
+            }
+        };
+        let auth = AuthState::with_secret(&secret, &settings);
+        let cors_origins = settings
+            .api
+            .effective_cors_origins()
+            .into_iter()
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        AppState {
             settings,
             db,
             registry,
             supervisor,
             status,
-            auth,
+            auth: Arc::new(auth),
             docker,
             started_at: Instant::now(),
             health: Arc::new(HealthCache::default()),
-        })
+            cors_origins: Arc::new(cors_origins),
+            live: Arc::new(NoLogStore),
+        }
     }
 }

@@ -8,11 +8,12 @@
 //! not sent.
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
 use actix_web_lab::sse;
+use futures_util::future::LocalBoxFuture;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -65,18 +66,42 @@ pub struct LogFilter {
     pub start_time: Option<chrono::NaiveDateTime>,
 }
 
-/// Where the stream reads from (the database in production, a fake in unit tests).
-pub trait LiveSource: 'static {
-    fn stats(&self) -> impl Future<Output = Result<Stats, ApiError>>;
+/// Where the stream reads from. The daemon's source is [`AppState::live`]; the intake area
+/// provides the database-backed implementation (log rows, attackers, deckies live in its
+/// tables), unit tests a fake.
+pub trait LiveSource: Send + Sync + 'static {
+    fn stats(&self) -> LocalBoxFuture<'_, Result<Stats, ApiError>>;
     /// Highest log id now (0 when empty).
-    fn max_log_id(&self) -> impl Future<Output = Result<i64, ApiError>>;
+    fn max_log_id(&self) -> LocalBoxFuture<'_, Result<i64, ApiError>>;
     /// Up to `limit` rows with `id > after`, ascending id, as dashboard log rows (each has `id`).
-    fn logs_after(
-        &self,
+    fn logs_after<'a>(
+        &'a self,
         after: i64,
-        filter: &LogFilter,
+        filter: &'a LogFilter,
         limit: i64,
-    ) -> impl Future<Output = Result<Vec<Value>, ApiError>>;
+    ) -> LocalBoxFuture<'a, Result<Vec<Value>, ApiError>>;
+}
+
+/// The source used until a log store is wired in: no rows, zero counts (logged once).
+pub struct NoLogStore;
+
+impl LiveSource for NoLogStore {
+    fn stats(&self) -> LocalBoxFuture<'_, Result<Stats, ApiError>> {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| tracing::warn!("/stream: no log store wired; stats are zero"));
+        Box::pin(async { Ok(Stats::default()) })
+    }
+    fn max_log_id(&self) -> LocalBoxFuture<'_, Result<i64, ApiError>> {
+        Box::pin(async { Ok(0) })
+    }
+    fn logs_after<'a>(
+        &'a self,
+        _after: i64,
+        _filter: &'a LogFilter,
+        _limit: i64,
+    ) -> LocalBoxFuture<'a, Result<Vec<Value>, ApiError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -130,9 +155,9 @@ pub fn parse_filter(q: &StreamQuery) -> Result<LogFilter, ApiError> {
     Ok(LogFilter { search, start_time })
 }
 
-struct Live<S> {
+struct Live {
     _slot: SseSlot,
-    source: S,
+    source: Arc<dyn LiveSource>,
     filter: LogFilter,
     last_id: i64,
     pending: VecDeque<sse::Event>,
@@ -143,16 +168,16 @@ struct Live<S> {
 }
 
 /// The frame stream; `first_stats` is sent right after the opening keepalive.
-pub fn live_stream<S: LiveSource>(
+pub fn live_stream(
     slot: SseSlot,
-    source: S,
+    source: Arc<dyn LiveSource>,
     filter: LogFilter,
     last_id: i64,
     first_stats: Stats,
     timing: Timing,
 ) -> impl Stream<Item = sse::Event> + 'static {
     let now = tokio::time::Instant::now();
-    let st = Live {
+    let st: Live = Live {
         _slot: slot,
         source,
         filter,
@@ -186,7 +211,7 @@ pub fn live_stream<S: LiveSource>(
     })
 }
 
-async fn step<S: LiveSource>(st: &mut Live<S>) -> Result<(), ApiError> {
+async fn step(st: &mut Live) -> Result<(), ApiError> {
     let rows = st
         .source
         .logs_after(st.last_id, &st.filter, LOGS_PER_FRAME)
@@ -221,10 +246,7 @@ pub async fn stream(
 ) -> Result<HttpResponse, ApiError> {
     let filter = parse_filter(&query)?;
     let slot = acquire_slot(&state, &viewer)?;
-    let source = DbSource {
-        db: state.db.clone(),
-        registry: state.registry.clone(),
-    };
+    let source = state.live.clone();
     let first = source.stats().await?;
     let last_id = match query.last_event_id {
         Some(id) if id > 0 => id,
@@ -240,29 +262,6 @@ pub async fn stream(
     )))
 }
 
-/// Production source: counts and rows from the database.
-pub struct DbSource {
-    pub db: crate::db::Db,
-    pub registry: crate::actors::registry::RegistryHandle,
-}
-
-impl LiveSource for DbSource {
-    async fn stats(&self) -> Result<Stats, ApiError> {
-        Err(ApiError::internal("PHASE-B: log source not wired"))
-    }
-    async fn max_log_id(&self) -> Result<i64, ApiError> {
-        Err(ApiError::internal("PHASE-B: log source not wired"))
-    }
-    async fn logs_after(
-        &self,
-        _after: i64,
-        _filter: &LogFilter,
-        _limit: i64,
-    ) -> Result<Vec<Value>, ApiError> {
-        Err(ApiError::internal("PHASE-B: log source not wired"))
-    }
-}
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/stream", web::get().to(stream));
 }
@@ -276,42 +275,47 @@ mod tests {
     use super::*;
     use crate::http::auth::SseSlots;
     use actix_web::body::MessageBody;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use parking_lot::Mutex;
 
     #[derive(Clone, Default)]
     struct Fake {
-        rows: Rc<RefCell<Vec<Value>>>,
-        fail: Rc<RefCell<bool>>,
+        rows: Arc<Mutex<Vec<Value>>>,
+        fail: Arc<Mutex<bool>>,
     }
 
     impl LiveSource for Fake {
-        async fn stats(&self) -> Result<Stats, ApiError> {
-            Ok(Stats {
-                total_logs: self.rows.borrow().len() as i64,
-                ..Stats::default()
+        fn stats(&self) -> LocalBoxFuture<'_, Result<Stats, ApiError>> {
+            let n = self.rows.lock().len() as i64;
+            Box::pin(async move {
+                Ok(Stats {
+                    total_logs: n,
+                    ..Stats::default()
+                })
             })
         }
-        async fn max_log_id(&self) -> Result<i64, ApiError> {
-            Ok(self.rows.borrow().len() as i64)
+        fn max_log_id(&self) -> LocalBoxFuture<'_, Result<i64, ApiError>> {
+            let n = self.rows.lock().len() as i64;
+            Box::pin(async move { Ok(n) })
         }
-        async fn logs_after(
-            &self,
+        fn logs_after<'a>(
+            &'a self,
             after: i64,
-            _f: &LogFilter,
+            _f: &'a LogFilter,
             limit: i64,
-        ) -> Result<Vec<Value>, ApiError> {
-            if *self.fail.borrow() {
-                return Err(ApiError::internal("db down"));
-            }
-            Ok(self
-                .rows
-                .borrow()
-                .iter()
-                .filter(|r| r["id"].as_i64().unwrap() > after)
-                .take(limit as usize)
-                .cloned()
-                .collect())
+        ) -> LocalBoxFuture<'a, Result<Vec<Value>, ApiError>> {
+            let res = if *self.fail.lock() {
+                Err(ApiError::internal("db down"))
+            } else {
+                Ok(self
+                    .rows
+                    .lock()
+                    .iter()
+                    .filter(|r| r["id"].as_i64().unwrap() > after)
+                    .take(limit as usize)
+                    .cloned()
+                    .collect())
+            };
+            Box::pin(async move { res })
         }
     }
 
@@ -334,7 +338,7 @@ mod tests {
         let slots = SseSlots::new(1);
         let s = live_stream(
             slots.try_acquire("u").unwrap(),
-            fake.clone(),
+            Arc::new(fake.clone()),
             LogFilter::default(),
             0,
             Stats::default(),
@@ -351,8 +355,8 @@ mod tests {
         assert_eq!(data(&f)["type"], "stats");
         assert_eq!(data(&f)["data"]["total_logs"], 0);
 
-        fake.rows.borrow_mut().push(json!({"id": 1, "msg": "a"}));
-        fake.rows.borrow_mut().push(json!({"id": 2, "msg": "b"}));
+        fake.rows.lock().push(json!({"id": 1, "msg": "a"}));
+        fake.rows.lock().push(json!({"id": 2, "msg": "b"}));
         let logs = data(&next_frame(&mut body).await.unwrap());
         assert_eq!(logs["type"], "logs");
         assert_eq!(logs["data"].as_array().unwrap().len(), 2);
@@ -363,7 +367,7 @@ mod tests {
         let f = data(&next_frame(&mut body).await.unwrap());
         assert_eq!(f["type"], "stats");
 
-        *fake.fail.borrow_mut() = true;
+        *fake.fail.lock() = true;
         let f = data(&next_frame(&mut body).await.unwrap());
         assert_eq!(f, json!({"type":"error","message":"Stream interrupted"}));
         assert!(next_frame(&mut body).await.is_none(), "stream ends");

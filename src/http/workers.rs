@@ -183,8 +183,8 @@ pub async fn start_worker(
                 action: "start".into(),
             }))
         }
-        Err(SupervisorError::UnknownWorker) => Err(unknown_worker(&name)),
-        Err(SupervisorError::NotInstalled) => Err(ApiError::unavailable(format!(
+        Err(SupervisorError::UnknownWorker(_)) => Err(unknown_worker(&name)),
+        Err(SupervisorError::NotInstalled(_)) => Err(ApiError::unavailable(format!(
             "worker not installed: {name}"
         ))),
         Err(SupervisorError::Failed(e)) => Err(ApiError::BadGateway(first_line_200(&e).into())),
@@ -265,6 +265,8 @@ mod tests {
             running,
             restarts: 0,
             last_exit: None,
+            restart_pending: false,
+            admin_stopped: false,
         }
     }
 
@@ -275,7 +277,7 @@ mod tests {
         extra.insert("k".into(), json!(1));
         let status = vec![WorkerStatus {
             name: "api".into(),
-            status: "ok".into(),
+            status: "ok",
             last_heartbeat_ts: Some(10.0),
             seconds_since: Some(2.0),
             extra,
