@@ -302,25 +302,46 @@ pub fn aggregate_state(
     services: &[String],
     observed: &HashMap<String, bool>,
 ) -> DeckyState {
-    let mut present = 0usize;
+    aggregate(decky, services, observed).0
+}
+
+/// [`aggregate_state`] plus a human explanation of what is wrong (`None` when running):
+/// `missing: d-http; not running: d-ssh`.
+pub fn aggregate(
+    decky: &str,
+    services: &[String],
+    observed: &HashMap<String, bool>,
+) -> (DeckyState, Option<String>) {
+    let mut missing = Vec::new();
+    let mut stopped = Vec::new();
     let mut running = 0usize;
     for svc in services {
-        if let Some(&is_running) = observed.get(&expected_container(decky, svc)) {
-            present += 1;
-            if is_running {
-                running += 1;
-            }
+        let name = expected_container(decky, svc);
+        match observed.get(&name) {
+            None => missing.push(name),
+            Some(true) => running += 1,
+            Some(false) => stopped.push(name),
         }
     }
-    if present == 0 {
+    let present = running + stopped.len();
+    let state = if present == 0 {
         DeckyState::TornDown
-    } else if present == services.len() && running == present {
+    } else if missing.is_empty() && stopped.is_empty() {
         DeckyState::Running
     } else if running == 0 {
         DeckyState::Failed
     } else {
         DeckyState::Degraded
+    };
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("missing: {}", missing.join(", ")));
     }
+    if !stopped.is_empty() {
+        parts.push(format!("not running: {}", stopped.join(", ")));
+    }
+    let detail = (state != DeckyState::Running).then(|| parts.join("; "));
+    (state, detail)
 }
 
 /// Deckies discovered from labelled containers: containers with `decnet.fleet.service=true`
@@ -382,6 +403,8 @@ pub struct PlannedInsert {
     pub decky: DesiredDecky,
     /// Its initial state.
     pub state: DeckyState,
+    /// Why it is not running (for `last_error`), when Docker is known.
+    pub detail: Option<String>,
 }
 
 /// A state change of an existing row.
@@ -395,6 +418,8 @@ pub struct PlannedUpdate {
     pub previous: String,
     /// New state.
     pub state: DeckyState,
+    /// Why it is not running (for `last_error`).
+    pub detail: Option<String>,
 }
 
 /// What one reconciliation pass must do. Empty when converged.
@@ -461,19 +486,26 @@ pub fn plan(
     for (name, d) in &desired {
         let aggregated = running_map
             .as_ref()
-            .map(|m| aggregate_state(name, &d.services, m));
+            .map(|m| aggregate(name, &d.services, m));
         match stored_by_name.get(name.as_str()) {
-            None => out.inserts.push(PlannedInsert {
-                decky: d.clone(),
-                state: aggregated.unwrap_or(DeckyState::Running),
-            }),
-            Some(row) => match aggregated {
-                Some(state) if row.state != state.as_str() => out.updates.push(PlannedUpdate {
-                    host_uuid: row.host_uuid.clone(),
-                    name: row.name.clone(),
-                    previous: row.state.clone(),
+            None => {
+                let (state, detail) = aggregated.unwrap_or((DeckyState::Running, None));
+                out.inserts.push(PlannedInsert {
+                    decky: d.clone(),
                     state,
-                }),
+                    detail,
+                });
+            }
+            Some(row) => match aggregated {
+                Some((state, detail)) if row.state != state.as_str() => {
+                    out.updates.push(PlannedUpdate {
+                        host_uuid: row.host_uuid.clone(),
+                        name: row.name.clone(),
+                        previous: row.state.clone(),
+                        state,
+                        detail,
+                    })
+                }
                 _ => out.unchanged.push((*row).clone()),
             },
         }
@@ -589,6 +621,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn aggregation_details() {
+        let s = svc(&["ssh", "http"]);
+        assert_eq!(
+            aggregate("d", &s, &obs(&[("d-ssh", true), ("d-http", true)])),
+            (DeckyState::Running, None)
+        );
+        assert_eq!(
+            aggregate("d", &s, &obs(&[("d-ssh", false)])),
+            (
+                DeckyState::Failed,
+                Some("missing: d-http; not running: d-ssh".into())
+            )
+        );
+        assert_eq!(
+            aggregate("d", &s, &obs(&[])),
+            (DeckyState::TornDown, Some("missing: d-ssh, d-http".into()))
+        );
+    }
+
     const STATE: &str = r#"{
       "config": {"mode":"unihost","interface":"eth0","subnet":"10.0.0.0/24","gateway":"10.0.0.1",
         "deckies":[{"name":"decky-01","ip":"10.0.0.5","services":["ssh","http"],"distro":"debian",
@@ -688,7 +740,8 @@ mod tests {
                 host_uuid: LOCAL_HOST.into(),
                 name: "d1".into(),
                 previous: "running".into(),
-                state: DeckyState::Failed
+                state: DeckyState::Failed,
+                detail: Some("not running: d1-ssh".into()),
             }]
         );
         let p = plan(LOCAL_HOST, &want, &rows, None);
