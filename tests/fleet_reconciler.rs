@@ -50,7 +50,10 @@ async fn docker_or_skip(test: &str) -> Option<Arc<BollardRuntime>> {
     let require = std::env::var("DECNETD_REQUIRE_DOCKER").is_ok_and(|v| v == "1");
     let rt = BollardRuntime::new();
     if let Err(e) = rt.ping().await {
-        assert!(!require, "DECNETD_REQUIRE_DOCKER=1 but no Docker engine: {e}");
+        assert!(
+            !require,
+            "DECNETD_REQUIRE_DOCKER=1 but no Docker engine: {e}"
+        );
         loud_skip(&format!("{test}: no Docker engine reachable ({e})"));
         return None;
     }
@@ -134,7 +137,10 @@ async fn drain(sub: &mut Subscription) -> Vec<Arc<Envelope>> {
 }
 
 /// Events about the given deckies, as (name, state, transition, previous_state).
-fn about(events: &[Arc<Envelope>], deckies: &[&str]) -> Vec<(String, String, String, Option<String>)> {
+fn about(
+    events: &[Arc<Envelope>],
+    deckies: &[&str],
+) -> Vec<(String, String, String, Option<String>)> {
     events
         .iter()
         .filter(|e| {
@@ -151,7 +157,10 @@ fn about(events: &[Arc<Envelope>], deckies: &[&str]) -> Vec<(String, String, Str
             (
                 name,
                 e.payload["state"].as_str().unwrap_or_default().to_owned(),
-                e.payload["transition"].as_str().unwrap_or_default().to_owned(),
+                e.payload["transition"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 e.payload
                     .get("previous_state")
                     .and_then(Value::as_str)
@@ -165,7 +174,12 @@ async fn state_of(db: &Db, name: &str) -> Option<String> {
     fleet::get(db, None, name).await.unwrap().map(|r| r.state)
 }
 
-fn ev(name: &str, state: &str, transition: &str, prev: Option<&str>) -> (String, String, String, Option<String>) {
+fn ev(
+    name: &str,
+    state: &str,
+    transition: &str,
+    prev: Option<&str>,
+) -> (String, String, String, Option<String>) {
     (
         name.to_owned(),
         state.to_owned(),
@@ -237,12 +251,18 @@ async fn labelled_deckies_are_inserted_degraded_failed_and_torn_down() {
     rt.stop_container(&format!("{b}-smtp-relay"), Duration::from_secs(5))
         .await
         .unwrap();
-    rt.remove_container(&format!("{c}-ssh"), true).await.unwrap();
+    rt.remove_container(&format!("{c}-ssh"), true)
+        .await
+        .unwrap();
 
     rec.run_pass().await.unwrap();
     assert_eq!(state_of(&db, &a).await.as_deref(), Some("failed"));
     assert_eq!(state_of(&db, &b).await.as_deref(), Some("degraded"));
-    assert_eq!(state_of(&db, &c).await, None, "removed decky's row is deleted");
+    assert_eq!(
+        state_of(&db, &c).await,
+        None,
+        "removed decky's row is deleted"
+    );
     let row_a = fleet::get(&db, None, &a).await.unwrap().unwrap();
     assert_eq!(
         row_a.last_error.as_deref(),
@@ -313,7 +333,12 @@ async fn state_file_deckies_follow_their_containers() {
     std::fs::write(&state_path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
 
     let docker: Arc<dyn DeckyRuntime> = rt.clone();
-    let rec = Reconciler::new(db.clone(), Some(docker), Some(registry.clone()), &state_path);
+    let rec = Reconciler::new(
+        db.clone(),
+        Some(docker),
+        Some(registry.clone()),
+        &state_path,
+    );
     rec.run_pass().await.unwrap();
     let row_d = fleet::get(&db, None, &d).await.unwrap().unwrap();
     assert_eq!(row_d.state, "running");
@@ -368,15 +393,11 @@ async fn docker_outage_is_unknown_not_empty() {
         .await
         .unwrap();
     }
-    let dead = bollard::Docker::connect_with_http(
-        "http://127.0.0.1:9",
-        2,
-        bollard::API_DEFAULT_VERSION,
-    )
-    .unwrap();
-    let docker: Arc<dyn DeckyRuntime> = Arc::new(
-        BollardRuntime::from_client(dead).with_request_timeout(Duration::from_secs(2)),
-    );
+    let dead =
+        bollard::Docker::connect_with_http("http://127.0.0.1:9", 2, bollard::API_DEFAULT_VERSION)
+            .unwrap();
+    let docker: Arc<dyn DeckyRuntime> =
+        Arc::new(BollardRuntime::from_client(dead).with_request_timeout(Duration::from_secs(2)));
     let state_path = dir.path().join("decnet-state.json");
     let state = serde_json::json!({"config": {"mode": "unihost", "interface": "eth0",
         "subnet": "10.0.0.0/24", "gateway": "10.0.0.1",
@@ -388,7 +409,10 @@ async fn docker_outage_is_unknown_not_empty() {
     let report = rec.run_pass().await.unwrap();
     assert!(!report.docker_known);
     assert!(report.docker_error.is_some());
-    assert_eq!((report.inserted, report.deleted, report.state_updated), (1, 0, 0));
+    assert_eq!(
+        (report.inserted, report.deleted, report.state_updated),
+        (1, 0, 0)
+    );
     // Label-discovered rows survive; the state-file decky is inserted as running.
     assert_eq!(state_of(&db, "lab-1").await.as_deref(), Some("running"));
     assert_eq!(state_of(&db, "lab-2").await.as_deref(), Some("running"));
@@ -399,7 +423,10 @@ async fn docker_outage_is_unknown_not_empty() {
     );
     // And again: converged.
     let report = rec.run_pass().await.unwrap();
-    assert_eq!((report.inserted, report.deleted, report.state_updated), (0, 0, 0));
+    assert_eq!(
+        (report.inserted, report.deleted, report.state_updated),
+        (0, 0, 0)
+    );
 }
 
 /// The supervised actor: ticks on its interval, reacts to Docker events, and reports Docker
@@ -413,7 +440,10 @@ async fn actor_reconciles_on_interval_and_reports_docker_health() {
     let (dir, db) = common::sqlite_db().await;
     let registry = quiet_registry();
     let mut states = registry.subscribe("decky.>").await.unwrap();
-    let mut health = registry.subscribe("system.reconciler.health").await.unwrap();
+    let mut health = registry
+        .subscribe("system.reconciler.health")
+        .await
+        .unwrap();
     let mut cleanup = Cleanup {
         rt: Arc::clone(&rt),
         names: Vec::new(),

@@ -85,7 +85,10 @@ async fn fleet_upsert_get_list_delete(db: &Db) {
     assert!(fleet::delete(db, None, "omega").await.unwrap());
     assert!(!fleet::delete(db, None, "omega").await.unwrap());
     assert!(fleet::get(db, None, "omega").await.unwrap().is_none());
-    assert!(fleet::get(db, Some("swarm-1"), "omega").await.unwrap().is_some());
+    assert!(fleet::get(db, Some("swarm-1"), "omega")
+        .await
+        .unwrap()
+        .is_some());
 }
 
 async fn fleet_update_state_and_running_union(db: &Db) {
@@ -96,21 +99,28 @@ async fn fleet_update_state_and_running_union(db: &Db) {
     fleet::upsert(db, broken).await.unwrap();
 
     let at = now_utc();
-    assert!(fleet::update_state(db, None, "a-decky", "running", None, at)
-        .await
-        .unwrap());
     assert!(
-        !fleet::update_state(db, None, "nope", "running", None, at)
+        fleet::update_state(db, None, "a-decky", "running", None, at)
             .await
             .unwrap()
     );
+    assert!(!fleet::update_state(db, None, "nope", "running", None, at)
+        .await
+        .unwrap());
     let a = fleet::get(db, None, "a-decky").await.unwrap().unwrap();
     assert_eq!(a.last_seen, Some(at));
     assert_eq!(a.updated_at, at);
 
-    fleet::update_state(db, None, "b-decky", "failed", Some("not running: b-decky-ssh"), at)
-        .await
-        .unwrap();
+    fleet::update_state(
+        db,
+        None,
+        "b-decky",
+        "failed",
+        Some("not running: b-decky-ssh"),
+        at,
+    )
+    .await
+    .unwrap();
     let b = fleet::get(db, None, "b-decky").await.unwrap().unwrap();
     assert_eq!(b.last_error.as_deref(), Some("not running: b-decky-ssh"));
 
@@ -164,7 +174,10 @@ async fn orchestrator_events_record_list_count_prune(db: &Db) {
             .await
             .unwrap();
     }
-    assert_eq!(realism::count_orchestrator_events(db, None).await.unwrap(), 8);
+    assert_eq!(
+        realism::count_orchestrator_events(db, None).await.unwrap(),
+        8
+    );
     assert_eq!(
         realism::count_orchestrator_events(db, Some("traffic"))
             .await
@@ -235,9 +248,10 @@ fn file(decky: &str, path: &str, class: &str, body: &str) -> NewSyntheticFile {
 
 async fn synthetic_files_clip_unique_patch_pick(db: &Db) {
     let big = "é".repeat(SYNTHETIC_FILE_BODY_LIMIT + 10);
-    let u1 = realism::record_synthetic_file(db, file("local:a", "/home/alice/notes.txt", "note", &big))
-        .await
-        .unwrap();
+    let u1 =
+        realism::record_synthetic_file(db, file("local:a", "/home/alice/notes.txt", "note", &big))
+            .await
+            .unwrap();
     let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
     assert_eq!(row.last_body.chars().count(), SYNTHETIC_FILE_BODY_LIMIT);
     assert!(row.truncated);
@@ -246,16 +260,18 @@ async fn synthetic_files_clip_unique_patch_pick(db: &Db) {
     assert_eq!(row.created_at, row.last_modified);
 
     // Same (decky, path) again → unique violation; another decky is fine.
-    let err = realism::record_synthetic_file(db, file("local:a", "/home/alice/notes.txt", "note", "x"))
-        .await
-        .unwrap_err();
+    let err =
+        realism::record_synthetic_file(db, file("local:a", "/home/alice/notes.txt", "note", "x"))
+            .await
+            .unwrap_err();
     assert!(err.is_unique_violation(), "{err}");
     realism::record_synthetic_file(db, file("local:b", "/home/alice/notes.txt", "note", "x"))
         .await
         .unwrap();
-    let u3 = realism::record_synthetic_file(db, file("local:a", "/srv/report.pdf", "document", "pdf"))
-        .await
-        .unwrap();
+    let u3 =
+        realism::record_synthetic_file(db, file("local:a", "/srv/report.pdf", "document", "pdf"))
+            .await
+            .unwrap();
 
     let found = realism::find_synthetic_file(db, "local:a", "/home/alice/notes.txt")
         .await
@@ -278,20 +294,29 @@ async fn synthetic_files_clip_unique_patch_pick(db: &Db) {
     .unwrap());
     let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
     assert_eq!(
-        (row.last_body.as_str(), row.truncated, row.edit_count, row.last_modified),
+        (
+            row.last_body.as_str(),
+            row.truncated,
+            row.edit_count,
+            row.last_modified
+        ),
         ("short", false, 3, later)
     );
     assert_eq!(row.content_hash, content_hash("short"));
-    assert!(!realism::update_synthetic_file(db, "nope", SyntheticFilePatch::default())
-        .await
-        .unwrap());
+    assert!(
+        !realism::update_synthetic_file(db, "nope", SyntheticFilePatch::default())
+            .await
+            .unwrap()
+    );
 
     assert!(realism::bump_synthetic_file(db, &u1, later, Some("v2"))
         .await
         .unwrap());
     let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
     assert_eq!((row.edit_count, row.last_body.as_str()), (4, "v2"));
-    assert!(realism::bump_synthetic_file(db, &u1, later, None).await.unwrap());
+    assert!(realism::bump_synthetic_file(db, &u1, later, None)
+        .await
+        .unwrap());
     assert_eq!(
         realism::get_synthetic_file(db, &u1)
             .await
@@ -311,13 +336,18 @@ async fn synthetic_files_clip_unique_patch_pick(db: &Db) {
         decky_uuid: Some("local:a".into()),
         ..Default::default()
     };
-    assert_eq!(realism::count_synthetic_files(db, &a_only).await.unwrap(), 2);
+    assert_eq!(
+        realism::count_synthetic_files(db, &a_only).await.unwrap(),
+        2
+    );
     let docs = SyntheticFileFilter {
         content_class: Some("document".into()),
         persona: Some("Alice Smith".into()),
         ..Default::default()
     };
-    let d = realism::list_synthetic_files(db, &docs, 10, 0).await.unwrap();
+    let d = realism::list_synthetic_files(db, &docs, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].uuid, u3);
 
@@ -351,13 +381,18 @@ async fn synthetic_files_path_cap(db: &Db) {
         .await
         .unwrap();
     let too_long = format!("/{}", "p".repeat(512));
-    assert!(realism::record_synthetic_file(db, file("local:a", &too_long, "note", ""))
-        .await
-        .is_err());
+    assert!(
+        realism::record_synthetic_file(db, file("local:a", &too_long, "note", ""))
+            .await
+            .is_err()
+    );
 }
 
 async fn realism_config_upsert(db: &Db) {
-    assert!(realism::get_realism_config(db, "weights").await.unwrap().is_none());
+    assert!(realism::get_realism_config(db, "weights")
+        .await
+        .unwrap()
+        .is_none());
     let first = realism::set_realism_config(db, "weights", &json!({"traffic": 1}))
         .await
         .unwrap();
@@ -366,7 +401,13 @@ async fn realism_config_upsert(db: &Db) {
         .unwrap();
     assert_eq!(first.uuid, second.uuid);
     assert!(second.updated_at >= first.updated_at);
-    let got = realism::get_realism_config(db, "weights").await.unwrap().unwrap();
+    let got = realism::get_realism_config(db, "weights")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.value_json().unwrap(), json!({"traffic": 2}));
-    assert!(realism::get_realism_config(db, "llm").await.unwrap().is_none());
+    assert!(realism::get_realism_config(db, "llm")
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -23,8 +23,8 @@ use crate::db::models::fleet::FleetDeckyUpsert;
 use crate::db::repo::fleet as fleet_repo;
 use crate::db::{now_utc, Db, DbError};
 use crate::docker::{
-    ContainerEvent, ContainerInfo, ContainerState, DeckyRuntime, DockerError,
-    LABEL_FLEET_DECKY, LABEL_FLEET_SERVICE, LABEL_FLEET_SERVICE_NAME,
+    ContainerEvent, ContainerInfo, ContainerState, DeckyRuntime, DockerError, LABEL_FLEET_DECKY,
+    LABEL_FLEET_SERVICE, LABEL_FLEET_SERVICE_NAME,
 };
 use crate::domain::fleet::{
     self, parse_state_file, DeckyState, DesiredDecky, ObservedContainer, StateFileError,
@@ -84,15 +84,17 @@ pub struct Reconciler {
     registry: Option<RegistryHandle>,
     state_file: PathBuf,
     host: String,
+    decky_label: String,
 }
 
-/// Map a listed container onto what the pure plan needs.
-pub fn observe(c: &ContainerInfo) -> ObservedContainer {
+/// Map a listed container onto what the pure plan needs; `decky_label` names the label that
+/// carries the decky name.
+pub fn observe(c: &ContainerInfo, decky_label: &str) -> ObservedContainer {
     ObservedContainer {
         name: c.name.clone(),
         running: c.state == ContainerState::Running,
         fleet_service: c.labels.get(LABEL_FLEET_SERVICE).map(String::as_str) == Some("true"),
-        decky_label: c.labels.get(LABEL_FLEET_DECKY).cloned(),
+        decky_label: c.labels.get(decky_label).cloned(),
         service_label: c.labels.get(LABEL_FLEET_SERVICE_NAME).cloned(),
         ip: c.ip.clone(),
     }
@@ -112,7 +114,14 @@ impl Reconciler {
             registry,
             state_file: state_file.into(),
             host: LOCAL_HOST.to_owned(),
+            decky_label: LABEL_FLEET_DECKY.to_owned(),
         }
+    }
+
+    /// Use another label for the decky name of fleet service containers.
+    pub fn with_decky_label(mut self, label: impl Into<String>) -> Self {
+        self.decky_label = label.into();
+        self
     }
 
     /// The state file's deckies; an absent file is an empty deployment.
@@ -127,11 +136,10 @@ impl Reconciler {
                 })
             }
         };
-        let (file, raw) =
-            parse_state_file(&text).map_err(|source| ReconcileError::StateFile {
-                path: self.state_file.clone(),
-                source,
-            })?;
+        let (file, raw) = parse_state_file(&text).map_err(|source| ReconcileError::StateFile {
+            path: self.state_file.clone(),
+            source,
+        })?;
         Ok(DesiredDecky::from_state_file(&file, &raw))
     }
 
@@ -141,12 +149,18 @@ impl Reconciler {
             return Err("docker client not configured".to_owned());
         };
         match rt.list_containers(None).await {
-            Ok(list) => Ok(list.iter().map(observe).collect()),
+            Ok(list) => Ok(list.iter().map(|c| observe(c, &self.decky_label)).collect()),
             Err(e) => Err(e.to_string()),
         }
     }
 
-    fn publish(&self, name: &str, state: &str, transition: DeckyTransition, previous: Option<String>) {
+    fn publish(
+        &self,
+        name: &str,
+        state: &str,
+        transition: DeckyTransition,
+        previous: Option<String>,
+    ) {
         let Some(registry) = &self.registry else {
             return;
         };
@@ -287,6 +301,21 @@ impl ReconcilerActor {
         }
     }
 
+    /// The worker as the supervisor builds it: local host, settings' state file and interval,
+    /// the shared Docker runtime and registry.
+    pub fn from_deps(deps: &crate::actors::Deps, exit: ExitGuard) -> Self {
+        let fleet = &deps.settings.fleet;
+        let rec = Reconciler::new(
+            deps.db.clone(),
+            deps.docker.clone(),
+            Some(deps.registry.clone()),
+            fleet.state_file.clone(),
+        )
+        .with_decky_label(fleet.decky_label.clone());
+        let interval = Duration::from_secs_f64(fleet.reconciler_interval_s.max(0.1));
+        Self::new(rec, deps.beat(NAME), interval, exit)
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight {
             self.rerun = true;
@@ -362,10 +391,18 @@ impl Beating for ReconcilerActor {
             (Some(_), Some(_)) => "unavailable",
         };
         m.insert("docker".into(), Value::from(docker));
-        if let Some(err) = self.stats.last.as_ref().and_then(|r| r.docker_error.clone()) {
+        if let Some(err) = self
+            .stats
+            .last
+            .as_ref()
+            .and_then(|r| r.docker_error.clone())
+        {
             m.insert("docker_error".into(), Value::from(err));
         }
-        m.insert("docker_events".into(), Value::from(self.stats.docker_events));
+        m.insert(
+            "docker_events".into(),
+            Value::from(self.stats.docker_events),
+        );
         m.insert("passes".into(), Value::from(self.stats.passes));
         m.insert("failures".into(), Value::from(self.stats.failures));
         if let Some(r) = &self.stats.last {

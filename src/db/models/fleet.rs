@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn services_decoding() {
-        assert_eq!(decode_services(r#"["ssh","http"]"#), Some(vec!["ssh".into(), "http".into()]));
+        assert_eq!(
+            decode_services(r#"["ssh","http"]"#),
+            Some(vec!["ssh".into(), "http".into()])
+        );
         assert_eq!(decode_services("null"), Some(vec![]));
         assert_eq!(decode_services("[]"), Some(vec![]));
         assert_eq!(decode_services("ssh"), None);

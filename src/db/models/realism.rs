@@ -151,6 +151,6 @@ mod tests {
     /// The unique key (decky_uuid, path) must fit MySQL's 3072-byte utf8mb4 key limit.
     #[test]
     fn unique_key_fits_mysql_limit() {
-        assert!((SYNTHETIC_FILE_DECKY_MAX + SYNTHETIC_FILE_PATH_MAX) * 4 <= 3072);
+        const { assert!((SYNTHETIC_FILE_DECKY_MAX + SYNTHETIC_FILE_PATH_MAX) * 4 <= 3072) };
     }
 }

@@ -5,7 +5,9 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
-use crate::db::models::fleet::{decode_services, DeckySource, FleetDecky, FleetDeckyUpsert, RunningDecky};
+use crate::db::models::fleet::{
+    decode_services, DeckySource, FleetDecky, FleetDeckyUpsert, RunningDecky,
+};
 use crate::db::schema::fleet_deckies;
 use crate::db::{now_utc, Db, DbError};
 use crate::db_run;
@@ -15,7 +17,9 @@ use crate::domain::fleet::LOCAL_HOST;
 const RUNNING: &str = "running";
 
 fn host_or_local(host: Option<&str>) -> String {
-    host.filter(|h| !h.is_empty()).unwrap_or(LOCAL_HOST).to_owned()
+    host.filter(|h| !h.is_empty())
+        .unwrap_or(LOCAL_HOST)
+        .to_owned()
 }
 
 /// Insert or replace the row (`host_uuid`, `name`); `host_uuid` `None`/empty → `local`;
@@ -60,14 +64,20 @@ pub async fn upsert(db: &Db, up: FleetDeckyUpsert) -> Result<FleetDecky, DbError
 /// Delete the row (`host_uuid`, `name`); returns whether it existed (absent is a no-op).
 pub async fn delete(db: &Db, host_uuid: Option<&str>, name: &str) -> Result<bool, DbError> {
     let host = host_or_local(host_uuid);
-    let n = db_run!(db, |c| diesel::delete(fleet_deckies::table.find((&host, name)))
-        .execute(c)
-        .await)?;
+    let n = db_run!(db, |c| diesel::delete(
+        fleet_deckies::table.find((&host, name))
+    )
+    .execute(c)
+    .await)?;
     Ok(n > 0)
 }
 
 /// The row (`host_uuid` or `local`, `name`), if any.
-pub async fn get(db: &Db, host_uuid: Option<&str>, name: &str) -> Result<Option<FleetDecky>, DbError> {
+pub async fn get(
+    db: &Db,
+    host_uuid: Option<&str>,
+    name: &str,
+) -> Result<Option<FleetDecky>, DbError> {
     let host = host_or_local(host_uuid);
     Ok(db_run!(db, |c| fleet_deckies::table
         .find((&host, name))
@@ -116,15 +126,17 @@ pub async fn update_state(
 ) -> Result<bool, DbError> {
     use fleet_deckies::dsl as f;
     let host = host_or_local(host_uuid);
-    let n = db_run!(db, |c| diesel::update(fleet_deckies::table.find((&host, name)))
-        .set((
-            f::state.eq(state),
-            f::last_error.eq(last_error),
-            f::updated_at.eq(at),
-            f::last_seen.eq(Some(at)),
-        ))
-        .execute(c)
-        .await)?;
+    let n = db_run!(db, |c| diesel::update(
+        fleet_deckies::table.find((&host, name))
+    )
+    .set((
+        f::state.eq(state),
+        f::last_error.eq(last_error),
+        f::updated_at.eq(at),
+        f::last_seen.eq(Some(at)),
+    ))
+    .execute(c)
+    .await)?;
     Ok(n > 0)
 }
 

@@ -15,14 +15,18 @@ use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::{db_run, db_tx};
 
 /// Content classes that may be edited in place.
-pub const EDITABLE_CLASSES: [&str; 6] = ["note", "todo", "draft", "script", "log_cron", "log_daemon"];
+pub const EDITABLE_CLASSES: [&str; 6] =
+    ["note", "todo", "draft", "script", "log_cron", "log_daemon"];
 /// Rows deleted per statement when pruning.
 const PRUNE_CHUNK: usize = 500;
 
 // ---- orchestrator_events ----------------------------------------------------------------
 
 /// Record one planner event (`ts` = now); returns its uuid.
-pub async fn record_orchestrator_event(db: &Db, ev: NewOrchestratorEvent) -> Result<String, DbError> {
+pub async fn record_orchestrator_event(
+    db: &Db,
+    ev: NewOrchestratorEvent,
+) -> Result<String, DbError> {
     let row = OrchestratorEvent {
         uuid: new_uuid(),
         ts: now_utc(),
@@ -163,7 +167,11 @@ pub async fn record_synthetic_file(db: &Db, new: NewSyntheticFile) -> Result<Str
 }
 
 /// Apply a partial update; returns whether the row exists (unknown uuid is a no-op).
-pub async fn update_synthetic_file(db: &Db, uuid: &str, patch: SyntheticFilePatch) -> Result<bool, DbError> {
+pub async fn update_synthetic_file(
+    db: &Db,
+    uuid: &str,
+    patch: SyntheticFilePatch,
+) -> Result<bool, DbError> {
     use synthetic_files::dsl as s;
     let body = patch.body.as_deref().map(|b| {
         let (clipped, truncated) = clip_body(b);
@@ -239,7 +247,11 @@ pub async fn bump_synthetic_file(
 }
 
 /// The row of (`decky_uuid`, `path`), if any.
-pub async fn find_synthetic_file(db: &Db, decky_uuid: &str, path: &str) -> Result<Option<SyntheticFile>, DbError> {
+pub async fn find_synthetic_file(
+    db: &Db,
+    decky_uuid: &str,
+    path: &str,
+) -> Result<Option<SyntheticFile>, DbError> {
     use synthetic_files::dsl as s;
     Ok(db_run!(db, |c| synthetic_files::table
         .filter(s::decky_uuid.eq(decky_uuid))
@@ -343,7 +355,11 @@ pub async fn get_realism_config(db: &Db, key: &str) -> Result<Option<RealismConf
 }
 
 /// Store `value` under `key` (upsert, last write wins, `updated_at` = now).
-pub async fn set_realism_config(db: &Db, key: &str, value: &serde_json::Value) -> Result<RealismConfigRow, DbError> {
+pub async fn set_realism_config(
+    db: &Db,
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<RealismConfigRow, DbError> {
     use realism_config::dsl as r;
     let row = RealismConfigRow {
         uuid: new_uuid(),
@@ -355,7 +371,10 @@ pub async fn set_realism_config(db: &Db, key: &str, value: &serde_json::Value) -
         .values(&row)
         .on_conflict(r::key)
         .do_update()
-        .set((r::value.eq(excluded(r::value)), r::updated_at.eq(excluded(r::updated_at))))
+        .set((
+            r::value.eq(excluded(r::value)),
+            r::updated_at.eq(excluded(r::updated_at))
+        ))
         .execute(c)
         .await)?;
     get_realism_config(db, key)
