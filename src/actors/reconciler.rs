@@ -260,6 +260,25 @@ impl Reconciler {
     }
 }
 
+/// One-shot mode (`decnetd reconcile`): one pass with the configured state file, decky
+/// label and Docker engine, without publishing (no registry runs).
+pub async fn run_once(
+    settings: &crate::config::Settings,
+    db: Db,
+) -> Result<PassReport, ReconcileError> {
+    let docker = match crate::docker::BollardRuntime::for_host(settings.docker.host.as_deref()) {
+        Ok(rt) => Some(Arc::new(rt) as Arc<dyn DeckyRuntime>),
+        Err(e) => {
+            tracing::warn!(error = %e, "docker engine client unavailable; container state unknown");
+            None
+        }
+    };
+    Reconciler::new(db, docker, None, settings.fleet.state_file.clone())
+        .with_decky_label(settings.fleet.decky_label.clone())
+        .run_pass()
+        .await
+}
+
 // ---------------------------------------------------------------------------------------------
 // Actor
 // ---------------------------------------------------------------------------------------------
