@@ -211,6 +211,16 @@ async fn labelled_deckies_are_inserted_degraded_failed_and_torn_down() {
     start_service(&rt, &mut cleanup, &c, "ssh").await;
     let mine = [a.as_str(), b.as_str(), c.as_str()];
 
+    // A row of a peer (swarm) host: never visible to this host's passes, never touched.
+    let peer = decnetd::db::models::fleet::FleetDeckyUpsert {
+        host_uuid: Some("swarm-peer".into()),
+        name: "peer-decky".into(),
+        services: vec!["ssh".into()],
+        state: "running".into(),
+        ..Default::default()
+    };
+    let peer_row = fleet::upsert(&db, peer).await.unwrap();
+
     let docker: Arc<dyn DeckyRuntime> = rt.clone();
     let rec = Reconciler::new(
         db.clone(),
@@ -288,6 +298,13 @@ async fn labelled_deckies_are_inserted_degraded_failed_and_torn_down() {
     );
     let row_a = fleet::get(&db, None, &a).await.unwrap().unwrap();
     assert_eq!(row_a.last_error, None);
+    assert_eq!(
+        fleet::get(&db, Some("swarm-peer"), "peer-decky")
+            .await
+            .unwrap(),
+        Some(peer_row),
+        "peer-host row untouched"
+    );
     drop(cleanup);
 }
 
