@@ -634,3 +634,15 @@ async fn tcp_banner_probe_between_deckies() {
         loud_skip(&format!("{test} (python3 half): {DEBIAN_IMAGE} not built"));
     }
 }
+
+/// Health cache against the real engine: ok, and a second call within the TTL reuses it.
+#[tokio::test]
+async fn docker_health_is_ok_and_cached() {
+    let Some(rt) = runtime_or_skip("docker_health_is_ok_and_cached").await else {
+        return;
+    };
+    let dyn_rt: Arc<dyn DeckyRuntime> = rt;
+    let h = decnetd::docker::DockerHealth::new(Some(dyn_rt), Duration::from_secs(60));
+    assert!(h.is_ok().await);
+    assert!(h.is_ok().await);
+}

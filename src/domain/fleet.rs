@@ -347,7 +347,8 @@ pub fn aggregate(
 /// Deckies discovered from labelled containers: containers with `decnet.fleet.service=true`
 /// and a non-empty `decnet.fleet.decky`, grouped by that label. Services come from
 /// `decnet.fleet.service_name`, or else from the container name minus the `<decky>-` prefix.
-/// Deckies are returned sorted by name, services sorted and de-duplicated.
+/// Deckies are returned sorted by name, services sorted and de-duplicated. The IP is the
+/// first service container's, else the base container's (named like the decky).
 pub fn discover_labelled(containers: &[ObservedContainer]) -> Vec<DesiredDecky> {
     let mut by_decky: BTreeMap<&str, (BTreeSet<String>, Option<String>)> = BTreeMap::new();
     let mut sorted: Vec<&ObservedContainer> = containers.iter().collect();
@@ -379,12 +380,21 @@ pub fn discover_labelled(containers: &[ObservedContainer]) -> Vec<DesiredDecky> 
             entry.1 = c.ip.clone().filter(|ip| !ip.is_empty());
         }
     }
+    // Service containers of a reference deployment share the network namespace of the
+    // decky's base container (named like the decky, unlabelled), so they report no IP.
+    let base_ip = |decky: &str| {
+        containers
+            .iter()
+            .find(|c| c.name == decky)
+            .and_then(|c| c.ip.clone())
+            .filter(|ip| !ip.is_empty())
+    };
     by_decky
         .into_iter()
         .map(|(name, (services, ip))| DesiredDecky {
             host_uuid: LOCAL_HOST.to_owned(),
             name: name.to_owned(),
-            ip,
+            ip: ip.or_else(|| base_ip(name)),
             services: services.into_iter().collect(),
             config: None,
             source: DesiredSource::Labels,
@@ -704,6 +714,17 @@ mod tests {
         assert_eq!(found[0].services, svc(&["smtp-relay", "ssh"]));
         assert_eq!(found[0].source, DesiredSource::Labels);
         assert!(found[0].ip.is_some());
+    }
+
+    #[test]
+    fn labelled_decky_ip_falls_back_to_base_container() {
+        let mut svc_c = container("delta-ssh", true, Some("delta"), Some("ssh"));
+        svc_c.ip = None;
+        let mut base = container("delta", true, None, None);
+        base.ip = Some("10.0.0.44".into());
+        let found = discover_labelled(&[svc_c.clone(), base]);
+        assert_eq!(found[0].ip.as_deref(), Some("10.0.0.44"));
+        assert_eq!(discover_labelled(&[svc_c])[0].ip, None);
     }
 
     #[test]
