@@ -689,7 +689,8 @@ pub struct FleetSettings {
     pub state_file: PathBuf,
     /// Reconciler pass interval, seconds.
     pub reconciler_interval_s: f64,
-    /// Docker label that marks a container as a decky service.
+    /// Docker label naming the decky of a fleet service container (those carrying
+    /// `decnet.fleet.service=true`); the reference deployer sets `decnet.fleet.decky`.
     pub decky_label: String,
 }
 
@@ -698,7 +699,7 @@ impl Default for FleetSettings {
         FleetSettings {
             state_file: PathBuf::from("/var/lib/decnet/decnet-state.json"),
             reconciler_interval_s: 30.0,
-            decky_label: "decnet.decky".into(),
+            decky_label: "decnet.fleet.decky".into(),
         }
     }
 }

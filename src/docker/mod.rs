@@ -7,6 +7,8 @@
 //! [`DockerError::Unavailable`], never a panic.
 
 mod bollard_rt;
+mod health;
+mod probe;
 mod quote;
 mod tar;
 mod validate;
@@ -21,6 +23,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use bollard_rt::{BollardRuntime, ContainerSpec};
+pub use health::{DockerHealth, DOCKER_HEALTH_TTL, DOCKER_UNAVAILABLE_DETAIL};
+pub use probe::{probe_tcp_banner, ProbeMethod, ProbeOutcome, PYTHON_PROBE};
 pub use quote::{sh_quote, QuoteError};
 pub use tar::MAX_TAR_FILE_SIZE;
 pub use validate::{
