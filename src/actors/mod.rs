@@ -5,6 +5,7 @@
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
 pub mod heartbeat;
+pub mod planner;
 pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
@@ -55,6 +56,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("reconciler", move |exit| {
             reconciler::ReconcilerActor::from_deps(&d, exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("planner", move |exit| {
+            planner::Planner::new(d.clone(), exit)
         }));
     }
     let disabled = &deps.settings.workers.disabled;

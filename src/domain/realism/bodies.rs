@@ -75,36 +75,39 @@ const SCRIPT_COMMENTS: &[&str] = &[
 ];
 
 const SCRIPTS: &[&str] = &[
-    "#!/usr/bin/env bash\n\
-# nightly database dump, run from cron at 02:30\n\
-set -euo pipefail\n\
-\n\
-dest=/var/backups\n\
-stamp=$(date +%F)\n\
-dump=\"/tmp/all-databases-$stamp.sql\"\n\
-\n\
-mysqldump --all-databases --single-transaction > \"$dump\"\n\
-tar -czf \"$dest/mysql-$stamp.tar.gz\" -C /tmp \"$(basename \"$dump\")\"\n\
-rm -f \"$dump\"\n\
-echo \"backup written to $dest/mysql-$stamp.tar.gz\"\n",
-    "#!/usr/bin/env bash\n\
-# prune rotated logs older than a month\n\
-set -e\n\
-\n\
-find /var/log -name '*.log.*.gz' -mtime +30 -delete\n\
-df -h /var/log\n",
-    "#!/usr/bin/env python3\n\
-\"\"\"One-off fix for the weekly report job.\"\"\"\n\
-import sys\n\
-\n\
-\n\
-def main() -> int:\n\
-    print(\"report job patched, rerun it by hand\")\n\
-    return 0\n\
-\n\
-\n\
-if __name__ == \"__main__\":\n\
-    sys.exit(main())\n",
+    r#"#!/usr/bin/env bash
+# nightly database dump, run from cron at 02:30
+set -euo pipefail
+
+dest=/var/backups
+stamp=$(date +%F)
+dump="/tmp/all-databases-$stamp.sql"
+
+mysqldump --all-databases --single-transaction > "$dump"
+tar -czf "$dest/mysql-$stamp.tar.gz" -C /tmp "$(basename "$dump")"
+rm -f "$dump"
+echo "backup written to $dest/mysql-$stamp.tar.gz"
+"#,
+    r#"#!/usr/bin/env bash
+# prune rotated logs older than a month
+set -e
+
+find /var/log -name '*.log.*.gz' -mtime +30 -delete
+df -h /var/log
+"#,
+    r#"#!/usr/bin/env python3
+"""One-off fix for the weekly report job."""
+import sys
+
+
+def main() -> int:
+    print("report job patched, rerun it by hand")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+"#,
 ];
 
 const CRON_COMMANDS: &[&str] = &[
@@ -507,6 +510,18 @@ mod tests {
             shebangs.insert(body.lines().next().unwrap().to_owned());
         }
         assert!(shebangs.len() >= 2, "{shebangs:?}");
+    }
+
+    #[test]
+    fn python_script_keeps_its_indentation() {
+        let py = SCRIPTS
+            .iter()
+            .find(|s| s.starts_with("#!/usr/bin/env python3"))
+            .unwrap();
+        assert!(py.contains("\n    print(") && py.contains("\n    return 0\n"));
+        assert!(SCRIPTS
+            .iter()
+            .all(|s| s.ends_with('\n') && !s.ends_with("\n\n")));
     }
 
     #[test]

@@ -35,17 +35,18 @@ exec nc -w 3 \"$1\" \"$2\" </dev/null; \
 else echo 'no probe tool (python3, nc) in container' >&2; exit 127; fi";
 
 /// Connect, read at most 128 bytes, print them latin-1 decoded.
-pub const PYTHON_PROBE: &str = "import socket, sys\n\
-try:\n\
-    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
-    try:\n\
-        data = s.recv(128)\n\
-    finally:\n\
-        s.close()\n\
-except OSError as e:\n\
-    sys.stderr.write(str(e) + '\\n')\n\
-    sys.exit(1)\n\
-sys.stdout.write(data.decode('latin-1'))\n";
+pub const PYTHON_PROBE: &str = r#"import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+    try:
+        data = s.recv(128)
+    finally:
+        s.close()
+except OSError as e:
+    sys.stderr.write(str(e) + "\n")
+    sys.exit(1)
+sys.stdout.write(data.decode("latin-1"))
+"#;
 
 /// The destination of a probe is not an IP address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,6 +210,13 @@ mod tests {
         assert_eq!((r.rc, r.stderr.as_deref()), (124, Some("timeout")));
         let r = TrafficResult::from_exec(2, b"", "é".repeat(400).as_bytes());
         assert_eq!(r.stderr.unwrap().chars().count(), STDERR_MAX);
+    }
+
+    #[test]
+    fn python_probe_keeps_its_indentation() {
+        assert!(PYTHON_PROBE.contains("\n    s = socket.create_connection("));
+        assert!(PYTHON_PROBE.contains("\n        data = s.recv(128)\n"));
+        assert!(PYTHON_PROBE.lines().all(|l| !l.ends_with(' ')));
     }
 
     #[test]
