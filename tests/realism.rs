@@ -665,3 +665,459 @@ async fn hostile_names_and_paths_cannot_escape() {
     .unwrap();
     assert!(b.lines().all(|l| l.contains(" localhost CRON[")));
 }
+
+// ---- whole daemon: actor, routes, SSE -------------------------------------------------------
+
+async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = client.get(url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn put(client: &reqwest::Client, url: &str, token: &str, body: &str) -> (u16, Value) {
+    let r = client
+        .put(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Read SSE frames until `pred` accepts one (or the timeout): returns every frame seen.
+async fn sse_until(
+    resp: reqwest::Response,
+    timeout: Duration,
+    mut pred: impl FnMut(&str) -> bool,
+) -> Vec<String> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        while let Some(i) = buf.find("\n\n") {
+            let frame = buf[..i].to_owned();
+            buf.drain(..i + 2);
+            let done = pred(&frame);
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => return frames,
+        }
+    }
+}
+
+fn frame_data(frame: &str) -> Value {
+    frame
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The Planner actor, ticking every second, plants files that the routes serve and the
+/// containers hold; a connected SSE client receives the planner's events.
+#[actix_rt::test]
+async fn planner_actor_routes_and_sse_end_to_end() {
+    let Some(rt) = runtime_or_skip("planner_actor", &[IMAGE]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.workers.disabled = vec!["reconciler".into()];
+    settings.realism.planner_interval_s = 1.0;
+    settings.realism.personas_path = Some(pool_file(
+        dir.path(),
+        &json!([{"name": "John Smith", "email": "jsmith@acme.example", "role": "ops",
+                 "active_hours": "00:00-00:00"}]),
+    ));
+    let app = decnetd::testkit::start(settings)
+        .await
+        .expect("daemon starts");
+    let base = format!("{}/api/v1", app.base_url());
+    let client = reqwest::Client::new();
+    let viewer = decnetd::testkit::token_for(&app, "vera", "viewer").await;
+
+    // unauthenticated: 401 on the list and the stream
+    assert_eq!(
+        get(&client, &format!("{base}/orchestrator/events"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        get(&client, &format!("{base}/realism/synthetic-files"), None)
+            .await
+            .0,
+        401
+    );
+    let r = client
+        .get(format!("{base}/orchestrator/events/stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // connect the stream before any decky exists: keepalive + empty snapshot first
+    let stream = client
+        .get(format!("{base}/orchestrator/events/stream"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(
+        stream.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+
+    // two ssh deckies: one listens on 22, so traffic can succeed too
+    let alpha = Decky::start(&rt, IMAGE, "act", Some(LISTENER)).await;
+    let beta = Decky::start(&rt, IMAGE, "act", None).await;
+    alpha.register(&app.state.db).await;
+    beta.register(&app.state.db).await;
+
+    let frames = sse_until(stream, Duration::from_secs(40), |f| {
+        f.starts_with("event: file") || f.starts_with("event: traffic")
+    })
+    .await;
+    assert_eq!(
+        frames.first().map(String::as_str),
+        Some(": keepalive"),
+        "{frames:?}"
+    );
+    assert!(frames[1].starts_with("event: snapshot"), "{frames:?}");
+    assert_eq!(frame_data(&frames[1])["events"], json!([]));
+    let last = frames.last().unwrap();
+    assert!(
+        last.starts_with("event: file") || last.starts_with("event: traffic"),
+        "no planner event on the stream: {frames:?}"
+    );
+    let data = frame_data(last);
+    let kind = data["payload"]["kind"].as_str().unwrap().to_owned();
+    assert!(data["topic"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("orchestrator.{kind}.local:")));
+    assert!(
+        data["ts"].as_str().unwrap().ends_with('Z'),
+        "ISO envelope ts: {data}"
+    );
+    assert!(data["payload"]["payload"].is_object());
+
+    // the actor keeps going until at least one file exists; it is served and on disk
+    let found = decnetd::testkit::eventually(Duration::from_secs(40), || {
+        let db = app.state.db.clone();
+        async move {
+            let rows = repo::list_synthetic_files(&db, &Default::default(), 10, 0)
+                .await
+                .ok()?;
+            rows.into_iter().find(|r| !r.last_body.is_empty())
+        }
+    })
+    .await
+    .expect("the planner planted a file within 40 s");
+    let (status, page) = get(
+        &client,
+        &format!("{base}/realism/synthetic-files?limit=500"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["total"].as_i64().unwrap() >= 1);
+    assert_eq!(page["limit"], 500);
+    let row = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["uuid"] == found.uuid.as_str())
+        .expect("row listed");
+    assert!(row.get("last_body").is_none(), "list rows carry no body");
+    assert!(row["last_modified"].as_str().unwrap().ends_with('Z'));
+    let (status, detail) = get(
+        &client,
+        &format!("{base}/realism/synthetic-files/{}", found.uuid),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["truncated"], false);
+    assert_eq!(detail["persona"], "John Smith");
+    let decky = if found.decky_uuid == alpha.uuid() {
+        &alpha
+    } else {
+        &beta
+    };
+    assert_eq!(
+        decky.read(&found.path).await,
+        detail["last_body"].as_str().unwrap().as_bytes()
+    );
+    let (mode, mtime) = decky.stat(&found.path).await;
+    assert_eq!(mode, "644");
+    assert!(mtime < Utc::now().timestamp() - 60, "mtime is backdated");
+    let (status, filtered) = get(
+        &client,
+        &format!("{base}/realism/synthetic-files?decky_uuid=nobody&persona=John%20Smith"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!((status, filtered["total"].as_i64()), (200, Some(0)));
+    let long = "x".repeat(65);
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/realism/synthetic-files?decky_uuid={long}"),
+            Some(&viewer)
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/realism/synthetic-files?limit=501"),
+            Some(&viewer)
+        )
+        .await
+        .0,
+        422
+    );
+    let (status, body) = get(
+        &client,
+        &format!("{base}/realism/synthetic-files/nope"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (404, Some("synthetic file not found"))
+    );
+
+    // events: envelope, payload as a JSON string, kind filter, email from its own table
+    let (status, events) = get(
+        &client,
+        &format!("{base}/orchestrator/events?limit=5"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{events}");
+    assert!(events["total"].as_i64().unwrap() >= 1);
+    let first = &events["data"][0];
+    assert!(
+        first["payload"].is_string(),
+        "payload must be JSON text: {first}"
+    );
+    assert_eq!(first["protocol"], "ssh");
+    let (status, files) = get(
+        &client,
+        &format!("{base}/orchestrator/events?kind=file"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(files["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["kind"] == "file"));
+    let (status, emails) = get(
+        &client,
+        &format!("{base}/orchestrator/events?kind=email"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!((status, emails["total"].as_i64()), (200, Some(0)));
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/orchestrator/events?kind=bogus"),
+            Some(&viewer)
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/orchestrator/events?limit=0"),
+            Some(&viewer)
+        )
+        .await
+        .0,
+        422
+    );
+
+    // failure stats
+    let (status, stats) = get(
+        &client,
+        &format!("{base}/orchestrator/events/stats?since=1h&success=false"),
+        Some(&viewer),
+    )
+    .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (stats["since"].as_str(), stats["success"].as_bool()),
+        (Some("1h"), Some(false))
+    );
+    assert!(stats["count"].as_i64().is_some());
+    for bad in [
+        "since=1h",
+        "since=1h&success=true",
+        "since=30d&success=false",
+        "since=1x&success=false",
+        "success=false&kind=x",
+    ] {
+        let (s, _) = get(
+            &client,
+            &format!("{base}/orchestrator/events/stats?{bad}"),
+            Some(&viewer),
+        )
+        .await;
+        assert_eq!(s, 422, "{bad}");
+    }
+    assert_eq!(
+        get(
+            &client,
+            &format!("{base}/orchestrator/events/stats?success=false"),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+
+    app.stop().await;
+}
+
+/// Config routes: defaults, partial PUT persisted as a full snapshot, atomic rejection, roles;
+/// the running actor picks the stored weights up within its refresh window.
+#[actix_rt::test]
+async fn config_routes_and_live_refresh() {
+    let Some(rt) = runtime_or_skip("config_live", &[IMAGE]).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.workers.disabled = vec!["reconciler".into()];
+    settings.realism.planner_interval_s = 0.5;
+    settings.realism.personas_path = Some(pool_file(
+        dir.path(),
+        &json!([{"name": "Ana Diaz", "email": "ana@acme.example", "role": "finance",
+                 "active_hours": "00:00-00:00"}]),
+    ));
+    let app = decnetd::testkit::start(settings)
+        .await
+        .expect("daemon starts");
+    let base = format!("{}/api/v1", app.base_url());
+    let client = reqwest::Client::new();
+    let viewer = decnetd::testkit::token_for(&app, "vera", "viewer").await;
+    let admin = decnetd::testkit::token_for(&app, "adam", "admin").await;
+    let url = format!("{base}/realism/config");
+
+    let (status, cfg) = get(&client, &url, Some(&viewer)).await;
+    assert_eq!(status, 200);
+    assert_eq!(cfg, RealismWeights::default().to_payload());
+
+    // viewer may not write; non-objects and invalid fields are 400 and store nothing
+    assert_eq!(put(&client, &url, &viewer, "{}").await.0, 403);
+    let (status, body) = put(&client, &url, &admin, "[1]").await;
+    assert_eq!(
+        (status, body["detail"].as_str()),
+        (400, Some("body must be an object"))
+    );
+    let (status, body) = put(
+        &client,
+        &url,
+        &admin,
+        r#"{"user_class_weights":[{"content_class":"todo","weight":5}],"canary_probability":1.5}"#,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("canary_probability"),
+        "{body}"
+    );
+    assert!(repo::get_realism_config(&app.state.db, "weights")
+        .await
+        .unwrap()
+        .is_none());
+
+    // a valid partial PUT: only todo and cache files, no canaries; wrong-list entry dropped
+    let (status, body) = put(
+        &client,
+        &url,
+        &admin,
+        r#"{"user_class_weights":[{"content_class":"todo","weight":5},{"content_class":"cache_tmp","weight":1}],
+            "system_class_weights":[{"content_class":"cache_tmp","weight":1}],
+            "canary_probability":0,"future":true}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dropped_entries"], json!(["cache_tmp"]));
+    assert_eq!(
+        body["user_class_weights"],
+        json!([{"content_class": "todo", "weight": 5}])
+    );
+    assert_eq!(body["canary_class_weights"].as_array().unwrap().len(), 10);
+    let stored = repo::get_realism_config(&app.state.db, "weights")
+        .await
+        .unwrap()
+        .expect("persisted")
+        .value_json()
+        .unwrap();
+    assert_eq!(stored["canary_probability"], 0.0);
+    assert!(stored.get("dropped_entries").is_none());
+    let (_, cfg) = get(&client, &url, Some(&viewer)).await;
+    assert_eq!(
+        cfg["user_class_weights"],
+        json!([{"content_class": "todo", "weight": 5}])
+    );
+    // a second partial PUT keeps the stored fields it does not name
+    let (status, body) = put(&client, &url, &admin, r#"{"canary_probability":0.0}"#).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["user_class_weights"],
+        json!([{"content_class": "todo", "weight": 5}])
+    );
+
+    // the actor refreshes within 5 ticks: from then on only todo / cache_tmp files appear
+    let decky = Decky::start(&rt, IMAGE, "cfg", None).await;
+    decky.register(&app.state.db).await;
+    let since = chrono::Utc::now().naive_utc() + chrono::Duration::seconds(4);
+    let rows = decnetd::testkit::eventually(Duration::from_secs(40), || {
+        let db = app.state.db.clone();
+        async move {
+            let rows = repo::list_synthetic_files(&db, &Default::default(), 100, 0)
+                .await
+                .ok()?;
+            let fresh: Vec<_> = rows.into_iter().filter(|r| r.created_at > since).collect();
+            (fresh.len() >= 3).then_some(fresh)
+        }
+    })
+    .await
+    .expect("three files planted after the refresh window");
+    for r in rows {
+        assert!(
+            r.content_class == "todo" || r.content_class == "cache_tmp",
+            "{} planted after the weights changed",
+            r.content_class
+        );
+    }
+    app.stop().await;
+}
