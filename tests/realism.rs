@@ -1121,3 +1121,68 @@ async fn config_routes_and_live_refresh() {
     }
     app.stop().await;
 }
+
+/// With the engine unreachable the planner reports it in its heartbeat, backs off, writes no
+/// rows and keeps running (no Docker needed for this test).
+#[actix_rt::test]
+async fn unreachable_docker_is_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.workers.disabled = vec!["reconciler".into()];
+    settings.realism.planner_interval_s = 0.2;
+    // a socket file nobody listens on: the engine is "down" (connection refused)
+    let sock = dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    settings.docker.host = Some(format!("unix://{}", sock.display()));
+    settings.realism.personas_path = Some(pool_file(
+        dir.path(),
+        &json!([{"name": "Ana", "email": "a@b.example", "role": "r", "active_hours": "00:00-00:00"}]),
+    ));
+    let app = decnetd::testkit::start(settings)
+        .await
+        .expect("daemon starts");
+    fleet_repo::upsert(
+        &app.state.db,
+        FleetDeckyUpsert {
+            host_uuid: None,
+            name: "ghost".into(),
+            services: vec!["ssh".into()],
+            decky_config: None,
+            decky_ip: Some("10.9.9.9".into()),
+            state: "running".into(),
+            last_error: None,
+            compose_hash: None,
+            last_seen: None,
+        },
+    )
+    .await
+    .unwrap();
+    let extra = decnetd::testkit::eventually(Duration::from_secs(20), || {
+        let status = app.state.status.clone();
+        async move {
+            let extra = status.extra_of("planner")?;
+            (extra.get("docker").and_then(Value::as_str) == Some("unavailable")).then_some(extra)
+        }
+    })
+    .await
+    .expect("planner heartbeat reports docker unavailable");
+    assert!(
+        extra["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{extra:?}"
+    );
+    assert_eq!(extra["realism"]["llm_enabled"], false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        repo::count_orchestrator_events(&app.state.db, None)
+            .await
+            .unwrap(),
+        0
+    );
+    let w = app
+        .state
+        .supervisor
+        .worker("planner")
+        .expect("planner known");
+    assert!(w.running, "planner still running");
+    app.stop().await;
+}

@@ -816,3 +816,79 @@ impl Handler<Shutdown> for Planner {
         ctx.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn persona_json(name: &str) -> String {
+        format!(r#"[{{"name":"{name}","email":"x@y.example","role":"r"}}]"#)
+    }
+
+    #[tokio::test]
+    async fn pool_missing_invalid_and_reload_on_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("email_personas.json");
+        let pool = PersonaPool::new(path.clone());
+        assert!(pool.load().await.is_empty(), "missing file → empty");
+
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(pool.load().await.is_empty(), "invalid JSON → empty");
+        std::fs::write(&path, r#"{"name":"x"}"#).unwrap();
+        assert!(pool.load().await.is_empty(), "not a list → empty");
+
+        std::fs::write(&path, persona_json("Ana")).unwrap();
+        let first = pool.load().await;
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].name, "Ana");
+        assert_eq!(first[0].language.as_deref(), Some("en"));
+        // cached while the mtime is unchanged
+        assert!(Arc::ptr_eq(&first, &pool.load().await));
+
+        // a rewrite with a new mtime is picked up
+        std::fs::write(&path, persona_json("Bo")).unwrap();
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(pool.load().await[0].name, "Bo");
+
+        // invalidate forces a re-read even with the same mtime
+        pool.invalidate();
+        assert_eq!(pool.load().await[0].name, "Bo");
+    }
+
+    #[test]
+    fn configured_path_wins_and_default_is_the_pool_file() {
+        let p = PersonaPool::resolve(Some(Path::new("/srv/p.json")));
+        assert_eq!(p, PathBuf::from("/srv/p.json"));
+        assert!(PersonaPool::resolve(None).ends_with(POOL_FILE_NAME));
+    }
+
+    #[test]
+    fn docker_errors_map_to_codes() {
+        assert_eq!(
+            docker_rc(&DockerError::Timeout(Duration::from_secs(8))),
+            RC_TIMEOUT
+        );
+        assert_eq!(
+            docker_message(&DockerError::Timeout(Duration::from_secs(8))),
+            "timeout"
+        );
+        assert_eq!(
+            docker_rc(&DockerError::Unavailable("x".into())),
+            RC_NOT_FOUND
+        );
+        assert_eq!(
+            docker_rc(&DockerError::CommandFailed {
+                exit_code: 2,
+                stderr: "e".into()
+            }),
+            2
+        );
+        assert_eq!(docker_rc(&DockerError::NotFound("c".into())), 125);
+    }
+}
