@@ -999,6 +999,36 @@ async fn planner_actor_routes_and_sse_end_to_end() {
         401
     );
 
+    // the stream also takes a single-use ticket (EventSource cannot send headers)
+    let r = client
+        .post(format!("{base}/auth/sse-ticket"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    let ticket = r.json::<Value>().await.unwrap()["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("{base}/orchestrator/events/stream?ticket={ticket}");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let frames = sse_until(r, Duration::from_secs(5), |f| {
+        f.starts_with("event: snapshot")
+    })
+    .await;
+    let snapshot = frame_data(frames.last().unwrap());
+    assert!(
+        !snapshot["events"].as_array().unwrap().is_empty(),
+        "snapshot has the recent rows"
+    );
+    assert!(snapshot["events"][0]["payload"].is_string());
+    assert_eq!(
+        client.get(&url).send().await.unwrap().status().as_u16(),
+        401,
+        "ticket reused"
+    );
+
     app.stop().await;
 }
 
