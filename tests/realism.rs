@@ -1060,6 +1060,26 @@ async fn config_routes_and_live_refresh() {
     let (status, cfg) = get(&client, &url, Some(&viewer)).await;
     assert_eq!(status, 200);
     assert_eq!(cfg, RealismWeights::default().to_payload());
+    // an invalid stored value is served as the defaults, never a 500
+    repo::set_realism_config(
+        &app.state.db,
+        "weights",
+        &json!({"canary_probability": 9.0}),
+    )
+    .await
+    .unwrap();
+    let (status, cfg) = get(&client, &url, Some(&viewer)).await;
+    assert_eq!((status, cfg), (200, RealismWeights::default().to_payload()));
+    // ...and a PUT over it starts from the defaults
+    let (status, body) = put(&client, &url, &admin, r#"{"canary_probability":0.5}"#).await;
+    assert_eq!(
+        (status, body["canary_probability"].as_f64()),
+        (200, Some(0.5))
+    );
+    assert_eq!(
+        body["user_class_weights"],
+        RealismWeights::default().to_payload()["user_class_weights"]
+    );
 
     // viewer may not write; non-objects and invalid fields are 400 and store nothing
     assert_eq!(put(&client, &url, &viewer, "{}").await.0, 403);
@@ -1083,10 +1103,15 @@ async fn config_routes_and_live_refresh() {
             .contains("canary_probability"),
         "{body}"
     );
-    assert!(repo::get_realism_config(&app.state.db, "weights")
+    let stored = repo::get_realism_config(&app.state.db, "weights")
         .await
         .unwrap()
-        .is_none());
+        .unwrap();
+    assert_eq!(
+        stored.value_json().unwrap()["canary_probability"],
+        0.5,
+        "a rejected PUT stores nothing"
+    );
 
     // a valid partial PUT: only todo and cache files, no canaries; wrong-list entry dropped
     let (status, body) = put(
@@ -1215,4 +1240,40 @@ async fn unreachable_docker_is_reported_not_fatal() {
         .expect("planner known");
     assert!(w.running, "planner still running");
     app.stop().await;
+}
+
+/// Live-config loads (realism.md §10 case 21): no row → defaults; a stored probability is
+/// applied; invalid or non-object stored values are reported and never applied.
+#[actix_rt::test]
+async fn live_config_loads() {
+    use decnetd::actors::planner::{load_weights, ConfigLoad};
+    let (_dir, db) = common::sqlite_db().await;
+    assert!(matches!(load_weights(&db).await, ConfigLoad::Missing));
+    repo::set_realism_config(&db, "weights", &json!({"canary_probability": 0.12}))
+        .await
+        .unwrap();
+    match load_weights(&db).await {
+        ConfigLoad::Applied(w, dropped) => {
+            assert_eq!(w.canary_probability, 0.12);
+            assert_eq!(
+                w.user_class_weights,
+                RealismWeights::default().user_class_weights
+            );
+            assert!(dropped.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    for bad in [
+        json!({"canary_probability": 9.0}),
+        json!([1, 2]),
+        json!("x"),
+    ] {
+        repo::set_realism_config(&db, "weights", &bad)
+            .await
+            .unwrap();
+        assert!(
+            matches!(load_weights(&db).await, ConfigLoad::Invalid(_)),
+            "{bad} accepted"
+        );
+    }
 }

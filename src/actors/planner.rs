@@ -168,14 +168,17 @@ pub struct PlannerCore {
 }
 
 /// A live-config load outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum ConfigLoad {
     /// No stored row: the defaults apply.
     Missing,
     /// Stored values applied (with entries dropped from the wrong list).
     Applied(RealismWeights, Vec<String>),
-    /// Unusable stored value or DB error: keep the current values.
-    Kept(String),
+    /// The stored value is unusable (not JSON, not an object, invalid): keep the current
+    /// values (the API serves the defaults).
+    Invalid(String),
+    /// The database could not be read: keep the current values.
+    Unreadable(DbError),
 }
 
 /// Load the `weights` row and apply it on top of the defaults (§4.4 live refresh). Every
@@ -184,14 +187,14 @@ pub async fn load_weights(db: &Db) -> ConfigLoad {
     let row = match repo::get_realism_config(db, WEIGHTS_KEY).await {
         Ok(Some(row)) => row,
         Ok(None) => return ConfigLoad::Missing,
-        Err(e) => return ConfigLoad::Kept(format!("database: {e}")),
+        Err(e) => return ConfigLoad::Unreadable(e),
     };
     let Some(value) = row.value_json() else {
-        return ConfigLoad::Kept("stored weights are not JSON".into());
+        return ConfigLoad::Invalid("stored weights are not JSON".into());
     };
     match RealismWeights::default().merged(&value) {
         Ok((w, dropped)) => ConfigLoad::Applied(w, dropped),
-        Err(e) => ConfigLoad::Kept(e.to_string()),
+        Err(e) => ConfigLoad::Invalid(e.to_string()),
     }
 }
 
@@ -676,8 +679,11 @@ impl Planner {
                 self.weights = w;
                 self.stats.config = "stored".into();
             }
-            ConfigLoad::Kept(why) => {
-                tracing::warn!(reason = %why, "planner: live config not refreshed; keeping current values");
+            ConfigLoad::Invalid(why) => {
+                tracing::warn!(reason = %why, "planner: stored weights unusable; keeping current values");
+            }
+            ConfigLoad::Unreadable(e) => {
+                tracing::warn!(error = %e, "planner: live config not readable; keeping current values");
             }
         }
     }

@@ -134,10 +134,8 @@ async fn current_weights(db: &Db) -> Result<RealismWeights, ApiError> {
     Ok(match load_weights(db).await {
         ConfigLoad::Applied(w, _) => w,
         ConfigLoad::Missing => RealismWeights::default(),
-        ConfigLoad::Kept(why) if why.starts_with("database:") => {
-            return Err(ApiError::internal(why));
-        }
-        ConfigLoad::Kept(why) => {
+        ConfigLoad::Unreadable(e) => return Err(e.into()),
+        ConfigLoad::Invalid(why) => {
             tracing::warn!(reason = %why, "stored realism weights unusable; serving defaults");
             RealismWeights::default()
         }
