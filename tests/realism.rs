@@ -1277,3 +1277,38 @@ async fn live_config_loads() {
         );
     }
 }
+
+/// A decky whose name contains `.` cannot be a topic segment: the action still runs and its
+/// row is recorded; only the publication is skipped (realism.md §9, §11.13).
+#[actix_rt::test]
+async fn dotted_decky_name_records_without_publishing() {
+    let Some(rt) = runtime_or_skip("dotted", &[IMAGE]).await else {
+        return;
+    };
+    let (_dir, db) = common::sqlite_db().await;
+    let (core, registry) = core(&db, &rt).await;
+    let mut sub = registry.subscribe("orchestrator.>").await.unwrap();
+    let decky = Decky::start(&rt, IMAGE, "d.t", None).await;
+    assert!(decky.uuid().contains('.'));
+    let plan = create_plan(&decky, &personas(), false);
+    let rec = core
+        .execute(plan.clone(), &mut StdRng::seed_from_u64(1))
+        .await
+        .unwrap();
+    assert!(rec.success);
+    assert_eq!(
+        decky.read(&plan.target_path).await,
+        plan.body_hint().unwrap().as_bytes()
+    );
+    let rows = repo::list_orchestrator_events(&db, 10, 0, None, None)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].dst_decky_uuid, decky.uuid());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), sub.next())
+            .await
+            .is_err(),
+        "nothing published for an unsafe topic"
+    );
+}
