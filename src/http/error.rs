@@ -17,7 +17,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::FutureExt as _;
 use serde::Serialize;
 
@@ -373,21 +373,16 @@ pub async fn normalize_errors(
 }
 
 /// Contain a panic in a handler: opaque 500 with a logged error id, never the panic text.
+/// (The request is not cloned before routing — the router needs it unshared — so the 500 is
+/// returned as an error that actix renders through [`ApiError`]'s `ResponseError`.)
 pub async fn catch_panics(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let http_req: HttpRequest = req.request().clone();
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let what = format!("{} {}", req.method(), req.path());
     match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-        Ok(res) => Ok(res?.map_into_left_body()),
-        Err(_panic) => {
-            let res = internal_response(&format!(
-                "handler panicked: {} {}",
-                http_req.method(),
-                http_req.path()
-            ));
-            Ok(ServiceResponse::new(http_req, res).map_into_right_body())
-        }
+        Ok(res) => res,
+        Err(_panic) => Err(ApiError::internal(format!("handler panicked: {what}")).into()),
     }
 }
 
