@@ -513,8 +513,7 @@ mod tests {
         let err = app
             .call(TestRequest::get().uri("/boom").to_request())
             .await
-            .err()
-            .expect("panic contained as an error");
+            .expect_err("panic contained as an error");
         let res = err.error_response();
         assert_eq!(res.status(), 500);
         let v = body_json(res).await;
