@@ -321,6 +321,28 @@ async fn login_must_change_change_password_logout_and_user_management() {
         (200, &json!(true))
     );
     let v4 = b["access_token"].as_str().unwrap().to_string();
+    // a role change revokes the target's tokens too, and only the target's
+    sleep_to_next_second().await;
+    let (s, b, _) = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/config/users/{vera_uuid}/role"),
+        Some(&admin),
+        Some(json!({"role": "admin"})),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), &b),
+        (200, &json!({"message": "User role updated"}))
+    );
+    let (s, _, _) = call(&app, Method::POST, "/api/v1/auth/logout", Some(&v4), None).await;
+    assert_eq!(s, 401, "role change revokes");
+    let (s, _, _) = call(&app, Method::GET, "/api/v1/config", Some(&admin), None).await;
+    assert_eq!(s, 200, "the admin's own token is untouched");
+    let v5 = login(&app, "vera", "vera-reset-password").await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (s, _, _) = call(
         &app,
         Method::DELETE,
@@ -330,7 +352,7 @@ async fn login_must_change_change_password_logout_and_user_management() {
     )
     .await;
     assert_eq!(s, 200);
-    let (s, _, _) = call(&app, Method::POST, "/api/v1/auth/logout", Some(&v4), None).await;
+    let (s, _, _) = call(&app, Method::POST, "/api/v1/auth/logout", Some(&v5), None).await;
     assert_eq!(s, 401, "deleted user's token is dead");
 
     // dashboard settings persist
