@@ -38,8 +38,7 @@ where
     let mut current = start.to_owned();
     let mut capped = false;
     let mut hops = 0;
-    loop {
-        let Some(next) = lookup(&current) else { break };
+    while let Some(next) = lookup(&current) {
         rows.push(current.clone());
         match next {
             None => break,

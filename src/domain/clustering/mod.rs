@@ -6,6 +6,7 @@
 //! * [`rollup`] — fingerprint roll-up and keystroke centroid onto an identity.
 //! * [`campaign`] — identity features, campaign edges and kernel.
 //! * [`metrics`], [`fixture`], [`eval`] — the scoring harness behind `decnetd cluster-eval`.
+//! * [`synth`] — seeded synthetic workloads for benches.
 //!
 //! No I/O, no clock (except the elapsed-time figure of [`eval::evaluate`]), no actix, no diesel.
 
@@ -19,6 +20,7 @@ pub mod metrics;
 pub mod observation;
 pub mod reconcile;
 pub mod rollup;
+pub mod synth;
 pub mod union_find;
 
 pub use chain::{walk_chain, ChainWalk, MergeChain, MAX_MERGE_HOPS};
