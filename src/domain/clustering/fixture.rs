@@ -94,6 +94,9 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FixtureRow {
     pub row_id: String,
+    /// Source IP (never read by any clusterer).
+    #[serde(default)]
+    pub ip: Option<String>,
     #[serde(default)]
     pub asn: Option<i64>,
     #[serde(default)]

@@ -6,12 +6,14 @@
 //! * [`rollup`] — fingerprint roll-up and keystroke centroid onto an identity.
 //! * [`campaign`] — identity features, campaign edges and kernel.
 //! * [`metrics`], [`fixture`], [`eval`] — the scoring harness behind `decnetd cluster-eval`.
+//! * [`dsl`] — the campaign DSL and its expansion into fixture rows.
 //! * [`synth`] — seeded synthetic workloads for benches.
 //!
 //! No I/O, no clock (except the elapsed-time figure of [`eval::evaluate`]), no actix, no diesel.
 
 pub mod campaign;
 pub mod chain;
+pub mod dsl;
 pub mod edge;
 pub mod eval;
 pub mod fixture;
