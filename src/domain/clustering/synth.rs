@@ -42,7 +42,7 @@ pub fn observations(n: usize, seed: u64) -> Vec<Observation> {
             }
             let actor = rng.gen_range(0..actors);
             let seen: f64 = rng.gen();
-            if seen < 0.8 || seen >= 0.9 {
+            if !(0.8..0.9).contains(&seen) {
                 o.ja3 = Some(format!("ja3-{actor:06}"));
             }
             if seen >= 0.8 {
