@@ -7,6 +7,7 @@
 //! * [`campaign`] — identity features, campaign edges and kernel.
 //! * [`metrics`], [`fixture`], [`eval`] — the scoring harness behind `decnetd cluster-eval`.
 //! * [`dsl`] — the campaign DSL and its expansion into fixture rows.
+//! * [`tick`] — the pure part of each layer's tick (what the actors call).
 //! * [`synth`] — seeded synthetic workloads for benches.
 //!
 //! No I/O, no clock (except the elapsed-time figure of [`eval::evaluate`]), no actix, no diesel.
@@ -23,6 +24,7 @@ pub mod observation;
 pub mod reconcile;
 pub mod rollup;
 pub mod synth;
+pub mod tick;
 pub mod union_find;
 
 pub use chain::{walk_chain, ChainWalk, MergeChain, MAX_MERGE_HOPS};
