@@ -442,12 +442,14 @@ mod tests {
             fingerprints,
             ..ObservationRow::default()
         };
-        let mut store = Store::default();
-        store.observations = vec![
-            row("o1", fp("J1", "H1")),
-            row("o2", fp("J2", "H2")),
-            row("o3", None),
-        ];
+        let mut store = Store {
+            observations: vec![
+                row("o1", fp("J1", "H1")),
+                row("o2", fp("J2", "H2")),
+                row("o3", None),
+            ],
+            ..Store::default()
+        };
         let p = store.identity_tick();
         assert_eq!(p.formed.len(), 3);
         // A bridge sharing JA3 with o1 and HASSH with o2.
