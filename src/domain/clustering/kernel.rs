@@ -368,6 +368,43 @@ mod tests {
     }
 
     #[test]
+    fn shared_credentials_alone_never_link() {
+        let creds: BTreeSet<(String, String)> = [("root", "toor"), ("admin", "admin")]
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        let obs: Vec<Observation> = ["a", "b", "c"]
+            .iter()
+            .map(|id| Observation {
+                credentials: creds.clone(),
+                ..Observation::new(*id)
+            })
+            .collect();
+        assert_eq!(cluster(&obs).components.len(), 3);
+    }
+
+    #[test]
+    fn shared_asn_alone_never_links() {
+        let obs: Vec<Observation> = ["a", "b", "c"]
+            .iter()
+            .map(|id| Observation {
+                asn: Some(14061),
+                ..Observation::new(*id)
+            })
+            .collect();
+        assert_eq!(cluster(&obs).components.len(), 3);
+        let fingerprinted: Vec<Observation> = [("a", "J1"), ("b", "J2")]
+            .iter()
+            .map(|(id, j)| Observation {
+                asn: Some(14061),
+                ja3: Some(j.to_string()),
+                ..Observation::new(*id)
+            })
+            .collect();
+        assert_eq!(cluster(&fingerprinted).components.len(), 2);
+    }
+
+    #[test]
     fn veto_keeps_cooperating_operators_apart() {
         let obs = vec![
             o("a", Some("J1"), Some("H1"), &["p"], &["c2"]),
