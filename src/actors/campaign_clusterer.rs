@@ -67,12 +67,18 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
     let rows = repo::list_identities_for_clustering(db, None).await?;
     let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
     if active == 0 {
-        return Ok(CampaignTickOutcome { maintenance_ok: true, ..Default::default() });
+        return Ok(CampaignTickOutcome {
+            maintenance_ok: true,
+            ..Default::default()
+        });
     }
     let stored = repo::list_all_campaigns(db).await?;
     let entities: Vec<EntityState> = stored
         .iter()
-        .map(|c| EntityState { uuid: c.uuid.clone(), merged_into: c.merged_into_uuid.clone() })
+        .map(|c| EntityState {
+            uuid: c.uuid.clone(),
+            merged_into: c.merged_into_uuid.clone(),
+        })
         .collect();
     let input = rows.clone();
     let tick: CampaignTick = tokio::task::spawn_blocking(move || {
@@ -93,11 +99,28 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             updated_at: now,
             identity_count: f.members.len() as i64,
         });
-        writes.links.extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
+        writes
+            .links
+            .extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
     }
-    writes.links.extend(tick.plan.linked.iter().map(|l| (l.member.clone(), l.entity.clone())));
-    writes.merge_pointers.extend(tick.plan.merged.iter().map(|m| (m.loser.clone(), Some(m.winner.clone()))));
-    writes.merge_pointers.extend(tick.plan.unmerged.iter().map(|u| (u.resurrected.clone(), None)));
+    writes.links.extend(
+        tick.plan
+            .linked
+            .iter()
+            .map(|l| (l.member.clone(), l.entity.clone())),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .merged
+            .iter()
+            .map(|m| (m.loser.clone(), Some(m.winner.clone()))),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .unmerged
+            .iter()
+            .map(|u| (u.resurrected.clone(), None)),
+    );
     if !tick.plan.is_quiet() {
         repo::apply_campaign_plan(db, writes, now).await?;
     }
@@ -135,7 +158,10 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             .plan
             .formed
             .iter()
-            .map(|f| topics::CampaignFormed { campaign_uuid: f.uuid.clone(), identity_uuids: f.members.clone() })
+            .map(|f| topics::CampaignFormed {
+                campaign_uuid: f.uuid.clone(),
+                identity_uuids: f.members.clone(),
+            })
             .collect(),
         assigned: tick
             .plan
@@ -151,13 +177,19 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             .plan
             .merged
             .iter()
-            .map(|m| topics::Merged { winner_uuid: m.winner.clone(), loser_uuid: m.loser.clone() })
+            .map(|m| topics::Merged {
+                winner_uuid: m.winner.clone(),
+                loser_uuid: m.loser.clone(),
+            })
             .collect(),
         unmerged: tick
             .plan
             .unmerged
             .iter()
-            .map(|u| topics::Unmerged { resurrected_uuid: u.resurrected.clone(), former_winner_uuid: u.former_winner.clone() })
+            .map(|u| topics::Unmerged {
+                resurrected_uuid: u.resurrected.clone(),
+                former_winner_uuid: u.former_winner.clone(),
+            })
             .collect(),
         maintenance_ok,
     })
@@ -220,7 +252,13 @@ pub struct CampaignClusterer {
 impl CampaignClusterer {
     pub fn new(deps: Deps, exit: ExitGuard) -> Self {
         let beat = deps.beat("campaign-clusterer");
-        CampaignClusterer { deps, beat, _exit: exit, wake: Wake::default(), counters: TickCounters::default() }
+        CampaignClusterer {
+            deps,
+            beat,
+            _exit: exit,
+            wake: Wake::default(),
+            counters: TickCounters::default(),
+        }
     }
 
     fn request(&mut self, ctx: &mut Context<Self>) {
@@ -282,7 +320,12 @@ impl Actor for CampaignClusterer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         start_beating(ctx, self);
-        subscribe_wakes(ctx, self.deps.registry.clone(), "identity.>", "campaign-clusterer");
+        subscribe_wakes(
+            ctx,
+            self.deps.registry.clone(),
+            "identity.>",
+            "campaign-clusterer",
+        );
         let every = Duration::from_secs_f64(self.deps.settings.clustering.tick_s.max(0.05));
         ctx.run_interval(every, |act, ctx| act.request(ctx));
         self.request(ctx);

@@ -19,7 +19,9 @@ use crate::actors::heartbeat::start_beating;
 use crate::actors::registry::RegistryHandle;
 use crate::actors::topics::{self, Envelope, Event};
 use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
-use crate::db::models::clustering::{Identity, IdentityMaintenance, NewIdentity, NewIdentityEvidence};
+use crate::db::models::clustering::{
+    Identity, IdentityMaintenance, NewIdentity, NewIdentityEvidence,
+};
 use crate::db::repo::clustering as repo;
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::domain::clustering::reconcile::EntityState;
@@ -95,7 +97,12 @@ impl IdentityTickOutcome {
     pub fn events(&self) -> Vec<Event> {
         let mut out = Vec::new();
         out.extend(self.formed.iter().cloned().map(Event::IdentityFormed));
-        out.extend(self.linked.iter().cloned().map(Event::IdentityObservationLinked));
+        out.extend(
+            self.linked
+                .iter()
+                .cloned()
+                .map(Event::IdentityObservationLinked),
+        );
         out.extend(self.merged.iter().cloned().map(Event::IdentityMerged));
         out.extend(self.unmerged.iter().cloned().map(Event::IdentityUnmerged));
         out
@@ -110,17 +117,24 @@ fn to_json_list(list: Option<&[String]>) -> Option<String> {
 pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
     let observations = repo::list_attackers_for_clustering(db, None).await?;
     if observations.is_empty() {
-        return Ok(IdentityTickOutcome { maintenance_ok: true, ..Default::default() });
+        return Ok(IdentityTickOutcome {
+            maintenance_ok: true,
+            ..Default::default()
+        });
     }
     let stored = repo::list_all_identities(db).await?;
     let entities: Vec<EntityState> = stored
         .iter()
-        .map(|i| EntityState { uuid: i.uuid.clone(), merged_into: i.merged_into_uuid.clone() })
+        .map(|i| EntityState {
+            uuid: i.uuid.clone(),
+            merged_into: i.merged_into_uuid.clone(),
+        })
         .collect();
     let rows: Vec<_> = observations.iter().map(|o| o.row.clone()).collect();
-    let tick: IdentityTick = tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
-        .await
-        .map_err(|e| TickError::Join(e.to_string()))?;
+    let tick: IdentityTick =
+        tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
+            .await
+            .map_err(|e| TickError::Join(e.to_string()))?;
     let now = now_utc();
 
     // Literal FK of every observation after the plan, and the seen-times per identity.
@@ -139,19 +153,28 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     let mut stats: BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)> = BTreeMap::new();
     for o in &observations {
         if let Some(identity) = literal.get(o.row.uuid.as_str()) {
-            let e = stats.entry(identity.clone()).or_insert((0, o.first_seen, o.last_seen));
+            let e = stats
+                .entry(identity.clone())
+                .or_insert((0, o.first_seen, o.last_seen));
             e.0 += 1;
             e.1 = e.1.min(o.first_seen);
             e.2 = e.2.max(o.last_seen);
         }
     }
-    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> =
-        tick.updates.iter().map(|u| (u.identity_uuid.as_str(), u)).collect();
+    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
+        .updates
+        .iter()
+        .map(|u| (u.identity_uuid.as_str(), u))
+        .collect();
 
     // Transaction 1: the plan.
     let mut writes = repo::IdentityPlanWrites::default();
     for f in &tick.plan.formed {
-        let (count, first, last) = stats.get(&f.uuid).copied().unwrap_or((f.members.len() as i64, now, now));
+        let (count, first, last) =
+            stats
+                .get(&f.uuid)
+                .copied()
+                .unwrap_or((f.members.len() as i64, now, now));
         let u = updates.get(f.uuid.as_str());
         writes.new_identities.push(NewIdentity {
             uuid: f.uuid.clone(),
@@ -167,11 +190,28 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             payload_simhashes: u.and_then(|u| u.payload_simhashes_json()),
             c2_endpoints: u.and_then(|u| u.c2_endpoints_json()),
         });
-        writes.links.extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
+        writes
+            .links
+            .extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
     }
-    writes.links.extend(tick.plan.linked.iter().map(|l| (l.member.clone(), l.entity.clone())));
-    writes.merge_pointers.extend(tick.plan.merged.iter().map(|m| (m.loser.clone(), Some(m.winner.clone()))));
-    writes.merge_pointers.extend(tick.plan.unmerged.iter().map(|u| (u.resurrected.clone(), None)));
+    writes.links.extend(
+        tick.plan
+            .linked
+            .iter()
+            .map(|l| (l.member.clone(), l.entity.clone())),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .merged
+            .iter()
+            .map(|m| (m.loser.clone(), Some(m.winner.clone()))),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .unmerged
+            .iter()
+            .map(|u| (u.resurrected.clone(), None)),
+    );
     if !tick.plan.is_quiet() {
         repo::apply_identity_plan(db, writes, now).await?;
     }
@@ -197,25 +237,37 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             .plan
             .formed
             .iter()
-            .map(|f| topics::IdentityFormed { identity_uuid: f.uuid.clone(), observation_uuids: f.members.clone() })
+            .map(|f| topics::IdentityFormed {
+                identity_uuid: f.uuid.clone(),
+                observation_uuids: f.members.clone(),
+            })
             .collect(),
         linked: tick
             .plan
             .linked
             .iter()
-            .map(|l| topics::ObservationLinked { identity_uuid: l.entity.clone(), observation_uuid: l.member.clone() })
+            .map(|l| topics::ObservationLinked {
+                identity_uuid: l.entity.clone(),
+                observation_uuid: l.member.clone(),
+            })
             .collect(),
         merged: tick
             .plan
             .merged
             .iter()
-            .map(|m| topics::Merged { winner_uuid: m.winner.clone(), loser_uuid: m.loser.clone() })
+            .map(|m| topics::Merged {
+                winner_uuid: m.winner.clone(),
+                loser_uuid: m.loser.clone(),
+            })
             .collect(),
         unmerged: tick
             .plan
             .unmerged
             .iter()
-            .map(|u| topics::Unmerged { resurrected_uuid: u.resurrected.clone(), former_winner_uuid: u.former_winner.clone() })
+            .map(|u| topics::Unmerged {
+                resurrected_uuid: u.resurrected.clone(),
+                former_winner_uuid: u.former_winner.clone(),
+            })
             .collect(),
         maintenance_ok,
     })
@@ -230,8 +282,11 @@ fn identity_maintenance(
     tick: &IdentityTick,
     now: NaiveDateTime,
 ) -> repo::IdentityMaintenanceWrites {
-    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> =
-        tick.updates.iter().map(|u| (u.identity_uuid.as_str(), u)).collect();
+    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
+        .updates
+        .iter()
+        .map(|u| (u.identity_uuid.as_str(), u))
+        .collect();
     let mut out = repo::IdentityMaintenanceWrites::default();
     for row in stored {
         let current = IdentityMaintenance::of(row);
@@ -298,8 +353,12 @@ impl TickCounters {
 }
 
 /// Subscribe to `pattern` and feed the stream to the actor; without a registry, poll only.
-pub fn subscribe_wakes<A>(ctx: &mut Context<A>, registry: RegistryHandle, pattern: &'static str, worker: &'static str)
-where
+pub fn subscribe_wakes<A>(
+    ctx: &mut Context<A>,
+    registry: RegistryHandle,
+    pattern: &'static str,
+    worker: &'static str,
+) where
     A: Actor<Context = Context<A>> + StreamHandler<Arc<Envelope>>,
 {
     let fut = actix::fut::wrap_future::<_, A>(async move { registry.subscribe(pattern).await });
@@ -323,7 +382,13 @@ pub struct Clusterer {
 impl Clusterer {
     pub fn new(deps: Deps, exit: ExitGuard) -> Self {
         let beat = deps.beat("clusterer");
-        Clusterer { deps, beat, _exit: exit, wake: Wake::default(), counters: TickCounters::default() }
+        Clusterer {
+            deps,
+            beat,
+            _exit: exit,
+            wake: Wake::default(),
+            counters: TickCounters::default(),
+        }
     }
 
     fn request(&mut self, ctx: &mut Context<Self>) {
@@ -419,7 +484,10 @@ mod tests {
         assert!(w.request(), "first wake schedules");
         assert!(!w.request() && !w.request(), "a burst schedules once");
         assert!(w.begin());
-        assert!(!w.request(), "wake during the tick is remembered, not scheduled");
+        assert!(
+            !w.request(),
+            "wake during the tick is remembered, not scheduled"
+        );
         assert!(w.finish(), "… and yields exactly one more tick");
         assert!(w.request());
         assert!(w.begin());
