@@ -127,7 +127,10 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["initial-admin-password", "jwt.secret"] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f} must be private");
         }
     }
@@ -165,7 +168,10 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
         .unwrap();
     let code = r.status().as_u16();
     let health: Value = r.json().await.unwrap();
-    assert!(code == 200 || code == 503, "health answers: {code} {health}");
+    assert!(
+        code == 200 || code == 503,
+        "health answers: {code} {health}"
+    );
     assert_eq!(health["components"]["database"]["status"], "ok", "{health}");
     assert!(d.stop().success(), "clean exit on SIGTERM");
 
@@ -179,9 +185,16 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "token minted before the restart still valid");
+    assert_eq!(
+        r.status(),
+        200,
+        "token minted before the restart still valid"
+    );
     let out = d.stdout_so_far().join("\n");
-    assert!(!out.contains("initial password"), "printed only once: {out}");
+    assert!(
+        !out.contains("initial password"),
+        "printed only once: {out}"
+    );
     assert_eq!(
         secret_before,
         std::fs::read_to_string(dir.path().join("jwt.secret")).unwrap()
@@ -225,7 +238,8 @@ fn boot_refuses_known_bad_secret_and_public_loopback_cors() {
         assert!(!out.status.success(), "{env:?} must refuse to boot");
         let err = String::from_utf8_lossy(&out.stderr);
         let named = env.iter().any(|(k, _)| err.contains(k))
-            || (env.iter().any(|(k, _)| *k == "DECNET_API_HOST") && err.contains("DECNET_CORS_ORIGINS"));
+            || (env.iter().any(|(k, _)| *k == "DECNET_API_HOST")
+                && err.contains("DECNET_CORS_ORIGINS"));
         assert!(named, "{env:?}: error names the setting: {err}");
         assert!(!err.contains("changeme"), "secret value never echoed");
     }
@@ -233,4 +247,99 @@ fn boot_refuses_known_bad_secret_and_public_loopback_cors() {
         !dir.path().join("decnet.db").exists(),
         "refused before any database work"
     );
+}
+
+fn cli(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decnetd"))
+        .args(args)
+        .env("DECNET_DATA_DIR", data_dir)
+        .env(
+            "DECNET_JWT_SECRET",
+            "a-very-secret-jwt-key-that-is-long-enough-1234",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run decnetd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn cli_config_show_migrate_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["config", "show"], "");
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("[api]") && shown.contains("port = 8000"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("<redacted>"),
+        "the set JWT secret is shown redacted"
+    );
+    assert!(
+        !shown.contains("a-very-secret-jwt-key"),
+        "secret never printed"
+    );
+
+    let out = cli(dir.path(), &["migrate"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["migrate"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 migration(s) applied"));
+
+    let out = cli(
+        dir.path(),
+        &["user", "add", "carol", "--role", "viewer"],
+        "carol-password-123\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(
+        dir.path(),
+        &["user", "add", "carol"],
+        "carol-password-123\n",
+    );
+    assert!(!out.status.success(), "duplicate user refused");
+    let out = cli(dir.path(), &["user", "add", "dave"], "short\n");
+    assert!(!out.status.success(), "short password refused");
+    let out = cli(dir.path(), &["user", "add", "erin", "--role", "admin"], "");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("password: "),
+        "a generated password is printed when none is given"
+    );
+    let out = cli(
+        dir.path(),
+        &["user", "passwd", "carol"],
+        "carol-new-password-456\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["user", "list"], "");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("carol\tviewer"), "{listed}");
+    assert!(
+        listed.contains("erin\tadmin\tmust-change-password"),
+        "{listed}"
+    );
+    assert!(!listed.contains("$2b$"), "hashes never listed");
 }
