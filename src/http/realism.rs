@@ -31,8 +31,8 @@ pub const STREAM_SNAPSHOT_ROWS: i64 = 50;
 pub const MAX_STATS_WINDOW_S: i64 = 7 * 24 * 3600;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/realism/config", web::get().to(get_config))
-        .route("/realism/config", web::put().to(put_config))
+    cfg.route("/realism/config", web::get().to(get_realism_config))
+        .route("/realism/config", web::put().to(put_realism_config))
         .route(
             "/realism/synthetic-files",
             web::get().to(list_synthetic_files),
@@ -41,21 +41,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/realism/synthetic-files/{uuid}",
             web::get().to(get_synthetic_file),
         )
-        .route("/orchestrator/events", web::get().to(list_events))
-        .route("/orchestrator/events/stats", web::get().to(event_stats))
-        .route("/orchestrator/events/stream", web::get().to(event_stream));
+        .route(
+            "/orchestrator/events",
+            web::get().to(list_orchestrator_events),
+        )
+        .route(
+            "/orchestrator/events/stats",
+            web::get().to(orchestrator_event_stats),
+        )
+        .route(
+            "/orchestrator/events/stream",
+            web::get().to(orchestrator_event_stream),
+        );
 }
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
-        get_config,
-        put_config,
+        get_realism_config,
+        put_realism_config,
         list_synthetic_files,
         get_synthetic_file,
-        list_events,
-        event_stats,
-        event_stream
+        list_orchestrator_events,
+        orchestrator_event_stats,
+        orchestrator_event_stream
     ),
     components(schemas(
         ClassWeightDoc,
@@ -146,7 +155,7 @@ async fn current_weights(db: &Db) -> Result<RealismWeights, ApiError> {
     get, path = "/api/v1/realism/config", tag = "Realism",
     responses((status = 200, description = "Live planner weights", body = RealismConfigDoc))
 )]
-pub async fn get_config(
+pub async fn get_realism_config(
     _viewer: Viewer,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -161,7 +170,7 @@ pub async fn get_config(
         (status = 400, description = "Not an object, or a field failed validation (nothing stored)")
     )
 )]
-pub async fn put_config(
+pub async fn put_realism_config(
     _admin: Admin,
     state: web::Data<AppState>,
     body: web::Bytes,
@@ -342,7 +351,7 @@ pub struct EventQuery {
         (status = 422, description = "Bad paging or kind")
     )
 )]
-pub async fn list_events(
+pub async fn list_orchestrator_events(
     _viewer: Viewer,
     state: web::Data<AppState>,
     page: Pagination,
@@ -415,7 +424,7 @@ pub struct StatsQuery {
         (status = 422, description = "success not false, bad since or kind")
     )
 )]
-pub async fn event_stats(
+pub async fn orchestrator_event_stats(
     _viewer: Viewer,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -464,7 +473,7 @@ fn stream_frame(env: &Envelope) -> Value {
         (status = 429, description = "SSE connection limit reached")
     )
 )]
-pub async fn event_stream(
+pub async fn orchestrator_event_stream(
     viewer: StreamViewer,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
