@@ -1,9 +1,7 @@
 //! Fleet and realism repositories on SQLite and PostgreSQL (platform §6.3, §6.6; realism §1).
 //!
 //! PostgreSQL cases need `eval "$(scripts/pg start)"` first (skipped loudly otherwise).
-//! Run: `cargo test --test fleet_repo`
-
-mod common;
+//! Run: `cargo test --test fleet repo`
 
 use chrono::TimeDelta;
 use decnetd::db::models::fleet::{DeckySource, FleetDeckyUpsert};
