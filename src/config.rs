@@ -599,7 +599,9 @@ pub fn parse_clusterer_kind(raw: &str) -> Result<ClustererKind, String> {
     if raw.trim().eq_ignore_ascii_case("connected_components") {
         Ok(ClustererKind::ConnectedComponents)
     } else {
-        Err(format!("unknown clusterer implementation {raw:?} (only connected_components)"))
+        Err(format!(
+            "unknown clusterer implementation {raw:?} (only connected_components)"
+        ))
     }
 }
 
@@ -616,7 +618,11 @@ impl Default for ClusteringSettings {
 impl ClusteringSettings {
     fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
         env.apply("DECNET_CLUSTERER_TICK_S", &mut self.tick_s, parse_seconds)?;
-        env.apply("DECNET_CLUSTERER_TYPE", &mut self.clusterer_type, parse_clusterer_kind)?;
+        env.apply(
+            "DECNET_CLUSTERER_TYPE",
+            &mut self.clusterer_type,
+            parse_clusterer_kind,
+        )?;
         env.apply(
             "DECNET_CAMPAIGN_CLUSTERER_TYPE",
             &mut self.campaign_clusterer_type,
