@@ -145,31 +145,46 @@ impl IntelProviders {
         json!({ "providers": map })
     }
 
-    /// Query every enabled provider for `ip` concurrently. Each lookup runs in its own task,
-    /// so a panicking provider becomes a `Failed(Internal)` and loses nothing else.
+    /// Query every enabled provider for `ip` concurrently; results come back in
+    /// configuration order. Each lookup runs in its own task, so a panicking provider becomes
+    /// a `Failed(Internal)` and loses nothing else; dropping the future aborts the lookups.
     pub async fn lookup_all(&self, ip: IpAddr) -> Vec<(ProviderName, ProviderOutcome)> {
-        let tasks: Vec<_> = self
+        let active: Vec<&Arc<dyn IntelProvider>> = self
             .providers
             .iter()
             .filter(|p| p.status().is_enabled())
-            .map(|p| {
-                let p = Arc::clone(p);
-                let name = p.name();
-                (name, tokio::spawn(async move { p.lookup(ip).await }))
-            })
             .collect();
-        let mut out = Vec::with_capacity(tasks.len());
-        for (name, task) in tasks {
-            let outcome = match task.await {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(provider = %name, error = %e, "intel lookup task failed");
-                    ProviderOutcome::Failed(ProviderError::Internal(e.to_string()))
-                }
-            };
-            out.push((name, outcome));
+        let mut set = tokio::task::JoinSet::new();
+        let mut slots: Vec<(ProviderName, Option<ProviderOutcome>)> =
+            active.iter().map(|p| (p.name(), None)).collect();
+        let mut ids = std::collections::HashMap::new();
+        for (i, p) in active.into_iter().enumerate() {
+            let p = Arc::clone(p);
+            let handle = set.spawn(async move { (i, p.lookup(ip).await) });
+            ids.insert(handle.id(), i);
         }
-        out
+        while let Some(joined) = set.join_next_with_id().await {
+            match joined {
+                Ok((_, (i, outcome))) => slots[i].1 = Some(outcome),
+                Err(e) => {
+                    if let Some(&i) = ids.get(&e.id()) {
+                        tracing::error!(provider = %slots[i].0, error = %e, "intel lookup task failed");
+                        slots[i].1 = Some(ProviderOutcome::Failed(ProviderError::Internal(
+                            e.to_string(),
+                        )));
+                    }
+                }
+            }
+        }
+        slots
+            .into_iter()
+            .map(|(name, o)| {
+                let o = o.unwrap_or_else(|| {
+                    ProviderOutcome::Failed(ProviderError::Internal("lookup lost".into()))
+                });
+                (name, o)
+            })
+            .collect()
     }
 }
 
