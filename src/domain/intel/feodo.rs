@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{MapError, Verdict};
+use super::{clip, MapError, Verdict, FEODO_FAMILY_MAX};
 
 /// The `feodo_*` columns one successful lookup writes (plus `feodo_queried_at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,7 +85,7 @@ impl FeodoIndex {
                     .get("malware")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
+                    .map(|s| clip(s, FEODO_FAMILY_MAX)),
                 raw: Value::Object(entry.clone()),
             },
             None => Columns {

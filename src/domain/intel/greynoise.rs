@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{MapError, Verdict};
+use super::{clip, MapError, Verdict, GREYNOISE_CLASSIFICATION_MAX, GREYNOISE_NAME_MAX};
 
 /// The `greynoise_*` columns one successful lookup writes (plus `greynoise_queried_at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +34,9 @@ pub fn map_found(body: &Value) -> Result<Columns, MapError> {
         .as_object()
         .ok_or_else(|| MapError::Parse("greynoise body is not a JSON object".into()))?;
     let classification = match obj.get("classification") {
-        Some(Value::String(s)) if !s.is_empty() => s.to_lowercase(),
+        Some(Value::String(s)) if !s.is_empty() => {
+            clip(&s.to_lowercase(), GREYNOISE_CLASSIFICATION_MAX)
+        }
         None | Some(Value::Null) | Some(Value::String(_)) => "unknown".to_owned(),
         Some(other) => {
             return Err(MapError::Parse(format!(
@@ -43,7 +45,7 @@ pub fn map_found(body: &Value) -> Result<Columns, MapError> {
         }
     };
     let name = match obj.get("name") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() => Some(clip(s, GREYNOISE_NAME_MAX)),
         _ => None,
     };
     let tags = match obj.get("tags") {
@@ -137,6 +139,19 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn overlong_strings_are_clipped_to_the_column_width() {
+        let long = "x".repeat(500);
+        let c = map_found(&json!({"classification": long, "name": long})).unwrap();
+        assert_eq!(c.classification.len(), GREYNOISE_CLASSIFICATION_MAX);
+        assert_eq!(c.name.unwrap().len(), GREYNOISE_NAME_MAX);
+        assert_eq!(
+            c.raw["name"].as_str().unwrap().len(),
+            500,
+            "raw keeps the original"
+        );
     }
 
     #[test]

@@ -13,13 +13,14 @@ mod retry_after;
 pub mod threatfox;
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 pub use record::{
-    enriched_payload, merge_pass, ColumnUpdate, IntelFields, PassResult, ProviderReport,
-    ENRICHED_EVENT_TYPE,
+    enriched_payload, merge_pass, skipped_pass, ColumnUpdate, IntelFields, PassResult,
+    ProviderReport, ENRICHED_EVENT_TYPE,
 };
 pub use retry_after::parse_retry_after;
 
@@ -162,6 +163,53 @@ pub enum MapError {
     QueryStatus(String),
 }
 
+/// Whether asking third parties about `ip` makes sense: false for addresses that only exist
+/// inside a network (RFC 1918, CGNAT, loopback, link-local, ULA, unspecified, multicast,
+/// broadcast). Querying those wastes free-tier quota and tells the provider about the
+/// honeypot's own network. IPv4-mapped IPv6 is judged as the IPv4 address. Documentation
+/// ranges are left enrichable (providers simply do not know them).
+pub fn is_public_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(v4),
+            None => is_public_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    let cgnat = a == 100 && (64..128).contains(&b);
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || cgnat
+        || a == 0)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    let unique_local = (first & 0xfe00) == 0xfc00;
+    let link_local = (first & 0xffc0) == 0xfe80;
+    !(ip.is_loopback() || ip.is_unspecified() || ip.is_multicast() || unique_local || link_local)
+}
+
+/// Column widths of `attacker_intel` (§5.6); longer provider strings are clipped to fit.
+pub const GREYNOISE_CLASSIFICATION_MAX: usize = 32;
+/// See [`GREYNOISE_CLASSIFICATION_MAX`].
+pub const GREYNOISE_NAME_MAX: usize = 128;
+/// See [`GREYNOISE_CLASSIFICATION_MAX`].
+pub const FEODO_FAMILY_MAX: usize = 64;
+
+/// The first `max` characters of `s` (never splits a character).
+pub(crate) fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
 /// Decode a response body as JSON; a decoding failure is a [`MapError::Parse`].
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, MapError> {
     serde_json::from_slice(body).map_err(|e| MapError::Parse(e.to_string()))
@@ -252,6 +300,48 @@ mod tests {
         for p in ProviderName::ALL {
             assert_eq!(p.as_str().parse::<ProviderName>().unwrap(), p);
         }
+    }
+
+    #[test]
+    fn public_address_policy() {
+        for ip in [
+            "8.8.8.8",
+            "45.83.64.1",
+            "203.0.113.7",
+            "2a00:1450:4001::1",
+            "::ffff:8.8.8.8",
+            "100.63.255.255",
+            "100.128.0.1",
+        ] {
+            assert!(is_public_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.5",
+            "172.16.3.4",
+            "192.168.1.5",
+            "127.0.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(!is_public_address(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn clip_counts_characters() {
+        assert_eq!(clip("abcdef", 3), "abc");
+        assert_eq!(clip("ab", 3), "ab");
+        assert_eq!(clip("ééé", 2), "éé");
     }
 
     #[test]

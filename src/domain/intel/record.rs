@@ -227,6 +227,23 @@ pub fn merge_pass(
     }
 }
 
+/// A pass that deliberately asked nobody (e.g. a private address): columns and verdict stay as
+/// they were, and the attacker is not looked at again before a full TTL.
+pub fn skipped_pass(
+    previous: Option<(&IntelFields, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+    ttl: TimeDelta,
+) -> PassResult {
+    let mut fields = previous.map(|(f, _)| f.clone()).unwrap_or_default();
+    fields.aggregate_verdict = fields.computed_aggregate();
+    PassResult {
+        fields,
+        cached_at: previous.map_or(now, |(_, c)| c),
+        expires_at: now + ttl,
+        enriched: false,
+    }
+}
+
 /// The `attacker.intel.enriched` payload (§11.5) projected from the row as stored after the
 /// pass. `providers` = the providers that took part in the pass (`None` for the TTP worker's
 /// catch-up projection, which omits the key).
@@ -409,6 +426,19 @@ mod tests {
         assert_eq!(r.fields, IntelFields::default());
         assert_eq!(r.cached_at, t(2));
         assert_eq!(r.expires_at, t(2) + BACKOFF);
+    }
+
+    #[test]
+    fn skipped_pass_keeps_columns_and_waits_a_full_ttl() {
+        let fresh = skipped_pass(None, t(2), TTL);
+        assert_eq!(fresh.fields, IntelFields::default());
+        assert_eq!((fresh.cached_at, fresh.expires_at), (t(2), t(2) + TTL));
+        assert!(!fresh.enriched);
+        let first = merge_pass(None, &[abuse(80)], t(2), TTL, BACKOFF);
+        let again = skipped_pass(Some((&first.fields, first.cached_at)), t(9), TTL);
+        assert_eq!(again.fields, first.fields);
+        assert_eq!(again.cached_at, t(2));
+        assert_eq!(again.expires_at, t(9) + TTL);
     }
 
     #[test]
