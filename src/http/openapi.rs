@@ -1,0 +1,3 @@
+pub fn document_json() -> String {
+    "{}".into()
+}
