@@ -313,7 +313,10 @@ pub async fn bootstrap_admin(db: &Db, settings: &Settings, print: bool) -> Resul
         (None, Some(pw)) => {
             let hash = hash_password(pw.expose().to_string()).await?;
             users::create(db, new_admin(name, hash)).await?;
-            tracing::info!(user = name, "bootstrap admin created from DECNET_ADMIN_PASSWORD");
+            tracing::info!(
+                user = name,
+                "bootstrap admin created from DECNET_ADMIN_PASSWORD"
+            );
         }
         (None, None) => {
             let password = random_token(18);
@@ -381,7 +384,10 @@ fn warn_low_nofile() {
             if let Some(soft) = rest.split_whitespace().next() {
                 if let Ok(n) = soft.parse::<u64>() {
                     if n < 4096 {
-                        tracing::warn!(soft_limit = n, "RLIMIT_NOFILE below 4096; raise it for many SSE clients");
+                        tracing::warn!(
+                            soft_limit = n,
+                            "RLIMIT_NOFILE below 4096; raise it for many SSE clients"
+                        );
                     }
                 }
             }

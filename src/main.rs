@@ -11,7 +11,11 @@ use decnetd::config::{EnvSource, Settings};
 use decnetd::db::Db;
 
 #[derive(Parser)]
-#[command(name = "decnetd", version, about = "Mothership daemon of the DECNET honeypot deception network")]
+#[command(
+    name = "decnetd",
+    version,
+    about = "Mothership daemon of the DECNET honeypot deception network"
+)]
 struct Cli {
     /// TOML settings file (defaults < file < DECNET_* environment)
     #[arg(long, global = true, env = "DECNETD_CONFIG")]
@@ -134,7 +138,10 @@ async fn migrate(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("database: {e}"))?;
     let applied = db.migrate().await.map_err(|e| format!("migrations: {e}"))?;
-    println!("decnetd: {applied} migration(s) applied ({:?})", db.backend());
+    println!(
+        "decnetd: {applied} migration(s) applied ({:?})",
+        db.backend()
+    );
     Ok(())
 }
 
@@ -181,7 +188,11 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
                     u.uuid,
                     u.username,
                     u.role,
-                    if u.must_change_password { "\tmust-change-password" } else { "" }
+                    if u.must_change_password {
+                        "\tmust-change-password"
+                    } else {
+                        ""
+                    }
                 );
             }
         }
@@ -196,7 +207,10 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
                     use rand::RngCore;
                     let mut buf = [0u8; 18];
                     rand::rngs::OsRng.fill_bytes(&mut buf);
-                    (base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf), true)
+                    (
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf),
+                        true,
+                    )
                 }
             };
             check_password(&pw)?;
@@ -218,12 +232,18 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
                     e.to_string()
                 }
             })?;
-            println!("created {} ({}, must change password at first login)", user.username, user.uuid);
+            println!(
+                "created {} ({}, must change password at first login)",
+                user.username, user.uuid
+            );
             if generated {
                 println!("password: {pw}");
             }
         }
-        UserCmd::Passwd { username, must_change } => {
+        UserCmd::Passwd {
+            username,
+            must_change,
+        } => {
             let user = users::get_by_username(&db, &username)
                 .await
                 .map_err(|e| e.to_string())?

@@ -61,7 +61,12 @@ pub async fn start_http_only(settings: Settings) -> Result<RunningApp, AppError>
 }
 
 /// Create a user that does not have to change its password (bcrypt cost 4: tests only).
-pub async fn create_user(db: &Db, username: &str, password: &str, role: &str) -> Result<(), DbError> {
+pub async fn create_user(
+    db: &Db,
+    username: &str,
+    password: &str,
+    role: &str,
+) -> Result<(), DbError> {
     let hash = bcrypt::hash(password, 4).map_err(|e| DbError::Connect(e.to_string()))?;
     repo::users::create(
         db,

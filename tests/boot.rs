@@ -127,7 +127,10 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
     {
         use std::os::unix::fs::PermissionsExt;
         for f in ["initial-admin-password", "jwt.secret"] {
-            let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f} must be private");
         }
     }
@@ -165,7 +168,10 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
         .unwrap();
     let code = r.status().as_u16();
     let health: Value = r.json().await.unwrap();
-    assert!(code == 200 || code == 503, "health answers: {code} {health}");
+    assert!(
+        code == 200 || code == 503,
+        "health answers: {code} {health}"
+    );
     assert_eq!(health["components"]["database"]["status"], "ok", "{health}");
     assert!(d.stop().success(), "clean exit on SIGTERM");
 
@@ -179,9 +185,16 @@ async fn first_boot_then_second_boot(extra_env: &[(&str, &str)]) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "token minted before the restart still valid");
+    assert_eq!(
+        r.status(),
+        200,
+        "token minted before the restart still valid"
+    );
     let out = d.stdout_so_far().join("\n");
-    assert!(!out.contains("initial password"), "printed only once: {out}");
+    assert!(
+        !out.contains("initial password"),
+        "printed only once: {out}"
+    );
     assert_eq!(
         secret_before,
         std::fs::read_to_string(dir.path().join("jwt.secret")).unwrap()
@@ -225,7 +238,8 @@ fn boot_refuses_known_bad_secret_and_public_loopback_cors() {
         assert!(!out.status.success(), "{env:?} must refuse to boot");
         let err = String::from_utf8_lossy(&out.stderr);
         let named = env.iter().any(|(k, _)| err.contains(k))
-            || (env.iter().any(|(k, _)| *k == "DECNET_API_HOST") && err.contains("DECNET_CORS_ORIGINS"));
+            || (env.iter().any(|(k, _)| *k == "DECNET_API_HOST")
+                && err.contains("DECNET_CORS_ORIGINS"));
         assert!(named, "{env:?}: error names the setting: {err}");
         assert!(!err.contains("changeme"), "secret value never echoed");
     }

@@ -114,7 +114,10 @@ async fn panicking_actor_restarts_and_siblings_keep_beating() {
         )
         .await;
         let info = sup.worker("clusterer").unwrap();
-        assert!(info.last_exit.unwrap().contains("boom requested by the test"));
+        assert!(info
+            .last_exit
+            .unwrap()
+            .contains("boom requested by the test"));
     }
     // The sibling was never restarted and is still beating.
     assert_eq!(sibling_starts.load(Ordering::SeqCst), 1);
@@ -142,7 +145,11 @@ async fn admin_stop_sticks_until_start() {
         registry.clone(),
         fast_backoff(),
     );
-    wait_until(|| sup.worker("planner").is_some_and(|w| w.running), "running").await;
+    wait_until(
+        || sup.worker("planner").is_some_and(|w| w.running),
+        "running",
+    )
+    .await;
     // Give the supervisor's control subscription time to be acknowledged.
     tokio::time::sleep(Duration::from_millis(200)).await;
     registry.publish_raw(
@@ -150,7 +157,11 @@ async fn admin_stop_sticks_until_start() {
         "control",
         json!({"action": "stop", "requested_by": "admin", "ts": 1.0}),
     );
-    wait_until(|| sup.worker("planner").is_some_and(|w| !w.running), "stopped").await;
+    wait_until(
+        || sup.worker("planner").is_some_and(|w| !w.running),
+        "stopped",
+    )
+    .await;
     // Well past the backoff: still stopped, never restarted, not counted as a crash.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let info = sup.worker("planner").unwrap();
@@ -159,7 +170,11 @@ async fn admin_stop_sticks_until_start() {
     assert_eq!(info.restarts, 0);
     assert_eq!(starts.load(Ordering::SeqCst), 1);
     // Unknown or missing actions are ignored.
-    registry.publish_raw("system.planner.control", "control", json!({"action": "dance"}));
+    registry.publish_raw(
+        "system.planner.control",
+        "control",
+        json!({"action": "dance"}),
+    );
     registry.publish_raw("system.planner.control", "control", json!({}));
     assert_eq!(sup.start("planner").await.unwrap(), StartOutcome::Started);
     wait_until(|| starts.load(Ordering::SeqCst) == 2, "restarted by start").await;
@@ -169,6 +184,9 @@ async fn admin_stop_sticks_until_start() {
     );
     assert!(sup.start("nonsense").await.is_err());
     sup.shutdown(Duration::from_secs(2)).await;
-    assert!(!sup.worker("planner").unwrap().running, "shutdown drained it");
+    assert!(
+        !sup.worker("planner").unwrap().running,
+        "shutdown drained it"
+    );
     registry.shutdown().await;
 }

@@ -65,12 +65,14 @@ pub trait Beating: Actor<Context = Context<Self>> {
 }
 
 fn beat_now<A: Beating>(act: &A) {
-    let extra = std::panic::catch_unwind(AssertUnwindSafe(|| act.health_extra())).unwrap_or_else(
-        |_| {
-            tracing::warn!(worker = act.beat().name, "health_extra panicked; base beat sent");
+    let extra =
+        std::panic::catch_unwind(AssertUnwindSafe(|| act.health_extra())).unwrap_or_else(|_| {
+            tracing::warn!(
+                worker = act.beat().name,
+                "health_extra panicked; base beat sent"
+            );
             Map::new()
-        },
-    );
+        });
     act.beat().publish(extra);
 }
 
@@ -296,10 +298,18 @@ mod tests {
     fn missing_ts_falls_back_to_now_and_future_beats_clamp() {
         let board = StatusBoard::new(Duration::from_secs(90));
         board.record("system.bus.health", &json!({"pid": 1}));
-        let row = board.snapshot().into_iter().find(|r| r.name == "bus").unwrap();
+        let row = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == "bus")
+            .unwrap();
         assert_eq!(row.status, "ok");
         board.record("system.api.health", &json!({"ts": epoch_now() + 100.0}));
-        let row = board.snapshot().into_iter().find(|r| r.name == "api").unwrap();
+        let row = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == "api")
+            .unwrap();
         assert_eq!(row.seconds_since, Some(0.0));
     }
 }

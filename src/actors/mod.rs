@@ -4,6 +4,7 @@
 //! beating via [`heartbeat::start_beating`], handling [`Shutdown`]) and add one line to
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
+pub mod enricher;
 pub mod heartbeat;
 pub mod registry;
 pub mod supervisor;
@@ -50,6 +51,7 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
             heartbeat::HeartbeatActor::new(d.status.clone(), d.beat("heartbeat"), exit)
         }));
     }
+    specs.push(enricher::worker_spec(deps));
     let disabled = &deps.settings.workers.disabled;
     specs.retain(|s| !disabled.iter().any(|d| d == s.name()));
     specs

@@ -347,7 +347,11 @@ impl SupervisorHandle {
         slot.running = true;
         slot.restart_pending = false;
         slot.started_at = Instant::now();
-        tracing::info!(worker = slot.spec.name, generation = slot.generation, "worker started");
+        tracing::info!(
+            worker = slot.spec.name,
+            generation = slot.generation,
+            "worker started"
+        );
     }
 
     async fn run_exits(self, mut rx: mpsc::UnboundedReceiver<ExitReport>) {
@@ -584,11 +588,9 @@ impl SupervisorHandle {
                 tracing::warn!(?pending, "shutdown grace elapsed; abandoning workers");
                 break;
             }
-            let _ = tokio::time::timeout(
-                (deadline - now).min(Duration::from_millis(200)),
-                notified,
-            )
-            .await;
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_millis(200)), notified)
+                    .await;
         }
         let mut inner = self.inner.lock();
         for slot in inner.slots.values_mut() {

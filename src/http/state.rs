@@ -25,6 +25,14 @@ impl AppState {
         status: StatusBoard,
         docker: Option<Arc<dyn DeckyRuntime>>,
     ) -> AppState {
-        AppState { settings, db, registry, supervisor, status, docker, started_at: std::time::Instant::now() }
+        AppState {
+            settings,
+            db,
+            registry,
+            supervisor,
+            status,
+            docker,
+            started_at: std::time::Instant::now(),
+        }
     }
 }

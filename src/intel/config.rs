@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::config::{IntelSettings, Secret};
 use crate::domain::intel::{parse_provider_list, ProviderName, UnknownProvider};
 
 /// The User-Agent every intel request carries: a stock curl, nothing product-specific.
@@ -16,12 +17,34 @@ pub const DEFAULT_USER_AGENT: &str = "curl/7.88.1";
 pub enum ConfigError {
     #[error("{var}: {reason}")]
     InvalidBaseUrl { var: &'static str, reason: String },
-    #[error("{var}: expected true/false, got {value:?}")]
-    InvalidBool { var: &'static str, value: String },
     #[error("DECNET_INTEL_PROVIDERS: {0}")]
     UnknownProvider(#[from] UnknownProvider),
     #[error("{what}: must be greater than zero")]
     Zero { what: &'static str },
+    #[error("{var}: expected a positive, finite number of seconds, got {value}")]
+    InvalidDuration { var: &'static str, value: f64 },
+}
+
+impl ConfigError {
+    /// The environment variable of the offending setting.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            ConfigError::InvalidBaseUrl { var, .. } | ConfigError::InvalidDuration { var, .. } => {
+                var
+            }
+            ConfigError::UnknownProvider(_) => "DECNET_INTEL_PROVIDERS",
+            ConfigError::Zero { .. } => "DECNET_INTEL",
+        }
+    }
+}
+
+/// A positive, finite number of seconds as a `Duration`.
+fn seconds(var: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Duration::try_from_secs_f64(value).map_err(|_| ConfigError::InvalidDuration { var, value })
+    } else {
+        Err(ConfigError::InvalidDuration { var, value })
+    }
 }
 
 /// `scheme://host[:port]` of a provider; the provider's own path is appended to it.
@@ -184,6 +207,14 @@ pub struct IntelConfig {
     pub default_retry_after: Duration,
     /// Ceiling on any `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// Enricher: re-enrich an attacker after this long.
+    pub ttl: Duration,
+    /// Enricher: poll fallback when no wake event arrives.
+    pub poll_interval: Duration,
+    /// Enricher: retry an attacker whose every provider failed after this long.
+    pub retry_backoff: Duration,
+    /// Enricher: never send private/loopback/link-local addresses to providers.
+    pub skip_private: bool,
 }
 
 const fn nz(n: u32) -> NonZeroU32 {
@@ -235,52 +266,42 @@ impl Default for IntelConfig {
             max_rate_wait: Duration::from_secs(5),
             default_retry_after: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(24 * 3_600),
+            ttl: Duration::from_secs(24 * 3_600),
+            poll_interval: Duration::from_secs(60),
+            retry_backoff: Duration::from_secs(300),
+            skip_private: true,
         }
     }
 }
 
 impl IntelConfig {
-    /// Defaults overridden by environment variables read through `var` (pass
-    /// `|k| std::env::var(k).ok()` in production): `DECNET_INTEL_ENABLED`,
-    /// `DECNET_INTEL_PROVIDERS`, `DECNET_INTEL_{GREYNOISE,ABUSEIPDB,FEODO,THREATFOX}_URL`,
-    /// `DECNET_{GREYNOISE,ABUSEIPDB,THREATFOX}_API_KEY`, `DECNET_THREATFOX_REQUIRE_KEY`,
-    /// `DECNET_INTEL_USER_AGENT`.
-    pub fn from_lookup<F>(var: F) -> Result<IntelConfig, ConfigError>
-    where
-        F: Fn(&str) -> Option<String>,
-    {
-        let mut cfg = IntelConfig::default();
-        if let Some(v) = var("DECNET_INTEL_ENABLED") {
-            cfg.enabled = parse_bool("DECNET_INTEL_ENABLED", &v)?;
-        }
-        if let Some(v) = var("DECNET_INTEL_PROVIDERS") {
-            cfg.providers = parse_provider_list(&v)?;
-        }
-        let url = |name: &'static str, slot: &mut BaseUrl| -> Result<(), ConfigError> {
-            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
-                *slot = BaseUrl::parse(name, &v)?;
-            }
-            Ok(())
+    /// The intel section of the daemon settings (file + `DECNET_*` environment) as validated
+    /// client configuration: provider names, base URLs and durations are checked here.
+    pub fn from_settings(s: &IntelSettings) -> Result<IntelConfig, ConfigError> {
+        let mut cfg = IntelConfig {
+            enabled: s.enabled,
+            providers: parse_provider_list(&s.providers.join(","))?,
+            ..IntelConfig::default()
         };
-        url("DECNET_INTEL_GREYNOISE_URL", &mut cfg.greynoise.base_url)?;
-        url("DECNET_INTEL_ABUSEIPDB_URL", &mut cfg.abuseipdb.base_url)?;
-        url("DECNET_INTEL_FEODO_URL", &mut cfg.feodo.base_url)?;
-        url("DECNET_INTEL_THREATFOX_URL", &mut cfg.threatfox.base_url)?;
-        cfg.greynoise.api_key = var("DECNET_GREYNOISE_API_KEY").and_then(ApiKey::new);
-        cfg.abuseipdb.api_key = var("DECNET_ABUSEIPDB_API_KEY").and_then(ApiKey::new);
-        cfg.threatfox.api_key = var("DECNET_THREATFOX_API_KEY").and_then(ApiKey::new);
-        if let Some(v) = var("DECNET_THREATFOX_REQUIRE_KEY") {
-            cfg.threatfox.key_required = parse_bool("DECNET_THREATFOX_REQUIRE_KEY", &v)?;
-        }
-        if let Some(v) = var("DECNET_INTEL_USER_AGENT").filter(|v| !v.trim().is_empty()) {
-            cfg.user_agent = v.trim().to_owned();
+        cfg.greynoise.base_url = BaseUrl::parse("DECNET_INTEL_GREYNOISE_URL", &s.greynoise_url)?;
+        cfg.abuseipdb.base_url = BaseUrl::parse("DECNET_INTEL_ABUSEIPDB_URL", &s.abuseipdb_url)?;
+        cfg.feodo.base_url = BaseUrl::parse("DECNET_INTEL_FEODO_URL", &s.feodo_url)?;
+        cfg.threatfox.base_url = BaseUrl::parse("DECNET_INTEL_THREATFOX_URL", &s.threatfox_url)?;
+        let key = |k: &Option<Secret>| k.as_ref().and_then(|k| ApiKey::new(k.expose()));
+        cfg.greynoise.api_key = key(&s.greynoise_api_key);
+        cfg.abuseipdb.api_key = key(&s.abuseipdb_api_key);
+        cfg.threatfox.api_key = key(&s.threatfox_api_key);
+        cfg.threatfox.key_required = s.threatfox_require_key;
+        cfg.request_timeout = seconds("DECNET_INTEL_TIMEOUT_S", s.timeout_s)?;
+        cfg.feodo.refresh_interval = seconds("DECNET_INTEL_FEODO_REFRESH_S", s.feodo_refresh_s)?;
+        cfg.ttl = seconds("DECNET_INTEL_TTL_HOURS", s.ttl_hours * 3_600.0)?;
+        cfg.poll_interval = seconds("DECNET_INTEL_POLL_S", s.poll_s)?;
+        cfg.retry_backoff = seconds("DECNET_INTEL_RETRY_BACKOFF_S", s.retry_backoff_s)?;
+        cfg.skip_private = s.skip_private;
+        if !s.user_agent.trim().is_empty() {
+            cfg.user_agent = s.user_agent.trim().to_owned();
         }
         Ok(cfg)
-    }
-
-    /// [`IntelConfig::from_lookup`] over the process environment.
-    pub fn from_env() -> Result<IntelConfig, ConfigError> {
-        IntelConfig::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// Point every provider at one host (tests: a single local mock server).
@@ -293,33 +314,13 @@ impl IntelConfig {
     }
 }
 
-fn parse_bool(var: &'static str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::InvalidBool {
-            var,
-            value: v.to_owned(),
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
 
     #[test]
     fn defaults_are_the_real_services() {
-        let c = IntelConfig::from_lookup(env(&[])).unwrap();
+        let c = IntelConfig::from_settings(&IntelSettings::default()).unwrap();
         assert!(c.enabled);
         assert_eq!(c.providers, ProviderName::ALL.to_vec());
         assert_eq!(
@@ -343,24 +344,32 @@ mod tests {
         );
         assert_eq!(c.user_agent, "curl/7.88.1");
         assert_eq!(c.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.ttl, Duration::from_secs(86_400));
+        assert_eq!(c.poll_interval, Duration::from_secs(60));
+        assert_eq!(c.feodo.refresh_interval, Duration::from_secs(3_600));
         assert!(c.abuseipdb.key_required && c.threatfox.key_required);
         assert!(!c.greynoise.key_required);
         assert!(c.greynoise.api_key.is_none());
+        assert!(c.skip_private);
     }
 
     #[test]
-    fn env_overrides() {
-        let c = IntelConfig::from_lookup(env(&[
-            ("DECNET_INTEL_ENABLED", "False"),
-            ("DECNET_INTEL_PROVIDERS", " Feodo , threatfox "),
-            ("DECNET_INTEL_GREYNOISE_URL", "http://127.0.0.1:9001"),
-            ("DECNET_INTEL_FEODO_URL", "http://[::1]:9002/"),
-            ("DECNET_ABUSEIPDB_API_KEY", " k3y "),
-            ("DECNET_GREYNOISE_API_KEY", "  "),
-            ("DECNET_THREATFOX_REQUIRE_KEY", "false"),
-            ("DECNET_INTEL_USER_AGENT", "Wget/1.21"),
-        ]))
-        .unwrap();
+    fn settings_are_carried_over() {
+        let s = IntelSettings {
+            enabled: false,
+            providers: vec![" Feodo".into(), "THREATFOX ".into()],
+            greynoise_url: "http://127.0.0.1:9001".into(),
+            feodo_url: "http://[::1]:9002/".into(),
+            abuseipdb_api_key: Some(Secret::new(" k3y ")),
+            greynoise_api_key: Some(Secret::new("  ")),
+            threatfox_require_key: false,
+            user_agent: "Wget/1.21".into(),
+            ttl_hours: 0.5,
+            timeout_s: 0.25,
+            skip_private: false,
+            ..IntelSettings::default()
+        };
+        let c = IntelConfig::from_settings(&s).unwrap();
         assert!(!c.enabled);
         assert_eq!(
             c.providers,
@@ -384,29 +393,90 @@ mod tests {
         assert!(c.greynoise.api_key.is_none(), "blank key = no key");
         assert!(!c.threatfox.key_required);
         assert_eq!(c.user_agent, "Wget/1.21");
+        assert_eq!(c.ttl, Duration::from_secs(1_800));
+        assert_eq!(c.request_timeout, Duration::from_millis(250));
+        assert!(!c.skip_private);
     }
 
     #[test]
     fn empty_provider_list_means_none() {
-        let c = IntelConfig::from_lookup(env(&[("DECNET_INTEL_PROVIDERS", "")])).unwrap();
-        assert!(c.providers.is_empty());
+        let s = IntelSettings {
+            providers: vec![],
+            ..IntelSettings::default()
+        };
+        assert!(IntelConfig::from_settings(&s).unwrap().providers.is_empty());
     }
 
     #[test]
-    fn bad_values_are_startup_errors() {
-        for (k, v) in [
-            ("DECNET_INTEL_PROVIDERS", "greynoise,virustotal"),
-            ("DECNET_INTEL_ENABLED", "maybe"),
-            ("DECNET_INTEL_GREYNOISE_URL", "ftp://x.example"),
-            ("DECNET_INTEL_GREYNOISE_URL", "http://x.example/v3"),
-            ("DECNET_INTEL_ABUSEIPDB_URL", "http://x.example/?a=1"),
-            ("DECNET_INTEL_THREATFOX_URL", "http://u:p@x.example"),
-            ("DECNET_INTEL_FEODO_URL", "not a url"),
-        ] {
-            let err = IntelConfig::from_lookup(env(&[(k, v)])).unwrap_err();
-            assert!(err
-                .to_string()
-                .contains(if k.ends_with("_URL") { k } else { "" }));
+    fn bad_values_are_startup_errors_naming_the_setting() {
+        let cases: Vec<(IntelSettings, &str)> = vec![
+            (
+                IntelSettings {
+                    providers: vec!["greynoise".into(), "virustotal".into()],
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_PROVIDERS",
+            ),
+            (
+                IntelSettings {
+                    greynoise_url: "ftp://x.example".into(),
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_GREYNOISE_URL",
+            ),
+            (
+                IntelSettings {
+                    greynoise_url: "http://x.example/v3".into(),
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_GREYNOISE_URL",
+            ),
+            (
+                IntelSettings {
+                    abuseipdb_url: "http://x.example/?a=1".into(),
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_ABUSEIPDB_URL",
+            ),
+            (
+                IntelSettings {
+                    threatfox_url: "http://u:p@x.example".into(),
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_THREATFOX_URL",
+            ),
+            (
+                IntelSettings {
+                    feodo_url: "not a url".into(),
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_FEODO_URL",
+            ),
+            (
+                IntelSettings {
+                    ttl_hours: 0.0,
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_TTL_HOURS",
+            ),
+            (
+                IntelSettings {
+                    poll_s: f64::NAN,
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_POLL_S",
+            ),
+            (
+                IntelSettings {
+                    timeout_s: -1.0,
+                    ..IntelSettings::default()
+                },
+                "DECNET_INTEL_TIMEOUT_S",
+            ),
+        ];
+        for (s, var) in cases {
+            let err = IntelConfig::from_settings(&s).unwrap_err();
+            assert_eq!(err.setting(), var, "{err}");
         }
     }
 
@@ -414,7 +484,11 @@ mod tests {
     fn api_key_debug_is_redacted() {
         let k = ApiKey::new("s3cret").unwrap();
         assert!(!format!("{k:?}").contains("s3cret"));
-        let c = IntelConfig::from_lookup(env(&[("DECNET_ABUSEIPDB_API_KEY", "s3cret")])).unwrap();
+        let s = IntelSettings {
+            abuseipdb_api_key: Some(Secret::new("s3cret")),
+            ..IntelSettings::default()
+        };
+        let c = IntelConfig::from_settings(&s).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 

@@ -18,5 +18,4 @@ pub use self::core::*;
 pub use self::fleet::*;
 #[allow(unused_imports)] // empty until the intake tables land
 pub use self::intake::*;
-#[allow(unused_imports)] // empty until the intel tables land
 pub use self::intel::*;
