@@ -79,13 +79,31 @@ impl RunningApp {
         format!("http://{}", self.addr)
     }
 
-    /// Wait until the HTTP server stops (SIGINT/SIGTERM), then drain actors and registry.
+    /// Run until SIGINT/SIGTERM (or the HTTP server ending on its own), then stop accepting
+    /// requests, drain the actors and close the registry.
     pub async fn wait(mut self) -> Result<(), AppError> {
-        if let Some(task) = self.server_task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "HTTP server error"),
-                Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+        let Some(mut task) = self.server_task.take() else {
+            return Ok(());
+        };
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| AppError::Other(format!("cannot install SIGTERM handler: {e}")))?;
+        tokio::select! {
+            res = &mut task => {
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server error"),
+                    Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: shutting down");
+                self.server.stop(true).await;
+                let _ = task.await;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                self.server.stop(true).await;
+                let _ = task.await;
             }
         }
         self.drain().await;
@@ -200,7 +218,8 @@ impl App {
                 .app_data(data.clone())
                 .configure(http::configure)
         })
-        .shutdown_timeout(5);
+        .shutdown_timeout(5)
+        .disable_signals();
         if workers > 0 {
             server = server.workers(workers);
         }

@@ -486,17 +486,11 @@ impl WorkerSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DockerSettings {
     /// Docker engine address; unset = the local default (`DOCKER_HOST` or the unix socket).
     pub host: Option<String>,
-}
-
-impl Default for DockerSettings {
-    fn default() -> Self {
-        DockerSettings { host: None }
-    }
 }
 
 impl DockerSettings {
@@ -795,17 +789,11 @@ impl RealismSettings {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CanarySettings {
     /// Public canary callback base (checked by the public-binding validation).
     pub http_base: Option<String>,
-}
-
-impl Default for CanarySettings {
-    fn default() -> Self {
-        CanarySettings { http_base: None }
-    }
 }
 
 impl CanarySettings {

@@ -20,9 +20,11 @@ pub const ADMIN_PASSWORD: &str = "bootstrap-admin-password";
 /// intel providers disabled (tests that need them point them at local servers), and
 /// `DECNET_TESTING` semantics. Every worker is enabled; trim `workers.disabled` as needed.
 pub fn settings(data_dir: &Path, db_url: Option<String>) -> Settings {
-    let mut s = Settings::default();
-    s.data_dir = data_dir.to_path_buf();
-    s.testing = true;
+    let mut s = Settings {
+        data_dir: data_dir.to_path_buf(),
+        testing: true,
+        ..Settings::default()
+    };
     s.auth.jwt_secret = Some(Secret::new("test-jwt-secret-test-jwt-secret-0123456789"));
     s.auth.admin_password = Some(Secret::new(ADMIN_PASSWORD));
     s.db.url = db_url.map(Secret::new);

@@ -49,6 +49,7 @@ on_both_backends!(
     transaction_rolls_back_on_constraint_violation,
     migrate_again_is_noop,
     dropped_transaction_does_not_block_writers,
+    cancelled_in_flight_queries_do_not_panic_or_poison_the_pool,
     concurrent_read_modify_write_transactions,
     batch_insert_multi_row,
     ping_and_debug,
@@ -403,6 +404,73 @@ async fn dropped_transaction_does_not_block_writers(db: &Db) {
     }
     // The dropped transaction was rolled back.
     assert_eq!(users::get_by_username(db, "mallory").await.unwrap(), None);
+    assert_eq!(
+        users::count(db).await.unwrap(),
+        (common::TEST_POOL_SIZE * 2) as i64
+    );
+}
+
+/// A statement that keeps the database busy for a while (hundreds of ms).
+async fn slow_statement<C: decnetd::db::AsAnyConn + ?Sized>(c: &mut C) -> Result<(), DbError> {
+    use decnetd::db::AnyConnMut;
+    match c.as_any_conn() {
+        AnyConnMut::Sqlite(c) => {
+            diesel::sql_query(
+                "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1500000) \
+                 SELECT count(*) FROM n",
+            )
+            .execute(c)
+            .await?;
+        }
+        AnyConnMut::Pg(c) => {
+            diesel::sql_query("SELECT pg_sleep(0.7)").execute(c).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Dropping a future while its query is running (client gone, timeout, SSE stream closed) on a
+/// current-thread runtime, as actix workers are: no panic (diesel-async's default SQLite
+/// spawner would `block_in_place` and panic here), the dropped transaction is rolled back, and
+/// every later checkout gets a usable connection.
+async fn cancelled_in_flight_queries_do_not_panic_or_poison_the_pool(db: &Db) {
+    fill_pool(db).await;
+    for _ in 0..2 {
+        let res = tokio::time::timeout(Duration::from_millis(30), async {
+            db_run!(db, |c| slow_statement(c).await)
+        })
+        .await;
+        assert!(res.is_err(), "the query should still be running");
+    }
+    let doomed = NewUser::new("oscar", "h", ROLE_VIEWER, false);
+    let res = tokio::time::timeout(Duration::from_millis(30), async {
+        db_tx!(db, |c| {
+            diesel::insert_into(schema::users::table)
+                .values(&doomed)
+                .execute(c)
+                .await?;
+            slow_statement(c).await
+        })
+    })
+    .await;
+    assert!(res.is_err(), "the transaction should still be running");
+
+    for i in 0..(common::TEST_POOL_SIZE * 2) {
+        let started = Instant::now();
+        db.ping().await.unwrap();
+        users::create(
+            db,
+            NewUser::new(format!("after-{i}"), "h", ROLE_VIEWER, false),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i} failed after {:?}: {e}", started.elapsed()));
+        assert!(
+            started.elapsed() < Duration::from_millis(4500),
+            "write {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(users::get_by_username(db, "oscar").await.unwrap(), None);
     assert_eq!(
         users::count(db).await.unwrap(),
         (common::TEST_POOL_SIZE * 2) as i64

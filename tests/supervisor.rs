@@ -190,3 +190,84 @@ async fn admin_stop_sticks_until_start() {
     );
     registry.shutdown().await;
 }
+
+/// Beats carry `{worker, ts}` merged with `extra`; a panicking `extra` still yields the base
+/// beat, and the heartbeat actor turns beats into `ok` rows on the status board.
+struct BadExtra {
+    beat: Beat,
+    _exit: ExitGuard,
+}
+
+impl Beating for BadExtra {
+    fn beat(&self) -> &Beat {
+        &self.beat
+    }
+    fn health_extra(&self) -> serde_json::Map<String, serde_json::Value> {
+        panic!("extra is broken");
+    }
+}
+
+impl Actor for BadExtra {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        start_beating(ctx, self);
+    }
+}
+
+impl Handler<Shutdown> for BadExtra {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[actix_rt::test]
+async fn beats_survive_failing_extra_and_reach_the_status_board() {
+    use decnetd::actors::heartbeat::{HeartbeatActor, StatusBoard};
+    let registry = RegistryHandle::start(RegistryConfig::default());
+    let mut beats = registry.subscribe("system.ingester.health").await.unwrap();
+    let board = StatusBoard::new(Duration::from_secs(90));
+    let (r1, r2, b) = (registry.clone(), registry.clone(), board.clone());
+    let sup = SupervisorHandle::launch(
+        vec![
+            WorkerSpec::new("ingester", move |exit| BadExtra {
+                beat: Beat::new(r1.clone(), "ingester", Duration::from_millis(50)),
+                _exit: exit,
+            }),
+            WorkerSpec::new("heartbeat", move |exit| {
+                HeartbeatActor::new(
+                    b.clone(),
+                    Beat::new(r2.clone(), "heartbeat", Duration::from_millis(50)),
+                    exit,
+                )
+            }),
+        ],
+        registry.clone(),
+        fast_backoff(),
+    );
+    let env = tokio::time::timeout(Duration::from_secs(5), beats.next())
+        .await
+        .expect("a beat despite the panicking extra")
+        .expect("open stream");
+    assert_eq!(env.kind, "health");
+    assert_eq!(env.payload["worker"], "ingester");
+    assert!(env.payload["ts"].is_f64(), "ts is an epoch float");
+    assert_eq!(sup.worker("ingester").unwrap().restarts, 0, "no crash");
+    wait_until(
+        || {
+            board
+                .snapshot()
+                .iter()
+                .any(|w| w.name == "ingester" && w.status == "ok")
+        },
+        "board shows ingester ok",
+    )
+    .await;
+    let rows = board.snapshot();
+    assert_eq!(
+        rows.iter().find(|w| w.name == "planner").unwrap().status,
+        "unknown"
+    );
+    sup.shutdown(Duration::from_secs(2)).await;
+    registry.shutdown().await;
+}

@@ -7,6 +7,13 @@
 //! `AsyncPgConnection`. See `/work/shared/notes/dual-backend-storage.md` for the pitfalls this
 //! module works around (numbered "pitfall N" below).
 //!
+//! Cancellation: any `db_run!`/`db_tx!` future may be dropped at any point (client gone,
+//! timeout, SSE stream closed), also on actix's current-thread workers. A dropped transaction's
+//! connection is closed (rolled back) by [`TxGuard`]; a SQLite query left running in the
+//! background is finished by [`SqliteSpawner`] without blocking, and its connection is not
+//! reused until it is idle again (diesel-async's default spawner panics in this situation on
+//! a current-thread runtime).
+//!
 //! Portable column conventions: UUIDs are `Text` strings, JSON is [`JsonText`] (`Text`),
 //! timestamps are `Timestamp` holding UTC [`chrono::NaiveDateTime`] truncated to microseconds
 //! ([`now_utc`]), surrogate ids are `BigInt`.
@@ -14,6 +21,7 @@
 pub mod models;
 pub mod repo;
 pub mod schema;
+mod spawner;
 mod types;
 
 use std::path::Path;
@@ -30,11 +38,15 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
+pub use spawner::SqliteSpawner;
+#[doc(hidden)]
+pub use spawner::{sqlite_tx_begin, sqlite_tx_finish};
 pub use types::{new_uuid, now_utc, JsonText};
 
-/// The SQLite connection type used by the pool (sync diesel behind tokio's blocking pool).
+/// The SQLite connection type used by the pool: sync diesel behind tokio's blocking pool,
+/// driven by [`SqliteSpawner`] instead of diesel-async's default spawner (see there why).
 pub type SqliteConn =
-    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<SqliteConnection>;
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<SqliteConnection, SqliteSpawner>;
 
 /// Embedded SQLite migrations (`migrations/sqlite`).
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -307,6 +319,9 @@ fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
     });
     let manager = AsyncDieselConnectionManager::<SqliteConn>::new_with_config(path, cfg);
     pool_builder_timeouts(Pool::builder(manager), size)
+        .pre_recycle(diesel_async::pooled_connection::deadpool::Hook::sync_fn(
+            |conn: &mut SqliteConn, _| spawner::check_idle(conn),
+        ))
         .build()
         .map_err(|e| DbError::Connect(e.to_string()))
 }
@@ -326,7 +341,6 @@ fn pg_pool(url: &str, size: usize) -> Result<Pool<AsyncPgConnection>, DbError> {
 /// detached from the pool and closed instead of being returned with an open transaction —
 /// closing rolls the transaction back and releases SQLite's write lock (pitfall 2).
 /// Used by [`db_tx!`](crate::db_tx); not meant to be used directly.
-#[doc(hidden)]
 pub struct TxGuard<C>(Option<Object<C>>)
 where
     C: diesel_async::pooled_connection::PoolableConnection + Send + 'static,
@@ -372,8 +386,9 @@ where
 }
 
 /// Runs `$body` with `$c` bound to a pooled connection of whichever backend `$db` uses.
-/// The body is written once and compiled once per backend; it may use `.await` and `?`, and
-/// its value is the value of the macro. Pool errors are converted with `?` through
+/// The body is written once and compiled once per backend; it may use `.await`, its value is
+/// the value of the macro, and a `?` inside it returns from the enclosing function (the body
+/// is pasted in place, not wrapped in a closure). Pool errors are converted with `?` through
 /// [`DbError`](crate::db::DbError), so the enclosing function's error type needs
 /// `From<DbError>`.
 ///
@@ -400,10 +415,12 @@ macro_rules! db_run {
 
 /// Runs `$body` inside a transaction and evaluates to `Result<T, DbError>`: commit when the
 /// body returns `Ok`, roll back on `Err` (the body must evaluate to `Result<T, DbError>`;
-/// diesel errors convert with `?`). Pool errors are returned as `Err` too, so unlike
-/// [`db_run!`](crate::db_run) the enclosing function needs no particular error type. SQLite uses `BEGIN IMMEDIATE` (pitfall 3), so the write
-/// lock is taken up front and contention waits on `busy_timeout` instead of failing late.
-/// If the future is dropped mid-transaction the connection is closed, not pooled (pitfall 2).
+/// diesel errors convert with `?`, which leaves the body, not the enclosing function). Pool
+/// errors are returned as `Err` too, so unlike [`db_run!`](crate::db_run) the enclosing
+/// function needs no particular error type. SQLite uses `BEGIN IMMEDIATE` (pitfall 3), so the
+/// write lock is taken up front and contention waits on `busy_timeout` instead of failing
+/// late. If the future is dropped mid-transaction the connection is closed, not pooled
+/// (pitfall 2). Read-then-write on PostgreSQL needs `FOR UPDATE` (see [`AnyConnMut`]).
 ///
 /// ```ignore
 /// let user = db_tx!(db, |c| {
@@ -424,10 +441,18 @@ macro_rules! db_tx {
                         Err(e) => Err(e),
                         Ok(conn) => {
                             let conn: &mut $crate::db::SqliteConn = conn;
-                            conn.immediate_transaction::<_, $crate::db::DbError, _>(
-                                async |$c: &mut $crate::db::SqliteConn| $body,
-                            )
-                            .await
+                            match $crate::db::sqlite_tx_begin(conn).await {
+                                Err(e) => Err(e),
+                                Ok(()) => {
+                                    let body: ::std::result::Result<_, $crate::db::DbError> =
+                                        async {
+                                            let $c: &mut $crate::db::SqliteConn = &mut *conn;
+                                            $body
+                                        }
+                                        .await;
+                                    $crate::db::sqlite_tx_finish(conn, body).await
+                                }
+                            }
                         }
                     };
                     guard.release();
