@@ -708,3 +708,88 @@ async fn daemon_enriches_every_attacker_exactly_once_per_ttl() {
     assert_eq!(extra["providers"]["greynoise"], "enabled");
     app.stop().await;
 }
+
+// ------------------------------------------------------------------ route
+
+#[actix_rt::test]
+async fn route_returns_the_row_or_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("decnet.db").display());
+    let db = Db::connect(&url, 2).await.unwrap();
+    ensure_schema(&db).await;
+    add_attacker(&db, &uuid_n(70), IP, "2026-11-23 05:00:00").await;
+    add_attacker(&db, &uuid_n(71), "203.0.113.71", "2026-11-23 05:00:00").await;
+    repo::record_pass(
+        &db,
+        &uuid_n(70),
+        IP,
+        PassInput::Answers(vec![gn_report("malicious"), abuse_report(80)]),
+        Utc::now(),
+        TTL,
+        BACKOFF,
+    )
+    .await
+    .unwrap();
+    let app = decnetd::testkit::start_http_only(decnetd::testkit::settings(dir.path(), Some(url)))
+        .await
+        .unwrap();
+    let token = decnetd::testkit::token_for(&app, "vera", "viewer").await;
+    let client = reqwest::Client::new();
+    let get = |uuid: String, auth: bool| {
+        let mut req = client.get(format!("{}/api/v1/attackers/{uuid}/intel", app.base_url()));
+        if auth {
+            req = req.bearer_auth(&token);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, body) = get(uuid_n(70), true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["attacker_uuid"], uuid_n(70));
+    assert_eq!(body["attacker_ip"], IP);
+    assert_eq!(body["schema_version"], 1);
+    assert_eq!(body["aggregate_verdict"], "malicious");
+    assert_eq!(body["greynoise_classification"], "malicious");
+    assert_eq!(body["greynoise_tags"], json!(["Mirai"]));
+    assert_eq!(
+        body["greynoise_raw"],
+        json!({"classification": "malicious"})
+    );
+    assert_eq!(body["abuseipdb_score"], 80);
+    assert_eq!(body["abuseipdb_categories"], json!([18, 22]));
+    assert_eq!(body["feodo_listed"], Value::Null);
+    assert_eq!(body["feodo_queried_at"], Value::Null);
+    assert_eq!(body["threatfox_raw"], json!({}));
+    assert_eq!(body["threatfox_threat_types"], json!([]));
+    for key in [
+        "cached_at",
+        "expires_at",
+        "greynoise_queried_at",
+        "abuseipdb_queried_at",
+    ] {
+        let ts = body[key].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(ts).is_ok() && ts.ends_with('Z'),
+            "{key}: {ts:?}"
+        );
+    }
+    assert_eq!(body["uuid"].as_str().map(str::len), Some(32));
+    assert_eq!(
+        body.as_object().map(|o| o.len()),
+        Some(26),
+        "every §5.6 column"
+    );
+
+    for uuid in [uuid_n(71), "no-such-attacker".to_string()] {
+        let (status, body) = get(uuid, true).await;
+        assert_eq!(status, 404);
+        assert_eq!(body, json!({"detail": "No intel cached for this attacker"}));
+    }
+    let (status, _) = get(uuid_n(70), false).await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}

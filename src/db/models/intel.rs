@@ -3,7 +3,6 @@
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::db::schema::attacker_intel;
 use crate::db::{DbError, JsonText};
@@ -127,44 +126,6 @@ impl AttackerIntel {
                 .aggregate_verdict
                 .as_deref()
                 .and_then(Verdict::from_word),
-        })
-    }
-
-    /// The API shape (§11.6): every column, datetimes ISO-8601 UTC with `Z`, JSON columns
-    /// as JSON.
-    pub fn to_json(&self) -> Value {
-        let iso = |t: &NaiveDateTime| {
-            t.and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        };
-        let opt = |t: &Option<NaiveDateTime>| t.as_ref().map(iso);
-        serde_json::json!({
-            "uuid": self.uuid,
-            "attacker_uuid": self.attacker_uuid,
-            "attacker_ip": self.attacker_ip,
-            "schema_version": self.schema_version,
-            "greynoise_classification": self.greynoise_classification,
-            "greynoise_name": self.greynoise_name,
-            "greynoise_tags": self.greynoise_tags.0,
-            "greynoise_raw": self.greynoise_raw.0,
-            "greynoise_queried_at": opt(&self.greynoise_queried_at),
-            "abuseipdb_score": self.abuseipdb_score,
-            "abuseipdb_categories": self.abuseipdb_categories.0,
-            "abuseipdb_raw": self.abuseipdb_raw.0,
-            "abuseipdb_queried_at": opt(&self.abuseipdb_queried_at),
-            "feodo_listed": self.feodo_listed,
-            "feodo_malware_family": self.feodo_malware_family,
-            "feodo_raw": self.feodo_raw.0,
-            "feodo_queried_at": opt(&self.feodo_queried_at),
-            "threatfox_listed": self.threatfox_listed,
-            "threatfox_threat_types": self.threatfox_threat_types.0,
-            "threatfox_ioc_types": self.threatfox_ioc_types.0,
-            "threatfox_malware_families": self.threatfox_malware_families.0,
-            "threatfox_raw": self.threatfox_raw.0,
-            "threatfox_queried_at": opt(&self.threatfox_queried_at),
-            "aggregate_verdict": self.aggregate_verdict,
-            "cached_at": iso(&self.cached_at),
-            "expires_at": iso(&self.expires_at),
         })
     }
 }
