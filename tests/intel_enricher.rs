@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
@@ -707,6 +708,61 @@ async fn daemon_enriches_every_attacker_exactly_once_per_ttl() {
     .expect("enricher heartbeat");
     assert_eq!(extra["providers"]["greynoise"], "enabled");
     app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_wake_event_triggers_a_pass_long_before_the_poll_tick() {
+    let p = Providers::start().await;
+    p.all_good().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("decnet.db").display());
+    let db = Db::connect(&url, 2).await.unwrap();
+    ensure_schema(&db).await;
+    let mut s = decnetd::testkit::settings(dir.path(), Some(url));
+    s.intel.enabled = true;
+    s.intel.greynoise_url = p.greynoise.uri();
+    s.intel.providers = vec!["greynoise".into()];
+    s.intel.poll_s = 3600.0;
+    let app = decnetd::testkit::start(s).await.unwrap();
+    // Let the startup pass (nothing pending) happen, then create an attacker.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    add_attacker(&db, &uuid_n(80), IP, "2026-11-23 05:00:00").await;
+    assert_eq!(p.counts().await[0], 0);
+    app.state.registry.publish_raw(
+        "attacker.observed",
+        "observed",
+        json!({"attacker_ip": IP, "decky": "decky-01", "service": "ssh"}),
+    );
+    let row = decnetd::testkit::eventually(Duration::from_secs(15), || async {
+        repo::get_by_attacker(&app.state.db, &uuid_n(80))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await
+    .expect("enriched on the wake event");
+    assert_eq!(row.greynoise_classification.as_deref(), Some("malicious"));
+    assert_eq!(p.counts().await[0], 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_loop_exits_on_cancel() {
+    let (_, db, _dir) = backends().await.remove(0);
+    let p = Providers::start().await;
+    p.all_good().await;
+    let c = Arc::new(core(&db, &p.config(), RegistryHandle::disabled()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task =
+        tokio::spawn(Arc::clone(&c).run(Arc::new(tokio::sync::Notify::new()), cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished());
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("loop ends promptly")
+        .unwrap();
+    assert!(c.stats().passes >= 1);
 }
 
 // ------------------------------------------------------------------ route
