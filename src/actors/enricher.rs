@@ -29,7 +29,7 @@ use crate::db::{Db, DbError};
 use crate::domain::intel::{
     enriched_payload, is_public_address, ProviderName, ENRICHED_EVENT_TYPE,
 };
-use crate::intel::{IntelConfig, IntelProviders, ProviderOutcome};
+use crate::intel::{IntelConfig, IntelProviders, ProviderError, ProviderOutcome, RateLimitSource};
 
 /// Worker / heartbeat / control name.
 pub const NAME: &str = "enricher";
@@ -198,6 +198,16 @@ impl EnricherCore {
         for (name, outcome) in outcomes {
             match outcome {
                 ProviderOutcome::Answered(r) => reports.push(r),
+                // Our own pacing or a provider-requested back-off: expected on free tiers,
+                // would flood the log at WARN (one line per attacker).
+                ProviderOutcome::Failed(
+                    e @ ProviderError::RateLimited {
+                        origin: RateLimitSource::Local | RateLimitSource::Backoff,
+                        ..
+                    },
+                ) => {
+                    tracing::debug!(provider = %name, ip = %ip, error = %e, "intel provider skipped; keeping its previous columns")
+                }
                 ProviderOutcome::Failed(e) => {
                     tracing::warn!(provider = %name, ip = %ip, error = %e, "intel provider failed; keeping its previous columns")
                 }
