@@ -61,19 +61,25 @@ async fn exec(db: &Db, sql: &str) -> Result<(), String> {
     }
 }
 
-/// Make sure `attackers` exists (creating the §5.5 shape if no migration made it) and every
-/// migration is applied.
+/// Whether the intake area's migration (which creates `attackers`) is part of this tree.
+fn intake_migration_present() -> bool {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with("_intake"))
+        })
+        .unwrap_or(false)
+}
+
+/// Migrate; without the intake migration, first create the §5.5 `attackers` table so the
+/// intel migration finds it (and PostgreSQL adds the foreign key).
 async fn ensure_schema(db: &Db) {
-    let migrated = db.migrate().await;
-    if exec(db, "SELECT uuid, ip, last_seen FROM attackers LIMIT 0")
-        .await
-        .is_err()
-    {
+    if !intake_migration_present() {
         exec(db, ATTACKERS_5_5).await.expect("create attackers");
-        db.migrate().await.expect("migrate after attackers");
-    } else {
-        migrated.expect("migrate");
     }
+    db.migrate().await.expect("migrate");
 }
 
 /// SQLite always, PostgreSQL when configured.

@@ -2,7 +2,7 @@
 -- keyed on attacker_uuid; attacker_ip is a denormalised copy refreshed on every upsert.
 CREATE TABLE attacker_intel (
     uuid TEXT NOT NULL PRIMARY KEY,
-    attacker_uuid TEXT NOT NULL REFERENCES attackers (uuid) ON DELETE CASCADE,
+    attacker_uuid TEXT NOT NULL,
     attacker_ip TEXT NOT NULL,
     schema_version INTEGER NOT NULL DEFAULT 1,
     greynoise_classification VARCHAR(32),
@@ -33,3 +33,14 @@ CREATE INDEX ix_attacker_intel_attacker_ip ON attacker_intel (attacker_ip);
 CREATE INDEX ix_attacker_intel_aggregate_verdict ON attacker_intel (aggregate_verdict);
 CREATE INDEX ix_attacker_intel_cached_at ON attacker_intel (cached_at);
 CREATE INDEX ix_attacker_intel_expires_at ON attacker_intel (expires_at);
+
+-- FK to attackers (created by the intake migration 2026-11-23-000002). Added only when that
+-- table exists, so this migration also applies to a tree that lacks the intake area (on a
+-- complete tree it always exists by now: migrations run in version order).
+DO $$
+BEGIN
+    IF to_regclass('attackers') IS NOT NULL THEN
+        ALTER TABLE attacker_intel ADD CONSTRAINT fk_attacker_intel_attacker
+            FOREIGN KEY (attacker_uuid) REFERENCES attackers (uuid) ON DELETE CASCADE;
+    END IF;
+END $$;

@@ -1,5 +1,6 @@
 -- Threat-intel enrichment per attacker (intake-and-intel spec §5.6). One row per attacker,
 -- keyed on attacker_uuid; attacker_ip is a denormalised copy refreshed on every upsert.
+-- The FK needs `attackers` (intake migration 2026-11-23-000002) only when rows are written.
 CREATE TABLE attacker_intel (
     uuid TEXT NOT NULL PRIMARY KEY,
     attacker_uuid TEXT NOT NULL REFERENCES attackers (uuid) ON DELETE CASCADE,
