@@ -776,6 +776,32 @@ async fn concurrency_one_serialises_requests() {
 }
 
 #[tokio::test]
+async fn higher_concurrency_runs_requests_in_parallel() {
+    let server = MockServer::start().await;
+    let delay = Duration::from_millis(300);
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_delay(delay))
+        .mount(&server)
+        .await;
+    let mut c = cfg(&server);
+    c.request_timeout = Duration::from_secs(5);
+    c.greynoise.concurrency = 4;
+    let gn = Arc::new(GreyNoise::new(client(&c), &c));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let gn = Arc::clone(&gn);
+            tokio::spawn(async move { gn.lookup(ip()).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().report().is_some());
+    }
+    // Serialised would take 4 × 300 ms.
+    assert!(started.elapsed() < delay * 3, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
 async fn provider_set_fans_out_with_partial_success_and_reports_disabled() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
