@@ -580,17 +580,48 @@ impl IngestSettings {
 pub struct ClusteringSettings {
     /// Slow-tick fallback of the clusterers, seconds (events wake them sooner).
     pub tick_s: f64,
+    /// Identity clusterer implementation (`DECNET_CLUSTERER_TYPE`).
+    pub clusterer_type: ClustererKind,
+    /// Campaign clusterer implementation (`DECNET_CAMPAIGN_CLUSTERER_TYPE`).
+    pub campaign_clusterer_type: ClustererKind,
+}
+
+/// Clusterer implementations; `connected_components` is the only one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClustererKind {
+    #[default]
+    ConnectedComponents,
+}
+
+/// Case-insensitive clusterer implementation name; anything unknown is a startup error.
+pub fn parse_clusterer_kind(raw: &str) -> Result<ClustererKind, String> {
+    if raw.trim().eq_ignore_ascii_case("connected_components") {
+        Ok(ClustererKind::ConnectedComponents)
+    } else {
+        Err(format!("unknown clusterer implementation {raw:?} (only connected_components)"))
+    }
 }
 
 impl Default for ClusteringSettings {
     fn default() -> Self {
-        ClusteringSettings { tick_s: 60.0 }
+        ClusteringSettings {
+            tick_s: 60.0,
+            clusterer_type: ClustererKind::ConnectedComponents,
+            campaign_clusterer_type: ClustererKind::ConnectedComponents,
+        }
     }
 }
 
 impl ClusteringSettings {
     fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
         env.apply("DECNET_CLUSTERER_TICK_S", &mut self.tick_s, parse_seconds)?;
+        env.apply("DECNET_CLUSTERER_TYPE", &mut self.clusterer_type, parse_clusterer_kind)?;
+        env.apply(
+            "DECNET_CAMPAIGN_CLUSTERER_TYPE",
+            &mut self.campaign_clusterer_type,
+            parse_clusterer_kind,
+        )?;
         Ok(())
     }
 }

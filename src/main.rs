@@ -42,6 +42,12 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Score a clustering fixture at identity and campaign level; prints one JSON object and
+    /// exits 0 only when every floor of the fixture holds.
+    ClusterEval {
+        /// Fixture file (the format of shared/fixtures/clustering/*.json).
+        fixture: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +88,9 @@ fn init_tracing(settings: &Settings) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ClusterEval { fixture }) = &cli.command {
+        return cluster_eval(fixture);
+    }
     let settings = match Settings::load(cli.config.as_deref(), &EnvSource::from_process()) {
         Ok(s) => s,
         Err(e) => {
@@ -103,12 +112,43 @@ fn main() -> ExitCode {
             println!("{}", decnetd::http::openapi::document_json());
             Ok(())
         }
+        // Handled before the settings are loaded (it needs neither settings nor a database).
+        Command::ClusterEval { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("decnetd: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `decnetd cluster-eval FIXTURE.json` (needs no settings or database).
+fn cluster_eval(path: &std::path::Path) -> ExitCode {
+    let report = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| {
+            decnetd::domain::clustering::eval::cluster_eval(&text).map_err(|e| e.to_string())
+        });
+    match report {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(json) => {
+                println!("{json}");
+                if report.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("decnetd: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("decnetd: cluster-eval: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -4,6 +4,8 @@
 //! beating via [`heartbeat::start_beating`], handling [`Shutdown`]) and add one line to
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
+pub mod campaign_clusterer;
+pub mod clusterer;
 pub mod enricher;
 pub mod heartbeat;
 pub mod registry;
@@ -49,6 +51,18 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("heartbeat", move |exit| {
             heartbeat::HeartbeatActor::new(d.status.clone(), d.beat("heartbeat"), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("clusterer", move |exit| {
+            clusterer::Clusterer::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("campaign-clusterer", move |exit| {
+            campaign_clusterer::CampaignClusterer::new(d.clone(), exit)
         }));
     }
     specs.push(enricher::worker_spec(deps));
