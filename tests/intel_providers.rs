@@ -208,6 +208,34 @@ async fn greynoise_429_without_retry_after_uses_default_backoff() {
 }
 
 #[tokio::test]
+async fn retry_after_is_capped_and_http_dates_are_understood() {
+    for (value, want) in [
+        ("99999999999", Duration::from_secs(3_600)),
+        ("Thu, 01 Jan 2099 00:00:00 GMT", Duration::from_secs(3_600)),
+        ("Thu, 01 Jan 1970 00:00:00 GMT", Duration::ZERO),
+        ("soon", Duration::from_secs(7)),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", value))
+            .mount(&server)
+            .await;
+        let mut c = cfg(&server);
+        c.max_retry_after = Duration::from_secs(3_600);
+        c.default_retry_after = Duration::from_secs(7);
+        let e = failed(GreyNoise::new(client(&c), &c).lookup(ip()).await);
+        assert_eq!(
+            e,
+            ProviderError::RateLimited {
+                origin: RateLimitSource::Provider,
+                retry_after: want
+            },
+            "Retry-After: {value}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn greynoise_5xx_is_an_error_and_does_not_block_the_next_call() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
