@@ -250,6 +250,74 @@ async fn greynoise_5xx_is_an_error_and_does_not_block_the_next_call() {
 }
 
 #[tokio::test]
+async fn repeated_failures_open_the_breaker() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let mut c = cfg(&server);
+    c.breaker_threshold = 3;
+    c.breaker_base = Duration::from_millis(300);
+    let gn = GreyNoise::new(client(&c), &c);
+    for _ in 0..3 {
+        assert_eq!(failed(gn.lookup(ip()).await), ProviderError::Http(500));
+    }
+    // Open: no request while it lasts.
+    assert!(matches!(
+        failed(gn.lookup(ip()).await),
+        ProviderError::RateLimited {
+            origin: RateLimitSource::Backoff,
+            ..
+        }
+    ));
+    assert_eq!(requests(&server).await.len(), 3);
+    // Half-open after the pause: one try, which fails again and doubles the pause.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(failed(gn.lookup(ip()).await), ProviderError::Http(500));
+    match failed(gn.lookup(ip()).await) {
+        ProviderError::RateLimited { retry_after, .. } => {
+            assert!(retry_after > Duration::from_millis(400), "{retry_after:?}")
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(requests(&server).await.len(), 4);
+}
+
+#[tokio::test]
+async fn an_answer_resets_the_failure_streak() {
+    let server = MockServer::start().await;
+    // 2 failures, 1 answer, 2 failures: never three in a row.
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404))
+        .up_to_n_times(1)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let c = cfg(&server);
+    let gn = GreyNoise::new(client(&c), &c);
+    let mut answered = 0;
+    for _ in 0..5 {
+        if gn.lookup(ip()).await.report().is_some() {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 1);
+    assert_eq!(requests(&server).await.len(), 5, "breaker never opened");
+}
+
+#[tokio::test]
 async fn greynoise_malformed_body_is_a_parse_error() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

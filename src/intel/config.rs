@@ -207,6 +207,12 @@ pub struct IntelConfig {
     pub default_retry_after: Duration,
     /// Ceiling on any `Retry-After` honoured.
     pub max_retry_after: Duration,
+    /// Circuit breaker: after this many consecutive failures (5xx, timeout, network) a
+    /// provider is left alone for `breaker_base`, doubling per further failure up to
+    /// `breaker_max` (0 disables).
+    pub breaker_threshold: u32,
+    pub breaker_base: Duration,
+    pub breaker_max: Duration,
     /// Enricher: re-enrich an attacker after this long.
     pub ttl: Duration,
     /// Enricher: poll fallback when no wake event arrives.
@@ -266,6 +272,9 @@ impl Default for IntelConfig {
             max_rate_wait: Duration::from_secs(5),
             default_retry_after: Duration::from_secs(60),
             max_retry_after: Duration::from_secs(24 * 3_600),
+            breaker_threshold: 3,
+            breaker_base: Duration::from_secs(30),
+            breaker_max: Duration::from_secs(600),
             ttl: Duration::from_secs(24 * 3_600),
             poll_interval: Duration::from_secs(60),
             retry_backoff: Duration::from_secs(300),

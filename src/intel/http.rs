@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::config::{IntelConfig, RateLimit};
 use super::outcome::{ProviderError, RateLimitSource};
-use crate::domain::intel::{parse_retry_after, ProviderName};
+use crate::domain::intel::{failure_backoff, parse_retry_after, ProviderName};
 
 /// Build the shared client: whole-request timeout, redirects never followed, the configured
 /// (neutral) User-Agent and no other default header.
@@ -29,17 +29,22 @@ pub fn build_client(
         .build()
 }
 
-/// Per-provider admission: an in-flight cap, client-side pacing (governor) and the back-off a
-/// provider asked for with 429/503 + `Retry-After`.
+/// Per-provider admission: an in-flight cap, client-side pacing (governor), the back-off a
+/// provider asked for with 429/503 + `Retry-After`, and a circuit breaker after repeated
+/// failures.
 pub struct Gate {
     provider: ProviderName,
     semaphore: Semaphore,
     limiter: DefaultDirectRateLimiter,
     clock: DefaultClock,
     cooldown_until: Mutex<Option<Instant>>,
+    consecutive_failures: Mutex<u32>,
     max_wait: Duration,
     default_retry_after: Duration,
     max_retry_after: Duration,
+    breaker_threshold: u32,
+    breaker_base: Duration,
+    breaker_max: Duration,
 }
 
 impl Gate {
@@ -59,9 +64,13 @@ impl Gate {
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
             cooldown_until: Mutex::new(None),
+            consecutive_failures: Mutex::new(0),
             max_wait: cfg.max_rate_wait,
             default_retry_after: cfg.default_retry_after,
             max_retry_after: cfg.max_retry_after,
+            breaker_threshold: cfg.breaker_threshold,
+            breaker_base: cfg.breaker_base,
+            breaker_max: cfg.breaker_max,
         }
     }
 
@@ -111,17 +120,51 @@ impl Gate {
         }
     }
 
+    /// Extend the back-off to at least `wait` from now.
+    fn hold_off(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut slot = self.cooldown_until.lock();
+        if slot.is_none_or(|cur| cur < until) {
+            *slot = Some(until);
+        }
+    }
+
+    /// A 5xx, timeout or network failure: after `breaker_threshold` in a row, stop calling
+    /// the provider for a while (doubling, capped).
+    fn note_failure(&self) {
+        let n = {
+            let mut n = self.consecutive_failures.lock();
+            *n = n.saturating_add(1);
+            *n
+        };
+        if let Some(wait) = failure_backoff(
+            n,
+            self.breaker_threshold,
+            self.breaker_base,
+            self.breaker_max,
+        ) {
+            self.hold_off(wait);
+            tracing::warn!(
+                provider = %self.provider,
+                consecutive_failures = n,
+                backoff_s = wait.as_secs_f64(),
+                "intel provider keeps failing; leaving it alone for a while"
+            );
+        }
+    }
+
+    /// The provider answered (whatever the status): the failure streak ends.
+    fn note_answer(&self) {
+        *self.consecutive_failures.lock() = 0;
+    }
+
     /// Record a 429/503's `Retry-After` (or the default) and return the back-off applied.
     fn back_off(&self, retry_after: Option<&str>) -> Duration {
         let wait = retry_after
             .and_then(|v| parse_retry_after(v, Utc::now()))
             .unwrap_or(self.default_retry_after)
             .min(self.max_retry_after);
-        let until = Instant::now() + wait;
-        let mut slot = self.cooldown_until.lock();
-        if slot.is_none_or(|cur| cur < until) {
-            *slot = Some(until);
-        }
+        self.hold_off(wait);
         tracing::warn!(
             provider = %self.provider,
             backoff_s = wait.as_secs_f64(),
@@ -148,7 +191,13 @@ pub async fn send(
     max_body: usize,
 ) -> Result<Answer, ProviderError> {
     let _permit = gate.admit().await?;
-    let mut resp = req.send().await.map_err(|e| transport(e, timeout))?;
+    let mut resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            gate.note_failure();
+            return Err(transport(e, timeout));
+        }
+    };
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -165,16 +214,30 @@ pub async fn send(
     if status == StatusCode::SERVICE_UNAVAILABLE && retry_after.is_some() {
         gate.back_off(retry_after.as_deref());
     }
+    if status.is_server_error() {
+        gate.note_failure();
+        return Ok(Answer { status, body: None });
+    }
     if status != StatusCode::OK {
+        gate.note_answer();
         return Ok(Answer { status, body: None });
     }
     let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| transport(e, timeout))? {
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                gate.note_failure();
+                return Err(transport(e, timeout));
+            }
+        };
         if buf.len() + chunk.len() > max_body {
             return Err(ProviderError::BodyTooLarge(max_body));
         }
         buf.extend_from_slice(&chunk);
     }
+    gate.note_answer();
     Ok(Answer {
         status,
         body: Some(buf.freeze()),

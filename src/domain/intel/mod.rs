@@ -22,7 +22,7 @@ pub use record::{
     enriched_payload, merge_pass, skipped_pass, ColumnUpdate, IntelFields, PassResult,
     ProviderReport, ENRICHED_EVENT_TYPE,
 };
-pub use retry_after::parse_retry_after;
+pub use retry_after::{failure_backoff, parse_retry_after};
 
 /// A provider-local or aggregate verdict. Ordered by precedence: `Malicious` is the strongest.
 /// "No opinion" is expressed as `Option::None`, never as a variant.

@@ -1,4 +1,5 @@
-//! `Retry-After` header values (RFC 9110 §10.2.3): delta-seconds or an HTTP-date.
+//! Back-off policy: `Retry-After` header values (RFC 9110 §10.2.3: delta-seconds or an
+//! HTTP-date) and the circuit breaker for a provider that keeps failing.
 
 use std::time::Duration;
 
@@ -21,6 +22,21 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
         .ok()?
         .with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The pause after `consecutive` failures in a row (5xx, timeouts, network errors): none
+/// below `threshold`, then `base` doubling per further failure, capped at `max`.
+pub fn failure_backoff(
+    consecutive: u32,
+    threshold: u32,
+    base: Duration,
+    max: Duration,
+) -> Option<Duration> {
+    if threshold == 0 || consecutive < threshold {
+        return None;
+    }
+    let doublings = (consecutive - threshold).min(16);
+    Some(base.saturating_mul(1u32 << doublings).min(max))
 }
 
 #[cfg(test)]
@@ -55,6 +71,20 @@ mod tests {
             parse_retry_after("Mon, 23 Nov 2026 05:00:00 GMT", now()),
             Some(Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn breaker_opens_at_threshold_and_doubles_to_the_cap() {
+        let b = Duration::from_secs(30);
+        let m = Duration::from_secs(600);
+        assert_eq!(failure_backoff(0, 3, b, m), None);
+        assert_eq!(failure_backoff(2, 3, b, m), None);
+        assert_eq!(failure_backoff(3, 3, b, m), Some(b));
+        assert_eq!(failure_backoff(4, 3, b, m), Some(b * 2));
+        assert_eq!(failure_backoff(6, 3, b, m), Some(b * 8));
+        assert_eq!(failure_backoff(8, 3, b, m), Some(m));
+        assert_eq!(failure_backoff(u32::MAX, 3, b, m), Some(m));
+        assert_eq!(failure_backoff(10, 0, b, m), None, "threshold 0 disables");
     }
 
     #[test]
