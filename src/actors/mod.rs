@@ -6,6 +6,7 @@
 
 pub mod campaign_clusterer;
 pub mod clusterer;
+pub mod enricher;
 pub mod heartbeat;
 pub mod reconciler;
 pub mod registry;
@@ -71,6 +72,7 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
             reconciler::ReconcilerActor::from_deps(&d, exit)
         }));
     }
+    specs.push(enricher::worker_spec(deps));
     let disabled = &deps.settings.workers.disabled;
     specs.retain(|s| !disabled.iter().any(|d| d == s.name()));
     specs
