@@ -22,13 +22,11 @@ use tokio_util::sync::CancellationToken;
 use crate::actors::heartbeat::{start_beating, Beat, Beating};
 use crate::actors::registry::RegistryHandle;
 use crate::actors::supervisor::{ExitGuard, Shutdown};
-use crate::actors::topics::{build, Envelope};
+use crate::actors::topics::{Envelope, Event, IntelEnriched};
 use crate::actors::{Deps, WorkerSpec};
 use crate::db::repo::intel::{self as intel_repo, IntelTarget, PassInput};
 use crate::db::{Db, DbError};
-use crate::domain::intel::{
-    enriched_payload, is_public_address, ProviderName, ENRICHED_EVENT_TYPE,
-};
+use crate::domain::intel::{enriched_payload, is_public_address, ProviderName};
 use crate::intel::{IntelConfig, IntelProviders, ProviderError, ProviderOutcome, RateLimitSource};
 
 /// Worker / heartbeat / control name.
@@ -236,11 +234,11 @@ impl EnricherCore {
             &result.fields,
             Some(active),
         );
-        match build::attacker("intel.enriched") {
-            Ok(topic) => self
-                .registry
-                .publish_raw(&topic, ENRICHED_EVENT_TYPE, payload),
-            Err(e) => tracing::warn!(error = %e, "enricher: bad topic"),
+        // One source of truth for the payload shape (the pure builder); the typed event
+        // derives topic and type from its variant.
+        match serde_json::from_value::<IntelEnriched>(payload) {
+            Ok(ev) => self.registry.publish(Event::IntelEnriched(ev)),
+            Err(e) => tracing::warn!(error = %e, "enricher: payload does not fit the event"),
         }
         Ok(AttackerResult::Enriched)
     }
