@@ -651,6 +651,16 @@ pub struct IntelSettings {
     pub poll_s: f64,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
+    /// Retry an attacker whose every provider failed after this many seconds.
+    pub retry_backoff_s: f64,
+    /// Refresh the Feodo Tracker bulk feed after this many seconds.
+    pub feodo_refresh_s: f64,
+    /// ThreatFox without an API key is disabled (abuse.ch requires one).
+    pub threatfox_require_key: bool,
+    /// Never send private/loopback/link-local attacker addresses to providers.
+    pub skip_private: bool,
+    /// User-Agent of every intel request (neutral; nothing naming the product).
+    pub user_agent: String,
 }
 
 impl Default for IntelSettings {
@@ -673,6 +683,11 @@ impl Default for IntelSettings {
             ttl_hours: 24.0,
             poll_s: 60.0,
             timeout_s: 10.0,
+            retry_backoff_s: 300.0,
+            feodo_refresh_s: 3600.0,
+            threatfox_require_key: true,
+            skip_private: true,
+            user_agent: "curl/7.88.1".into(),
         }
     }
 }
@@ -715,7 +730,39 @@ impl IntelSettings {
         env.apply("DECNET_INTEL_TTL_HOURS", &mut self.ttl_hours, parse_seconds)?;
         env.apply("DECNET_INTEL_POLL_S", &mut self.poll_s, parse_seconds)?;
         env.apply("DECNET_INTEL_TIMEOUT_S", &mut self.timeout_s, parse_seconds)?;
+        env.apply(
+            "DECNET_INTEL_RETRY_BACKOFF_S",
+            &mut self.retry_backoff_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_INTEL_FEODO_REFRESH_S",
+            &mut self.feodo_refresh_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_THREATFOX_REQUIRE_KEY",
+            &mut self.threatfox_require_key,
+            parse_not_false,
+        )?;
+        env.apply(
+            "DECNET_INTEL_SKIP_PRIVATE",
+            &mut self.skip_private,
+            parse_not_false,
+        )?;
+        env.apply(
+            "DECNET_INTEL_USER_AGENT",
+            &mut self.user_agent,
+            parse_string,
+        )?;
         Ok(())
+    }
+
+    /// Startup validation: provider names, base URLs and durations must make sense.
+    fn check(&self) -> Result<(), ConfigError> {
+        crate::intel::IntelConfig::from_settings(self)
+            .map(|_| ())
+            .map_err(|e| invalid(e.setting(), e.to_string()))
     }
 }
 
@@ -897,6 +944,7 @@ impl Settings {
                 "expected a positive integer",
             ));
         }
+        self.intel.check()?;
         if self.workers.restart_backoff_initial_s > self.workers.restart_backoff_max_s {
             return Err(invalid(
                 "DECNET_RESTART_BACKOFF_INITIAL_S",

@@ -15,6 +15,5 @@ pub use self::core::*;
 pub use self::fleet::*;
 #[allow(unused_imports)] // empty until the intake tables land
 pub use self::intake::*;
-#[allow(unused_imports)] // empty until the intel tables land
 pub use self::intel::*;
 pub use self::realism::*;

@@ -109,12 +109,16 @@ impl RealismConfigRow {
     }
 }
 
-/// Clip a body to [`SYNTHETIC_FILE_BODY_LIMIT`] characters; returns the clipped text and
-/// whether anything was cut.
+/// Clip a body to [`SYNTHETIC_FILE_BODY_LIMIT`] characters (never splitting a UTF-8
+/// sequence); returns the stored text and `truncated`, which is true when the stored body hit
+/// the cap (`chars ≥ limit`, realism spec §11.1 and the dashboard contract).
 pub fn clip_body(body: &str) -> (String, bool) {
     match body.char_indices().nth(SYNTHETIC_FILE_BODY_LIMIT) {
         Some((cut, _)) => (body[..cut].to_owned(), true),
-        None => (body.to_owned(), false),
+        None => {
+            let hit = body.chars().count() >= SYNTHETIC_FILE_BODY_LIMIT;
+            (body.to_owned(), hit)
+        }
     }
 }
 
@@ -132,8 +136,11 @@ mod tests {
     fn clip_counts_characters() {
         let short = "é".repeat(10);
         assert_eq!(clip_body(&short), (short.clone(), false));
+        // Exactly at the cap: kept whole, flagged as having hit the cap.
         let exact = "x".repeat(SYNTHETIC_FILE_BODY_LIMIT);
-        assert_eq!(clip_body(&exact), (exact.clone(), false));
+        assert_eq!(clip_body(&exact), (exact.clone(), true));
+        let below = "x".repeat(SYNTHETIC_FILE_BODY_LIMIT - 1);
+        assert_eq!(clip_body(&below), (below.clone(), false));
         let long = "é".repeat(SYNTHETIC_FILE_BODY_LIMIT + 3);
         let (clipped, cut) = clip_body(&long);
         assert!(cut);

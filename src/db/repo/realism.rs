@@ -166,6 +166,47 @@ pub async fn record_synthetic_file(db: &Db, new: NewSyntheticFile) -> Result<Str
     Ok(row.uuid)
 }
 
+/// Record a planted file, or — when (`decky_uuid`, `path`) already has a row — patch that
+/// row in one statement (`last_modified` = now, new hash and clipped body, `edit_count` + 1;
+/// persona and class unchanged). Returns the row's uuid and whether it was created.
+pub async fn upsert_synthetic_file(
+    db: &Db,
+    new: NewSyntheticFile,
+) -> Result<(String, bool), DbError> {
+    use synthetic_files::dsl as s;
+    let now = now_utc();
+    let (last_body, truncated) = clip_body(&new.body);
+    let row = SyntheticFile {
+        uuid: new_uuid(),
+        decky_uuid: new.decky_uuid,
+        path: new.path,
+        persona: new.persona,
+        content_class: new.content_class,
+        created_at: now,
+        last_modified: now,
+        edit_count: 0,
+        content_hash: content_hash(&new.body),
+        last_body,
+        truncated,
+    };
+    let uuid: String = db_run!(db, |c| diesel::insert_into(synthetic_files::table)
+        .values(&row)
+        .on_conflict((s::decky_uuid, s::path))
+        .do_update()
+        .set((
+            s::last_modified.eq(excluded(s::last_modified)),
+            s::content_hash.eq(excluded(s::content_hash)),
+            s::last_body.eq(excluded(s::last_body)),
+            s::truncated.eq(excluded(s::truncated)),
+            s::edit_count.eq(s::edit_count + 1),
+        ))
+        .returning(s::uuid)
+        .get_result(c)
+        .await)?;
+    let created = uuid == row.uuid;
+    Ok((uuid, created))
+}
+
 /// Apply a partial update; returns whether the row exists (unknown uuid is a no-op).
 pub async fn update_synthetic_file(
     db: &Db,

@@ -1,9 +1,7 @@
 //! Fleet and realism repositories on SQLite and PostgreSQL (platform §6.3, §6.6; realism §1).
 //!
 //! PostgreSQL cases need `eval "$(scripts/pg start)"` first (skipped loudly otherwise).
-//! Run: `cargo test --test fleet_repo`
-
-mod common;
+//! Run: `cargo test --test fleet repo`
 
 use chrono::TimeDelta;
 use decnetd::db::models::fleet::{DeckySource, FleetDeckyUpsert};
@@ -40,6 +38,7 @@ on_both_backends!(
     orchestrator_events_record_list_count_prune,
     synthetic_files_clip_unique_patch_pick,
     synthetic_files_path_cap,
+    synthetic_files_replant_upserts,
     realism_config_upsert,
 );
 
@@ -410,4 +409,53 @@ async fn realism_config_upsert(db: &Db) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn synthetic_files_replant_upserts(db: &Db) {
+    let (u1, created) = realism::upsert_synthetic_file(
+        db,
+        file("local:a", "/home/bob/todo.txt", "todo", "- [ ] a"),
+    )
+    .await
+    .unwrap();
+    assert!(created);
+    let mut again = file("local:a", "/home/bob/todo.txt", "note", "- [x] a");
+    again.persona = "Someone Else".into();
+    let (u2, created) = realism::upsert_synthetic_file(db, again).await.unwrap();
+    assert!(!created);
+    assert_eq!(u1, u2);
+    let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
+    assert_eq!(row.edit_count, 1);
+    assert_eq!(row.last_body, "- [x] a");
+    assert_eq!(row.content_hash, content_hash("- [x] a"));
+    // Persona and class are not changed by a re-plant.
+    assert_eq!(
+        (row.persona.as_str(), row.content_class.as_str()),
+        ("Alice Smith", "todo")
+    );
+    assert!(row.last_modified >= row.created_at);
+
+    // Clip on update too: 2x limit stored as limit; exact limit preserved.
+    let big = "z".repeat(2 * SYNTHETIC_FILE_BODY_LIMIT);
+    realism::upsert_synthetic_file(db, file("local:a", "/home/bob/todo.txt", "todo", &big))
+        .await
+        .unwrap();
+    let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
+    assert_eq!(row.last_body.len(), SYNTHETIC_FILE_BODY_LIMIT);
+    assert!(row.truncated);
+    assert_eq!(row.edit_count, 2);
+    let exact = "y".repeat(SYNTHETIC_FILE_BODY_LIMIT);
+    assert!(
+        realism::bump_synthetic_file(db, &u1, now_utc(), Some(&exact))
+            .await
+            .unwrap()
+    );
+    let row = realism::get_synthetic_file(db, &u1).await.unwrap().unwrap();
+    assert_eq!(row.last_body, exact);
+    // The edit candidate carries the stored (clipped) body.
+    let pick = realism::pick_random_synthetic_file_for_edit(db, "local:a", 30, now_utc())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pick.last_body.chars().count(), SYNTHETIC_FILE_BODY_LIMIT);
 }

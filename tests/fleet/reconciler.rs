@@ -4,9 +4,9 @@
 //! a Docker outage is *unknown*, never "everything is gone".
 //!
 //! Docker cases skip loudly without an engine unless `DECNETD_REQUIRE_DOCKER=1`.
-//! Run: `cargo test --test fleet_reconciler`
+//! Run: `cargo test --test fleet reconciler`
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
