@@ -1,3 +1,9 @@
 //! decnetd: the mothership daemon of the DECNET honeypot deception network.
+pub mod actors;
+pub mod app;
+pub mod config;
+pub mod db;
 pub mod docker;
 pub mod domain;
+pub mod http;
+pub mod testkit;

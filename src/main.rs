@@ -1,3 +1,263 @@
-fn main() {
-    println!("decnetd");
+//! `decnetd` command line.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use decnetd::app::{App, StartOptions};
+use decnetd::config::{EnvSource, Settings};
+use decnetd::db::Db;
+
+#[derive(Parser)]
+#[command(
+    name = "decnetd",
+    version,
+    about = "Mothership daemon of the DECNET honeypot deception network"
+)]
+struct Cli {
+    /// TOML settings file (defaults < file < DECNET_* environment)
+    #[arg(long, global = true, env = "DECNETD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: HTTP API, registry and every actor (the default).
+    Serve,
+    /// Create or upgrade the database schema and exit.
+    Migrate,
+    /// Inspect settings.
+    Config {
+        #[command(subcommand)]
+        action: ConfigCmd,
+    },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective settings as TOML (secrets redacted).
+    Show,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from stdin (one line) or generated and printed.
+    Add {
+        username: String,
+        #[arg(long, default_value = "viewer", value_parser = ["admin", "viewer"])]
+        role: String,
+    },
+    /// Set a user's password (read from stdin, one line); revokes the user's tokens.
+    Passwd {
+        username: String,
+        /// Force a password change at next login.
+        #[arg(long)]
+        must_change: bool,
+    },
+    /// List users.
+    List,
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&settings.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), &EnvSource::from_process()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("decnetd: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&settings);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => actix_rt::System::new().block_on(serve(settings)),
+        Command::Migrate => actix_rt::System::new().block_on(migrate(settings)),
+        Command::Config {
+            action: ConfigCmd::Show,
+        } => toml::to_string_pretty(&settings)
+            .map(|s| print!("{s}"))
+            .map_err(|e| e.to_string()),
+        Command::User { action } => actix_rt::System::new().block_on(user(settings, action)),
+        Command::Openapi => {
+            println!("{}", decnetd::http::openapi::document_json());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("decnetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let app = App::start(settings, StartOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("decnetd: listening on {}", app.base_url());
+    app.wait().await.map_err(|e| e.to_string())
+}
+
+async fn open_db(settings: &Settings) -> Result<Db, String> {
+    if settings.db.url.is_none() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
+    }
+    let db = Db::connect(&settings.database_url(), settings.db.pool_size)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    db.migrate().await.map_err(|e| format!("migrations: {e}"))?;
+    Ok(db)
+}
+
+async fn migrate(settings: Settings) -> Result<(), String> {
+    let db = Db::connect(&settings.database_url(), settings.db.pool_size)
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let applied = db.migrate().await.map_err(|e| format!("migrations: {e}"))?;
+    println!(
+        "decnetd: {applied} migration(s) applied ({:?})",
+        db.backend()
+    );
+    Ok(())
+}
+
+fn read_password_line() -> Result<Option<String>, String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password (12-72 bytes): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading password: {e}"))?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    Ok(if pw.is_empty() { None } else { Some(pw) })
+}
+
+fn check_password(pw: &str) -> Result<(), String> {
+    if pw.chars().count() < 12 {
+        return Err("password must be at least 12 characters".into());
+    }
+    if pw.len() > 72 {
+        return Err("password must be at most 72 bytes".into());
+    }
+    Ok(())
+}
+
+async fn hash(pw: String) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(pw, 12))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
+    use decnetd::db::models::core::NewUser;
+    use decnetd::db::repo::users;
+    let db = open_db(&settings).await?;
+    match action {
+        UserCmd::List => {
+            for u in users::list(&db).await.map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{}\t{}{}",
+                    u.uuid,
+                    u.username,
+                    u.role,
+                    if u.must_change_password {
+                        "\tmust-change-password"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        UserCmd::Add { username, role } => {
+            if username.is_empty() || username.chars().count() > 64 {
+                return Err("username must be 1-64 characters".into());
+            }
+            let (pw, generated) = match read_password_line()? {
+                Some(pw) => (pw, false),
+                None => {
+                    use base64::Engine;
+                    use rand::RngCore;
+                    let mut buf = [0u8; 18];
+                    rand::rngs::OsRng.fill_bytes(&mut buf);
+                    (
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf),
+                        true,
+                    )
+                }
+            };
+            check_password(&pw)?;
+            let user = users::create(
+                &db,
+                NewUser {
+                    uuid: uuid::Uuid::new_v4().to_string(),
+                    username: username.clone(),
+                    password_hash: hash(pw.clone()).await?,
+                    role,
+                    must_change_password: true,
+                },
+            )
+            .await
+            .map_err(|e| {
+                if e.is_unique_violation() {
+                    format!("user '{username}' already exists")
+                } else {
+                    e.to_string()
+                }
+            })?;
+            println!(
+                "created {} ({}, must change password at first login)",
+                user.username, user.uuid
+            );
+            if generated {
+                println!("password: {pw}");
+            }
+        }
+        UserCmd::Passwd {
+            username,
+            must_change,
+        } => {
+            let user = users::get_by_username(&db, &username)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user '{username}'"))?;
+            let pw = read_password_line()?.ok_or("empty password")?;
+            check_password(&pw)?;
+            users::update_password(&db, &user.uuid, &hash(pw).await?, must_change)
+                .await
+                .map_err(|e| e.to_string())?;
+            users::set_tokens_valid_from(&db, &user.uuid, decnetd::db::now_utc())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("password updated for {username}; existing tokens revoked");
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,3 @@
+DROP TABLE state;
+DROP TABLE revoked_tokens;
+DROP TABLE users;

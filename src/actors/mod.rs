@@ -1,0 +1,56 @@
+//! Actors: the registry that replaces the bus, supervision, heartbeats, and the workers.
+//!
+//! Adding a worker: write `src/actors/<name>.rs` (an actix actor holding an [`ExitGuard`],
+//! beating via [`heartbeat::start_beating`], handling [`Shutdown`]) and add one line to
+//! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
+
+pub mod heartbeat;
+pub mod registry;
+pub mod supervisor;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::docker::DeckyRuntime;
+
+pub use heartbeat::{Beat, Beating, StatusBoard};
+pub use registry::RegistryHandle;
+pub use supervisor::{ExitGuard, Shutdown, SupervisorHandle, WorkerSpec};
+
+/// What a worker factory may capture. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub settings: Arc<Settings>,
+    pub db: Db,
+    pub registry: RegistryHandle,
+    pub status: StatusBoard,
+    pub docker: Option<Arc<dyn DeckyRuntime>>,
+}
+
+impl Deps {
+    /// Heartbeat settings for the worker `name`.
+    pub fn beat(&self, name: &'static str) -> Beat {
+        Beat::new(
+            self.registry.clone(),
+            name,
+            Duration::from_secs_f64(self.settings.workers.heartbeat_interval_s),
+        )
+    }
+}
+
+/// Every worker the daemon runs, minus the ones disabled in settings.
+pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
+    let mut specs = Vec::new();
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("heartbeat", move |exit| {
+            heartbeat::HeartbeatActor::new(d.status.clone(), d.beat("heartbeat"), exit)
+        }));
+    }
+    let disabled = &deps.settings.workers.disabled;
+    specs.retain(|s| !disabled.iter().any(|d| d == s.name()));
+    specs
+}

@@ -1,0 +1,415 @@
+//! Wiring: settings → data dir secrets → Db → registry → supervised actors → HTTP server.
+//!
+//! [`App::start`] is what `decnetd serve` runs and what integration tests and benches start on
+//! an ephemeral loopback port; [`RunningApp::stop`] drains the actors and the registry.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App as ActixApp, HttpServer};
+use base64::Engine;
+use rand::RngCore;
+
+use crate::actors::registry::RegistryConfig;
+use crate::actors::supervisor::Backoff;
+use crate::actors::{self, Beat, Deps, RegistryHandle, StatusBoard, SupervisorHandle};
+use crate::config::{ConfigError, Secret, Settings};
+use crate::db::{Db, DbError};
+use crate::docker::DeckyRuntime;
+use crate::http;
+use crate::http::state::AppState;
+
+/// Errors that stop the daemon from booting.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot bind the HTTP API on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What [`App::start`] should run besides the HTTP API.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// Start the supervised worker actors (tests of the HTTP layer alone can turn this off).
+    pub workers: bool,
+    /// Print the generated admin password on stdout (the CLI does; tests read the file).
+    pub print_initial_password: bool,
+    /// Override the bind address (tests use `127.0.0.1:0`).
+    pub bind: Option<String>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            workers: true,
+            print_initial_password: true,
+            bind: None,
+        }
+    }
+}
+
+/// A started daemon.
+pub struct RunningApp {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    server: actix_web::dev::ServerHandle,
+    server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    api_beat: actix_rt::task::JoinHandle<()>,
+}
+
+impl RunningApp {
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Run until SIGINT/SIGTERM (or the HTTP server ending on its own), then stop accepting
+    /// requests, drain the actors and close the registry.
+    pub async fn wait(mut self) -> Result<(), AppError> {
+        let Some(mut task) = self.server_task.take() else {
+            return Ok(());
+        };
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| AppError::Other(format!("cannot install SIGTERM handler: {e}")))?;
+        tokio::select! {
+            res = &mut task => {
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server error"),
+                    Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: shutting down");
+                self.server.stop(true).await;
+                let _ = task.await;
+            }
+            _ = sigterm.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                self.server.stop(true).await;
+                let _ = task.await;
+            }
+        }
+        self.drain().await;
+        Ok(())
+    }
+
+    /// Stop the HTTP server gracefully, then drain actors and registry.
+    pub async fn stop(mut self) {
+        self.server.stop(true).await;
+        if let Some(task) = self.server_task.take() {
+            let _ = task.await;
+        }
+        self.drain().await;
+    }
+
+    async fn drain(&self) {
+        self.api_beat.abort();
+        let grace = Duration::from_secs_f64(self.state.settings.workers.shutdown_grace_s);
+        self.state.supervisor.shutdown(grace).await;
+        self.state.registry.shutdown().await;
+        tracing::info!("decnetd stopped");
+    }
+}
+
+pub struct App;
+
+impl App {
+    /// Boot sequence of spec/platform.md §4.1, then start everything. Call inside an actix
+    /// System (`#[actix_web::main]`, `#[actix_rt::test]`).
+    pub async fn start(settings: Settings, opts: StartOptions) -> Result<RunningApp, AppError> {
+        // 1. file-descriptor limit
+        warn_low_nofile();
+        // 2.–5. public binding, CORS, agent mode, eager secret validation
+        for warning in settings.validate_for_serve()? {
+            tracing::error!(target: "decnetd::critical", "{warning}");
+        }
+        let mut settings = settings;
+        ensure_dir(&settings.data_dir)?;
+        if settings.auth.jwt_secret.is_none() {
+            settings.auth.jwt_secret = Some(load_or_generate_jwt_secret(&settings.data_dir)?);
+        }
+        let settings = Arc::new(settings);
+
+        // 6. database init: up to 5 attempts 0.5 s apart, then fatal
+        let db = connect_with_retries(&settings).await?;
+        bootstrap_admin(&db, &settings, opts.print_initial_password).await?;
+
+        // 8. registry, status board, docker, actors
+        let registry = if settings.bus.enabled {
+            RegistryHandle::start(RegistryConfig {
+                enabled: true,
+                capacity: settings.bus.capacity,
+                ..RegistryConfig::default()
+            })
+        } else {
+            RegistryHandle::disabled()
+        };
+        let status = StatusBoard::new(Duration::from_secs_f64(settings.workers.stale_after_s));
+        let docker = connect_docker(&settings).await;
+        let deps = Deps {
+            settings: Arc::clone(&settings),
+            db: db.clone(),
+            registry: registry.clone(),
+            status: status.clone(),
+            docker: docker.clone(),
+        };
+        let specs = if opts.workers {
+            actors::worker_specs(&deps)
+        } else {
+            Vec::new()
+        };
+        let supervisor = SupervisorHandle::launch(
+            specs,
+            registry.clone(),
+            Backoff {
+                initial: Duration::from_secs_f64(settings.workers.restart_backoff_initial_s),
+                max: Duration::from_secs_f64(settings.workers.restart_backoff_max_s),
+                ..Backoff::default()
+            },
+        );
+        let state = AppState::new(
+            Arc::clone(&settings),
+            db,
+            registry.clone(),
+            supervisor,
+            status,
+            docker,
+        );
+
+        // the `api` heartbeat
+        let beat = Beat::new(
+            registry,
+            "api",
+            Duration::from_secs_f64(settings.workers.heartbeat_interval_s),
+        );
+        let api_beat = actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(beat.interval);
+            loop {
+                tick.tick().await;
+                beat.publish(serde_json::Map::new());
+            }
+        });
+
+        let bind = opts
+            .bind
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", settings.api.host, settings.api.port));
+        let data = web::Data::new(state.clone());
+        let workers = settings.api.http_workers;
+        let mut server = HttpServer::new(move || {
+            ActixApp::new()
+                .app_data(data.clone())
+                .configure(http::configure)
+        })
+        .shutdown_timeout(5)
+        .disable_signals();
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        let server = server.bind(&bind).map_err(|source| AppError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| AppError::Other(format!("no address bound for {bind}")))?;
+        let server = server.run();
+        let handle = server.handle();
+        let server_task = actix_rt::spawn(server);
+        tracing::info!(%addr, backend = ?state.db.backend(), "decnetd listening");
+        Ok(RunningApp {
+            addr,
+            state,
+            server: handle,
+            server_task: Some(server_task),
+            api_beat,
+        })
+    }
+}
+
+fn ensure_dir(path: &Path) -> Result<(), AppError> {
+    std::fs::create_dir_all(path).map_err(|source| AppError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Write `contents` to `path` readable by the owner only (0600 on unix).
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(contents)?;
+    f.sync_all()
+}
+
+fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// `<data_dir>/jwt.secret`: generated once (64 random bytes), reused on later boots.
+pub fn load_or_generate_jwt_secret(data_dir: &Path) -> Result<Secret, AppError> {
+    let path = data_dir.join("jwt.secret");
+    let err = |source| AppError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= crate::config::MIN_JWT_SECRET_LEN => {
+            return Ok(Secret::new(s.trim()));
+        }
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "stored JWT secret too short; generating a new one");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let secret = random_token(64);
+    write_private(&path, secret.as_bytes()).map_err(err)?;
+    tracing::info!(path = %path.display(), "generated a new JWT secret");
+    Ok(Secret::new(secret))
+}
+
+async fn connect_with_retries(settings: &Settings) -> Result<Db, AppError> {
+    let url = settings.database_url();
+    let mut last = None;
+    for attempt in 1..=5 {
+        match Db::connect(&url, settings.db.pool_size).await {
+            Ok(db) => match db.migrate().await {
+                Ok(_) => return Ok(db),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+        tracing::warn!(attempt, "database init failed; retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(AppError::Db(last.unwrap_or_else(|| {
+        DbError::Connect("database init failed".into())
+    })))
+}
+
+async fn hash_password(password: String) -> Result<String, AppError> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, 12))
+        .await
+        .map_err(|e| AppError::Other(format!("password hashing task failed: {e}")))?
+        .map_err(|e| AppError::Other(format!("password hashing failed: {e}")))
+}
+
+/// Admin bootstrap (spec/platform.md §3.10 + the §4.2 first-run decision).
+pub async fn bootstrap_admin(db: &Db, settings: &Settings, print: bool) -> Result<(), AppError> {
+    use crate::db::models::core::NewUser;
+    use crate::db::repo::users;
+    let name = settings.auth.admin_user.as_str();
+    let existing = users::get_by_username(db, name).await?;
+    match (&existing, &settings.auth.admin_password) {
+        (None, Some(pw)) => {
+            let hash = hash_password(pw.expose().to_string()).await?;
+            users::create(db, new_admin(name, hash)).await?;
+            tracing::info!(
+                user = name,
+                "bootstrap admin created from DECNET_ADMIN_PASSWORD"
+            );
+        }
+        (None, None) => {
+            let password = random_token(18);
+            let hash = hash_password(password.clone()).await?;
+            users::create(db, new_admin(name, hash)).await?;
+            let path = settings.data_dir.join("initial-admin-password");
+            write_private(&path, format!("{password}\n").as_bytes()).map_err(|source| {
+                AppError::DataDir {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            if print {
+                println!(
+                    "decnetd: created admin user '{name}' with initial password: {password}\n\
+                     decnetd: (also stored in {}; you must change it at first login)",
+                    path.display()
+                );
+            }
+            tracing::info!(user = name, path = %path.display(), "bootstrap admin created with a generated password");
+        }
+        (Some(user), Some(pw)) if user.must_change_password => {
+            // env drift self-heal while the admin has not chosen a password yet
+            let hash = hash_password(pw.expose().to_string()).await?;
+            users::update_password(db, &user.uuid, &hash, true).await?;
+        }
+        _ => {}
+    }
+    fn new_admin(name: &str, hash: String) -> NewUser {
+        NewUser {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            username: name.to_string(),
+            password_hash: hash,
+            role: "admin".into(),
+            must_change_password: true,
+        }
+    }
+    Ok(())
+}
+
+async fn connect_docker(settings: &Settings) -> Option<Arc<dyn DeckyRuntime>> {
+    let rt = match settings.docker.host.as_deref() {
+        None => crate::docker::BollardRuntime::new(),
+        Some(host) => {
+            let path = host.strip_prefix("unix://").unwrap_or(host);
+            match crate::docker::BollardRuntime::with_unix_socket(path) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(error = %e, "docker engine client unavailable; docker-backed actors will report it");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Arc::new(rt) as Arc<dyn DeckyRuntime>)
+}
+
+fn warn_low_nofile() {
+    // /proc/self/limits: "Max open files   <soft>   <hard>   files"
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    for line in limits.lines() {
+        if let Some(rest) = line.strip_prefix("Max open files") {
+            if let Some(soft) = rest.split_whitespace().next() {
+                if let Ok(n) = soft.parse::<u64>() {
+                    if n < 4096 {
+                        tracing::warn!(
+                            soft_limit = n,
+                            "RLIMIT_NOFILE below 4096; raise it for many SSE clients"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

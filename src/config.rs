@@ -1,0 +1,1166 @@
+//! Typed settings: built-in defaults < TOML file (`--config FILE`) < `DECNET_*` environment.
+//!
+//! Every setting is documented with its default in `config/decnetd.toml`; a unit test keeps the
+//! file and [`Settings::default`] in step. Validation at boot ([`Settings::validate_for_serve`])
+//! implements the startup safety checks of spec/platform.md §4 and names the offending variable
+//! without ever echoing a secret value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors raised while loading or validating settings. Each names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Invalid { name: String, message: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn invalid(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: name.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A secret string: never printed by `Debug`, `Display` or `config show`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Where environment values come from (the process environment, or a map in tests).
+pub struct EnvSource(HashMap<String, String>);
+
+impl EnvSource {
+    pub fn from_process() -> Self {
+        EnvSource(std::env::vars().collect())
+    }
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        EnvSource(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Overwrite `slot` when `name` is set, parsing with `parse`; errors name the variable.
+    pub fn apply<T>(
+        &self,
+        name: &str,
+        slot: &mut T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(raw) = self.get(name) {
+            *slot = parse(raw).map_err(|m| invalid(name, m))?;
+        }
+        Ok(())
+    }
+}
+
+// ---- parsers shared by every section -------------------------------------------------------
+
+/// Booleans that are true only for the literal `true` (case-insensitive).
+pub fn parse_true(raw: &str) -> Result<bool, String> {
+    Ok(raw.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Booleans that are true unless the literal `false` (the spec's "≠false").
+pub fn parse_not_false(raw: &str) -> Result<bool, String> {
+    Ok(!raw.trim().eq_ignore_ascii_case("false"))
+}
+
+pub fn parse_string(raw: &str) -> Result<String, String> {
+    Ok(raw.to_string())
+}
+
+pub fn parse_opt_string(raw: &str) -> Result<Option<String>, String> {
+    let t = raw.trim();
+    Ok(if t.is_empty() {
+        None
+    } else {
+        Some(t.to_string())
+    })
+}
+
+pub fn parse_path(raw: &str) -> Result<PathBuf, String> {
+    if raw.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(PathBuf::from(raw.trim()))
+}
+
+pub fn parse_opt_path(raw: &str) -> Result<Option<PathBuf>, String> {
+    let t = raw.trim();
+    Ok(if t.is_empty() {
+        None
+    } else {
+        Some(PathBuf::from(t))
+    })
+}
+
+pub fn parse_secret(raw: &str) -> Result<Option<Secret>, String> {
+    Ok(Some(Secret::new(raw)))
+}
+
+/// Positive integer (≥ 1).
+pub fn parse_positive<T>(raw: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+{
+    let v: T = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a positive integer, got {raw:?}"))?;
+    if v < T::from(1u8) {
+        return Err(format!("expected a positive integer, got {raw:?}"));
+    }
+    Ok(v)
+}
+
+/// Positive number of seconds, fractions allowed (`0.5`).
+pub fn parse_seconds(raw: &str) -> Result<f64, String> {
+    let v: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {raw:?}"))?;
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!(
+            "expected a positive number of seconds, got {raw:?}"
+        ));
+    }
+    Ok(v)
+}
+
+pub fn parse_port(raw: &str) -> Result<u16, String> {
+    let v: u32 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a port 1-65535, got {raw:?}"))?;
+    if !(1..=65535).contains(&v) {
+        return Err(format!("expected a port 1-65535, got {raw:?}"));
+    }
+    Ok(v as u16)
+}
+
+pub fn parse_list(raw: &str) -> Result<Vec<String>, String> {
+    Ok(raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+// ---- the settings tree ---------------------------------------------------------------------
+
+/// All of decnetd's settings. Sections are owned by the area that uses them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Data directory: SQLite file, generated JWT secret, initial admin password.
+    pub data_dir: PathBuf,
+    /// `master` or `agent` (agent refuses to run the master daemon).
+    pub mode: String,
+    /// When true (default) an `agent`-mode host may not run the master daemon.
+    pub disallow_master: bool,
+    /// Developer mode: exposes `/docs`, verbose error bodies, relaxes secret length.
+    pub developer: bool,
+    /// Test harness mode (`DECNET_TESTING=1`): skips secret strength and public-binding checks.
+    pub testing: bool,
+    /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` wins when set.
+    pub log_level: String,
+    pub api: ApiSettings,
+    pub auth: AuthSettings,
+    pub db: DbSettings,
+    pub bus: BusSettings,
+    pub workers: WorkerSettings,
+    pub docker: DockerSettings,
+    pub ingest: IngestSettings,
+    pub clustering: ClusteringSettings,
+    pub intel: IntelSettings,
+    pub fleet: FleetSettings,
+    pub realism: RealismSettings,
+    pub canary: CanarySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("./data"),
+            mode: "master".into(),
+            disallow_master: true,
+            developer: false,
+            testing: false,
+            log_level: "info".into(),
+            api: ApiSettings::default(),
+            auth: AuthSettings::default(),
+            db: DbSettings::default(),
+            bus: BusSettings::default(),
+            workers: WorkerSettings::default(),
+            docker: DockerSettings::default(),
+            ingest: IngestSettings::default(),
+            clustering: ClusteringSettings::default(),
+            intel: IntelSettings::default(),
+            fleet: FleetSettings::default(),
+            realism: RealismSettings::default(),
+            canary: CanarySettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub host: String,
+    pub port: u16,
+    /// Dashboard origin, used for the CORS default.
+    pub web_host: String,
+    pub web_port: u16,
+    /// CORS allow-list; `None` means the default derived from `web_host`/`web_port`.
+    pub cors_origins: Option<Vec<String>>,
+    /// actix-web worker threads (0 = one per core).
+    pub http_workers: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            host: "127.0.0.1".into(),
+            port: 8000,
+            web_host: "127.0.0.1".into(),
+            web_port: 8080,
+            cors_origins: None,
+            http_workers: 0,
+        }
+    }
+}
+
+impl ApiSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_API_HOST", &mut self.host, parse_string)?;
+        env.apply("DECNET_API_PORT", &mut self.port, parse_port)?;
+        env.apply("DECNET_WEB_HOST", &mut self.web_host, parse_string)?;
+        env.apply("DECNET_WEB_PORT", &mut self.web_port, parse_port)?;
+        env.apply("DECNET_CORS_ORIGINS", &mut self.cors_origins, |raw| {
+            parse_list(raw).map(Some)
+        })?;
+        env.apply("DECNET_HTTP_WORKERS", &mut self.http_workers, |raw| {
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a number, got {raw:?}"))
+        })?;
+        Ok(())
+    }
+
+    /// Effective CORS origins (spec/platform.md §8 default).
+    pub fn effective_cors_origins(&self) -> Vec<String> {
+        match &self.cors_origins {
+            Some(list) => list.clone(),
+            None => {
+                let host = if is_loopback_or_wildcard(&self.web_host) {
+                    "localhost".to_string()
+                } else {
+                    self.web_host.clone()
+                };
+                vec![format!("http://{host}:{}", self.web_port)]
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 key (≥ 32 chars). Unset: generated once into `<data_dir>/jwt.secret`.
+    pub jwt_secret: Option<Secret>,
+    pub jwt_exp_minutes: i64,
+    pub admin_user: String,
+    /// Bootstrap admin password (≥ 12 chars). Unset: generated once and printed at first boot.
+    pub admin_password: Option<Secret>,
+    pub limiter_enabled: bool,
+    pub sse_max_per_user: usize,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            jwt_exp_minutes: 240,
+            admin_user: "admin".into(),
+            admin_password: None,
+            limiter_enabled: true,
+            sse_max_per_user: 5,
+        }
+    }
+}
+
+impl AuthSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_JWT_SECRET", &mut self.jwt_secret, parse_secret)?;
+        env.apply(
+            "DECNET_JWT_EXP_MINUTES",
+            &mut self.jwt_exp_minutes,
+            parse_positive,
+        )?;
+        env.apply("DECNET_ADMIN_USER", &mut self.admin_user, parse_string)?;
+        env.apply(
+            "DECNET_ADMIN_PASSWORD",
+            &mut self.admin_password,
+            parse_secret,
+        )?;
+        env.apply(
+            "DECNET_LIMITER_ENABLED",
+            &mut self.limiter_enabled,
+            parse_not_false,
+        )?;
+        env.apply(
+            "DECNET_SSE_MAX_PER_USER",
+            &mut self.sse_max_per_user,
+            parse_positive,
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DbSettings {
+    /// Full URL (`sqlite://path` or `postgres://…`); wins over `path`.
+    pub url: Option<Secret>,
+    /// SQLite file; default `<data_dir>/decnet.db`.
+    pub path: Option<PathBuf>,
+    pub pool_size: usize,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings {
+            url: None,
+            path: None,
+            pool_size: 8,
+        }
+    }
+}
+
+impl DbSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_DB_URL", &mut self.url, |raw| {
+            Ok(parse_opt_string(raw)?.map(Secret::new))
+        })?;
+        env.apply("DECNET_DB_PATH", &mut self.path, parse_opt_path)?;
+        env.apply("DECNET_DB_POOL_SIZE", &mut self.pool_size, parse_positive)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusSettings {
+    /// Registry on/off (off: publishes dropped, subscriptions end at once).
+    pub enabled: bool,
+    /// Per-subscription buffer; the oldest event is dropped when full.
+    pub capacity: usize,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            enabled: true,
+            capacity: 1024,
+        }
+    }
+}
+
+impl BusSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_BUS_ENABLED", &mut self.enabled, parse_not_false)?;
+        env.apply("DECNET_BUS_CAPACITY", &mut self.capacity, parse_positive)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Heartbeat period of every actor, seconds.
+    pub heartbeat_interval_s: f64,
+    /// A beat older than this is `stale`, seconds.
+    pub stale_after_s: f64,
+    /// Actors not to start (by name), e.g. `["planner"]`.
+    pub disabled: Vec<String>,
+    /// First restart delay after a crash, seconds (doubles per crash).
+    pub restart_backoff_initial_s: f64,
+    /// Upper bound of the restart delay, seconds.
+    pub restart_backoff_max_s: f64,
+    /// How long shutdown waits for actors to drain, seconds.
+    pub shutdown_grace_s: f64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            heartbeat_interval_s: 30.0,
+            stale_after_s: 90.0,
+            disabled: Vec::new(),
+            restart_backoff_initial_s: 1.0,
+            restart_backoff_max_s: 30.0,
+            shutdown_grace_s: 10.0,
+        }
+    }
+}
+
+impl WorkerSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply(
+            "DECNET_HEARTBEAT_INTERVAL_S",
+            &mut self.heartbeat_interval_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_HEARTBEAT_STALE_S",
+            &mut self.stale_after_s,
+            parse_seconds,
+        )?;
+        env.apply("DECNET_DISABLED_WORKERS", &mut self.disabled, parse_list)?;
+        env.apply(
+            "DECNET_RESTART_BACKOFF_INITIAL_S",
+            &mut self.restart_backoff_initial_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_RESTART_BACKOFF_MAX_S",
+            &mut self.restart_backoff_max_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_SHUTDOWN_GRACE_S",
+            &mut self.shutdown_grace_s,
+            parse_seconds,
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSettings {
+    /// Docker engine address; unset = the local default (`DOCKER_HOST` or the unix socket).
+    pub host: Option<String>,
+}
+
+impl DockerSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_DOCKER_HOST", &mut self.host, parse_opt_string)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// RFC 5424 ingest file tailed by the ingester.
+    pub log_file: PathBuf,
+    /// Rows per committed batch.
+    pub batch_size: usize,
+    /// Longest a partial batch waits before it is committed, milliseconds.
+    pub batch_max_wait_ms: u64,
+    /// Plain TCP syslog listener (`host:port`); unset = off.
+    pub syslog_tcp_bind: Option<String>,
+    /// TLS syslog listener host and port (RFC 5425, the swarm port).
+    pub syslog_tls_host: String,
+    pub syslog_tls_port: u16,
+    /// TLS material; the TLS listener runs only when all three are set.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Largest accepted syslog frame, bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            log_file: PathBuf::from("/var/log/decnet/decnet.log"),
+            batch_size: 100,
+            batch_max_wait_ms: 250,
+            syslog_tcp_bind: None,
+            syslog_tls_host: "0.0.0.0".into(),
+            syslog_tls_port: 6514,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            max_frame_bytes: 65536,
+        }
+    }
+}
+
+impl IngestSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_INGEST_LOG_FILE", &mut self.log_file, parse_path)?;
+        env.apply("DECNET_BATCH_SIZE", &mut self.batch_size, parse_positive)?;
+        env.apply(
+            "DECNET_BATCH_MAX_WAIT_MS",
+            &mut self.batch_max_wait_ms,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_TCP_BIND",
+            &mut self.syslog_tcp_bind,
+            parse_opt_string,
+        )?;
+        env.apply(
+            "DECNET_LISTENER_HOST",
+            &mut self.syslog_tls_host,
+            parse_string,
+        )?;
+        env.apply(
+            "DECNET_SWARM_SYSLOG_PORT",
+            &mut self.syslog_tls_port,
+            parse_port,
+        )?;
+        env.apply("DECNET_SYSLOG_TLS_CA", &mut self.tls_ca, parse_opt_path)?;
+        env.apply("DECNET_SYSLOG_TLS_CERT", &mut self.tls_cert, parse_opt_path)?;
+        env.apply("DECNET_SYSLOG_TLS_KEY", &mut self.tls_key, parse_opt_path)?;
+        env.apply(
+            "DECNET_SYSLOG_MAX_FRAME",
+            &mut self.max_frame_bytes,
+            parse_positive,
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusteringSettings {
+    /// Slow-tick fallback of the clusterers, seconds (events wake them sooner).
+    pub tick_s: f64,
+}
+
+impl Default for ClusteringSettings {
+    fn default() -> Self {
+        ClusteringSettings { tick_s: 60.0 }
+    }
+}
+
+impl ClusteringSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_CLUSTERER_TICK_S", &mut self.tick_s, parse_seconds)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntelSettings {
+    pub enabled: bool,
+    /// Providers to query (default: all known).
+    pub providers: Vec<String>,
+    pub greynoise_url: String,
+    pub abuseipdb_url: String,
+    pub feodo_url: String,
+    pub threatfox_url: String,
+    pub greynoise_api_key: Option<Secret>,
+    pub abuseipdb_api_key: Option<Secret>,
+    pub threatfox_api_key: Option<Secret>,
+    /// Re-enrich an attacker after this many hours.
+    pub ttl_hours: f64,
+    /// Poll fallback of the enricher, seconds.
+    pub poll_s: f64,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+}
+
+impl Default for IntelSettings {
+    fn default() -> Self {
+        IntelSettings {
+            enabled: true,
+            providers: vec![
+                "greynoise".into(),
+                "abuseipdb".into(),
+                "feodo".into(),
+                "threatfox".into(),
+            ],
+            greynoise_url: "https://api.greynoise.io".into(),
+            abuseipdb_url: "https://api.abuseipdb.com".into(),
+            feodo_url: "https://feodotracker.abuse.ch".into(),
+            threatfox_url: "https://threatfox-api.abuse.ch".into(),
+            greynoise_api_key: None,
+            abuseipdb_api_key: None,
+            threatfox_api_key: None,
+            ttl_hours: 24.0,
+            poll_s: 60.0,
+            timeout_s: 10.0,
+        }
+    }
+}
+
+impl IntelSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_INTEL_ENABLED", &mut self.enabled, parse_not_false)?;
+        env.apply("DECNET_INTEL_PROVIDERS", &mut self.providers, parse_list)?;
+        env.apply(
+            "DECNET_INTEL_GREYNOISE_URL",
+            &mut self.greynoise_url,
+            parse_string,
+        )?;
+        env.apply(
+            "DECNET_INTEL_ABUSEIPDB_URL",
+            &mut self.abuseipdb_url,
+            parse_string,
+        )?;
+        env.apply("DECNET_INTEL_FEODO_URL", &mut self.feodo_url, parse_string)?;
+        env.apply(
+            "DECNET_INTEL_THREATFOX_URL",
+            &mut self.threatfox_url,
+            parse_string,
+        )?;
+        env.apply(
+            "DECNET_GREYNOISE_API_KEY",
+            &mut self.greynoise_api_key,
+            parse_secret,
+        )?;
+        env.apply(
+            "DECNET_ABUSEIPDB_API_KEY",
+            &mut self.abuseipdb_api_key,
+            parse_secret,
+        )?;
+        env.apply(
+            "DECNET_THREATFOX_API_KEY",
+            &mut self.threatfox_api_key,
+            parse_secret,
+        )?;
+        env.apply("DECNET_INTEL_TTL_HOURS", &mut self.ttl_hours, parse_seconds)?;
+        env.apply("DECNET_INTEL_POLL_S", &mut self.poll_s, parse_seconds)?;
+        env.apply("DECNET_INTEL_TIMEOUT_S", &mut self.timeout_s, parse_seconds)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetSettings {
+    /// Deployment state file (`decnet-state.json`); absent file = no deployment.
+    pub state_file: PathBuf,
+    /// Reconciler pass interval, seconds.
+    pub reconciler_interval_s: f64,
+    /// Docker label that marks a container as a decky service.
+    pub decky_label: String,
+}
+
+impl Default for FleetSettings {
+    fn default() -> Self {
+        FleetSettings {
+            state_file: PathBuf::from("/var/lib/decnet/decnet-state.json"),
+            reconciler_interval_s: 30.0,
+            decky_label: "decnet.decky".into(),
+        }
+    }
+}
+
+impl FleetSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_STATE_FILE", &mut self.state_file, parse_path)?;
+        env.apply(
+            "DECNET_RECONCILER_INTERVAL_S",
+            &mut self.reconciler_interval_s,
+            parse_seconds,
+        )?;
+        env.apply("DECNET_DECKY_LABEL", &mut self.decky_label, parse_string)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealismSettings {
+    /// Planner tick interval, seconds.
+    pub planner_interval_s: f64,
+}
+
+impl Default for RealismSettings {
+    fn default() -> Self {
+        RealismSettings {
+            planner_interval_s: 60.0,
+        }
+    }
+}
+
+impl RealismSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply(
+            "DECNET_PLANNER_INTERVAL_S",
+            &mut self.planner_interval_s,
+            parse_seconds,
+        )?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CanarySettings {
+    /// Public canary callback base (checked by the public-binding validation).
+    pub http_base: Option<String>,
+}
+
+impl CanarySettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply(
+            "DECNET_CANARY_HTTP_BASE",
+            &mut self.http_base,
+            parse_opt_string,
+        )?;
+        Ok(())
+    }
+}
+
+/// Values that are never acceptable as a secret (compared case-insensitively).
+pub const KNOWN_BAD_SECRETS: [&str; 5] = [
+    "fallback-secret-key-change-me",
+    "admin",
+    "secret",
+    "password",
+    "changeme",
+];
+
+/// Minimum JWT secret length outside developer/testing mode.
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+/// Minimum admin password length outside developer/testing mode.
+pub const MIN_ADMIN_PASSWORD_LEN: usize = 12;
+
+impl Settings {
+    /// Defaults < optional TOML file < environment.
+    pub fn load(file: Option<&Path>, env: &EnvSource) -> Result<Settings, ConfigError> {
+        let mut s = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Settings::default(),
+        };
+        s.apply_env(env)?;
+        s.check_values()?;
+        Ok(s)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_DATA_DIR", &mut self.data_dir, parse_path)?;
+        env.apply("DECNET_MODE", &mut self.mode, parse_string)?;
+        env.apply(
+            "DECNET_DISALLOW_MASTER",
+            &mut self.disallow_master,
+            parse_true,
+        )?;
+        env.apply("DECNET_DEVELOPER", &mut self.developer, parse_true)?;
+        env.apply("DECNET_TESTING", &mut self.testing, |raw| {
+            Ok(raw.trim() == "1" || raw.trim().eq_ignore_ascii_case("true"))
+        })?;
+        env.apply("DECNET_LOG_LEVEL", &mut self.log_level, parse_string)?;
+        self.api.apply_env(env)?;
+        self.auth.apply_env(env)?;
+        self.db.apply_env(env)?;
+        self.bus.apply_env(env)?;
+        self.workers.apply_env(env)?;
+        self.docker.apply_env(env)?;
+        self.ingest.apply_env(env)?;
+        self.clustering.apply_env(env)?;
+        self.intel.apply_env(env)?;
+        self.fleet.apply_env(env)?;
+        self.realism.apply_env(env)?;
+        self.canary.apply_env(env)?;
+        Ok(())
+    }
+
+    /// Range checks that hold for every subcommand (values from a file are checked here too).
+    fn check_values(&self) -> Result<(), ConfigError> {
+        if self.api.port == 0 {
+            return Err(invalid("DECNET_API_PORT", "expected a port 1-65535"));
+        }
+        if self.auth.jwt_exp_minutes < 1 {
+            return Err(invalid(
+                "DECNET_JWT_EXP_MINUTES",
+                "expected a positive integer",
+            ));
+        }
+        if self.db.pool_size == 0 {
+            return Err(invalid(
+                "DECNET_DB_POOL_SIZE",
+                "expected a positive integer",
+            ));
+        }
+        if self.bus.capacity == 0 {
+            return Err(invalid(
+                "DECNET_BUS_CAPACITY",
+                "expected a positive integer",
+            ));
+        }
+        if self.workers.restart_backoff_initial_s > self.workers.restart_backoff_max_s {
+            return Err(invalid(
+                "DECNET_RESTART_BACKOFF_INITIAL_S",
+                "must not exceed DECNET_RESTART_BACKOFF_MAX_S",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: `DECNET_DB_URL`, else `sqlite://<db.path or data_dir/decnet.db>`.
+    pub fn database_url(&self) -> String {
+        if let Some(url) = &self.db.url {
+            return url.expose().to_string();
+        }
+        let path = self
+            .db
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("decnet.db"));
+        format!("sqlite://{}", path.display())
+    }
+
+    /// Startup safety checks of spec/platform.md §4.1 steps 2–5, in that order. The secrets are
+    /// checked only when *set*: unset ones are generated at first boot (§4.2 decision).
+    pub fn validate_for_serve(&self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        // 2. public binding
+        if !self.testing && !is_loopback_host(&self.api.host) {
+            for origin in self.api.effective_cors_origins() {
+                if origin_is_loopback(&origin) {
+                    return Err(ConfigError::Refused(format!(
+                        "DECNET_API_HOST={} is a public binding but DECNET_CORS_ORIGINS contains the loopback origin {origin:?}; set DECNET_CORS_ORIGINS to the dashboard's public origin",
+                        self.api.host
+                    )));
+                }
+            }
+            if let Some(base) = &self.canary.http_base {
+                if base.to_ascii_lowercase().starts_with("http://") && !origin_is_loopback(base) {
+                    return Err(ConfigError::Refused(
+                        "DECNET_CANARY_HTTP_BASE uses plaintext http:// on a non-loopback host while the API binding is public; use https://".into(),
+                    ));
+                }
+            }
+            if !self.auth.limiter_enabled {
+                warnings.push(
+                    "CRITICAL: DECNET_LIMITER_ENABLED=false on a public binding: login is not rate limited".into(),
+                );
+            }
+        }
+        // 3. CORS wildcard
+        if self
+            .api
+            .effective_cors_origins()
+            .iter()
+            .any(|o| o.trim() == "*")
+        {
+            return Err(ConfigError::Refused(
+                "DECNET_CORS_ORIGINS must not contain '*'".into(),
+            ));
+        }
+        // 4. agent-mode refusal
+        if self.mode.trim().eq_ignore_ascii_case("agent") && self.disallow_master {
+            return Err(ConfigError::Refused(
+                "DECNET_MODE=agent: the master API is master-only; set DECNET_DISALLOW_MASTER=false on dual-role hosts".into(),
+            ));
+        }
+        // 5. eager secret validation (only the ones that are set)
+        if let Some(secret) = &self.auth.jwt_secret {
+            self.check_secret("DECNET_JWT_SECRET", secret, MIN_JWT_SECRET_LEN)?;
+        }
+        if let Some(pw) = &self.auth.admin_password {
+            self.check_secret("DECNET_ADMIN_PASSWORD", pw, MIN_ADMIN_PASSWORD_LEN)?;
+        }
+        Ok(warnings)
+    }
+
+    fn check_secret(&self, name: &str, value: &Secret, min_len: usize) -> Result<(), ConfigError> {
+        let v = value.expose();
+        if v.is_empty() {
+            return Err(invalid(name, "is set but empty"));
+        }
+        if self.testing {
+            return Ok(());
+        }
+        if KNOWN_BAD_SECRETS
+            .iter()
+            .any(|bad| bad.eq_ignore_ascii_case(v.trim()))
+        {
+            return Err(invalid(name, "is a known-bad value; choose a real secret"));
+        }
+        if !self.developer && v.chars().count() < min_len {
+            return Err(invalid(
+                name,
+                format!("must be at least {min_len} characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `localhost`, `127.0.0.0/8`, `::1` (and bracketed forms).
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+fn is_loopback_or_wildcard(host: &str) -> bool {
+    let h = host.trim();
+    is_loopback_host(h) || h == "0.0.0.0" || h == "::" || h == "[::]" || h.is_empty()
+}
+
+/// Whether an origin/URL (`scheme://host[:port][/…]`) names a loopback host. Unparsable → false.
+pub fn origin_is_loopback(origin: &str) -> bool {
+    let Some((_, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = if let Some(stripped) = authority.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or("")
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    !host.is_empty() && is_loopback_host(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvSource {
+        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn shipped_toml_equals_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/decnetd.toml");
+        let from_file = Settings::from_file(&path).expect("config/decnetd.toml parses");
+        let a = serde_json::to_value(&from_file).unwrap();
+        let b = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(a, b, "config/decnetd.toml drifted from Settings::default()");
+    }
+
+    #[test]
+    fn env_overrides_and_names_bad_values() {
+        let s = Settings::load(None, &env(&[("DECNET_API_PORT", "9001")])).unwrap();
+        assert_eq!(s.api.port, 9001);
+        for (k, v) in [
+            ("DECNET_API_PORT", "0"),
+            ("DECNET_API_PORT", "70000"),
+            ("DECNET_API_PORT", "abc"),
+            ("DECNET_JWT_EXP_MINUTES", "0"),
+            ("DECNET_JWT_EXP_MINUTES", "-5"),
+            ("DECNET_JWT_EXP_MINUTES", "1.5"),
+            ("DECNET_BATCH_SIZE", "x"),
+        ] {
+            let err = Settings::load(None, &env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(k), "{err} should name {k}");
+        }
+    }
+
+    #[test]
+    fn jwt_lifetime_default_and_override() {
+        assert_eq!(
+            Settings::load(None, &env(&[]))
+                .unwrap()
+                .auth
+                .jwt_exp_minutes,
+            240
+        );
+        let s = Settings::load(None, &env(&[("DECNET_JWT_EXP_MINUTES", "15")])).unwrap();
+        assert_eq!(s.auth.jwt_exp_minutes, 15);
+    }
+
+    #[test]
+    fn booleans_follow_the_spec() {
+        let s = Settings::load(None, &env(&[("DECNET_LIMITER_ENABLED", "no")])).unwrap();
+        assert!(
+            s.auth.limiter_enabled,
+            "≠false flags stay on for anything but false"
+        );
+        let s = Settings::load(None, &env(&[("DECNET_LIMITER_ENABLED", "FALSE")])).unwrap();
+        assert!(!s.auth.limiter_enabled);
+        let s = Settings::load(None, &env(&[("DECNET_DEVELOPER", "yes")])).unwrap();
+        assert!(!s.developer, "true-only flags need the literal true");
+    }
+
+    fn serve(pairs: &[(&str, &str)]) -> Result<Vec<String>, ConfigError> {
+        Settings::load(None, &env(pairs))?.validate_for_serve()
+    }
+
+    #[test]
+    fn known_bad_and_short_secrets_are_refused_without_echo() {
+        for bad in ["secret", "ChangeMe", "fallback-secret-key-change-me"] {
+            let err = serve(&[("DECNET_JWT_SECRET", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("DECNET_JWT_SECRET"));
+            if bad != "secret" {
+                assert!(!err.contains(bad), "error must not echo the secret");
+            }
+        }
+        assert!(serve(&[("DECNET_JWT_SECRET", "short-but-not-known")]).is_err());
+        assert!(serve(&[("DECNET_JWT_SECRET", "")]).is_err());
+        assert!(serve(&[("DECNET_ADMIN_PASSWORD", "elevenchars")]).is_err());
+        assert!(serve(&[("DECNET_ADMIN_PASSWORD", "twelve-chars")]).is_ok());
+        let long = "x".repeat(32);
+        assert!(serve(&[("DECNET_JWT_SECRET", &long)]).is_ok());
+        // developer relaxes length, not the known-bad list
+        assert!(serve(&[
+            ("DECNET_DEVELOPER", "true"),
+            ("DECNET_JWT_SECRET", "shortish")
+        ])
+        .is_ok());
+        assert!(serve(&[("DECNET_DEVELOPER", "true"), ("DECNET_JWT_SECRET", "admin")]).is_err());
+        // only DECNET_TESTING bypasses
+        assert!(serve(&[("DECNET_TESTING", "1"), ("DECNET_JWT_SECRET", "admin")]).is_ok());
+        assert!(serve(&[("PYTEST_CURRENT_TEST", "x"), ("DECNET_JWT_SECRET", "admin")]).is_err());
+    }
+
+    #[test]
+    fn agent_mode_refused_unless_dual_role() {
+        assert!(serve(&[("DECNET_MODE", "Agent")]).is_err());
+        assert!(serve(&[
+            ("DECNET_MODE", "agent"),
+            ("DECNET_DISALLOW_MASTER", "false")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn cors_wildcard_refused() {
+        assert!(serve(&[("DECNET_CORS_ORIGINS", "*")]).is_err());
+        assert!(serve(&[("DECNET_CORS_ORIGINS", "http://a.example,*")]).is_err());
+        assert!(serve(&[("DECNET_CORS_ORIGINS", "")]).is_ok());
+        assert!(serve(&[("DECNET_CORS_ORIGINS", "https://dash.example")]).is_ok());
+    }
+
+    #[test]
+    fn public_binding_rules() {
+        // loopback binding: nothing checked
+        assert!(serve(&[("DECNET_API_HOST", "127.0.0.1")]).is_ok());
+        // public binding with the default (loopback) CORS origin: refused
+        let err = serve(&[("DECNET_API_HOST", "0.0.0.0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DECNET_CORS_ORIGINS"), "{err}");
+        assert!(serve(&[
+            ("DECNET_API_HOST", "0.0.0.0"),
+            ("DECNET_CORS_ORIGINS", "http://127.0.0.1:8080")
+        ])
+        .is_err());
+        let public = [
+            ("DECNET_API_HOST", "0.0.0.0"),
+            ("DECNET_CORS_ORIGINS", "https://dash.example"),
+        ];
+        assert!(serve(&public).is_ok());
+        let mut with_canary = public.to_vec();
+        with_canary.push(("DECNET_CANARY_HTTP_BASE", "http://canary.example"));
+        assert!(serve(&with_canary).is_err());
+        let mut loop_canary = public.to_vec();
+        loop_canary.push(("DECNET_CANARY_HTTP_BASE", "http://localhost:8088"));
+        assert!(serve(&loop_canary).is_ok());
+        let mut https_canary = public.to_vec();
+        https_canary.push(("DECNET_CANARY_HTTP_BASE", "https://canary.example"));
+        assert!(serve(&https_canary).is_ok());
+        let mut no_limit = public.to_vec();
+        no_limit.push(("DECNET_LIMITER_ENABLED", "false"));
+        let warnings = serve(&no_limit).unwrap();
+        assert!(warnings.iter().any(|w| w.starts_with("CRITICAL")));
+        // DECNET_TESTING=1 skips the public-binding checks
+        assert!(serve(&[("DECNET_API_HOST", "0.0.0.0"), ("DECNET_TESTING", "1")]).is_ok());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_serialisation() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                (
+                    "DECNET_JWT_SECRET",
+                    "super-secret-value-that-is-long-enough",
+                ),
+                ("DECNET_DB_URL", "postgres://u:hunter2@h/db"),
+            ]),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        let json = serde_json::to_string(&s).unwrap();
+        for out in [dbg, json] {
+            assert!(!out.contains("super-secret"));
+            assert!(!out.contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn origin_loopback_detection() {
+        assert!(origin_is_loopback("http://localhost:8080"));
+        assert!(origin_is_loopback("http://127.0.0.1"));
+        assert!(origin_is_loopback("http://[::1]:80/x"));
+        assert!(!origin_is_loopback("https://dash.example"));
+        assert!(!origin_is_loopback("garbage"));
+    }
+
+    #[test]
+    fn database_url_defaults_to_sqlite_in_data_dir() {
+        let s = Settings::load(None, &env(&[("DECNET_DATA_DIR", "/tmp/x")])).unwrap();
+        assert_eq!(s.database_url(), "sqlite:///tmp/x/decnet.db");
+    }
+}

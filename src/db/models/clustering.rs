@@ -1,0 +1,1 @@
+//! clustering rows and insertables.

@@ -1,0 +1,1 @@
+//! fleet rows and insertables.

@@ -1,0 +1,1 @@
+//! intel rows and insertables.

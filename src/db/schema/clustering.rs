@@ -1,0 +1,1 @@
+//! clustering tables (filled by the clustering owner).

@@ -1,0 +1,1 @@
+//! fleet tables (filled by the fleet owner).

@@ -1,0 +1,1 @@
+//! intake tables (filled by the intake owner).

@@ -1,0 +1,1 @@
+//! intel tables (filled by the intel owner).

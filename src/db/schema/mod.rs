@@ -1,0 +1,22 @@
+//! One diesel schema serving both backends (portable SQL types only: `BigInt`, `Text`, `Bool`,
+//! `Timestamp`, `Integer`, `Double`, `Nullable<_>`). One file per domain; every table is
+//! re-exported here, so `crate::db::schema::users` works whatever file declares it.
+//!
+//! A table that joins a table of another file needs
+//! `diesel::allow_tables_to_appear_in_same_query!(a, b);` in the file declaring the later one.
+
+pub mod clustering;
+pub mod core;
+pub mod fleet;
+pub mod intake;
+pub mod intel;
+
+#[allow(unused_imports)] // empty until the clustering tables land
+pub use self::clustering::*;
+pub use self::core::*;
+#[allow(unused_imports)] // empty until the fleet tables land
+pub use self::fleet::*;
+#[allow(unused_imports)] // empty until the intake tables land
+pub use self::intake::*;
+#[allow(unused_imports)] // empty until the intel tables land
+pub use self::intel::*;

@@ -1,0 +1,219 @@
+//! The HTTP edge: every route in one place (`/api/v1` scope), auth guards, errors, SSE,
+//! OpenAPI. [`app`] builds the complete actix `App` (used by the daemon and the tests).
+
+pub mod auth;
+pub mod clustering;
+pub mod error;
+pub mod fleet;
+pub mod health;
+pub mod intake;
+pub mod intel;
+pub mod openapi;
+pub mod pagination;
+pub mod realism;
+pub mod sse;
+pub mod state;
+pub mod stream;
+pub mod users;
+pub mod workers;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpResponse};
+
+pub use state::AppState;
+
+use crate::http::auth::Viewer;
+
+/// Prefix of every API route.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Mount everything: the `/api/v1` scope (CORS, JSON error bodies, 415 rule, panic
+/// containment, bearer validation, each area's routes, out-of-scope answers, JSON 404), the
+/// extractor error handlers, and the root `/openapi.json` + `/docs`. Self-sufficient: the
+/// daemon only needs `App::new().app_data(web::Data::new(state)).configure(http::configure)`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(error::json_config())
+        .app_data(error::query_config())
+        .app_data(error::path_config())
+        .service(
+            web::scope(API_PREFIX)
+                // first wrap = innermost
+                .wrap(from_fn(auth::bearer_middleware))
+                .wrap(from_fn(error::catch_panics))
+                .wrap(from_fn(error::require_json_body))
+                .wrap(from_fn(error::normalize_errors))
+                .wrap(from_fn(cors))
+                .configure(users::configure)
+                .configure(workers::configure)
+                .configure(health::configure)
+                .configure(stream::configure)
+                .configure(intake::configure)
+                .configure(clustering::configure)
+                .configure(intel::configure)
+                .configure(realism::configure)
+                .configure(fleet::configure)
+                // last, so that a real route of an area always wins
+                .configure(out_of_scope)
+                .default_service(web::to(error::not_found)),
+        )
+        .configure(openapi::configure)
+        .default_service(web::to(error::not_found));
+}
+
+/// The complete application for a state (tests; the daemon's `app.rs` does the same).
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .configure(configure)
+}
+
+/// Run the HTTP server on an already bound listener. Half-closed connections are not kept: a
+/// client that goes away ends its SSE stream (and frees its slot) at once instead of at the
+/// next keepalive write.
+pub fn server(
+    state: AppState,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
+    let workers = state.settings.api.http_workers;
+    let mut srv = actix_web::HttpServer::new(move || app(state.clone()))
+        .h1_allow_half_closed(false)
+        .shutdown_timeout(5);
+    if workers > 0 {
+        srv = srv.workers(workers);
+    }
+    Ok(srv.listen(listener)?.run())
+}
+
+// ---- CORS ----------------------------------------------------------------------------------
+
+const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+const CORS_HEADERS: &str = "authorization, content-type, last-event-id";
+
+/// CORS from `DECNET_CORS_ORIGINS` (§7.3): exact origins from [`AppState::cors_origins`], no
+/// credentials, the dashboard's methods and request headers. A preflight from an origin not
+/// on the list gets 400; other requests from it get no CORS headers (the browser blocks).
+pub async fn cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
+        (Some(o), Some(state)) => state.cors_origins.iter().any(|a| a == o),
+        _ => false,
+    };
+    let preflight = req.method() == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight && origin.is_some() {
+        let res = match (&origin, allowed) {
+            (Some(o), true) => HttpResponse::Ok()
+                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o.as_str()))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS))
+                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS))
+                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+                .insert_header((header::VARY, "Origin"))
+                .finish(),
+            _ => HttpResponse::BadRequest().json(serde_json::json!({
+                "detail": "Origin is not allowed to make this request"
+            })),
+        };
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    let mut res = next.call(req).await?;
+    if let (Some(o), true) = (origin, allowed) {
+        if let Ok(v) = header::HeaderValue::from_str(&o) {
+            let headers = res.headers_mut();
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
+        }
+    }
+    Ok(res.map_into_left_body())
+}
+
+// ---- dashboard calls outside this build (dashboard-contract.md §17) ------------------------
+
+/// Answer of an out-of-scope REST call.
+pub const NOT_AVAILABLE: &str = "Not available in this build";
+
+async fn not_available() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({ "detail": NOT_AVAILABLE }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/deckies", tag = "Compatibility",
+    responses((status = 200, description = "Fleet management is not part of this build: always an empty list", body = Vec<Object>))
+)]
+async fn empty_deckies(_v: Viewer) -> HttpResponse {
+    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/ttp/by-identity/{uuid}", tag = "Compatibility",
+    params(("uuid" = String, Path)),
+    responses((status = 200, description = "TTP tagging is not part of this build: always an empty list", body = Vec<Object>))
+)]
+async fn empty_ttp_identity(_v: Viewer) -> HttpResponse {
+    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/ttp/by-attacker/{uuid}", tag = "Compatibility",
+    params(("uuid" = String, Path)),
+    responses((status = 200, description = "TTP tagging is not part of this build: always an empty list", body = Vec<Object>))
+)]
+async fn empty_ttp_attacker(_v: Viewer) -> HttpResponse {
+    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
+}
+
+/// Pages the stock dashboard links to that this build does not serve: the empty answers the
+/// in-scope pages consume, and 404 `Not available in this build` for the rest (never 500).
+fn out_of_scope(cfg: &mut web::ServiceConfig) {
+    cfg.route("/deckies", web::get().to(empty_deckies))
+        .route("/ttp/by-identity/{uuid}", web::get().to(empty_ttp_identity))
+        .route("/ttp/by-attacker/{uuid}", web::get().to(empty_ttp_attacker));
+    for prefix in [
+        "/deckies",
+        "/topologies",
+        "/swarm",
+        "/swarm-updates",
+        "/ttp",
+        "/logs",
+        "/bounty",
+        "/artifacts",
+        "/transcripts",
+        "/system",
+    ] {
+        cfg.route(prefix, web::route().to(not_available))
+            .route(&format!("{prefix}/"), web::route().to(not_available))
+            .route(
+                &format!("{prefix}/{{tail:.*}}"),
+                web::route().to(not_available),
+            );
+    }
+}
+
+/// OpenAPI part of the compatibility routes (merged by `openapi.rs`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(empty_deckies, empty_ttp_identity, empty_ttp_attacker),
+    tags((name = "Compatibility", description = "Empty answers for dashboard pages outside this build"))
+)]
+pub struct CompatDoc;
