@@ -5,6 +5,7 @@
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
 pub mod heartbeat;
+pub mod ingester;
 pub mod registry;
 pub mod supervisor;
 pub mod topics;
@@ -48,6 +49,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("heartbeat", move |exit| {
             heartbeat::HeartbeatActor::new(d.status.clone(), d.beat("heartbeat"), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("ingester", move |exit| {
+            ingester::Ingester::new(d.clone(), exit)
         }));
     }
     let disabled = &deps.settings.workers.disabled;

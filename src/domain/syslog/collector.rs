@@ -60,8 +60,28 @@ impl CollectorFilter {
         }
     }
 
-    /// Decide for one record at time `now_s`.
+    /// Build from lists (settings).
+    pub fn from_lists(drop_apps: &[String], rl_event_types: &[String], window_s: f64) -> Self {
+        Self::new(&drop_apps.join(","), &rl_event_types.join(","), window_s)
+    }
+
+    /// Decide for one record at time `now_s` and remember it.
     pub fn admit(&mut self, rec: &Record, now_s: f64) -> Admission {
+        let mut pending = PendingAdmissions::default();
+        let a = self.admit_pending(&mut pending, rec, now_s);
+        self.commit(pending);
+        a
+    }
+
+    /// Decide without changing the filter: accepted keys go to `pending`, which the caller
+    /// [`commit`](Self::commit)s once the batch is stored (a failed batch is retried with the
+    /// same decisions).
+    pub fn admit_pending(
+        &self,
+        pending: &mut PendingAdmissions,
+        rec: &Record,
+        now_s: f64,
+    ) -> Admission {
         if self.drop_apps.contains(&rec.service) {
             return Admission::DropApp;
         }
@@ -74,19 +94,30 @@ impl CollectorFilter {
             rec.service.clone(),
             rec.event_type.clone(),
         );
-        if let Some(&prev) = self.last.get(&key) {
+        let prev = pending.0.get(&key).or_else(|| self.last.get(&key));
+        if let Some(&prev) = prev {
             if (now_s - prev).abs() < self.window_s {
                 return Admission::RateLimited;
             }
         }
-        self.last.insert(key, now_s);
-        if self.last.len() > MAX_KEYS {
-            let cutoff = now_s - self.window_s * 60.0;
-            self.last.retain(|_, t| *t >= cutoff);
-        }
+        pending.0.insert(key, now_s);
         Admission::Accept
     }
+
+    /// Remember the accepted keys of a stored batch.
+    pub fn commit(&mut self, pending: PendingAdmissions) {
+        let newest = pending.0.values().copied().fold(f64::MIN, f64::max);
+        self.last.extend(pending.0);
+        if self.last.len() > MAX_KEYS {
+            let cutoff = newest - self.window_s * 60.0;
+            self.last.retain(|_, t| *t >= cutoff);
+        }
+    }
 }
+
+/// Keys accepted by [`CollectorFilter::admit_pending`] but not yet committed.
+#[derive(Debug, Clone, Default)]
+pub struct PendingAdmissions(HashMap<Key, f64>);
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ pub mod collector;
 pub mod credential;
 pub mod error;
 pub mod fields;
+pub mod framing;
 pub mod headers;
 pub mod ip;
 pub mod observation;
