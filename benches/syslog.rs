@@ -70,9 +70,9 @@ fn line(rng: &mut StdRng) -> String {
             let sd = render_relay_element([
                 ("username", u),
                 ("principal", u),
-                ("secret_printable", &p),
-                ("secret_b64", &b),
-                ("src_ip", &src),
+                ("secret_printable", p.as_str()),
+                ("secret_b64", b.as_str()),
+                ("src_ip", src.as_str()),
             ]);
             format!("<134>1 {t} {decky} auth-helper - auth_attempt {sd}")
         }
@@ -85,9 +85,9 @@ fn line(rng: &mut StdRng) -> String {
             let path = format!("/wp-admin/{}.php", rng.gen_range(0..500));
             let sd = render_relay_element([
                 ("method", "GET"),
-                ("path", &path),
-                ("remote_addr", &src),
-                ("headers", &headers),
+                ("path", path.as_str()),
+                ("remote_addr", src.as_str()),
+                ("headers", headers.as_str()),
                 ("body", ""),
             ]);
             format!("<134>1 {t} {decky} http - request {sd}")
@@ -96,7 +96,7 @@ fn line(rng: &mut StdRng) -> String {
             let port = rng.gen_range(1024..65535).to_string();
             let ra = format!("{src}:{port}");
             let sd = render_relay_element([
-                ("remote_addr", &ra),
+                ("remote_addr", ra.as_str()),
                 ("proto", "h1"),
                 ("method", "GET"),
                 ("path", "/"),
@@ -107,7 +107,7 @@ fn line(rng: &mut StdRng) -> String {
         }
         55..=64 => {
             let sd = render_relay_element([
-                ("src_ip", &src),
+                ("src_ip", src.as_str()),
                 ("src_port", "40130"),
                 ("dst_ip", "10.20.0.12"),
                 ("dst_port", "443"),
@@ -121,7 +121,7 @@ fn line(rng: &mut StdRng) -> String {
         }
         65..=71 => {
             let sd = render_relay_element([
-                ("target_ip", &src),
+                ("target_ip", src.as_str()),
                 ("target_port", "8443"),
                 (
                     "jarm_hash",
@@ -143,7 +143,7 @@ fn line(rng: &mut StdRng) -> String {
         84..=95 => {
             let ev = ["connect", "ehlo", "mail_from", "rcpt_to", "disconnect"][rng.gen_range(0..5)];
             let sd = render_relay_element([
-                ("src_ip", &src),
+                ("src_ip", src.as_str()),
                 ("src_port", "50022"),
                 ("note", "a \"quoted\" ] bracket"),
             ]);
