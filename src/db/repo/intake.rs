@@ -577,3 +577,386 @@ pub async fn list_quarantine(
         Ok((total, rows))
     })
 }
+
+// ---------------------------------------------------------------- API reads
+
+use crate::db::models::intake::AttackerExt;
+use crate::domain::syslog::search::{escape_like, parse_search, SearchToken};
+
+/// Sort order of the attackers list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttackerSort {
+    /// `last_seen` desc.
+    Recent,
+    /// `event_count` desc.
+    Active,
+    /// `is_traversal` desc.
+    Traversals,
+}
+
+/// An attacker row with its other columns.
+pub type AttackerFull = (Attacker, Option<AttackerExt>);
+
+fn json_contains_pattern(name: &str) -> String {
+    let quoted = serde_json::to_string(name).unwrap_or_default();
+    format!("%{}%", escape_like(&quoted))
+}
+
+macro_rules! attackers_query {
+    ($search:expr, $service:expr) => {{
+        let mut q = attackers::table.into_boxed();
+        if let Some(s) = $search {
+            q = q.filter(
+                attackers::ip
+                    .like(format!("%{}%", escape_like(s)))
+                    .escape('\\'),
+            );
+        }
+        if let Some(svc) = $service {
+            q = q.filter(
+                attackers::services
+                    .like(json_contains_pattern(svc))
+                    .escape('\\'),
+            );
+        }
+        q
+    }};
+}
+
+async fn load_ext(db: &Db, uuids: Vec<String>) -> Result<HashMap<String, AttackerExt>, DbError> {
+    if uuids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<AttackerExt> = db_run!(db, |c| attacker_ext::table
+        .filter(attacker_ext::uuid.eq_any(&uuids))
+        .select(AttackerExt::as_select())
+        .load(c)
+        .await)?;
+    Ok(rows.into_iter().map(|e| (e.uuid.clone(), e)).collect())
+}
+
+/// Attackers page: substring `search` on ip, exact `service` in the services list.
+pub async fn list_attackers(
+    db: &Db,
+    search: Option<&str>,
+    service: Option<&str>,
+    sort: AttackerSort,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<AttackerFull>), DbError> {
+    let (total, rows): (i64, Vec<Attacker>) = db_run!(db, |c| {
+        let total: i64 = attackers_query!(search, service)
+            .count()
+            .get_result(c)
+            .await?;
+        let q = attackers_query!(search, service).select(Attacker::as_select());
+        let q = match sort {
+            AttackerSort::Recent => q.order((attackers::last_seen.desc(), attackers::uuid.asc())),
+            AttackerSort::Active => {
+                q.order((attackers::event_count.desc(), attackers::last_seen.desc()))
+            }
+            AttackerSort::Traversals => {
+                q.order((attackers::is_traversal.desc(), attackers::last_seen.desc()))
+            }
+        };
+        let rows = q.limit(limit).offset(offset).load(c).await?;
+        (total, rows)
+    });
+    let mut ext = load_ext(db, rows.iter().map(|a| a.uuid.clone()).collect()).await?;
+    Ok((
+        total,
+        rows.into_iter()
+            .map(|a| {
+                let e = ext.remove(&a.uuid);
+                (a, e)
+            })
+            .collect(),
+    ))
+}
+
+/// One attacker by uuid.
+pub async fn get_attacker(db: &Db, uuid: &str) -> Result<Option<AttackerFull>, DbError> {
+    let a: Option<Attacker> = db_run!(db, |c| attackers::table
+        .find(uuid)
+        .select(Attacker::as_select())
+        .first(c)
+        .await
+        .optional())?;
+    let Some(a) = a else { return Ok(None) };
+    let mut ext = load_ext(db, vec![a.uuid.clone()]).await?;
+    let e = ext.remove(&a.uuid);
+    Ok(Some((a, e)))
+}
+
+/// Distinct (service, event_type) seen from `ip`.
+pub async fn service_events(db: &Db, ip: &str) -> Result<Vec<(String, String)>, DbError> {
+    Ok(db_run!(db, |c| logs::table
+        .filter(logs::attacker_ip.eq(ip))
+        .select((logs::service, logs::event_type))
+        .distinct()
+        .load(c)
+        .await)?)
+}
+
+/// Newest `ip_leak` bounties (payload text) and their total.
+pub async fn ip_leaks(db: &Db, ip: &str, limit: i64) -> Result<(i64, Vec<String>), DbError> {
+    Ok(db_run!(db, |c| {
+        let q = || {
+            bounty::table
+                .filter(bounty::attacker_ip.eq(ip))
+                .filter(bounty::bounty_type.eq("ip_leak"))
+        };
+        let total: i64 = q().count().get_result(c).await?;
+        let rows: Vec<String> = q()
+            .select(bounty::payload)
+            .order(bounty::id.desc())
+            .limit(limit)
+            .load(c)
+            .await?;
+        (total, rows)
+    }))
+}
+
+/// Newest log rows of `ip` with `event_type` (at most `limit`) and their total.
+pub async fn logs_of_type(
+    db: &Db,
+    ip: &str,
+    event_type: &str,
+    limit: i64,
+) -> Result<(i64, Vec<Log>), DbError> {
+    Ok(db_run!(db, |c| {
+        let total: i64 = logs::table
+            .filter(logs::attacker_ip.eq(ip))
+            .filter(logs::event_type.eq(event_type))
+            .count()
+            .get_result(c)
+            .await?;
+        let rows: Vec<Log> = logs::table
+            .filter(logs::attacker_ip.eq(ip))
+            .filter(logs::event_type.eq(event_type))
+            .select(Log::as_select())
+            .order(logs::id.desc())
+            .limit(limit)
+            .load(c)
+            .await?;
+        (total.min(limit), rows)
+    }))
+}
+
+macro_rules! credentials_query {
+    ($search:expr, $service:expr, $ip:expr) => {{
+        let mut q = credentials::table.into_boxed();
+        if let Some(s) = $search {
+            let p = format!("%{}%", escape_like(s));
+            q = q.filter(
+                credentials::decky_name
+                    .like(p.clone())
+                    .escape('\\')
+                    .or(credentials::service.like(p.clone()).escape('\\'))
+                    .or(credentials::principal.like(p.clone()).escape('\\'))
+                    .or(credentials::secret_printable.like(p).escape('\\')),
+            );
+        }
+        if let Some(s) = $service {
+            q = q.filter(credentials::service.eq(s));
+        }
+        if let Some(ip) = $ip {
+            q = q.filter(credentials::attacker_ip.eq(ip));
+        }
+        q
+    }};
+}
+
+/// Credentials page, `last_seen` desc.
+pub async fn list_credentials(
+    db: &Db,
+    search: Option<&str>,
+    service: Option<&str>,
+    attacker_ip: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<Credential>), DbError> {
+    Ok(db_run!(db, |c| {
+        let total: i64 = credentials_query!(search, service, attacker_ip)
+            .count()
+            .get_result(c)
+            .await?;
+        let rows = credentials_query!(search, service, attacker_ip)
+            .select(Credential::as_select())
+            .order((credentials::last_seen.desc(), credentials::id.desc()))
+            .limit(limit)
+            .offset(offset)
+            .load(c)
+            .await?;
+        (total, rows)
+    }))
+}
+
+/// A reuse row with the grafted secret columns.
+pub type ReuseWithSecret = (CredentialReuse, Option<String>, Option<String>);
+
+async fn graft_secrets(
+    db: &Db,
+    rows: Vec<CredentialReuse>,
+) -> Result<Vec<ReuseWithSecret>, DbError> {
+    let shas: Vec<String> = rows
+        .iter()
+        .map(|r| r.secret_sha256.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    type SecretRow = (String, String, String, Option<String>, Option<String>);
+    // ONE query for the whole page; the first row per (sha, kind, principal) wins.
+    let found: Vec<SecretRow> = if shas.is_empty() {
+        Vec::new()
+    } else {
+        db_run!(db, |c| credentials::table
+            .filter(credentials::secret_sha256.eq_any(&shas))
+            .select((
+                credentials::secret_sha256,
+                credentials::secret_kind,
+                credentials::principal_key,
+                credentials::secret_printable,
+                credentials::secret_b64,
+            ))
+            .order(credentials::id.asc())
+            .load(c)
+            .await)?
+    };
+    let mut first: HashMap<(String, String, String), (Option<String>, Option<String>)> =
+        HashMap::new();
+    for (sha, kind, pk, printable, b64) in found {
+        first.entry((sha, kind, pk)).or_insert((printable, b64));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let key = (
+                r.secret_sha256.clone(),
+                r.secret_kind.clone(),
+                r.principal_key.clone(),
+            );
+            let (p, b) = first.get(&key).cloned().unwrap_or((None, None));
+            (r, p, b)
+        })
+        .collect())
+}
+
+/// Reuse findings with `target_count ≥ min_target_count` (and kind), target_count desc,
+/// last_seen desc, secrets grafted.
+pub async fn list_reuse(
+    db: &Db,
+    min_target_count: i64,
+    secret_kind: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<ReuseWithSecret>), DbError> {
+    let (total, rows): (i64, Vec<CredentialReuse>) = db_run!(db, |c| {
+        let q = || {
+            let mut q = credential_reuse::table
+                .filter(credential_reuse::target_count.ge(min_target_count))
+                .into_boxed();
+            if let Some(k) = secret_kind {
+                q = q.filter(credential_reuse::secret_kind.eq(k.to_owned()));
+            }
+            q
+        };
+        let total: i64 = q().count().get_result(c).await?;
+        let rows = q()
+            .select(CredentialReuse::as_select())
+            .order((
+                credential_reuse::target_count.desc(),
+                credential_reuse::last_seen.desc(),
+                credential_reuse::id.asc(),
+            ))
+            .limit(limit)
+            .offset(offset)
+            .load(c)
+            .await?;
+        (total, rows)
+    });
+    Ok((total, graft_secrets(db, rows).await?))
+}
+
+/// One reuse finding by id, secrets grafted.
+pub async fn get_reuse(db: &Db, id: &str) -> Result<Option<ReuseWithSecret>, DbError> {
+    let row: Option<CredentialReuse> = db_run!(db, |c| credential_reuse::table
+        .find(id)
+        .select(CredentialReuse::as_select())
+        .first(c)
+        .await
+        .optional())?;
+    Ok(match row {
+        Some(r) => graft_secrets(db, vec![r]).await?.into_iter().next(),
+        None => None,
+    })
+}
+
+macro_rules! logs_query {
+    ($tokens:expr, $start:expr, $end:expr) => {{
+        let mut q = logs::table.into_boxed();
+        for t in $tokens {
+            q = match t {
+                SearchToken::Decky(v) => q.filter(logs::decky.eq(v.clone())),
+                SearchToken::Service(v) => q.filter(logs::service.eq(v.clone())),
+                SearchToken::Event(v) => q.filter(logs::event_type.eq(v.clone())),
+                SearchToken::Attacker(v) => q.filter(logs::attacker_ip.eq(v.clone())),
+                SearchToken::Field(k, v) => {
+                    let mut needle = String::new();
+                    crate::domain::syslog::fields::write_json_str(&mut needle, k, false);
+                    needle.push(':');
+                    crate::domain::syslog::fields::write_json_str(&mut needle, v, false);
+                    q.filter(
+                        logs::fields
+                            .like(format!("%{}%", escape_like(&needle)))
+                            .escape('\\'),
+                    )
+                }
+                SearchToken::Bare(v) => {
+                    let p = format!("%{}%", escape_like(v));
+                    q.filter(
+                        logs::raw_line
+                            .like(p.clone())
+                            .escape('\\')
+                            .or(logs::decky.like(p.clone()).escape('\\'))
+                            .or(logs::service.like(p.clone()).escape('\\'))
+                            .or(logs::attacker_ip.like(p).escape('\\')),
+                    )
+                }
+            };
+        }
+        if let Some(s) = $start {
+            q = q.filter(logs::timestamp.ge(s));
+        }
+        if let Some(e) = $end {
+            q = q.filter(logs::timestamp.le(e));
+        }
+        q
+    }};
+}
+
+/// Logs page, newest first.
+pub async fn list_logs(
+    db: &Db,
+    search: Option<&str>,
+    start: Option<NaiveDateTime>,
+    end: Option<NaiveDateTime>,
+    limit: i64,
+    offset: i64,
+) -> Result<(i64, Vec<Log>), DbError> {
+    let tokens = search.map(parse_search).unwrap_or_default();
+    Ok(db_run!(db, |c| {
+        let total: i64 = logs_query!(&tokens, start, end)
+            .count()
+            .get_result(c)
+            .await?;
+        let rows = logs_query!(&tokens, start, end)
+            .select(Log::as_select())
+            .order(logs::id.desc())
+            .limit(limit)
+            .offset(offset)
+            .load(c)
+            .await?;
+        (total, rows)
+    }))
+}

@@ -15,6 +15,7 @@ pub mod observation;
 pub mod parser;
 pub mod reuse;
 pub mod sd;
+pub mod search;
 pub mod ua;
 
 pub use bounty::{extract, BountyDraft, ExtractConfig, Extraction};
