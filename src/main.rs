@@ -42,6 +42,15 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run one fleet reconciliation pass (state file + Docker → fleet_deckies) and print its
+    /// counts as JSON.
+    Reconcile,
+    /// Score a clustering fixture at identity and campaign level; prints one JSON object and
+    /// exits 0 only when every floor of the fixture holds.
+    ClusterEval {
+        /// Fixture file (the format of shared/fixtures/clustering/*.json).
+        fixture: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +91,9 @@ fn init_tracing(settings: &Settings) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ClusterEval { fixture }) = &cli.command {
+        return cluster_eval(fixture);
+    }
     let settings = match Settings::load(cli.config.as_deref(), &EnvSource::from_process()) {
         Ok(s) => s,
         Err(e) => {
@@ -99,16 +111,48 @@ fn main() -> ExitCode {
             .map(|s| print!("{s}"))
             .map_err(|e| e.to_string()),
         Command::User { action } => actix_rt::System::new().block_on(user(settings, action)),
+        Command::Reconcile => actix_rt::System::new().block_on(reconcile(settings)),
         Command::Openapi => {
             println!("{}", decnetd::http::openapi::document_json());
             Ok(())
         }
+        // Handled before the settings are loaded (it needs neither settings nor a database).
+        Command::ClusterEval { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("decnetd: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `decnetd cluster-eval FIXTURE.json` (needs no settings or database).
+fn cluster_eval(path: &std::path::Path) -> ExitCode {
+    let report = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|text| {
+            decnetd::domain::clustering::eval::cluster_eval(&text).map_err(|e| e.to_string())
+        });
+    match report {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(json) => {
+                println!("{json}");
+                if report.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("decnetd: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Err(e) => {
+            eprintln!("decnetd: cluster-eval: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -141,6 +185,18 @@ async fn migrate(settings: Settings) -> Result<(), String> {
     println!(
         "decnetd: {applied} migration(s) applied ({:?})",
         db.backend()
+    );
+    Ok(())
+}
+
+async fn reconcile(settings: Settings) -> Result<(), String> {
+    let db = open_db(&settings).await?;
+    let report = decnetd::actors::reconciler::run_once(&settings, db)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
     Ok(())
 }

@@ -248,3 +248,98 @@ fn boot_refuses_known_bad_secret_and_public_loopback_cors() {
         "refused before any database work"
     );
 }
+
+fn cli(data_dir: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decnetd"))
+        .args(args)
+        .env("DECNET_DATA_DIR", data_dir)
+        .env(
+            "DECNET_JWT_SECRET",
+            "a-very-secret-jwt-key-that-is-long-enough-1234",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run decnetd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn cli_config_show_migrate_and_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["config", "show"], "");
+    assert!(out.status.success());
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("[api]") && shown.contains("port = 8000"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("<redacted>"),
+        "the set JWT secret is shown redacted"
+    );
+    assert!(
+        !shown.contains("a-very-secret-jwt-key"),
+        "secret never printed"
+    );
+
+    let out = cli(dir.path(), &["migrate"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["migrate"], "");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 migration(s) applied"));
+
+    let out = cli(
+        dir.path(),
+        &["user", "add", "carol", "--role", "viewer"],
+        "carol-password-123\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(
+        dir.path(),
+        &["user", "add", "carol"],
+        "carol-password-123\n",
+    );
+    assert!(!out.status.success(), "duplicate user refused");
+    let out = cli(dir.path(), &["user", "add", "dave"], "short\n");
+    assert!(!out.status.success(), "short password refused");
+    let out = cli(dir.path(), &["user", "add", "erin", "--role", "admin"], "");
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("password: "),
+        "a generated password is printed when none is given"
+    );
+    let out = cli(
+        dir.path(),
+        &["user", "passwd", "carol"],
+        "carol-new-password-456\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(dir.path(), &["user", "list"], "");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("carol\tviewer"), "{listed}");
+    assert!(
+        listed.contains("erin\tadmin\tmust-change-password"),
+        "{listed}"
+    );
+    assert!(!listed.contains("$2b$"), "hashes never listed");
+}

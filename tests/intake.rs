@@ -605,12 +605,10 @@ async fn routes_serve_the_ingested_rows() {
     let app = testkit::start(s).await.unwrap();
     let file = dir.path().join("corpus.log");
     write_lines(&file, &corpus());
-    ingest_files(&app.state.db, None, &ingest_settings(), &[file], false).await.unwrap();
-    // (HTTP login currently answers 500 in the merged platform — see report — so the token is
-    // issued directly by the daemon's auth state for a real user.)
-    testkit::create_user(&app.state.db, "viewer1", "viewer1-password-123", "viewer").await.unwrap();
-    let user = decnetd::db::repo::users::get_by_username(&app.state.db, "viewer1").await.unwrap().unwrap();
-    let (token, _) = app.state.auth.issue_token(&user.uuid).unwrap();
+    ingest_files(&app.state.db, None, &ingest_settings(), &[file], false)
+        .await
+        .unwrap();
+    let token = testkit::token_for(&app, "viewer1", "viewer").await;
     let base = format!("{}/api/v1", app.base_url());
     let client = reqwest::Client::new();
     let get = |path: String| {
@@ -618,22 +616,37 @@ async fn routes_serve_the_ingested_rows() {
         async move {
             let r = req.send().await.unwrap();
             let status = r.status().as_u16();
-            (status, r.json::<serde_json::Value>().await.unwrap_or_default())
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
         }
     };
 
     // 401 without a token
-    let r = client.get(format!("{base}/credential-reuse")).send().await.unwrap();
+    let r = client
+        .get(format!("{base}/credential-reuse"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 
     let (st, body) = get("/attackers?limit=5&sort_by=active".into()).await;
     assert_eq!(st, 200, "{body}");
     assert!(body["total"].as_i64().unwrap() > 5);
     assert_eq!(body["data"].as_array().unwrap().len(), 5);
-    let counts: Vec<i64> = body["data"].as_array().unwrap().iter().map(|a| a["event_count"].as_i64().unwrap()).collect();
+    let counts: Vec<i64> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event_count"].as_i64().unwrap())
+        .collect();
     assert!(counts.windows(2).all(|w| w[0] >= w[1]));
     assert!(body["data"][0]["services"].is_array());
-    assert!(body["data"][0]["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert!(body["data"][0]["first_seen"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
     let (st, _) = get("/attackers?sort_by=bogus".into()).await;
     assert_eq!(st, 422);
     let (_, body) = get("/attackers?search=198.51.100.77&service=null".into()).await;
@@ -644,12 +657,21 @@ async fn routes_serve_the_ingested_rows() {
 
     let (st, detail) = get(format!("/attackers/{uuid}")).await;
     assert_eq!(st, 200);
-    assert_eq!(detail["fingerprints"][0]["payload"]["fingerprint_type"], "http_useragent");
-    assert_eq!(detail["service_activity"]["scanned"], serde_json::json!(["http", "prober", "sniffer"]));
+    assert_eq!(
+        detail["fingerprints"][0]["payload"]["fingerprint_type"],
+        "http_useragent"
+    );
+    assert_eq!(
+        detail["service_activity"]["scanned"],
+        serde_json::json!(["http", "prober", "sniffer"])
+    );
     assert_eq!(detail["ip_leaks_total"], 0);
     assert!(detail["behavior"].is_null());
     let (st, body) = get("/attackers/no-such-uuid".into()).await;
-    assert_eq!((st, body["detail"].as_str()), (404, Some("Attacker not found")));
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (404, Some("Attacker not found"))
+    );
 
     let (_, body) = get("/attackers?search=203.0.113.45".into()).await;
     let a45 = body["data"][0]["uuid"].as_str().unwrap().to_string();
@@ -674,9 +696,15 @@ async fn routes_serve_the_ingested_rows() {
     assert!(first["attacker_ips"].is_array());
     let id = first["id"].as_str().unwrap().to_string();
     let (st, one) = get(format!("/credential-reuse/{id}")).await;
-    assert_eq!((st, one["secret_printable"].as_str()), (200, Some("hunter2")));
+    assert_eq!(
+        (st, one["secret_printable"].as_str()),
+        (200, Some("hunter2"))
+    );
     let (st, body) = get("/credential-reuse/nope".into()).await;
-    assert_eq!((st, body["detail"].as_str()), (404, Some("credential_reuse not found")));
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (404, Some("credential_reuse not found"))
+    );
     let (_, none) = get("/credential-reuse?min_target_count=5".into()).await;
     assert_eq!(none["total"], 0);
     let (st, _) = get("/credential-reuse?min_target_count=1".into()).await;

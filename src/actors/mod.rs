@@ -4,8 +4,12 @@
 //! beating via [`heartbeat::start_beating`], handling [`Shutdown`]) and add one line to
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
+pub mod campaign_clusterer;
+pub mod clusterer;
+pub mod enricher;
 pub mod heartbeat;
 pub mod ingester;
+pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 pub mod topics;
@@ -57,6 +61,25 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
             ingester::Ingester::new(d.clone(), exit)
         }));
     }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("clusterer", move |exit| {
+            clusterer::Clusterer::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("campaign-clusterer", move |exit| {
+            campaign_clusterer::CampaignClusterer::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("reconciler", move |exit| {
+            reconciler::ReconcilerActor::from_deps(&d, exit)
+        }));
+    }
+    specs.push(enricher::worker_spec(deps));
     let disabled = &deps.settings.workers.disabled;
     specs.retain(|s| !disabled.iter().any(|d| d == s.name()));
     specs

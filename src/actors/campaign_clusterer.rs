@@ -1,0 +1,350 @@
+//! The CampaignClusterer worker (spec clustering.md §4.3, §5, §6): groups active identities
+//! into campaigns. Same loop shape as the [`Clusterer`](super::clusterer::Clusterer); wakes on
+//! `identity.>` except its own cross-family `identity.campaign.assigned` copies.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::NaiveDateTime;
+use serde_json::{Map, Value};
+
+use crate::actors::clusterer::{subscribe_wakes, TickCounters, TickError, Wake, WAKE_DEBOUNCE};
+use crate::actors::heartbeat::start_beating;
+use crate::actors::topics::{self, Envelope, Event};
+use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
+use crate::db::models::clustering::{Campaign, NewCampaign, NewCampaignEvidence};
+use crate::db::repo::clustering as repo;
+use crate::db::{new_uuid, now_utc, Db};
+use crate::domain::clustering::reconcile::EntityState;
+use crate::domain::clustering::tick::{plan_campaign_tick, CampaignTick};
+
+/// The topic of our own cross-family copies, which must not wake us again.
+const OWN_ECHO: &str = "identity.campaign.assigned";
+
+/// What one campaign tick did.
+#[derive(Debug, Clone, Default)]
+pub struct CampaignTickOutcome {
+    pub identities: usize,
+    pub formed: Vec<topics::CampaignFormed>,
+    pub assigned: Vec<topics::CampaignAssigned>,
+    pub merged: Vec<topics::Merged>,
+    pub unmerged: Vec<topics::Unmerged>,
+    pub maintenance_ok: bool,
+}
+
+impl CampaignTickOutcome {
+    /// The events of the tick in publication order (spec §5): each formed campaign followed by
+    /// one `identity.campaign.assigned` per member; each assignment followed by its
+    /// cross-family copy; then merges; then unmerges.
+    pub fn events(&self) -> Vec<Event> {
+        let mut out = Vec::new();
+        for f in &self.formed {
+            out.push(Event::CampaignFormed(f.clone()));
+            for identity in &f.identity_uuids {
+                out.push(Event::IdentityCampaignAssigned(topics::CampaignAssigned {
+                    identity_uuid: identity.clone(),
+                    campaign_uuid: f.campaign_uuid.clone(),
+                    prior_campaign_uuid: None,
+                }));
+            }
+        }
+        for a in &self.assigned {
+            out.push(Event::CampaignIdentityAssigned(a.clone()));
+            out.push(Event::IdentityCampaignAssigned(a.clone()));
+        }
+        out.extend(self.merged.iter().cloned().map(Event::CampaignMerged));
+        out.extend(self.unmerged.iter().cloned().map(Event::CampaignUnmerged));
+        out
+    }
+}
+
+/// One campaign tick against the database (no publishing). The daemon stores no TTP phase
+/// tags, so identities carry no phase maps here: shared infrastructure (payload / C2 roll-ups)
+/// and keystroke centroids are the production campaign signals.
+pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
+    let rows = repo::list_identities_for_clustering(db, None).await?;
+    let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
+    if active == 0 {
+        return Ok(CampaignTickOutcome {
+            maintenance_ok: true,
+            ..Default::default()
+        });
+    }
+    let stored = repo::list_all_campaigns(db).await?;
+    let entities: Vec<EntityState> = stored
+        .iter()
+        .map(|c| EntityState {
+            uuid: c.uuid.clone(),
+            merged_into: c.merged_into_uuid.clone(),
+        })
+        .collect();
+    let input = rows.clone();
+    let tick: CampaignTick = tokio::task::spawn_blocking(move || {
+        plan_campaign_tick(&input, &HashMap::new(), &entities, &mut new_uuid)
+    })
+    .await
+    .map_err(|e| TickError::Join(e.to_string()))?;
+    let now = now_utc();
+
+    let mut writes = repo::CampaignPlanWrites::default();
+    for f in &tick.plan.formed {
+        writes.new_campaigns.push(NewCampaign {
+            uuid: f.uuid.clone(),
+            schema_version: 1,
+            first_seen_at: Some(now),
+            last_seen_at: Some(now),
+            created_at: now,
+            updated_at: now,
+            identity_count: f.members.len() as i64,
+        });
+        writes
+            .links
+            .extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
+    }
+    writes.links.extend(
+        tick.plan
+            .linked
+            .iter()
+            .map(|l| (l.member.clone(), l.entity.clone())),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .merged
+            .iter()
+            .map(|m| (m.loser.clone(), Some(m.winner.clone()))),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .unmerged
+            .iter()
+            .map(|u| (u.resurrected.clone(), None)),
+    );
+    if !tick.plan.is_quiet() {
+        repo::apply_campaign_plan(db, writes, now).await?;
+    }
+
+    // Literal campaign of every active identity after the plan → identity_count per campaign.
+    let mut literal: BTreeMap<String, String> = rows
+        .iter()
+        .filter(|r| r.merged_into_uuid.is_none())
+        .filter_map(|r| r.campaign_id.clone().map(|c| (r.uuid.clone(), c)))
+        .collect();
+    for f in &tick.plan.formed {
+        for m in &f.members {
+            literal.insert(m.clone(), f.uuid.clone());
+        }
+    }
+    for l in &tick.plan.linked {
+        literal.insert(l.member.clone(), l.entity.clone());
+    }
+    let maintenance = campaign_maintenance(&stored, &literal, &tick, now);
+    let maintenance_ok = if maintenance.counts.is_empty() && maintenance.evidence.is_empty() {
+        true
+    } else {
+        match repo::write_campaign_maintenance(db, maintenance, now).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign-clusterer: count/evidence write failed; kept the tick");
+                false
+            }
+        }
+    };
+
+    Ok(CampaignTickOutcome {
+        identities: active,
+        formed: tick
+            .plan
+            .formed
+            .iter()
+            .map(|f| topics::CampaignFormed {
+                campaign_uuid: f.uuid.clone(),
+                identity_uuids: f.members.clone(),
+            })
+            .collect(),
+        assigned: tick
+            .plan
+            .linked
+            .iter()
+            .map(|l| topics::CampaignAssigned {
+                identity_uuid: l.member.clone(),
+                campaign_uuid: l.entity.clone(),
+                prior_campaign_uuid: None,
+            })
+            .collect(),
+        merged: tick
+            .plan
+            .merged
+            .iter()
+            .map(|m| topics::Merged {
+                winner_uuid: m.winner.clone(),
+                loser_uuid: m.loser.clone(),
+            })
+            .collect(),
+        unmerged: tick
+            .plan
+            .unmerged
+            .iter()
+            .map(|u| topics::Unmerged {
+                resurrected_uuid: u.resurrected.clone(),
+                former_winner_uuid: u.former_winner.clone(),
+            })
+            .collect(),
+        maintenance_ok,
+    })
+}
+
+fn campaign_maintenance(
+    stored: &[Campaign],
+    literal: &BTreeMap<String, String>,
+    tick: &CampaignTick,
+    now: NaiveDateTime,
+) -> repo::CampaignMaintenanceWrites {
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for campaign in literal.values() {
+        *counts.entry(campaign.as_str()).or_default() += 1;
+    }
+    let mut out = repo::CampaignMaintenanceWrites::default();
+    for row in stored {
+        if let Some(&n) = counts.get(row.uuid.as_str()) {
+            if n != row.identity_count {
+                out.counts.push((row.uuid.clone(), n));
+            }
+        }
+    }
+    for u in tick.updates.iter().filter(|u| u.changed) {
+        let edges: Vec<NewCampaignEvidence> = u
+            .evidence
+            .iter()
+            .map(|e| NewCampaignEvidence {
+                campaign_uuid: u.campaign_uuid.clone(),
+                identity_a: e.a.clone(),
+                identity_b: e.b.clone(),
+                weight: e.score.weight,
+                handoff: e.score.handoff,
+                shared_infra: e.score.shared_infra,
+                overlap: e.score.overlap,
+                cohort: e.score.cohort,
+                keystroke: e.score.keystroke,
+                handoff_decky: e.score.handoff_decky.clone(),
+                shared_tokens: Value::from(e.score.shared_tokens.clone()).to_string(),
+                created_at: now,
+            })
+            .collect();
+        let formed = tick.plan.formed.iter().any(|f| f.uuid == u.campaign_uuid);
+        if !(formed && edges.is_empty()) {
+            out.evidence.push((u.campaign_uuid.clone(), edges));
+        }
+    }
+    out
+}
+
+/// The `campaign-clusterer` worker.
+pub struct CampaignClusterer {
+    deps: Deps,
+    beat: Beat,
+    _exit: ExitGuard,
+    wake: Wake,
+    counters: TickCounters,
+}
+
+impl CampaignClusterer {
+    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
+        let beat = deps.beat("campaign-clusterer");
+        CampaignClusterer {
+            deps,
+            beat,
+            _exit: exit,
+            wake: Wake::default(),
+            counters: TickCounters::default(),
+        }
+    }
+
+    fn request(&mut self, ctx: &mut Context<Self>) {
+        if self.wake.request() {
+            ctx.run_later(WAKE_DEBOUNCE, |act, ctx| act.start_tick(ctx));
+        }
+    }
+
+    fn start_tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.wake.begin() {
+            return;
+        }
+        let db = self.deps.db.clone();
+        let registry = self.deps.registry.clone();
+        let started = Instant::now();
+        ctx.spawn(
+            async move {
+                let res = run_campaign_tick(&db).await;
+                if let Ok(outcome) = &res {
+                    for ev in outcome.events() {
+                        registry.publish(ev);
+                    }
+                }
+                res
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.counters.ticks += 1;
+                act.counters.last_tick_ms = started.elapsed().as_secs_f64() * 1_000.0;
+                match res {
+                    Ok(outcome) => {
+                        act.counters.last_items = outcome.identities;
+                        act.counters.events += outcome.events().len() as u64;
+                    }
+                    Err(e) => {
+                        act.counters.failed_ticks += 1;
+                        tracing::warn!(error = %e, "campaign-clusterer: tick failed; counted as empty");
+                    }
+                }
+                if act.wake.finish() {
+                    act.request(ctx);
+                }
+            }),
+        );
+    }
+}
+
+impl Beating for CampaignClusterer {
+    fn beat(&self) -> &Beat {
+        &self.beat
+    }
+    fn health_extra(&self) -> Map<String, Value> {
+        self.counters.to_extra()
+    }
+}
+
+impl Actor for CampaignClusterer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        start_beating(ctx, self);
+        subscribe_wakes(
+            ctx,
+            self.deps.registry.clone(),
+            "identity.>",
+            "campaign-clusterer",
+        );
+        let every = Duration::from_secs_f64(self.deps.settings.clustering.tick_s.max(0.05));
+        ctx.run_interval(every, |act, ctx| act.request(ctx));
+        self.request(ctx);
+    }
+}
+
+impl StreamHandler<Arc<Envelope>> for CampaignClusterer {
+    fn handle(&mut self, env: Arc<Envelope>, ctx: &mut Context<Self>) {
+        if env.topic != OWN_ECHO {
+            self.request(ctx);
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Shutdown> for CampaignClusterer {
+    type Result = ();
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,496 @@
+//! The Clusterer worker (spec clustering.md §3.4–§6): turns observations into identities.
+//!
+//! Shape shared with the CampaignClusterer ([`Wake`]): one tick at a time; events wake it
+//! (coalesced by a short debounce), a slow tick is the fallback; a wake that lands while a
+//! tick runs causes exactly one more tick afterwards (the pending flag is cleared right
+//! before a tick reads). A tick reads, plans with the pure kernel on the blocking pool, applies
+//! the plan in one transaction, writes roll-ups / counts / evidence in a second one (a failure
+//! there is logged and never breaks the tick), and only then publishes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::NaiveDateTime;
+use serde_json::{Map, Value};
+
+use crate::actors::heartbeat::start_beating;
+use crate::actors::registry::RegistryHandle;
+use crate::actors::topics::{self, Envelope, Event};
+use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
+use crate::db::models::clustering::{
+    Identity, IdentityMaintenance, NewIdentity, NewIdentityEvidence,
+};
+use crate::db::repo::clustering as repo;
+use crate::db::{new_uuid, now_utc, Db, DbError};
+use crate::domain::clustering::reconcile::EntityState;
+use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick};
+
+/// Wake-up debounce: a burst of events within this window yields one tick.
+pub const WAKE_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Errors that end a tick early (logged; the tick counts as empty).
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("clustering task failed: {0}")]
+    Join(String),
+}
+
+/// Wake bookkeeping shared by both clusterers.
+#[derive(Debug, Default)]
+pub struct Wake {
+    busy: bool,
+    pending: bool,
+    scheduled: bool,
+}
+
+impl Wake {
+    /// A wake arrived: true when the caller should schedule a (debounced) tick now.
+    pub fn request(&mut self) -> bool {
+        if self.busy {
+            self.pending = true;
+            return false;
+        }
+        if self.scheduled {
+            return false;
+        }
+        self.scheduled = true;
+        true
+    }
+
+    /// The debounce elapsed: true when the tick may start (consumes the pending wake).
+    pub fn begin(&mut self) -> bool {
+        self.scheduled = false;
+        if self.busy {
+            self.pending = true;
+            return false;
+        }
+        self.busy = true;
+        self.pending = false;
+        true
+    }
+
+    /// The tick finished: true when a wake arrived meanwhile and one more tick is due.
+    pub fn finish(&mut self) -> bool {
+        self.busy = false;
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// What one identity tick did (for events, counters and tests).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityTickOutcome {
+    pub observations: usize,
+    pub formed: Vec<topics::IdentityFormed>,
+    pub linked: Vec<topics::ObservationLinked>,
+    pub merged: Vec<topics::Merged>,
+    pub unmerged: Vec<topics::Unmerged>,
+    /// False when the maintenance transaction failed (logged).
+    pub maintenance_ok: bool,
+}
+
+impl IdentityTickOutcome {
+    /// The events of the tick, in publication order (spec §5).
+    pub fn events(&self) -> Vec<Event> {
+        let mut out = Vec::new();
+        out.extend(self.formed.iter().cloned().map(Event::IdentityFormed));
+        out.extend(
+            self.linked
+                .iter()
+                .cloned()
+                .map(Event::IdentityObservationLinked),
+        );
+        out.extend(self.merged.iter().cloned().map(Event::IdentityMerged));
+        out.extend(self.unmerged.iter().cloned().map(Event::IdentityUnmerged));
+        out
+    }
+}
+
+fn to_json_list(list: Option<&[String]>) -> Option<String> {
+    crate::domain::clustering::rollup::encode_list(list)
+}
+
+/// One identity tick against the database (no publishing).
+pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
+    let observations = repo::list_attackers_for_clustering(db, None).await?;
+    if observations.is_empty() {
+        return Ok(IdentityTickOutcome {
+            maintenance_ok: true,
+            ..Default::default()
+        });
+    }
+    let stored = repo::list_all_identities(db).await?;
+    let entities: Vec<EntityState> = stored
+        .iter()
+        .map(|i| EntityState {
+            uuid: i.uuid.clone(),
+            merged_into: i.merged_into_uuid.clone(),
+        })
+        .collect();
+    let rows: Vec<_> = observations.iter().map(|o| o.row.clone()).collect();
+    let tick: IdentityTick =
+        tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
+            .await
+            .map_err(|e| TickError::Join(e.to_string()))?;
+    let now = now_utc();
+
+    // Literal FK of every observation after the plan, and the seen-times per identity.
+    let mut literal: HashMap<&str, String> = observations
+        .iter()
+        .filter_map(|o| o.row.identity_id.clone().map(|i| (o.row.uuid.as_str(), i)))
+        .collect();
+    for f in &tick.plan.formed {
+        for m in &f.members {
+            literal.insert(m.as_str(), f.uuid.clone());
+        }
+    }
+    for l in &tick.plan.linked {
+        literal.insert(l.member.as_str(), l.entity.clone());
+    }
+    let mut stats: BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)> = BTreeMap::new();
+    for o in &observations {
+        if let Some(identity) = literal.get(o.row.uuid.as_str()) {
+            let e = stats
+                .entry(identity.clone())
+                .or_insert((0, o.first_seen, o.last_seen));
+            e.0 += 1;
+            e.1 = e.1.min(o.first_seen);
+            e.2 = e.2.max(o.last_seen);
+        }
+    }
+    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
+        .updates
+        .iter()
+        .map(|u| (u.identity_uuid.as_str(), u))
+        .collect();
+
+    // Transaction 1: the plan.
+    let mut writes = repo::IdentityPlanWrites::default();
+    for f in &tick.plan.formed {
+        let (count, first, last) =
+            stats
+                .get(&f.uuid)
+                .copied()
+                .unwrap_or((f.members.len() as i64, now, now));
+        let u = updates.get(f.uuid.as_str());
+        writes.new_identities.push(NewIdentity {
+            uuid: f.uuid.clone(),
+            schema_version: 1,
+            first_seen_at: Some(first),
+            last_seen_at: Some(last),
+            created_at: now,
+            updated_at: now,
+            observation_count: count,
+            ja3_hashes: u.and_then(|u| u.fingerprints.ja3_json()),
+            hassh_hashes: u.and_then(|u| u.fingerprints.hassh_json()),
+            tls_cert_sha256: u.and_then(|u| u.fingerprints.tls_cert_json()),
+            payload_simhashes: u.and_then(|u| u.payload_simhashes_json()),
+            c2_endpoints: u.and_then(|u| u.c2_endpoints_json()),
+        });
+        writes
+            .links
+            .extend(f.members.iter().map(|m| (m.clone(), f.uuid.clone())));
+    }
+    writes.links.extend(
+        tick.plan
+            .linked
+            .iter()
+            .map(|l| (l.member.clone(), l.entity.clone())),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .merged
+            .iter()
+            .map(|m| (m.loser.clone(), Some(m.winner.clone()))),
+    );
+    writes.merge_pointers.extend(
+        tick.plan
+            .unmerged
+            .iter()
+            .map(|u| (u.resurrected.clone(), None)),
+    );
+    if !tick.plan.is_quiet() {
+        repo::apply_identity_plan(db, writes, now).await?;
+    }
+
+    // Transaction 2: maintenance of existing rows (roll-ups, counts, first/last seen) and
+    // evidence of changed identities. Only differences are written (idempotent ticks).
+    let maintenance = identity_maintenance(&stored, &stats, &tick, now);
+    let maintenance_ok = if maintenance.columns.is_empty() && maintenance.evidence.is_empty() {
+        true
+    } else {
+        match repo::write_identity_maintenance(db, maintenance).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "clusterer: roll-up/evidence write failed; kept the tick");
+                false
+            }
+        }
+    };
+
+    Ok(IdentityTickOutcome {
+        observations: observations.len(),
+        formed: tick
+            .plan
+            .formed
+            .iter()
+            .map(|f| topics::IdentityFormed {
+                identity_uuid: f.uuid.clone(),
+                observation_uuids: f.members.clone(),
+            })
+            .collect(),
+        linked: tick
+            .plan
+            .linked
+            .iter()
+            .map(|l| topics::ObservationLinked {
+                identity_uuid: l.entity.clone(),
+                observation_uuid: l.member.clone(),
+            })
+            .collect(),
+        merged: tick
+            .plan
+            .merged
+            .iter()
+            .map(|m| topics::Merged {
+                winner_uuid: m.winner.clone(),
+                loser_uuid: m.loser.clone(),
+            })
+            .collect(),
+        unmerged: tick
+            .plan
+            .unmerged
+            .iter()
+            .map(|u| topics::Unmerged {
+                resurrected_uuid: u.resurrected.clone(),
+                former_winner_uuid: u.former_winner.clone(),
+            })
+            .collect(),
+        maintenance_ok,
+    })
+}
+
+/// The maintenance writes: for every stored identity, the wanted counts / seen-times (literal
+/// FK) and, when it is a tick target, roll-ups; written only where they differ. Evidence is
+/// replaced for every changed target.
+fn identity_maintenance(
+    stored: &[Identity],
+    stats: &BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)>,
+    tick: &IdentityTick,
+    now: NaiveDateTime,
+) -> repo::IdentityMaintenanceWrites {
+    let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
+        .updates
+        .iter()
+        .map(|u| (u.identity_uuid.as_str(), u))
+        .collect();
+    let mut out = repo::IdentityMaintenanceWrites::default();
+    for row in stored {
+        let current = IdentityMaintenance::of(row);
+        let mut wanted = current.clone();
+        if let Some(&(count, first, last)) = stats.get(&row.uuid) {
+            wanted.observation_count = count;
+            wanted.first_seen_at = Some(first);
+            wanted.last_seen_at = Some(last);
+        }
+        if let Some(u) = updates.get(row.uuid.as_str()) {
+            wanted.ja3_hashes = u.fingerprints.ja3_json();
+            wanted.hassh_hashes = u.fingerprints.hassh_json();
+            wanted.tls_cert_sha256 = u.fingerprints.tls_cert_json();
+            wanted.payload_simhashes = to_json_list(u.payload_simhashes.as_deref());
+            wanted.c2_endpoints = to_json_list(u.c2_endpoints.as_deref());
+        }
+        if !wanted.same_content(&current) {
+            wanted.updated_at = now;
+            out.columns.push((row.uuid.clone(), wanted));
+        }
+    }
+    for u in tick.updates.iter().filter(|u| u.changed) {
+        let edges = u
+            .evidence
+            .iter()
+            .map(|e| NewIdentityEvidence {
+                identity_uuid: u.identity_uuid.clone(),
+                observation_a: e.a.clone(),
+                observation_b: e.b.clone(),
+                signal: e.signal.as_str().to_owned(),
+                value: e.value.clone(),
+                weight: e.weight,
+                created_at: now,
+            })
+            .collect::<Vec<_>>();
+        let formed = tick.plan.formed.iter().any(|f| f.uuid == u.identity_uuid);
+        if !(formed && edges.is_empty()) {
+            out.evidence.push((u.identity_uuid.clone(), edges));
+        }
+    }
+    out
+}
+
+/// Counters shown in the Workers panel.
+#[derive(Debug, Default, Clone)]
+pub struct TickCounters {
+    pub ticks: u64,
+    pub failed_ticks: u64,
+    pub last_tick_ms: f64,
+    pub last_items: usize,
+    pub events: u64,
+}
+
+impl TickCounters {
+    pub fn to_extra(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("ticks".into(), Value::from(self.ticks));
+        m.insert("failed_ticks".into(), Value::from(self.failed_ticks));
+        m.insert("last_tick_ms".into(), Value::from(self.last_tick_ms));
+        m.insert("last_items".into(), Value::from(self.last_items));
+        m.insert("events_published".into(), Value::from(self.events));
+        m
+    }
+}
+
+/// Subscribe to `pattern` and feed the stream to the actor; without a registry, poll only.
+pub fn subscribe_wakes<A>(
+    ctx: &mut Context<A>,
+    registry: RegistryHandle,
+    pattern: &'static str,
+    worker: &'static str,
+) where
+    A: Actor<Context = Context<A>> + StreamHandler<Arc<Envelope>>,
+{
+    let fut = actix::fut::wrap_future::<_, A>(async move { registry.subscribe(pattern).await });
+    ctx.spawn(fut.map(move |res, _act, ctx: &mut Context<A>| match res {
+        Ok(sub) => {
+            A::add_stream(sub, ctx);
+        }
+        Err(e) => tracing::warn!(worker, error = %e, "registry unavailable; running poll-only"),
+    }));
+}
+
+/// The `clusterer` worker.
+pub struct Clusterer {
+    deps: Deps,
+    beat: Beat,
+    _exit: ExitGuard,
+    wake: Wake,
+    counters: TickCounters,
+}
+
+impl Clusterer {
+    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
+        let beat = deps.beat("clusterer");
+        Clusterer {
+            deps,
+            beat,
+            _exit: exit,
+            wake: Wake::default(),
+            counters: TickCounters::default(),
+        }
+    }
+
+    fn request(&mut self, ctx: &mut Context<Self>) {
+        if self.wake.request() {
+            ctx.run_later(WAKE_DEBOUNCE, |act, ctx| act.start_tick(ctx));
+        }
+    }
+
+    fn start_tick(&mut self, ctx: &mut Context<Self>) {
+        if !self.wake.begin() {
+            return;
+        }
+        let db = self.deps.db.clone();
+        let registry = self.deps.registry.clone();
+        let started = Instant::now();
+        ctx.spawn(
+            async move {
+                let res = run_identity_tick(&db).await;
+                if let Ok(outcome) = &res {
+                    for ev in outcome.events() {
+                        registry.publish(ev);
+                    }
+                }
+                res
+            }
+            .into_actor(self)
+            .map(move |res, act, ctx| {
+                act.counters.ticks += 1;
+                act.counters.last_tick_ms = started.elapsed().as_secs_f64() * 1_000.0;
+                match res {
+                    Ok(outcome) => {
+                        act.counters.last_items = outcome.observations;
+                        act.counters.events += outcome.events().len() as u64;
+                    }
+                    Err(e) => {
+                        act.counters.failed_ticks += 1;
+                        tracing::warn!(error = %e, "clusterer: tick failed; counted as empty");
+                    }
+                }
+                if act.wake.finish() {
+                    act.request(ctx);
+                }
+            }),
+        );
+    }
+}
+
+impl Beating for Clusterer {
+    fn beat(&self) -> &Beat {
+        &self.beat
+    }
+    fn health_extra(&self) -> Map<String, Value> {
+        self.counters.to_extra()
+    }
+}
+
+impl Actor for Clusterer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        start_beating(ctx, self);
+        // Every attacker.* event may bring a new observation or fingerprint (spec §10.9).
+        subscribe_wakes(ctx, self.deps.registry.clone(), "attacker.>", "clusterer");
+        let every = Duration::from_secs_f64(self.deps.settings.clustering.tick_s.max(0.05));
+        ctx.run_interval(every, |act, ctx| act.request(ctx));
+        self.request(ctx);
+    }
+}
+
+impl StreamHandler<Arc<Envelope>> for Clusterer {
+    fn handle(&mut self, _env: Arc<Envelope>, ctx: &mut Context<Self>) {
+        self.request(ctx);
+    }
+
+    // The registry closing the stream (shutdown) must not stop the actor by itself.
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+impl Handler<Shutdown> for Clusterer {
+    type Result = ();
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wakes_coalesce_and_none_is_lost() {
+        let mut w = Wake::default();
+        assert!(w.request(), "first wake schedules");
+        assert!(!w.request() && !w.request(), "a burst schedules once");
+        assert!(w.begin());
+        assert!(
+            !w.request(),
+            "wake during the tick is remembered, not scheduled"
+        );
+        assert!(w.finish(), "… and yields exactly one more tick");
+        assert!(w.request());
+        assert!(w.begin());
+        assert!(!w.finish(), "no wake during the tick: nothing more");
+    }
+}

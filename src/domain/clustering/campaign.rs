@@ -1,0 +1,936 @@
+//! The campaign layer (spec §4): identity features, the five edge families, and the kernel
+//! that groups identities into campaigns.
+//!
+//! Timestamps enter only through pairwise differences (handoff gap, window overlap), so a
+//! common shift of every timestamp changes no weight. The overlap term is asymmetric; the
+//! reference orients a pair by kernel input order. Here a pair is oriented by a key of the data
+//! itself — the identity whose earliest session starts first is `A` (ties and identities
+//! without windows: smaller uuid) — so the partition does not depend on the order of the input
+//! rows. That key is shift-invariant too.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::edge::jaccard;
+use super::rollup::parse_simhash_hex;
+use super::union_find::UnionFind;
+
+pub const HANDOFF_MULTIPLIER: f64 = 1.0;
+pub const SHARED_INFRA_MULTIPLIER: f64 = 1.0;
+pub const OVERLAP_MULTIPLIER: f64 = 0.4;
+pub const COHORT_MULTIPLIER: f64 = 0.1;
+pub const KEYSTROKE_MULTIPLIER: f64 = 0.6;
+/// A campaign edge exists when the weight reaches this value (equality counts).
+pub const CAMPAIGN_EDGE_THRESHOLD: f64 = 1.0;
+/// Maximum gap between an out-phase session and an in-phase session on one decky.
+pub const HANDOFF_WINDOW_S: f64 = 86_400.0;
+/// Keystroke centroids this many bits apart (or more) score 0.
+pub const KD_HAMMING_MAX: u32 = 8;
+/// Phases that hand a decky over.
+pub const OUT_PHASES: [&str; 2] = ["command_and_control", "persistence"];
+/// Phases that pick a decky up.
+pub const IN_PHASES: [&str; 2] = ["discovery", "lateral_movement"];
+
+/// The Unified Kill Chain phases, in order.
+pub const UKC_PHASES: [&str; 19] = [
+    "reconnaissance",
+    "resource_development",
+    "weaponization",
+    "delivery",
+    "social_engineering",
+    "exploitation",
+    "persistence",
+    "defense_evasion",
+    "command_and_control",
+    "pivoting",
+    "discovery",
+    "privilege_escalation",
+    "execution",
+    "credential_access",
+    "lateral_movement",
+    "collection",
+    "exfiltration",
+    "impact",
+    "objectives",
+];
+
+/// ATT&CK tactic → UKC phase (enterprise first, then ICS).
+const ATTACK_TO_UKC: [(&str, &str); 18] = [
+    ("TA0043", "reconnaissance"),
+    ("TA0042", "resource_development"),
+    ("TA0001", "delivery"),
+    ("TA0002", "execution"),
+    ("TA0003", "persistence"),
+    ("TA0004", "privilege_escalation"),
+    ("TA0005", "defense_evasion"),
+    ("TA0006", "credential_access"),
+    ("TA0007", "discovery"),
+    ("TA0008", "lateral_movement"),
+    ("TA0009", "collection"),
+    ("TA0011", "command_and_control"),
+    ("TA0010", "exfiltration"),
+    ("TA0040", "impact"),
+    ("TA0100", "collection"),
+    ("TA0102", "discovery"),
+    ("TA0105", "impact"),
+    ("TA0106", "impact"),
+];
+
+/// Map an ATT&CK tactic id to its UKC phase.
+pub fn ukc_phase_for_tactic(tactic: &str) -> Option<&'static str> {
+    ATTACK_TO_UKC
+        .iter()
+        .find(|(t, _)| *t == tactic)
+        .map(|(_, p)| *p)
+}
+
+/// The enterprise ATT&CK tactic of a UKC phase (first entry of the table).
+pub fn tactic_for_ukc_phase(phase: &str) -> Option<&'static str> {
+    ATTACK_TO_UKC
+        .iter()
+        .find(|(_, p)| *p == phase)
+        .map(|(t, _)| *t)
+}
+
+/// Campaign-layer features of one identity (spec §4.1).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IdentityFeatures {
+    pub identity_uuid: String,
+    pub asn_cohort: BTreeSet<i64>,
+    pub tooling_cohort: BTreeSet<String>,
+    pub payload_hashes: BTreeSet<String>,
+    pub c2_endpoints: BTreeSet<String>,
+    pub decky_set: BTreeSet<String>,
+    pub kd_digraph_simhash: Option<u64>,
+    /// `(start_s, end_s)` per session.
+    pub session_windows: Vec<(f64, f64)>,
+    pub first_phase_per_decky: BTreeMap<String, String>,
+    pub last_phase_per_decky: BTreeMap<String, String>,
+    pub first_seen_per_decky: BTreeMap<String, f64>,
+    pub last_seen_per_decky: BTreeMap<String, f64>,
+    /// `(decky, phase)` → commands. Carried, unused by any edge.
+    pub commands_by_phase_on_decky: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// One `list_ttp_decky_phases` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TtpPhaseEntry {
+    pub decky_id: Option<String>,
+    pub tactic: Option<String>,
+    pub created_at_ts: Option<f64>,
+}
+
+/// Decode a stored JSON-list column: NULL, non-list or undecodable → empty; null items dropped;
+/// other items stringified.
+pub fn decode_string_list(column: Option<&str>) -> BTreeSet<String> {
+    let Some(text) = column else {
+        return BTreeSet::new();
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s),
+                other => Some(other.to_string()),
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// A stored keystroke centroid: 8 big-endian bytes, or a 16-character hex string.
+pub fn simhash_from_stored(bytes: Option<&[u8]>) -> Option<u64> {
+    let bytes = bytes?;
+    if let Ok(raw) = <[u8; 8]>::try_from(bytes) {
+        return Some(u64::from_be_bytes(raw));
+    }
+    std::str::from_utf8(bytes).ok().and_then(parse_simhash_hex)
+}
+
+impl IdentityFeatures {
+    /// Production projection of a stored identity row plus its TTP phase entries (in order).
+    pub fn from_stored(
+        identity_uuid: &str,
+        payload_simhashes: Option<&str>,
+        c2_endpoints: Option<&str>,
+        kd_digraph_simhash: Option<&[u8]>,
+        ttp: &[TtpPhaseEntry],
+    ) -> Self {
+        let mut f = Self {
+            identity_uuid: identity_uuid.to_owned(),
+            payload_hashes: decode_string_list(payload_simhashes),
+            c2_endpoints: decode_string_list(c2_endpoints),
+            kd_digraph_simhash: simhash_from_stored(kd_digraph_simhash),
+            ..Self::default()
+        };
+        for entry in ttp {
+            let (Some(decky), Some(tactic)) = (&entry.decky_id, &entry.tactic) else {
+                continue;
+            };
+            let Some(phase) = ukc_phase_for_tactic(tactic) else {
+                continue;
+            };
+            let ts = entry.created_at_ts.unwrap_or(0.0);
+            f.touch_decky(decky, phase, ts, ts);
+        }
+        f
+    }
+
+    /// Walk one session: the first session on a decky sets its first phase and first seen;
+    /// every session overwrites the last phase and last seen.
+    pub fn touch_decky(&mut self, decky: &str, phase: &str, start: f64, end: f64) {
+        self.decky_set.insert(decky.to_owned());
+        if !self.first_phase_per_decky.contains_key(decky) {
+            self.first_phase_per_decky
+                .insert(decky.to_owned(), phase.to_owned());
+            self.first_seen_per_decky.insert(decky.to_owned(), start);
+        }
+        self.last_phase_per_decky
+            .insert(decky.to_owned(), phase.to_owned());
+        self.last_seen_per_decky.insert(decky.to_owned(), end);
+    }
+
+    /// Earliest session start (for pair orientation).
+    fn earliest_start(&self) -> Option<f64> {
+        self.session_windows
+            .iter()
+            .map(|w| w.0)
+            .filter(|s| s.is_finite())
+            .min_by(f64::total_cmp)
+    }
+}
+
+/// Directed handoff out → in: the decky on which it happened, if any.
+fn handoff_directed(out: &IdentityFeatures, inn: &IdentityFeatures) -> Option<String> {
+    for (decky, last_phase) in &out.last_phase_per_decky {
+        let Some(first_phase) = inn.first_phase_per_decky.get(decky) else {
+            continue;
+        };
+        if !OUT_PHASES.contains(&last_phase.as_str()) || !IN_PHASES.contains(&first_phase.as_str())
+        {
+            continue;
+        }
+        let (Some(out_last), Some(in_first)) = (
+            out.last_seen_per_decky.get(decky),
+            inn.first_seen_per_decky.get(decky),
+        ) else {
+            continue;
+        };
+        let gap = in_first - out_last;
+        if (0.0..=HANDOFF_WINDOW_S).contains(&gap) {
+            return Some(decky.clone());
+        }
+    }
+    None
+}
+
+/// Phase handoff `h` (symmetric): 1 and the decky when either direction hands off.
+pub fn phase_handoff(a: &IdentityFeatures, b: &IdentityFeatures) -> (f64, Option<String>) {
+    match handoff_directed(a, b).or_else(|| handoff_directed(b, a)) {
+        Some(decky) => (1.0, Some(decky)),
+        None => (0.0, None),
+    }
+}
+
+fn infra(f: &IdentityFeatures) -> BTreeSet<&String> {
+    f.payload_hashes.iter().chain(&f.c2_endpoints).collect()
+}
+
+/// Shared infrastructure `s`: Jaccard of payload ∪ C2 (one namespace).
+pub fn shared_infra(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
+    jaccard(&infra(a), &infra(b))
+}
+
+/// Temporal overlap `t(A, B)`: summed positive overlap of every window pair over A's total
+/// window time, capped at 1 (asymmetric).
+pub fn temporal_overlap(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
+    if a.session_windows.is_empty() || b.session_windows.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = a.session_windows.iter().map(|(s, e)| e - s).sum();
+    if total.is_nan() || total <= 0.0 {
+        return 0.0;
+    }
+    let mut overlap = 0.0;
+    for (sa, ea) in &a.session_windows {
+        for (sb, eb) in &b.session_windows {
+            let o = ea.min(*eb) - sa.max(*sb);
+            if o > 0.0 {
+                overlap += o;
+            }
+        }
+    }
+    (overlap / total).min(1.0)
+}
+
+fn cohort_tokens(f: &IdentityFeatures) -> BTreeSet<(&'static str, String)> {
+    f.asn_cohort
+        .iter()
+        .map(|a| ("asn", a.to_string()))
+        .chain(f.tooling_cohort.iter().map(|t| ("tool", t.clone())))
+        .chain(f.decky_set.iter().map(|d| ("decky", d.clone())))
+        .collect()
+}
+
+/// Cohort `c`: Jaccard of tagged ASN / tool / decky tokens.
+pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
+    jaccard(&cohort_tokens(a), &cohort_tokens(b))
+}
+
+/// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
+pub fn keystroke(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
+    match (a.kd_digraph_simhash, b.kd_digraph_simhash) {
+        (Some(x), Some(y)) => {
+            let d = (x ^ y).count_ones();
+            if d >= KD_HAMMING_MAX {
+                0.0
+            } else {
+                1.0 - f64::from(d) / f64::from(KD_HAMMING_MAX)
+            }
+        }
+        _ => 0.0,
+    }
+}
+
+/// The scored campaign edge of an oriented pair (`a` earlier).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignScore {
+    pub handoff: f64,
+    pub shared_infra: f64,
+    pub overlap: f64,
+    pub cohort: f64,
+    pub keystroke: f64,
+    pub weight: f64,
+    /// The decky of the handoff, when `handoff` fired.
+    pub handoff_decky: Option<String>,
+    /// Shared payload hashes / C2 endpoints.
+    pub shared_tokens: Vec<String>,
+}
+
+impl CampaignScore {
+    pub fn is_edge(&self) -> bool {
+        self.weight >= CAMPAIGN_EDGE_THRESHOLD
+    }
+}
+
+/// `weight(A, B) = 1.0·h + 1.0·s + 0.4·t(A,B) + 0.1·c + 0.6·k`, summed in that order.
+pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignScore {
+    let (handoff, handoff_decky) = phase_handoff(a, b);
+    let shared_infra = shared_infra(a, b);
+    let overlap = temporal_overlap(a, b);
+    let cohort = cohort(a, b);
+    let keystroke = keystroke(a, b);
+    let weight = HANDOFF_MULTIPLIER * handoff
+        + SHARED_INFRA_MULTIPLIER * shared_infra
+        + OVERLAP_MULTIPLIER * overlap
+        + COHORT_MULTIPLIER * cohort
+        + KEYSTROKE_MULTIPLIER * keystroke;
+    let shared_tokens = infra(a)
+        .intersection(&infra(b))
+        .map(|s| (*s).clone())
+        .collect();
+    CampaignScore {
+        handoff,
+        shared_infra,
+        overlap,
+        cohort,
+        keystroke,
+        weight,
+        handoff_decky,
+        shared_tokens,
+    }
+}
+
+/// Orientation order: earlier earliest session first, identities without windows last, then
+/// uuid, then input position.
+fn orientation(
+    features: &[IdentityFeatures],
+    starts: &[Option<f64>],
+    i: usize,
+    j: usize,
+) -> Ordering {
+    let key = |x: usize| starts[x].unwrap_or(f64::INFINITY);
+    key(i)
+        .total_cmp(&key(j))
+        .then_with(|| features[i].identity_uuid.cmp(&features[j].identity_uuid))
+        .then(i.cmp(&j))
+}
+
+/// Why two identities were joined: one spanning-forest edge.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignEvidence {
+    /// The oriented pair: `a` is the earlier identity.
+    pub a: String,
+    pub b: String,
+    #[serde(flatten)]
+    pub score: CampaignScore,
+}
+
+/// The campaign kernel's output, aligned with the input slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignClustering {
+    pub component_of: Vec<usize>,
+    /// Members (input indices, ascending) per component, in order of first member.
+    pub components: Vec<Vec<usize>>,
+    /// `cmp-<smallest identity uuid>` per component.
+    pub labels: Vec<String>,
+    pub evidence: Vec<Vec<CampaignEvidence>>,
+}
+
+impl CampaignClustering {
+    pub fn label_map(&self, features: &[IdentityFeatures]) -> BTreeMap<String, String> {
+        features
+            .iter()
+            .zip(&self.component_of)
+            .map(|(f, &c)| (f.identity_uuid.clone(), self.labels[c].clone()))
+            .collect()
+    }
+}
+
+struct CampaignForest<'a> {
+    features: &'a [IdentityFeatures],
+    starts: Vec<Option<f64>>,
+    uf: UnionFind,
+    edges: Vec<CampaignEvidence>,
+}
+
+impl CampaignForest<'_> {
+    fn oriented(&self, i: usize, j: usize) -> (usize, usize) {
+        if orientation(self.features, &self.starts, i, j) == Ordering::Greater {
+            (j, i)
+        } else {
+            (i, j)
+        }
+    }
+
+    /// Score the pair unless already connected; union when it is an edge.
+    fn consider(&mut self, i: usize, j: usize) {
+        if i == j || self.uf.find(i) == self.uf.find(j) {
+            return;
+        }
+        let (a, b) = self.oriented(i, j);
+        let score = campaign_score(&self.features[a], &self.features[b]);
+        if score.is_edge() && self.uf.union(a, b) {
+            self.edges.push(CampaignEvidence {
+                a: self.features[a].identity_uuid.clone(),
+                b: self.features[b].identity_uuid.clone(),
+                score,
+            });
+        }
+    }
+}
+
+/// Cluster identities into campaigns (indexed kernel; same partition as all pairs).
+pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
+    let mut order: Vec<usize> = (0..features.len()).collect();
+    order.sort_by(|&x, &y| {
+        features[x]
+            .identity_uuid
+            .cmp(&features[y].identity_uuid)
+            .then(x.cmp(&y))
+    });
+
+    // Candidate buckets: shared payload/C2 token; keystroke band (8 bands of 8 bits).
+    let mut bucket_index: HashMap<(u8, &str), usize> = HashMap::new();
+    let mut band_index: HashMap<(u8, u8), usize> = HashMap::new();
+    let mut buckets: Vec<Vec<usize>> = Vec::new();
+    // Handoff index per decky: out-side (last_seen) and in-side (first_seen) entries.
+    let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    for &i in &order {
+        let f = &features[i];
+        for (kind, set) in [(0u8, &f.payload_hashes), (0u8, &f.c2_endpoints)] {
+            for token in set {
+                let slot = *bucket_index
+                    .entry((kind, token.as_str()))
+                    .or_insert_with(|| {
+                        buckets.push(Vec::new());
+                        buckets.len() - 1
+                    });
+                if buckets[slot].last() != Some(&i) {
+                    buckets[slot].push(i);
+                }
+            }
+        }
+        if let Some(h) = f.kd_digraph_simhash {
+            for (band, byte) in h.to_be_bytes().into_iter().enumerate() {
+                let slot = *band_index.entry((band as u8, byte)).or_insert_with(|| {
+                    buckets.push(Vec::new());
+                    buckets.len() - 1
+                });
+                buckets[slot].push(i);
+            }
+        }
+        for (decky, phase) in &f.last_phase_per_decky {
+            if let Some(&t) = f.last_seen_per_decky.get(decky) {
+                if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
+                    outs.entry(decky).or_default().push((t, i));
+                }
+            }
+        }
+        for (decky, phase) in &f.first_phase_per_decky {
+            if let Some(&t) = f.first_seen_per_decky.get(decky) {
+                if IN_PHASES.contains(&phase.as_str()) && t.is_finite() {
+                    ins.entry(decky).or_default().push((t, i));
+                }
+            }
+        }
+    }
+
+    let mut forest = CampaignForest {
+        features,
+        starts: features
+            .iter()
+            .map(IdentityFeatures::earliest_start)
+            .collect(),
+        uf: UnionFind::new(features.len()),
+        edges: Vec::new(),
+    };
+    for (decky, out_side) in &outs {
+        let Some(in_side) = ins.get_mut(decky) else {
+            continue;
+        };
+        in_side.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        for &(t_out, o) in out_side {
+            let lo = in_side.partition_point(|(t, _)| *t < t_out);
+            for &(t_in, i) in &in_side[lo..] {
+                if t_in - t_out > HANDOFF_WINDOW_S {
+                    break;
+                }
+                forest.consider(o, i);
+            }
+        }
+    }
+    for bucket in &buckets {
+        for (x, &i) in bucket.iter().enumerate() {
+            for &j in &bucket[x + 1..] {
+                forest.consider(i, j);
+            }
+        }
+    }
+
+    let components = forest.uf.components();
+    let mut component_of = vec![0; features.len()];
+    for (c, members) in components.iter().enumerate() {
+        for &m in members {
+            component_of[m] = c;
+        }
+    }
+    let labels = components
+        .iter()
+        .map(|members| {
+            let smallest = members
+                .iter()
+                .map(|&m| features[m].identity_uuid.as_str())
+                .min()
+                .unwrap_or_default();
+            format!("cmp-{smallest}")
+        })
+        .collect();
+    let position: HashMap<&str, usize> = features
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.identity_uuid.as_str(), i))
+        .collect();
+    let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
+    for e in forest.edges {
+        if let Some(&p) = position.get(e.a.as_str()) {
+            evidence[component_of[p]].push(e);
+        }
+    }
+    CampaignClustering {
+        component_of,
+        components,
+        labels,
+        evidence,
+    }
+}
+
+/// The literal all-pairs definition (oracle for tests).
+pub fn cluster_identities_all_pairs(features: &[IdentityFeatures]) -> Vec<usize> {
+    let n = features.len();
+    let starts: Vec<Option<f64>> = features
+        .iter()
+        .map(IdentityFeatures::earliest_start)
+        .collect();
+    let mut uf = UnionFind::new(n);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            let (a, b) = if orientation(features, &starts, i, j) == Ordering::Greater {
+                (j, i)
+            } else {
+                (i, j)
+            };
+            if campaign_score(&features[a], &features[b]).is_edge() {
+                uf.union(i, j);
+            }
+        }
+    }
+    let mut out = vec![0; n];
+    for (c, members) in uf.components().iter().enumerate() {
+        for &m in members {
+            out[m] = c;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feat(uuid: &str) -> IdentityFeatures {
+        IdentityFeatures {
+            identity_uuid: uuid.to_owned(),
+            ..IdentityFeatures::default()
+        }
+    }
+    fn on(
+        mut f: IdentityFeatures,
+        decky: &str,
+        phase: &str,
+        start: f64,
+        end: f64,
+    ) -> IdentityFeatures {
+        f.touch_decky(decky, phase, start, end);
+        f.session_windows.push((start, end));
+        f
+    }
+    fn tokens(mut f: IdentityFeatures, payload: &[&str], c2: &[&str]) -> IdentityFeatures {
+        f.payload_hashes = payload.iter().map(|s| s.to_string()).collect();
+        f.c2_endpoints = c2.iter().map(|s| s.to_string()).collect();
+        f
+    }
+    fn shift(f: &IdentityFeatures, d: f64) -> IdentityFeatures {
+        let mut g = f.clone();
+        g.session_windows = f
+            .session_windows
+            .iter()
+            .map(|(s, e)| (s + d, e + d))
+            .collect();
+        g.first_seen_per_decky.values_mut().for_each(|t| *t += d);
+        g.last_seen_per_decky.values_mut().for_each(|t| *t += d);
+        g
+    }
+
+    #[test]
+    fn handoff_within_window_is_symmetric() {
+        let a = on(feat("a"), "d1", "command_and_control", 100.0, 200.0);
+        let b = on(feat("b"), "d1", "discovery", 3_600.0, 3_700.0);
+        assert_eq!(phase_handoff(&a, &b), (1.0, Some("d1".into())));
+        assert_eq!(phase_handoff(&b, &a), (1.0, Some("d1".into())));
+        assert!(campaign_score(&a, &b).is_edge(), "handoff alone links");
+    }
+
+    #[test]
+    fn handoff_negative_cases() {
+        let a = on(feat("a"), "d1", "persistence", 100.0, 200.0);
+        assert_eq!(
+            phase_handoff(&a, &on(feat("b"), "d2", "discovery", 300.0, 301.0)).0,
+            0.0,
+            "no shared decky"
+        );
+        assert_eq!(
+            phase_handoff(&a, &on(feat("b"), "d1", "exfiltration", 300.0, 301.0)).0,
+            0.0,
+            "wrong phase"
+        );
+        let late = 200.0 + HANDOFF_WINDOW_S + 1.0;
+        assert_eq!(
+            phase_handoff(&a, &on(feat("b"), "d1", "lateral_movement", late, late)).0,
+            0.0,
+            "outside"
+        );
+        assert_eq!(
+            phase_handoff(&a, &on(feat("b"), "d1", "discovery", 150.0, 160.0)).0,
+            0.0,
+            "negative gap"
+        );
+        let edge = 200.0 + HANDOFF_WINDOW_S;
+        assert_eq!(
+            phase_handoff(&a, &on(feat("b"), "d1", "discovery", edge, edge)).0,
+            1.0,
+            "gap = W counts"
+        );
+    }
+
+    #[test]
+    fn shared_infra_cases() {
+        let a = tokens(feat("a"), &["p"], &["c"]);
+        assert_eq!(
+            shared_infra(&a, &tokens(feat("b"), &["c"], &["p"])),
+            1.0,
+            "one namespace"
+        );
+        assert_eq!(shared_infra(&a, &tokens(feat("b"), &["x"], &[])), 0.0);
+        assert_eq!(shared_infra(&feat("a"), &feat("b")), 0.0, "both empty");
+        let s = campaign_score(&a, &tokens(feat("b"), &["p"], &["c"]));
+        assert!(
+            s.is_edge() && s.weight == 1.0,
+            "exact s = 1.0 alone is an edge"
+        );
+        assert_eq!(s.shared_tokens, vec!["c".to_owned(), "p".to_owned()]);
+        let half = tokens(feat("b"), &["p"], &[]);
+        assert!(!campaign_score(&a, &half).is_edge());
+    }
+
+    #[test]
+    fn overlap_cases() {
+        let a = on(feat("a"), "d1", "delivery", 0.0, 100.0);
+        assert_eq!(
+            temporal_overlap(&a, &on(feat("b"), "d2", "delivery", 0.0, 100.0)),
+            1.0
+        );
+        assert_eq!(
+            temporal_overlap(&a, &on(feat("b"), "d2", "delivery", 50.0, 500.0)),
+            0.5
+        );
+        assert_eq!(
+            temporal_overlap(&a, &on(feat("b"), "d2", "delivery", 200.0, 300.0)),
+            0.0
+        );
+        assert_eq!(temporal_overlap(&a, &feat("b")), 0.0);
+        let zero = on(feat("z"), "d1", "delivery", 5.0, 5.0);
+        assert_eq!(temporal_overlap(&zero, &a), 0.0, "A's total time 0");
+        // Asymmetric.
+        let long = on(feat("l"), "d1", "delivery", 0.0, 400.0);
+        assert_eq!(temporal_overlap(&a, &long), 1.0);
+        assert_eq!(temporal_overlap(&long, &a), 0.25);
+    }
+
+    #[test]
+    fn cohort_and_keystroke() {
+        let mut a = feat("a");
+        let mut b = feat("b");
+        assert_eq!(cohort(&a, &b), 0.0);
+        a.asn_cohort.insert(1);
+        b.asn_cohort.insert(1);
+        assert_eq!(cohort(&a, &b), 1.0);
+        b.asn_cohort = [2].into();
+        assert_eq!(cohort(&a, &b), 0.0);
+        assert!(
+            !campaign_score(&a, &a.clone()).is_edge(),
+            "cohort alone < 1"
+        );
+        assert_eq!(keystroke(&a, &b), 0.0, "missing");
+        a.kd_digraph_simhash = Some(0xff00);
+        b.kd_digraph_simhash = Some(0xff00);
+        assert_eq!(keystroke(&a, &b), 1.0);
+        b.kd_digraph_simhash = Some(0xff03);
+        assert_eq!(keystroke(&a, &b), 0.75);
+        b.kd_digraph_simhash = Some(0x00ff);
+        assert_eq!(keystroke(&a, &b), 0.0, "16 bits apart");
+        b.kd_digraph_simhash = Some(0xff00 ^ 0xff);
+        assert_eq!(keystroke(&a, &b), 0.0, "exactly 8 bits");
+        b.kd_digraph_simhash = Some(0xff00);
+        assert!(!campaign_score(&a, &b).is_edge(), "typing alone < 1");
+        let a = on(a, "d1", "delivery", 0.0, 10.0);
+        let b = on(b, "d2", "delivery", 0.0, 10.0);
+        assert!(
+            campaign_score(&a, &b).is_edge(),
+            "typing + full overlap = 1.0"
+        );
+    }
+
+    #[test]
+    fn weak_campaign_signals_never_link() {
+        // Shared deckies + shared ASN + full overlap, no handoff/infra/typing.
+        let mut a = on(feat("a"), "d1", "delivery", 0.0, 100.0);
+        let mut b = on(feat("b"), "d1", "exploitation", 0.0, 100.0);
+        a.asn_cohort.insert(7);
+        b.asn_cohort.insert(7);
+        let s = campaign_score(&a, &b);
+        assert!(s.weight <= 0.5 + 1e-12 && !s.is_edge());
+        assert_eq!(cluster_identities(&[a, b]).components.len(), 2);
+    }
+
+    #[test]
+    fn weights_are_shift_invariant() {
+        let a = tokens(
+            on(feat("a"), "d1", "persistence", 1_000.0, 2_000.0),
+            &["p", "q"],
+            &[],
+        );
+        let b = tokens(
+            on(feat("b"), "d1", "discovery", 1_500.0, 9_000.0),
+            &["p"],
+            &[],
+        );
+        let base = campaign_score(&a, &b);
+        for d in [86_400.0 * 90.0, -5_000.0, 1e9] {
+            assert_eq!(campaign_score(&shift(&a, d), &shift(&b, d)), base);
+        }
+    }
+
+    #[test]
+    fn projection_from_stored_row_and_ttp_entries() {
+        let entries = vec![
+            TtpPhaseEntry {
+                decky_id: Some("d1".into()),
+                tactic: Some("TA0011".into()),
+                created_at_ts: Some(10.0),
+            },
+            TtpPhaseEntry {
+                decky_id: Some("d1".into()),
+                tactic: Some("TA0003".into()),
+                created_at_ts: Some(20.0),
+            },
+            TtpPhaseEntry {
+                decky_id: Some("d2".into()),
+                tactic: Some("TA9999".into()),
+                created_at_ts: Some(30.0),
+            },
+            TtpPhaseEntry {
+                decky_id: None,
+                tactic: Some("TA0007".into()),
+                created_at_ts: Some(40.0),
+            },
+            TtpPhaseEntry {
+                decky_id: Some("d3".into()),
+                tactic: Some("TA0007".into()),
+                created_at_ts: None,
+            },
+        ];
+        let bytes = 0x0102_0304_0506_0708u64.to_be_bytes();
+        let f = IdentityFeatures::from_stored(
+            "i",
+            Some(r#"["p", null, 3]"#),
+            Some("not json"),
+            Some(&bytes),
+            &entries,
+        );
+        assert_eq!(f.payload_hashes, ["3".to_owned(), "p".to_owned()].into());
+        assert!(f.c2_endpoints.is_empty());
+        assert_eq!(f.kd_digraph_simhash, Some(0x0102_0304_0506_0708));
+        assert_eq!(f.first_phase_per_decky["d1"], "command_and_control");
+        assert_eq!(f.last_phase_per_decky["d1"], "persistence");
+        assert_eq!(f.last_seen_per_decky["d1"], 20.0);
+        assert_eq!(f.first_seen_per_decky["d3"], 0.0, "missing time → 0.0");
+        assert!(!f.decky_set.contains("d2"), "unknown tactic skipped");
+        assert_eq!(
+            simhash_from_stored(Some(b"0102030405060708")),
+            Some(0x0102_0304_0506_0708)
+        );
+        assert_eq!(simhash_from_stored(Some(b"xyz")), None);
+        assert_eq!(simhash_from_stored(None), None);
+        let empty = IdentityFeatures::from_stored("j", None, None, None, &[]);
+        assert!(empty.first_phase_per_decky.is_empty() && empty.decky_set.is_empty());
+        // A handoff fires from stored TTP rows.
+        let next = IdentityFeatures::from_stored(
+            "k",
+            None,
+            None,
+            None,
+            &[TtpPhaseEntry {
+                decky_id: Some("d1".into()),
+                tactic: Some("TA0008".into()),
+                created_at_ts: Some(500.0),
+            }],
+        );
+        assert!(campaign_score(&f, &next).is_edge());
+        let elsewhere = IdentityFeatures::from_stored(
+            "m",
+            None,
+            None,
+            None,
+            &[TtpPhaseEntry {
+                decky_id: Some("d9".into()),
+                tactic: Some("TA0008".into()),
+                created_at_ts: Some(500.0),
+            }],
+        );
+        assert_eq!(campaign_score(&f, &elsewhere).weight, 0.0);
+    }
+
+    #[test]
+    fn attack_ukc_table_round_trips() {
+        for (tactic, phase) in ATTACK_TO_UKC.iter().take(14) {
+            assert_eq!(ukc_phase_for_tactic(tactic), Some(*phase));
+            assert_eq!(tactic_for_ukc_phase(phase), Some(*tactic));
+            assert!(UKC_PHASES.contains(phase));
+        }
+        assert_eq!(ukc_phase_for_tactic("TA0106"), Some("impact"));
+        assert_eq!(ukc_phase_for_tactic("TA0000"), None);
+    }
+
+    #[test]
+    fn kernel_groups_by_infra_and_handoff_and_matches_all_pairs() {
+        let fs = vec![
+            tokens(feat("e"), &["p"], &["c"]),
+            tokens(feat("d"), &["p"], &["c"]),
+            on(feat("c"), "d1", "persistence", 0.0, 10.0),
+            on(feat("b"), "d1", "discovery", 100.0, 110.0),
+            on(feat("a"), "d1", "discovery", 90_000.0, 90_001.0),
+            IdentityFeatures {
+                kd_digraph_simhash: Some(0xdead_beef),
+                ..feat("f")
+            },
+            IdentityFeatures {
+                kd_digraph_simhash: Some(0xdead_beee),
+                session_windows: vec![(0.0, 10.0)],
+                ..feat("g")
+            },
+        ];
+        let c = cluster_identities(&fs);
+        let labels = c.label_map(&fs);
+        assert_eq!(labels["e"], labels["d"]);
+        assert_eq!(labels["c"], labels["b"]);
+        assert_ne!(labels["c"], labels["a"], "outside the window");
+        assert_ne!(labels["f"], labels["g"], "typing without overlap");
+        assert_eq!(labels["b"], "cmp-b");
+        let all = cluster_identities_all_pairs(&fs);
+        for i in 0..fs.len() {
+            for j in 0..fs.len() {
+                assert_eq!(c.component_of[i] == c.component_of[j], all[i] == all[j]);
+            }
+        }
+        let evidence: Vec<&CampaignEvidence> = c.evidence.iter().flatten().collect();
+        assert_eq!(evidence.len(), 2);
+        assert!(evidence
+            .iter()
+            .any(|e| e.score.handoff_decky.as_deref() == Some("d1")));
+        let mut reversed = fs.clone();
+        reversed.reverse();
+        assert_eq!(cluster_identities(&reversed).label_map(&reversed), labels);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn indexed_equals_all_pairs(raw in proptest::collection::vec(
+                (0u8..4, 0u8..3, 0u8..4, 0u32..3, proptest::option::of(0u8..4), 0u8..3), 0..16)) {
+                let fs: Vec<IdentityFeatures> = raw
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (tok, decky, phase, day, kd, win))| {
+                        let phases = ["command_and_control", "discovery", "persistence", "delivery"];
+                        let t = f64::from(*day) * 50_000.0;
+                        let mut f = on(feat(&format!("i{i:02}")), &format!("d{decky}"), phases[*phase as usize], t, t + f64::from(*win) * 30_000.0);
+                        if *tok > 0 {
+                            f.payload_hashes.insert(format!("p{tok}"));
+                        }
+                        if *tok > 1 {
+                            f.c2_endpoints.insert("c".into());
+                        }
+                        f.kd_digraph_simhash = kd.map(|k| 0xf0f0u64 ^ u64::from(k) ^ (u64::from(k) << 9));
+                        f
+                    })
+                    .collect();
+                let c = cluster_identities(&fs);
+                let all = cluster_identities_all_pairs(&fs);
+                for i in 0..fs.len() {
+                    for j in 0..fs.len() {
+                        prop_assert_eq!(c.component_of[i] == c.component_of[j], all[i] == all[j]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,543 @@
+//! Clustering end to end on real databases (SQLite always, PostgreSQL when configured):
+//! fixture rows in as `attackers`, identities and campaigns out, events in order; merges,
+//! revocations, hop-capped reads, idempotent ticks; and the two workers inside a running daemon.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime};
+use decnetd::actors::campaign_clusterer::run_campaign_tick;
+use decnetd::actors::clusterer::run_identity_tick;
+use decnetd::actors::topics::Event;
+use decnetd::db::models::clustering::NewObservation;
+use decnetd::db::repo::clustering as repo;
+use decnetd::db::{now_utc, Db};
+use decnetd::domain::clustering::fixture::{identity_projection, Fixture, FixtureRow, TruthLevel};
+use decnetd::domain::clustering::metrics;
+use decnetd::domain::clustering::rollup::encode_list;
+
+const FIXTURES: [(&str, &str); 4] = [
+    (
+        "lone_wolf",
+        include_str!("../src/domain/clustering/testdata/lone_wolf.json"),
+    ),
+    (
+        "multi_operator",
+        include_str!("../src/domain/clustering/testdata/multi_operator.json"),
+    ),
+    (
+        "shared_wordlist",
+        include_str!("../src/domain/clustering/testdata/shared_wordlist.json"),
+    ),
+    (
+        "vpn_hopping",
+        include_str!("../src/domain/clustering/testdata/vpn_hopping.json"),
+    ),
+];
+
+fn ts(epoch: f64) -> NaiveDateTime {
+    DateTime::from_timestamp(epoch.floor() as i64, 0)
+        .map(|d| d.naive_utc())
+        .unwrap_or_else(now_utc)
+}
+
+fn list(set: &BTreeSet<String>) -> Option<String> {
+    if set.is_empty() {
+        None
+    } else {
+        encode_list(Some(&set.iter().cloned().collect::<Vec<_>>()))
+    }
+}
+
+/// A fixture row as the intake would have stored it (plus the mined payload / C2 lists).
+fn observation(row: &FixtureRow) -> NewObservation {
+    let o = identity_projection(row);
+    let first = row
+        .sessions
+        .iter()
+        .map(|s| s.start_ts)
+        .fold(f64::INFINITY, f64::min);
+    let last = row
+        .sessions
+        .iter()
+        .map(|s| s.start_ts + s.duration_s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let first = if first.is_finite() {
+        first
+    } else {
+        1_767_225_600.0
+    };
+    let last = if last.is_finite() { last } else { first };
+    NewObservation {
+        uuid: row.row_id.clone(),
+        ip: row.ip.clone().unwrap_or_else(|| "192.0.2.1".into()),
+        identity_id: None,
+        first_seen: ts(first),
+        last_seen: ts(last),
+        event_count: row.sessions.len() as i64,
+        fingerprints: Some(row.fingerprints.to_string()),
+        asn: row.asn,
+        payload_hashes: list(&o.payload_hashes),
+        c2_endpoints: list(&o.c2_endpoints),
+        updated_at: now_utc(),
+    }
+}
+
+fn bare(uuid: &str, fingerprints: &str, minute: u32) -> NewObservation {
+    let t = ts(1_767_225_600.0 + f64::from(minute) * 60.0);
+    NewObservation {
+        uuid: uuid.into(),
+        ip: format!("198.51.100.{minute}"),
+        identity_id: None,
+        first_seen: t,
+        last_seen: t,
+        event_count: 1,
+        fingerprints: Some(fingerprints.into()),
+        asn: None,
+        payload_hashes: None,
+        c2_endpoints: None,
+        updated_at: now_utc(),
+    }
+}
+
+fn fp(ja3: &str, hassh: &str) -> String {
+    format!(
+        r#"[{{"bounty_type":"fingerprint","payload":{{"fingerprint_type":"ja3","ja3":"{ja3}"}}}},{{"bounty_type":"fingerprint","payload":{{"fingerprint_type":"hassh_server","hash":"{hassh}"}}}}]"#
+    )
+}
+
+/// `observation → (canonical identity, canonical campaign)` as the read side resolves them.
+async fn predicted(
+    db: &Db,
+    rows: &[FixtureRow],
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut ids = BTreeMap::new();
+    let mut cmps = BTreeMap::new();
+    let stored = repo::list_attackers_for_clustering(db, None)
+        .await
+        .expect("list observations");
+    let fk: BTreeMap<String, Option<String>> = stored
+        .into_iter()
+        .map(|o| (o.row.uuid, o.row.identity_id))
+        .collect();
+    for row in rows {
+        let literal = fk[&row.row_id]
+            .clone()
+            .expect("every observation is linked");
+        let (identity, _) = repo::get_identity_by_uuid(db, &literal)
+            .await
+            .expect("read")
+            .expect("identity exists");
+        let campaign = identity
+            .campaign_id
+            .clone()
+            .expect("every identity has a campaign");
+        let (campaign, _) = repo::get_campaign_by_uuid(db, &campaign)
+            .await
+            .expect("read")
+            .expect("campaign exists");
+        ids.insert(row.row_id.clone(), identity.uuid);
+        cmps.insert(row.row_id.clone(), campaign.uuid);
+    }
+    (ids, cmps)
+}
+
+fn perfect(s: &metrics::Scores) -> bool {
+    [
+        s.adjusted_rand_index,
+        s.homogeneity,
+        s.completeness,
+        s.singleton_recall,
+    ] == [1.0; 4]
+}
+
+#[actix_rt::test]
+async fn shared_fixtures_through_both_ticks_on_every_backend() {
+    for (backend, db, _dir) in common::all_backends().await {
+        for (name, text) in FIXTURES {
+            // Each fixture in its own database (row ids repeat across fixtures).
+            let (db, _keep) = if backend == "sqlite" {
+                let (dir, db) = common::sqlite_db().await;
+                (db, Some(dir))
+            } else {
+                (common::pg_db().await.expect("pg configured"), None)
+            };
+            let fx = Fixture::from_json(text).expect("fixture parses");
+            repo::insert_observations(&db, fx.rows.iter().map(observation).collect())
+                .await
+                .expect("seed");
+
+            let identity = run_identity_tick(&db).await.expect("identity tick");
+            assert!(identity.maintenance_ok, "{backend}/{name}");
+            let campaign = run_campaign_tick(&db).await.expect("campaign tick");
+            assert!(campaign.maintenance_ok, "{backend}/{name}");
+
+            // Events: one formed identity per truth identity here (fresh DB), every observation named once.
+            let formed_obs: usize = identity
+                .formed
+                .iter()
+                .map(|f| f.observation_uuids.len())
+                .sum();
+            assert_eq!(formed_obs, fx.rows.len(), "{backend}/{name}");
+            let events = campaign.events();
+            let assigned = events
+                .iter()
+                .filter(|e| matches!(e, Event::IdentityCampaignAssigned(_)))
+                .count();
+            assert_eq!(
+                assigned,
+                identity.formed.len(),
+                "{backend}/{name}: one cross-family event per identity"
+            );
+            assert!(
+                matches!(events.first(), Some(Event::CampaignFormed(_))),
+                "{backend}/{name}"
+            );
+
+            let (ids, cmps) = predicted(&db, &fx.rows).await;
+            let s = metrics::score(&ids, &fx.truth(TruthLevel::Identity)).expect("score");
+            assert!(perfect(&s), "{backend}/{name} identity {s:?}");
+            let s = metrics::score(&cmps, &fx.truth(TruthLevel::Campaign)).expect("score");
+            assert!(perfect(&s), "{backend}/{name} campaign {s:?}");
+
+            // Second ticks: nothing new.
+            let again = run_identity_tick(&db).await.expect("tick");
+            assert!(
+                again.events().is_empty(),
+                "{backend}/{name}: {:?}",
+                again.events()
+            );
+            assert!(
+                run_campaign_tick(&db)
+                    .await
+                    .expect("tick")
+                    .events()
+                    .is_empty(),
+                "{backend}/{name}"
+            );
+
+            // Roll-ups and evidence on a multi-observation identity.
+            if name == "vpn_hopping" {
+                let (identity, _) =
+                    repo::get_identity_by_uuid(&db, &identity.formed[0].identity_uuid)
+                        .await
+                        .expect("read")
+                        .expect("exists");
+                let ja3 = fx.rows[0].ja3.clone().expect("ja3");
+                assert_eq!(identity.ja3_hashes, encode_list(Some(&[ja3])), "{backend}");
+                assert_eq!(identity.tls_cert_sha256, None, "no certificates → NULL");
+                assert_eq!(identity.observation_count, 5);
+                let evidence = repo::identity_evidence(&db, &identity.uuid)
+                    .await
+                    .expect("evidence");
+                assert_eq!(
+                    evidence.len(),
+                    4,
+                    "{backend}: spanning edges of 5 observations"
+                );
+                assert!(evidence
+                    .iter()
+                    .all(|e| e.signal == "ja3" && e.weight >= 1.0));
+            }
+            if name == "multi_operator" {
+                let campaigns = repo::list_campaigns(&db, 50, 0).await.expect("list");
+                assert_eq!(campaigns.len(), 1);
+                assert_eq!(campaigns[0].identity_count, 2);
+                let evidence = repo::campaign_evidence(&db, &campaigns[0].uuid)
+                    .await
+                    .expect("evidence");
+                assert_eq!(evidence.len(), 1, "{backend}");
+                assert_eq!(evidence[0].shared_infra, 1.0);
+                assert_eq!(repo::count_identities(&db).await.expect("count"), 2);
+            }
+        }
+        drop(db);
+    }
+}
+
+#[actix_rt::test]
+async fn bridging_observation_merges_and_diverged_merge_is_revoked() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("o1", &fp("J1", "H1"), 1),
+                bare("o2", &fp("J2", "H2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        let first = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(first.formed.len(), 2, "{backend}");
+        let (a, b) = (
+            first.formed[0].identity_uuid.clone(),
+            first.formed[1].identity_uuid.clone(),
+        );
+        let (winner, loser) = if a < b { (a, b) } else { (b, a) };
+
+        // o3 shares JA3 with o1 and HASSH with o2: the two identities merge.
+        repo::insert_observations(&db, vec![bare("o3", &fp("J1", "H2"), 3)])
+            .await
+            .expect("seed");
+        let bridge = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(bridge.merged.len(), 1, "{backend}");
+        assert_eq!(
+            bridge.merged[0].winner_uuid, winner,
+            "{backend}: smallest uuid wins"
+        );
+        assert_eq!(bridge.merged[0].loser_uuid, loser);
+        assert_eq!(bridge.linked.len(), 1);
+        assert_eq!(bridge.linked[0].identity_uuid, winner);
+        let (read, chain) = repo::get_identity_by_uuid(&db, &loser)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.uuid, winner, "{backend}: a loser reads as its winner");
+        assert_eq!(chain, vec![loser.clone(), winner.clone()]);
+        assert_eq!(
+            repo::count_identities(&db).await.expect("count"),
+            1,
+            "merged-out rows hidden"
+        );
+        let (rolled, _) = repo::get_identity_by_uuid(&db, &winner)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(
+            rolled.ja3_hashes.as_deref(),
+            Some(r#"["J1","J2"]"#),
+            "{backend}: roll-up covers loser rows"
+        );
+        let literal: BTreeMap<String, Option<String>> =
+            repo::list_attackers_for_clustering(&db, None)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|o| (o.row.uuid, o.row.identity_id))
+                .collect();
+        assert!(
+            literal
+                .values()
+                .any(|v| v.as_deref() == Some(loser.as_str())),
+            "loser keeps its FK"
+        );
+        assert!(
+            run_identity_tick(&db)
+                .await
+                .expect("tick")
+                .events()
+                .is_empty(),
+            "{backend}: idempotent"
+        );
+        drop(db);
+    }
+}
+
+#[actix_rt::test]
+async fn pre_seeded_merge_without_support_is_revoked_keeping_the_uuid() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("o1", &fp("J1", "H1"), 1),
+                bare("o2", &fp("J2", "H2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        let first = run_identity_tick(&db).await.expect("tick");
+        let (a, b) = (
+            first.formed[0].identity_uuid.clone(),
+            first.formed[1].identity_uuid.clone(),
+        );
+        // An operator (or an older tick) merged b into a; the observations say otherwise.
+        seed_merge(&db, &b, &a).await;
+        let tick = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(tick.unmerged.len(), 1, "{backend}");
+        assert_eq!(tick.unmerged[0].resurrected_uuid, b);
+        assert_eq!(tick.unmerged[0].former_winner_uuid, a);
+        assert!(
+            tick.formed.is_empty(),
+            "{backend}: the resurrected identity keeps its uuid"
+        );
+        let (read, _) = repo::get_identity_by_uuid(&db, &b)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(read.uuid, b);
+        assert_eq!(read.merged_into_uuid, None);
+        assert!(
+            run_identity_tick(&db)
+                .await
+                .expect("tick")
+                .events()
+                .is_empty(),
+            "{backend}"
+        );
+        drop(db);
+    }
+}
+
+async fn seed_merge(db: &Db, loser: &str, winner: &str) {
+    // Through the repository's own plan writer, as a tick would.
+    repo::apply_identity_plan(
+        db,
+        repo::IdentityPlanWrites {
+            merge_pointers: vec![(loser.to_owned(), Some(winner.to_owned()))],
+            ..Default::default()
+        },
+        now_utc(),
+    )
+    .await
+    .expect("seed merge");
+}
+
+#[actix_rt::test]
+async fn merge_chain_reads_stop_after_eight_hops() {
+    for (backend, db, _dir) in common::all_backends().await {
+        let rows: Vec<NewObservation> = (0..12)
+            .map(|i| {
+                bare(
+                    &format!("o{i:02}"),
+                    &fp(&format!("J{i}"), &format!("H{i}")),
+                    i,
+                )
+            })
+            .collect();
+        repo::insert_observations(&db, rows).await.expect("seed");
+        let tick = run_identity_tick(&db).await.expect("tick");
+        let ids: Vec<String> = tick
+            .formed
+            .iter()
+            .map(|f| f.identity_uuid.clone())
+            .collect();
+        for pair in ids.windows(2) {
+            seed_merge(&db, &pair[0], &pair[1]).await;
+        }
+        let (read, chain) = repo::get_identity_by_uuid(&db, &ids[0])
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(chain.len(), 9, "{backend}: start + 8 hops");
+        assert_eq!(read.uuid, ids[8], "{backend}: the last row read at the cap");
+        assert!(repo::get_identity_by_uuid(&db, "no-such-identity")
+            .await
+            .expect("read")
+            .is_none());
+        drop(db);
+    }
+}
+
+#[actix_rt::test]
+async fn empty_database_tick_does_nothing() {
+    for (backend, db, _dir) in common::all_backends().await {
+        let i = run_identity_tick(&db).await.expect("tick");
+        let c = run_campaign_tick(&db).await.expect("tick");
+        assert!(i.events().is_empty() && c.events().is_empty(), "{backend}");
+        assert_eq!(repo::count_identities(&db).await.expect("count"), 0);
+        drop(db);
+    }
+}
+
+/// The workers inside a running daemon: rows in, identities and campaigns in the database,
+/// events out on the registry (both families, incl. the cross-family copy), on every backend.
+#[actix_rt::test]
+async fn workers_cluster_fixture_rows_end_to_end() {
+    let mut urls: Vec<(&str, Option<String>)> = vec![("sqlite", None)];
+    if let Some(url) = common::pg_database_url().await {
+        urls.push(("postgres", Some(url)));
+    }
+    for (backend, url) in urls {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = decnetd::testkit::settings(dir.path(), url);
+        settings.clustering.tick_s = 0.5;
+        settings.workers.disabled = [
+            "ingester",
+            "enricher",
+            "planner",
+            "mail-dripper",
+            "canary",
+            "reconciler",
+            "webhooks",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let app = decnetd::testkit::start(settings)
+            .await
+            .expect("daemon starts");
+        let mut identity_events = app
+            .state
+            .registry
+            .subscribe("identity.>")
+            .await
+            .expect("subscribe");
+        let mut campaign_events = app
+            .state
+            .registry
+            .subscribe("campaign.>")
+            .await
+            .expect("subscribe");
+
+        let fx = Fixture::from_json(FIXTURES[1].1).expect("multi_operator");
+        repo::insert_observations(&app.state.db, fx.rows.iter().map(observation).collect())
+            .await
+            .expect("seed");
+        // Announce the rows the way intake does.
+        app.state.registry.publish_raw(
+            "attacker.observed",
+            "observed",
+            serde_json::json!({"attacker_ip": "x"}),
+        );
+
+        let db = app.state.db.clone();
+        let done = decnetd::testkit::eventually(Duration::from_secs(20), || {
+            let db = db.clone();
+            async move {
+                let n = repo::count_campaigns(&db).await.ok()?;
+                let ids = repo::list_identities(&db, 50, 0).await.ok()?;
+                (n == 1 && ids.len() == 2 && ids.iter().all(|i| i.campaign_id.is_some()))
+                    .then_some(())
+            }
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "{backend}: the workers formed 2 identities in 1 campaign"
+        );
+
+        use futures::StreamExt;
+        let mut topics = Vec::new();
+        while let Ok(Some(env)) =
+            tokio::time::timeout(Duration::from_millis(500), identity_events.next()).await
+        {
+            topics.push(env.topic.clone());
+        }
+        while let Ok(Some(env)) =
+            tokio::time::timeout(Duration::from_millis(500), campaign_events.next()).await
+        {
+            topics.push(env.topic.clone());
+        }
+        assert_eq!(
+            topics.iter().filter(|t| *t == "identity.formed").count(),
+            2,
+            "{backend}: {topics:?}"
+        );
+        assert_eq!(
+            topics.iter().filter(|t| *t == "campaign.formed").count(),
+            1,
+            "{backend}: {topics:?}"
+        );
+        assert_eq!(
+            topics
+                .iter()
+                .filter(|t| *t == "identity.campaign.assigned")
+                .count(),
+            2,
+            "{backend}: {topics:?}"
+        );
+        app.stop().await;
+    }
+}
