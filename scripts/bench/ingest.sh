@@ -76,10 +76,7 @@ run sqlite DECNET_DATA_DIR="$WORK/sqlite"
 if PG_ENV=$(scripts/pg start 2>/dev/null); then
   eval "$PG_ENV"
   DB="bench_ingest_$$"
-  psql "$DECNETD_TEST_PG_URL" -qc "CREATE DATABASE $DB" >/dev/null 2>&1 \
-    || python3 - "$DECNETD_TEST_PG_URL" "$DB" <<'PY' || true
-import subprocess, sys
-PY
+  psql "$DECNETD_TEST_PG_URL" -qc "CREATE DATABASE $DB" >/dev/null 2>&1 || true
   PG_URL="${DECNETD_TEST_PG_URL%/*}/$DB"
   if psql "$PG_URL" -qc "select 1" >/dev/null 2>&1; then
     run postgresql DECNET_DATA_DIR="$WORK/pg" DECNET_DB_URL="$PG_URL"
