@@ -214,7 +214,7 @@ async fn replay_is_idempotent_and_rows_are_right(db: &Db) {
     let lines = corpus();
     write_lines(&file, &lines);
     let s = ingest_settings();
-    let first = ingest_files(db, None, &s, &[file.clone()], false)
+    let first = ingest_files(db, None, &s, std::slice::from_ref(&file), false)
         .await
         .unwrap();
     assert_eq!(first.lines, lines.len() as u64);

@@ -823,7 +823,8 @@ async fn graft_secrets(
             .load(c)
             .await)?
     };
-    let mut first: HashMap<(String, String, String), (Option<String>, Option<String>)> =
+    type Secret = (Option<String>, Option<String>);
+    let mut first: HashMap<(String, String, String), Secret> =
         HashMap::new();
     for (sha, kind, pk, printable, b64) in found {
         first.entry((sha, kind, pk)).or_insert((printable, b64));
