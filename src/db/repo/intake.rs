@@ -824,8 +824,7 @@ async fn graft_secrets(
             .await)?
     };
     type Secret = (Option<String>, Option<String>);
-    let mut first: HashMap<(String, String, String), Secret> =
-        HashMap::new();
+    let mut first: HashMap<(String, String, String), Secret> = HashMap::new();
     for (sha, kind, pk, printable, b64) in found {
         first.entry((sha, kind, pk)).or_insert((printable, b64));
     }
