@@ -176,6 +176,20 @@ pub fn parse_seconds(raw: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Non-negative number of seconds (`0` disables the feature it controls).
+pub fn parse_non_negative_seconds(raw: &str) -> Result<f64, String> {
+    let v: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number of seconds, got {raw:?}"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!(
+            "expected a non-negative number of seconds, got {raw:?}"
+        ));
+    }
+    Ok(v)
+}
+
 pub fn parse_port(raw: &str) -> Result<u16, String> {
     let v: u32 = raw
         .trim()
@@ -520,6 +534,18 @@ pub struct IngestSettings {
     pub tls_key: Option<PathBuf>,
     /// Largest accepted syslog frame, bytes.
     pub max_frame_bytes: usize,
+    /// APP-NAMEs never stored (native daemon noise; the raw file keeps them).
+    pub drop_apps: Vec<String>,
+    /// Event types rate-limited per (ip, decky, service, type).
+    pub rl_event_types: Vec<String>,
+    /// Rate-limit window, seconds of event time (0 disables).
+    pub rl_window_s: f64,
+    /// Proxy sources whose forwarded-IP headers are trusted (IPs / CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// Distinct decky:service targets that make a credential a reuse finding.
+    pub reuse_min_targets: usize,
+    /// Credential-reuse pass fallback interval, seconds (new credentials wake it sooner).
+    pub reuse_poll_s: f64,
 }
 
 impl Default for IngestSettings {
@@ -535,6 +561,18 @@ impl Default for IngestSettings {
             tls_cert: None,
             tls_key: None,
             max_frame_bytes: 65536,
+            drop_apps: crate::domain::syslog::collector::DEFAULT_DROP_APPS
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            rl_event_types: crate::domain::syslog::collector::DEFAULT_RL_EVENT_TYPES
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
+            rl_window_s: 1.0,
+            trusted_proxies: Vec::new(),
+            reuse_min_targets: 2,
+            reuse_poll_s: 60.0,
         }
     }
 }
@@ -571,6 +609,32 @@ impl IngestSettings {
             &mut self.max_frame_bytes,
             parse_positive,
         )?;
+        env.apply(
+            "DECNET_COLLECTOR_DROP_APPS",
+            &mut self.drop_apps,
+            parse_list,
+        )?;
+        env.apply(
+            "DECNET_COLLECTOR_RL_EVENT_TYPES",
+            &mut self.rl_event_types,
+            parse_list,
+        )?;
+        env.apply(
+            "DECNET_COLLECTOR_RL_WINDOW_SEC",
+            &mut self.rl_window_s,
+            parse_non_negative_seconds,
+        )?;
+        env.apply(
+            "DECNET_TRUSTED_PROXIES",
+            &mut self.trusted_proxies,
+            parse_list,
+        )?;
+        env.apply(
+            "DECNET_REUSE_MIN_TARGETS",
+            &mut self.reuse_min_targets,
+            parse_positive,
+        )?;
+        env.apply("DECNET_REUSE_POLL_S", &mut self.reuse_poll_s, parse_seconds)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod clusterer;
 pub mod enricher;
 pub mod heartbeat;
 pub mod planner;
+pub mod ingester;
 pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
@@ -53,6 +54,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("heartbeat", move |exit| {
             heartbeat::HeartbeatActor::new(d.status.clone(), d.beat("heartbeat"), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("ingester", move |exit| {
+            ingester::Ingester::new(d.clone(), exit)
         }));
     }
     {

@@ -1,8 +1,521 @@
-//! HTTP routes of the intake area (filled by its owner). Register routes relative to `/api/v1`
-//! in [`configure`]; write `#[utoipa::path]` with the full path (`/api/v1/...`) and list the
-//! handlers in [`ApiDoc`], which `openapi.rs` merges into the served document.
+//! Intake routes (intake spec §10, §12; dashboard-contract §8, §9): attackers list/detail and
+//! their satellites, credentials, credential reuse (secrets grafted in one batched query),
+//! logs and the quarantine of unparsable lines. Timestamps are ISO-8601 UTC with `Z`.
 
-pub fn configure(_cfg: &mut actix_web::web::ServiceConfig) {}
+use std::collections::{BTreeSet, HashMap};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::NaiveDateTime;
+use serde_json::{json, Map, Value};
+
+use crate::db::models::intake::{Attacker, AttackerExt, Credential, Log};
+use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
+use crate::domain::syslog::observation::{iso, COMMAND_EVENT_TYPES};
+use crate::http::auth::{Admin, Viewer};
+use crate::http::error::ApiError;
+use crate::http::pagination::{PageQuery, Pagination};
+use crate::http::state::AppState;
+
+type Params = HashMap<String, String>;
+
+fn params(req: &HttpRequest) -> Result<Params, ApiError> {
+    web::Query::<Params>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| ApiError::invalid_field("query", "is not a valid query string"))
+}
+
+/// A filter value; `null`, `NULL`, `undefined` and empty mean absent.
+fn opt<'a>(p: &'a Params, k: &str) -> Option<&'a str> {
+    p.get(k)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty() && !matches!(*v, "null" | "NULL" | "undefined"))
+}
+
+fn json_of(text: &str, fallback: Value) -> Value {
+    serde_json::from_str(text).unwrap_or(fallback)
+}
+
+fn list_of(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Array(_)) => v,
+        _ => json!([]),
+    }
+}
+
+fn attacker_json(a: &Attacker, e: Option<&AttackerExt>) -> Map<String, Value> {
+    let mut fingerprints = list_of(&a.fingerprints);
+    if let Some(arr) = fingerprints.as_array_mut() {
+        for fp in arr {
+            if let Some(p) = fp.get("payload").and_then(Value::as_str).map(str::to_owned) {
+                fp["payload"] = json_of(&p, Value::String(p.clone()));
+            }
+        }
+    }
+    let v = json!({
+        "uuid": a.uuid,
+        "ip": a.ip,
+        "identity_id": e.and_then(|e| e.identity_id.clone()),
+        "first_seen": iso(a.first_seen),
+        "last_seen": iso(a.last_seen),
+        "event_count": a.event_count,
+        "service_count": a.service_count,
+        "decky_count": a.decky_count,
+        "services": list_of(&a.services),
+        "deckies": list_of(&a.deckies),
+        "traversal_path": a.traversal_path,
+        "is_traversal": a.is_traversal,
+        "bounty_count": a.bounty_count,
+        "credential_count": a.credential_count,
+        "fingerprints": fingerprints,
+        "commands": list_of(&a.commands),
+        "country_code": e.and_then(|e| e.country_code.clone()),
+        "country_source": e.and_then(|e| e.country_source.clone()),
+        "asn": e.and_then(|e| e.asn),
+        "as_name": e.and_then(|e| e.as_name.clone()),
+        "bgp_prefix": e.and_then(|e| e.bgp_prefix.clone()),
+        "asn_source": e.and_then(|e| e.asn_source.clone()),
+        "rpki_status": e.and_then(|e| e.rpki_status.clone()),
+        "rpki_source": e.and_then(|e| e.rpki_source.clone()),
+        "ptr_record": e.and_then(|e| e.ptr_record.clone()),
+        "updated_at": iso(a.updated_at),
+        // The behaviour profiler is not part of intake; null renders "NO BEHAVIORAL DATA YET".
+        "behavior": Value::Null,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/attackers", tag = "Attackers",
+    params(PageQuery,
+        ("search" = Option<String>, Query, description = "Substring of the IP"),
+        ("sort_by" = Option<String>, Query, description = "recent | active | traversals"),
+        ("service" = Option<String>, Query, description = "Exact service name in the services list")),
+    responses((status = 200, description = "Envelope P of attacker rows"), (status = 422, description = "Bad parameter"))
+)]
+pub async fn list_attackers(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: Pagination,
+) -> Result<HttpResponse, ApiError> {
+    let p = params(&req)?;
+    let sort = match opt(&p, "sort_by").unwrap_or("recent") {
+        "recent" => AttackerSort::Recent,
+        "active" => AttackerSort::Active,
+        "traversals" => AttackerSort::Traversals,
+        _ => {
+            return Err(ApiError::invalid_field(
+                "sort_by",
+                "must be recent, active or traversals",
+            ))
+        }
+    };
+    let (total, rows) = repo::list_attackers(
+        &state.db,
+        opt(&p, "search"),
+        opt(&p, "service"),
+        sort,
+        page.limit,
+        page.offset,
+    )
+    .await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|(a, e)| Value::Object(attacker_json(a, e.as_ref())))
+        .collect();
+    Ok(HttpResponse::Ok().json(page.page(total, data)))
+}
+
+const INTERACTION_TYPES: [&str; 13] = [
+    "ldap_search",
+    "mail_from",
+    "rcpt_to",
+    "rcpt_denied",
+    "message_accepted",
+    "file_captured",
+    "upload",
+    "download_attempt",
+    "retr",
+    "publish",
+    "subscribe",
+    "session_recorded",
+    "command",
+];
+const NOISE_TYPES: [&str; 8] = [
+    "startup",
+    "shutdown",
+    "config_error",
+    "parse_error",
+    "unknown_packet",
+    "unknown_opcode",
+    "unknown_command",
+    "protocol_error",
+];
+
+/// `{interacted, scanned}`: each service goes to its best class; noise-only services drop.
+pub fn service_activity(pairs: &[(String, String)]) -> Value {
+    let mut best: HashMap<&str, u8> = HashMap::new();
+    for (svc, ev) in pairs {
+        let class = if COMMAND_EVENT_TYPES.contains(&ev.as_str())
+            || INTERACTION_TYPES.contains(&ev.as_str())
+        {
+            2
+        } else if NOISE_TYPES.contains(&ev.as_str()) {
+            0
+        } else {
+            1
+        };
+        let e = best.entry(svc.as_str()).or_insert(0);
+        *e = (*e).max(class);
+    }
+    let pick = |c: u8| -> Vec<&str> {
+        best.iter()
+            .filter(|(_, v)| **v == c)
+            .map(|(k, _)| *k)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    json!({"interacted": pick(2), "scanned": pick(1)})
+}
+
+fn not_found_attacker() -> ApiError {
+    ApiError::not_found("Attacker not found")
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/attackers/{uuid}", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses((status = 200, description = "Attacker row with activity and leaks"), (status = 404, description = "Attacker not found"))
+)]
+pub async fn get_attacker(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some((a, e)) = repo::get_attacker(&state.db, &uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    let pairs = repo::service_events(&state.db, &a.ip).await?;
+    let (leaks_total, leaks) = repo::ip_leaks(&state.db, &a.ip, 10).await?;
+    let mut m = attacker_json(&a, e.as_ref());
+    m.insert("service_activity".into(), service_activity(&pairs));
+    m.insert(
+        "ip_leaks".into(),
+        Value::Array(leaks.iter().map(|p| json_of(p, Value::Null)).collect()),
+    );
+    m.insert("ip_leaks_total".into(), json!(leaks_total));
+    m.insert("observations".into(), json!([]));
+    Ok(HttpResponse::Ok().json(Value::Object(m)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/attackers/{uuid}/commands", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid"), PageQuery,
+        ("service" = Option<String>, Query, description = "Only this service")),
+    responses((status = 200, description = "{total, limit, offset, data} sliced from the commands list"), (status = 404, description = "Attacker not found"))
+)]
+pub async fn attacker_commands(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let p = params(&req)?;
+    // Never 422 here (the dashboard alerts on it): clamp instead.
+    let limit = opt(&p, "limit")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(50)
+        .clamp(1, 200);
+    let offset = opt(&p, "offset")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let Some((a, _)) = repo::get_attacker(&state.db, &uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    let all = list_of(&a.commands);
+    let filtered: Vec<&Value> = all
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter(|c| opt(&p, "service").is_none_or(|s| c["service"] == s))
+                .collect()
+        })
+        .unwrap_or_default();
+    let total = filtered.len() as i64;
+    let data: Vec<&Value> = filtered
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(200))
+        .collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"total": total, "limit": limit, "offset": offset, "data": data})))
+}
+
+fn log_item(l: &Log) -> Value {
+    json!({"id": l.id, "timestamp": iso(l.timestamp), "decky": l.decky, "service": l.service, "fields": l.fields})
+}
+
+async fn logs_of(state: &AppState, uuid: &str, event_type: &str) -> Result<HttpResponse, ApiError> {
+    let Some((a, _)) = repo::get_attacker(&state.db, uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    let (total, rows) = repo::logs_of_type(&state.db, &a.ip, event_type, 200).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"total": total, "data": rows.iter().map(log_item).collect::<Vec<_>>()})))
+}
+
+#[utoipa::path(get, path = "/api/v1/attackers/{uuid}/artifacts", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses((status = 200, description = "≤200 newest file_captured rows"), (status = 404, description = "Attacker not found")))]
+pub async fn attacker_artifacts(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    logs_of(&state, &uuid, "file_captured").await
+}
+
+#[utoipa::path(get, path = "/api/v1/attackers/{uuid}/transcripts", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses((status = 200, description = "≤200 newest session_recorded rows"), (status = 404, description = "Attacker not found")))]
+pub async fn attacker_transcripts(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    logs_of(&state, &uuid, "session_recorded").await
+}
+
+#[utoipa::path(get, path = "/api/v1/attackers/{uuid}/mail", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses((status = 200, description = "≤200 newest message_stored rows"), (status = 403, description = "Admin only"), (status = 404, description = "Attacker not found")))]
+pub async fn attacker_mail(
+    _a: Admin,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    logs_of(&state, &uuid, "message_stored").await
+}
+
+fn credential_json(c: &Credential) -> Value {
+    json!({
+        "id": c.id,
+        "attacker_ip": c.attacker_ip,
+        "attacker_uuid": c.attacker_uuid,
+        "decky_name": c.decky_name,
+        "service": c.service,
+        "principal": c.principal,
+        "secret_kind": c.secret_kind,
+        "secret_sha256": c.secret_sha256,
+        "secret_printable": c.secret_printable,
+        "secret_b64": c.secret_b64,
+        "outcome": c.outcome,
+        "fields": json_of(&c.fields, json!({})),
+        "first_seen": iso(c.first_seen),
+        "last_seen": iso(c.last_seen),
+        "attempt_count": c.attempt_count,
+    })
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/credentials", tag = "Credentials",
+    params(PageQuery,
+        ("search" = Option<String>, Query, description = "Substring of decky/service/principal/printable secret"),
+        ("service" = Option<String>, Query, description = "Exact service"),
+        ("attacker_ip" = Option<String>, Query, description = "Exact attacker IP")),
+    responses((status = 200, description = "Envelope P of credential rows, last_seen desc"))
+)]
+pub async fn list_credentials(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: Pagination,
+) -> Result<HttpResponse, ApiError> {
+    let p = params(&req)?;
+    let (total, rows) = repo::list_credentials(
+        &state.db,
+        opt(&p, "search"),
+        opt(&p, "service"),
+        opt(&p, "attacker_ip"),
+        page.limit,
+        page.offset,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page.page(total, rows.iter().map(credential_json).collect())))
+}
+
+fn reuse_json((r, printable, b64): &ReuseWithSecret) -> Value {
+    json!({
+        "id": r.id,
+        "secret_sha256": r.secret_sha256,
+        "secret_kind": r.secret_kind,
+        "principal": r.principal,
+        "principal_key": r.principal_key,
+        "attacker_uuids": list_of(&r.attacker_uuids),
+        "attacker_ips": list_of(&r.attacker_ips),
+        "deckies": list_of(&r.deckies),
+        "services": list_of(&r.services),
+        "target_count": r.target_count,
+        "attempt_count": r.attempt_count,
+        "confidence": r.confidence,
+        "first_seen": iso(r.first_seen),
+        "last_seen": iso(r.last_seen),
+        "updated_at": iso(r.updated_at),
+        "secret_printable": printable,
+        "secret_b64": b64,
+    })
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/credential-reuse", tag = "Credentials",
+    params(PageQuery,
+        ("min_target_count" = Option<i64>, Query, description = "≥2, default 2"),
+        ("secret_kind" = Option<String>, Query, description = "Exact kind")),
+    responses((status = 200, description = "Envelope P of findings, target_count desc"), (status = 422, description = "Bad parameter"))
+)]
+pub async fn list_reuse(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: Pagination,
+) -> Result<HttpResponse, ApiError> {
+    let p = params(&req)?;
+    let min = match opt(&p, "min_target_count") {
+        None => 2,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n >= 2 => n,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "min_target_count",
+                    "must be an integer ≥ 2",
+                ))
+            }
+        },
+    };
+    let (total, rows) = repo::list_reuse(
+        &state.db,
+        min,
+        opt(&p, "secret_kind"),
+        page.limit,
+        page.offset,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(page.page(total, rows.iter().map(reuse_json).collect())))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/credential-reuse/{reuse_id}", tag = "Credentials",
+    params(("reuse_id" = String, Path, description = "Finding id")),
+    responses((status = 200, description = "The finding with its secret"), (status = 404, description = "credential_reuse not found"))
+)]
+pub async fn get_reuse(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match repo::get_reuse(&state.db, &id).await? {
+        Some(r) => Ok(HttpResponse::Ok().json(reuse_json(&r))),
+        None => Err(ApiError::not_found("credential_reuse not found")),
+    }
+}
+
+fn parse_time(p: &Params, k: &str) -> Result<Option<NaiveDateTime>, ApiError> {
+    let Some(v) = opt(p, k) else { return Ok(None) };
+    crate::domain::syslog::parse_timestamp(v)
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid_field(k, "must be an ISO-8601 timestamp"))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/logs", tag = "Logs",
+    params(PageQuery,
+        ("search" = Option<String>, Query, description = "Tokens: decky: service: event: attacker: key:value bare (≤512 chars)"),
+        ("start_time" = Option<String>, Query, description = "ISO-8601"),
+        ("end_time" = Option<String>, Query, description = "ISO-8601")),
+    responses((status = 200, description = "Envelope P of log rows, newest first"), (status = 422, description = "Bad parameter"))
+)]
+pub async fn list_logs(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    page: Pagination,
+) -> Result<HttpResponse, ApiError> {
+    let p = params(&req)?;
+    let search = opt(&p, "search");
+    if search.is_some_and(|s| s.chars().count() > 512) {
+        return Err(ApiError::invalid_field(
+            "search",
+            "must be at most 512 characters",
+        ));
+    }
+    let (start, end) = (parse_time(&p, "start_time")?, parse_time(&p, "end_time")?);
+    let (total, rows) =
+        repo::list_logs(&state.db, search, start, end, page.limit, page.offset).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "timestamp": iso(l.timestamp),
+                "decky": l.decky,
+                "service": l.service,
+                "event_type": l.event_type,
+                "attacker_ip": l.attacker_ip,
+                "raw_line": l.raw_line,
+                "fields": l.fields,
+                "msg": l.msg,
+                "source_worker": l.source_worker,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(page.page(total, data)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/ingest/quarantine", tag = "Logs",
+    params(PageQuery),
+    responses((status = 200, description = "Envelope P of unparsable lines with their reason, newest first"), (status = 403, description = "Admin only"))
+)]
+pub async fn list_quarantine(
+    _a: Admin,
+    state: web::Data<AppState>,
+    page: Pagination,
+) -> Result<HttpResponse, ApiError> {
+    let (total, rows) = repo::list_quarantine(&state.db, page.limit, page.offset).await?;
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|q| json!({"id": q.id, "received_at": iso(q.received_at), "source": q.source, "reason_code": q.reason_code, "reason": q.reason, "raw_line": q.raw_line}))
+        .collect();
+    Ok(HttpResponse::Ok().json(page.page(total, data)))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/attackers", web::get().to(list_attackers))
+        .route("/attackers/{uuid}", web::get().to(get_attacker))
+        .route(
+            "/attackers/{uuid}/commands",
+            web::get().to(attacker_commands),
+        )
+        .route(
+            "/attackers/{uuid}/artifacts",
+            web::get().to(attacker_artifacts),
+        )
+        .route(
+            "/attackers/{uuid}/transcripts",
+            web::get().to(attacker_transcripts),
+        )
+        .route("/attackers/{uuid}/mail", web::get().to(attacker_mail))
+        .route("/credentials", web::get().to(list_credentials))
+        .route("/credential-reuse", web::get().to(list_reuse))
+        .route("/credential-reuse/{reuse_id}", web::get().to(get_reuse))
+        .route("/logs", web::get().to(list_logs))
+        .route("/ingest/quarantine", web::get().to(list_quarantine));
+}
 
 /// The database-backed source of `GET /api/v1/stream` (log rows, attacker and decky counts
 /// live in the intake tables): return `Some(Arc::new(YourSource { db: db.clone() }))` with a
@@ -15,5 +528,49 @@ pub fn live_source(
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi()]
+#[openapi(paths(
+    list_attackers,
+    get_attacker,
+    attacker_commands,
+    attacker_artifacts,
+    attacker_transcripts,
+    attacker_mail,
+    list_credentials,
+    list_reuse,
+    get_reuse,
+    list_logs,
+    list_quarantine
+))]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_classes() {
+        let pairs = vec![
+            ("ssh".to_string(), "auth_attempt".to_string()),
+            ("ssh".to_string(), "command".to_string()),
+            ("http".to_string(), "request".to_string()),
+            ("smtp".to_string(), "startup".to_string()),
+            ("ftp".to_string(), "connect".to_string()),
+            ("ftp".to_string(), "retr".to_string()),
+        ];
+        assert_eq!(
+            service_activity(&pairs),
+            json!({"interacted": ["ftp", "ssh"], "scanned": ["http"]})
+        );
+    }
+
+    #[test]
+    fn null_like_params_are_absent() {
+        let mut p = Params::new();
+        for v in ["null", "NULL", "undefined", "", "  "] {
+            p.insert("search".into(), v.into());
+            assert_eq!(opt(&p, "search"), None);
+        }
+        p.insert("search".into(), "1.2".into());
+        assert_eq!(opt(&p, "search"), Some("1.2"));
+    }
+}

