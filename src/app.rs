@@ -219,7 +219,8 @@ impl App {
                 .configure(http::configure)
         })
         .shutdown_timeout(5)
-        .disable_signals();
+        .disable_signals()
+        .h1_allow_half_closed(false);
         if workers > 0 {
             server = server.workers(workers);
         }
