@@ -541,3 +541,242 @@ async fn workers_cluster_fixture_rows_end_to_end() {
         app.stop().await;
     }
 }
+
+mod routes {
+    use super::*;
+    use serde_json::Value;
+
+    async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+        let r = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Open an SSE stream with a fresh ticket and read until `needle` shows up (or 5 s pass).
+    async fn sse_until(
+        client: &reqwest::Client,
+        base: &str,
+        token: &str,
+        path: &str,
+        needles: &[&str],
+    ) -> (u16, String) {
+        let ticket: Value = client
+            .post(format!("{base}/api/v1/auth/sse-ticket"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("ticket json");
+        let ticket = ticket["ticket"].as_str().expect("ticket string").to_owned();
+        let mut resp = client
+            .get(format!("{base}{path}?ticket={ticket}"))
+            .send()
+            .await
+            .expect("stream");
+        let status = resp.status().as_u16();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !needles.iter().all(|n| text.contains(n)) && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => break,
+            }
+        }
+        (status, text)
+    }
+
+    #[actix_rt::test]
+    async fn identity_and_campaign_routes_and_streams() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = decnetd::testkit::start_http_only(decnetd::testkit::settings(dir.path(), None))
+            .await
+            .expect("daemon");
+        let db = app.state.db.clone();
+        let base = app.base_url();
+        let token = decnetd::testkit::token_for(&app, "vera", "viewer").await;
+        let client = reqwest::Client::new();
+
+        let fx = Fixture::from_json(FIXTURES[1].1).expect("multi_operator");
+        repo::insert_observations(&db, fx.rows.iter().map(observation).collect())
+            .await
+            .expect("seed");
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("b1", &fp("J1", "H1"), 1),
+                bare("b2", &fp("J2", "H2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        repo::insert_observations(&db, vec![bare("b3", &fp("J1", "H2"), 3)])
+            .await
+            .expect("seed");
+        let bridge = run_identity_tick(&db).await.expect("tick");
+        run_campaign_tick(&db).await.expect("tick");
+        let winner = bridge.merged[0].winner_uuid.clone();
+        let loser = bridge.merged[0].loser_uuid.clone();
+
+        // List: merged-out rows hidden, JSON-list columns are strings, confidence is an explicit null.
+        let (status, list) = get(
+            &client,
+            &format!("{base}/api/v1/identities?limit=50"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["total"], 3);
+        let rows = list["data"].as_array().expect("data");
+        assert!(rows.iter().all(|r| r["uuid"] != Value::from(loser.clone())));
+        assert!(rows
+            .iter()
+            .all(|r| r.as_object().is_some_and(|o| o.contains_key("confidence"))));
+        assert!(rows.iter().any(|r| r["ja3_hashes"].is_string()));
+        let (status, _) = get(
+            &client,
+            &format!("{base}/api/v1/identities?limit=0"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 422);
+
+        // Detail of the loser resolves to the winner, with chain and evidence.
+        let (status, detail) = get(
+            &client,
+            &format!("{base}/api/v1/identities/{loser}"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200, "{detail}");
+        assert_eq!(detail["uuid"], Value::from(winner.clone()));
+        assert_eq!(detail["merge_chain"], serde_json::json!([loser, winner]));
+        assert_eq!(
+            detail["observation_count_live"], 2,
+            "b1 (or b2) and b3 are FK'd to the winner"
+        );
+        let signals: BTreeSet<&str> = detail["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .filter_map(|e| e["signal"].as_str())
+            .collect();
+        assert_eq!(signals, BTreeSet::from(["ja3", "hassh"]));
+        assert!(detail["confidence"].is_null());
+        let (status, obs) = get(
+            &client,
+            &format!("{base}/api/v1/identities/{loser}/observations"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(obs["total"], 2, "observations of the canonical identity");
+        let (status, missing) =
+            get(&client, &format!("{base}/api/v1/identities/nope"), &token).await;
+        assert_eq!(
+            (status, missing["detail"].as_str()),
+            (404, Some("Identity not found"))
+        );
+        let (status, _) = get(
+            &client,
+            &format!("{base}/api/v1/identities/nope/observations"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // Campaigns.
+        let (status, campaigns) = get(&client, &format!("{base}/api/v1/campaigns"), &token).await;
+        assert_eq!(status, 200);
+        let shared = campaigns["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|c| c["identity_count"] == 2)
+            .expect("the multi-operator campaign")
+            .clone();
+        let uuid = shared["uuid"].as_str().expect("uuid");
+        let (status, detail) =
+            get(&client, &format!("{base}/api/v1/campaigns/{uuid}"), &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(detail["identity_count_live"], 2);
+        assert_eq!(detail["evidence"][0]["shared_infra"], 1.0);
+        assert_eq!(
+            detail["evidence"][0]["shared_tokens"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        let (status, members) = get(
+            &client,
+            &format!("{base}/api/v1/campaigns/{uuid}/identities"),
+            &token,
+        )
+        .await;
+        assert_eq!((status, members["total"].as_i64()), (200, Some(2)));
+        let (status, missing) =
+            get(&client, &format!("{base}/api/v1/campaigns/nope"), &token).await;
+        assert_eq!(
+            (status, missing["detail"].as_str()),
+            (404, Some("Campaign not found"))
+        );
+
+        // Streams: `/events` is not swallowed by `/{uuid}`; snapshot first, then live events.
+        let registry = app.state.registry.clone();
+        let publisher = actix_rt::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                registry.publish(Event::IdentityMerged(decnetd::actors::topics::Merged {
+                    winner_uuid: "w".into(),
+                    loser_uuid: "l".into(),
+                }));
+                registry.publish(Event::CampaignIdentityAssigned(
+                    decnetd::actors::topics::CampaignAssigned {
+                        identity_uuid: "i".into(),
+                        campaign_uuid: "c".into(),
+                        prior_campaign_uuid: None,
+                    },
+                ));
+            }
+        });
+        let (status, text) = sse_until(
+            &client,
+            &base,
+            &token,
+            "/api/v1/identities/events",
+            &["event: merged"],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("event: snapshot") && text.contains("\"identities\""),
+            "{text}"
+        );
+        assert!(
+            text.find("event: snapshot") < text.find("event: merged"),
+            "{text}"
+        );
+        let (status, text) = sse_until(
+            &client,
+            &base,
+            &token,
+            "/api/v1/campaigns/events",
+            &["event: identity.assigned"],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("event: snapshot") && text.contains("\"campaigns\""),
+            "{text}"
+        );
+        publisher.abort();
+        app.stop().await;
+    }
+}
