@@ -635,7 +635,7 @@ mod routes {
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["total"], 3);
         let rows = list["data"].as_array().expect("data");
-        assert!(rows.iter().all(|r| r["uuid"] != Value::from(loser.clone())));
+        assert!(rows.iter().all(|r| r["uuid"].as_str() != Some(loser.as_str())));
         assert!(rows
             .iter()
             .all(|r| r.as_object().is_some_and(|o| o.contains_key("confidence"))));
