@@ -635,7 +635,9 @@ mod routes {
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["total"], 3);
         let rows = list["data"].as_array().expect("data");
-        assert!(rows.iter().all(|r| r["uuid"].as_str() != Some(loser.as_str())));
+        assert!(rows
+            .iter()
+            .all(|r| r["uuid"].as_str() != Some(loser.as_str())));
         assert!(rows
             .iter()
             .all(|r| r.as_object().is_some_and(|o| o.contains_key("confidence"))));
@@ -778,5 +780,114 @@ mod routes {
         );
         publisher.abort();
         app.stop().await;
+    }
+}
+
+fn with_c2(mut o: NewObservation, c2: &str) -> NewObservation {
+    o.c2_endpoints = encode_list(Some(&[c2.to_owned()]));
+    o
+}
+
+#[actix_rt::test]
+async fn a_new_identity_joins_an_existing_campaign_with_the_cross_family_event() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                with_c2(bare("a1", &fp("JA", "HA"), 1), "c2.example"),
+                with_c2(bare("b1", &fp("JB", "HB"), 2), "c2.example"),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let first = run_campaign_tick(&db).await.expect("tick");
+        assert_eq!(first.formed.len(), 1, "{backend}");
+        let campaign = first.formed[0].campaign_uuid.clone();
+
+        repo::insert_observations(
+            &db,
+            vec![with_c2(bare("c1", &fp("JC", "HC"), 3), "c2.example")],
+        )
+        .await
+        .expect("seed");
+        let identities = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(
+            identities.formed.len(),
+            1,
+            "{backend}: the veto keeps a third operator apart"
+        );
+        let second = run_campaign_tick(&db).await.expect("tick");
+        assert!(second.formed.is_empty(), "{backend}");
+        assert_eq!(second.assigned.len(), 1);
+        assert_eq!(second.assigned[0].campaign_uuid, campaign);
+        assert_eq!(second.assigned[0].prior_campaign_uuid, None);
+        let events = second.events();
+        assert!(
+            matches!(&events[0], Event::CampaignIdentityAssigned(a) if a.campaign_uuid == campaign)
+        );
+        assert!(
+            matches!(&events[1], Event::IdentityCampaignAssigned(a) if a.campaign_uuid == campaign)
+        );
+        let (row, _) = repo::get_campaign_by_uuid(&db, &campaign)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(row.identity_count, 3, "{backend}: maintained count");
+        assert!(
+            run_campaign_tick(&db)
+                .await
+                .expect("tick")
+                .events()
+                .is_empty(),
+            "{backend}"
+        );
+        drop(db);
+    }
+}
+
+/// Run raw SQL on either backend (test-only surgery).
+async fn raw_sql(db: &Db, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    match db {
+        Db::Sqlite(pool) => pool
+            .get()
+            .await
+            .expect("conn")
+            .batch_execute(sql)
+            .await
+            .expect("sql"),
+        Db::Pg(pool) => pool
+            .get()
+            .await
+            .expect("conn")
+            .batch_execute(sql)
+            .await
+            .expect("sql"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_failing_rollup_write_is_logged_and_never_breaks_the_tick() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![bare("o1", &fp("J", "H1"), 1), bare("o2", &fp("J", "H2"), 2)],
+        )
+        .await
+        .expect("seed");
+        // Evidence cannot be written any more: the maintenance transaction fails.
+        raw_sql(&db, "DROP TABLE identity_evidence").await;
+        let tick = run_identity_tick(&db)
+            .await
+            .expect("the tick itself succeeds");
+        assert!(!tick.maintenance_ok, "{backend}");
+        assert_eq!(
+            tick.formed.len(),
+            1,
+            "{backend}: the plan was committed and is published"
+        );
+        assert_eq!(repo::count_identities(&db).await.expect("count"), 1);
+        drop(db);
     }
 }
