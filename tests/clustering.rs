@@ -891,3 +891,58 @@ async fn a_failing_rollup_write_is_logged_and_never_breaks_the_tick() {
         drop(db);
     }
 }
+
+#[actix_rt::test]
+async fn a_failing_tick_is_counted_and_the_worker_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.clustering.tick_s = 0.2;
+    settings.workers.disabled = [
+        "ingester",
+        "enricher",
+        "planner",
+        "mail-dripper",
+        "canary",
+        "reconciler",
+        "webhooks",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let app = decnetd::testkit::start(settings)
+        .await
+        .expect("daemon starts");
+    let db = app.state.db.clone();
+    // Break the campaign layer's storage first: once an identity exists, every campaign tick
+    // fails when it applies its plan (the identity layer is untouched).
+    raw_sql(
+        &db,
+        "CREATE TRIGGER no_campaigns BEFORE INSERT ON campaigns BEGIN SELECT RAISE(ABORT, 'broken'); END;",
+    )
+    .await;
+    repo::insert_observations(&db, vec![bare("o1", &fp("J", "H"), 1)])
+        .await
+        .expect("seed");
+    let formed = decnetd::testkit::eventually(Duration::from_secs(10), || {
+        let db = db.clone();
+        async move { (repo::count_identities(&db).await.ok()? == 1).then_some(()) }
+    })
+    .await;
+    assert!(formed.is_some(), "the clusterer formed the identity");
+    let status = app.state.status.clone();
+    let failing = decnetd::testkit::eventually(Duration::from_secs(10), || {
+        let status = status.clone();
+        async move {
+            let extra = status.extra_of("campaign-clusterer")?;
+            (extra.get("failed_ticks")?.as_u64()? >= 2).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        failing.is_some(),
+        "failed ticks are counted while the worker keeps beating"
+    );
+    let workers = app.state.supervisor.known_workers();
+    assert!(workers.iter().any(|w| w.name == "campaign-clusterer"));
+    app.stop().await;
+}
