@@ -946,3 +946,27 @@ async fn a_failing_tick_is_counted_and_the_worker_keeps_running() {
     assert!(workers.iter().any(|w| w.name == "campaign-clusterer"));
     app.stop().await;
 }
+
+#[test]
+fn clusterer_implementation_selectors_are_validated_at_startup() {
+    use decnetd::config::{ClustererKind, EnvSource, Settings};
+    let ok = Settings::load(
+        None,
+        &EnvSource::from_pairs([
+            ("DECNET_CLUSTERER_TYPE", "Connected_Components"),
+            ("DECNET_CAMPAIGN_CLUSTERER_TYPE", "connected_components"),
+        ]),
+    )
+    .expect("case-insensitive known name");
+    assert_eq!(
+        ok.clustering.clusterer_type,
+        ClustererKind::ConnectedComponents
+    );
+    for var in ["DECNET_CLUSTERER_TYPE", "DECNET_CAMPAIGN_CLUSTERER_TYPE"] {
+        let err = Settings::load(None, &EnvSource::from_pairs([(var, "kmeans")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(var), "{var}: {err}");
+    }
+}
