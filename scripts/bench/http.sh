@@ -60,9 +60,9 @@ curl -fsS -o /dev/null -X POST "$BASE/api/v1/auth/change-password" \
   -d "{\"old_password\":\"$PW_INITIAL\",\"new_password\":\"$PW_FINAL\"}"
 TOKEN=$(login "$PW_FINAL")
 
-# the list route: the first one of these this build serves
+# the list route: the first one of these this build serves (/config lists the users from the DB)
 LIST=""
-for path in "/api/v1/identities?limit=50" "/api/v1/attackers?limit=50" "/api/v1/credentials?limit=50" "/api/v1/campaigns?limit=50"; do
+for path in "/api/v1/identities?limit=50" "/api/v1/attackers?limit=50" "/api/v1/credentials?limit=50" "/api/v1/campaigns?limit=50" "/api/v1/config"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$BASE$path")
   if [[ "$code" == "200" ]]; then LIST="$path"; break; fi
 done

@@ -373,10 +373,8 @@ pub async fn normalize_errors(
 }
 
 /// Contain a panic in a handler: opaque 500 with a logged error id, never the panic text.
-///
-/// The request is not cloned here: an extra reference to the `HttpRequest` makes actix-web's
-/// router panic when it later needs `match_info_mut`. The panic becomes an `ApiError`, whose
-/// `error_response` needs no request.
+/// (The request is not cloned before routing — the router needs it unshared — so the 500 is
+/// returned as an error that actix renders through [`ApiError`]'s `ResponseError`.)
 pub async fn catch_panics(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -399,6 +397,7 @@ pub async fn not_found() -> HttpResponse {
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+    use actix_web::dev::Service as _;
 
     async fn body_json(res: HttpResponse) -> serde_json::Value {
         let bytes = to_bytes(res.into_body()).await.unwrap();
@@ -483,6 +482,50 @@ mod tests {
             assert!(d.contains(needle), "{d} should mention {needle}");
             assert!(!d.contains("line 1"), "{d}");
         }
+    }
+
+    #[actix_web::test]
+    async fn panics_and_empty_errors_become_json() {
+        use actix_web::middleware::from_fn;
+        use actix_web::test::{call_service, init_service, TestRequest};
+        use actix_web::App;
+        let app = init_service(
+            App::new().service(
+                web::scope("")
+                    .wrap(from_fn(catch_panics))
+                    .wrap(from_fn(normalize_errors))
+                    .route(
+                        "/boom",
+                        web::get().to(|| async {
+                            panic!("secret=hunter2");
+                            #[allow(unreachable_code)]
+                            HttpResponse::Ok().finish()
+                        }),
+                    )
+                    .route(
+                        "/empty",
+                        web::get().to(|| async { HttpResponse::Forbidden().finish() }),
+                    ),
+            ),
+        )
+        .await;
+        // the panic surfaces as an error rendered by ApiError: opaque body with an error id
+        let err = app
+            .call(TestRequest::get().uri("/boom").to_request())
+            .await
+            .expect_err("panic contained as an error");
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        let v = body_json(res).await;
+        assert_eq!(v["detail"], "Internal Server Error");
+        assert_eq!(v["error_id"].as_str().unwrap().len(), 32);
+        assert!(!v.to_string().contains("hunter2"));
+        // the worker survives: the next request is served
+        let res = call_service(&app, TestRequest::get().uri("/empty").to_request()).await;
+        assert_eq!(res.status(), 403);
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v, serde_json::json!({"detail": "Forbidden"}));
     }
 
     #[test]

@@ -60,6 +60,8 @@ impl AppState {
             .map(|o| o.trim().trim_end_matches('/').to_string())
             .filter(|o| !o.is_empty())
             .collect();
+        let live = crate::http::intake::live_source(&db)
+            .unwrap_or_else(|| Arc::new(NoLogStore) as Arc<dyn LiveSource>);
         AppState {
             settings,
             db,
@@ -71,7 +73,7 @@ impl AppState {
             started_at: Instant::now(),
             health: Arc::new(HealthCache::default()),
             cors_origins: Arc::new(cors_origins),
-            live: Arc::new(NoLogStore),
+            live,
         }
     }
 }

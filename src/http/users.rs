@@ -485,7 +485,8 @@ pub async fn reset_password(
 #[utoipa::path(
     delete, path = "/api/v1/config/reinit", tag = "Config",
     responses(
-        (status = 200, description = "Developer mode: purge counts", body = Object),
+        (status = 403, description = "Developer mode is not enabled"),
+        (status = 404, description = "Developer mode: not available in this build (the purge needs the intake tables)"),
     )
 )]
 pub async fn reinit(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
