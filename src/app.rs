@@ -376,21 +376,16 @@ pub async fn bootstrap_admin(db: &Db, settings: &Settings, print: bool) -> Resul
     Ok(())
 }
 
+/// The Docker client connects lazily: an engine that is down at boot and comes up later is
+/// picked up on the next call; until then calls answer `DockerError::Unavailable`.
 async fn connect_docker(settings: &Settings) -> Option<Arc<dyn DeckyRuntime>> {
-    let rt = match settings.docker.host.as_deref() {
-        None => crate::docker::BollardRuntime::new(),
-        Some(host) => {
-            let path = host.strip_prefix("unix://").unwrap_or(host);
-            match crate::docker::BollardRuntime::with_unix_socket(path) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::warn!(error = %e, "docker engine client unavailable; docker-backed actors will report it");
-                    return None;
-                }
-            }
+    match crate::docker::BollardRuntime::for_host(settings.docker.host.as_deref()) {
+        Ok(rt) => Some(Arc::new(rt) as Arc<dyn DeckyRuntime>),
+        Err(e) => {
+            tracing::warn!(error = %e, "DECNET_DOCKER_HOST is unusable; docker-backed actors will report it");
+            None
         }
-    };
-    Some(Arc::new(rt) as Arc<dyn DeckyRuntime>)
+    }
 }
 
 fn warn_low_nofile() {

@@ -599,7 +599,9 @@ pub fn parse_clusterer_kind(raw: &str) -> Result<ClustererKind, String> {
     if raw.trim().eq_ignore_ascii_case("connected_components") {
         Ok(ClustererKind::ConnectedComponents)
     } else {
-        Err(format!("unknown clusterer implementation {raw:?} (only connected_components)"))
+        Err(format!(
+            "unknown clusterer implementation {raw:?} (only connected_components)"
+        ))
     }
 }
 
@@ -616,7 +618,11 @@ impl Default for ClusteringSettings {
 impl ClusteringSettings {
     fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
         env.apply("DECNET_CLUSTERER_TICK_S", &mut self.tick_s, parse_seconds)?;
-        env.apply("DECNET_CLUSTERER_TYPE", &mut self.clusterer_type, parse_clusterer_kind)?;
+        env.apply(
+            "DECNET_CLUSTERER_TYPE",
+            &mut self.clusterer_type,
+            parse_clusterer_kind,
+        )?;
         env.apply(
             "DECNET_CAMPAIGN_CLUSTERER_TYPE",
             &mut self.campaign_clusterer_type,
@@ -645,6 +651,16 @@ pub struct IntelSettings {
     pub poll_s: f64,
     /// Per-request timeout, seconds.
     pub timeout_s: f64,
+    /// Retry an attacker whose every provider failed after this many seconds.
+    pub retry_backoff_s: f64,
+    /// Refresh the Feodo Tracker bulk feed after this many seconds.
+    pub feodo_refresh_s: f64,
+    /// ThreatFox without an API key is disabled (abuse.ch requires one).
+    pub threatfox_require_key: bool,
+    /// Never send private/loopback/link-local attacker addresses to providers.
+    pub skip_private: bool,
+    /// User-Agent of every intel request (neutral; nothing naming the product).
+    pub user_agent: String,
 }
 
 impl Default for IntelSettings {
@@ -667,6 +683,11 @@ impl Default for IntelSettings {
             ttl_hours: 24.0,
             poll_s: 60.0,
             timeout_s: 10.0,
+            retry_backoff_s: 300.0,
+            feodo_refresh_s: 3600.0,
+            threatfox_require_key: true,
+            skip_private: true,
+            user_agent: "curl/7.88.1".into(),
         }
     }
 }
@@ -709,7 +730,39 @@ impl IntelSettings {
         env.apply("DECNET_INTEL_TTL_HOURS", &mut self.ttl_hours, parse_seconds)?;
         env.apply("DECNET_INTEL_POLL_S", &mut self.poll_s, parse_seconds)?;
         env.apply("DECNET_INTEL_TIMEOUT_S", &mut self.timeout_s, parse_seconds)?;
+        env.apply(
+            "DECNET_INTEL_RETRY_BACKOFF_S",
+            &mut self.retry_backoff_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_INTEL_FEODO_REFRESH_S",
+            &mut self.feodo_refresh_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_THREATFOX_REQUIRE_KEY",
+            &mut self.threatfox_require_key,
+            parse_not_false,
+        )?;
+        env.apply(
+            "DECNET_INTEL_SKIP_PRIVATE",
+            &mut self.skip_private,
+            parse_not_false,
+        )?;
+        env.apply(
+            "DECNET_INTEL_USER_AGENT",
+            &mut self.user_agent,
+            parse_string,
+        )?;
         Ok(())
+    }
+
+    /// Startup validation: provider names, base URLs and durations must make sense.
+    fn check(&self) -> Result<(), ConfigError> {
+        crate::intel::IntelConfig::from_settings(self)
+            .map(|_| ())
+            .map_err(|e| invalid(e.setting(), e.to_string()))
     }
 }
 
@@ -720,7 +773,8 @@ pub struct FleetSettings {
     pub state_file: PathBuf,
     /// Reconciler pass interval, seconds.
     pub reconciler_interval_s: f64,
-    /// Docker label that marks a container as a decky service.
+    /// Docker label naming the decky of a fleet service container (those carrying
+    /// `decnet.fleet.service=true`); the reference deployer sets `decnet.fleet.decky`.
     pub decky_label: String,
 }
 
@@ -729,7 +783,7 @@ impl Default for FleetSettings {
         FleetSettings {
             state_file: PathBuf::from("/var/lib/decnet/decnet-state.json"),
             reconciler_interval_s: 30.0,
-            decky_label: "decnet.decky".into(),
+            decky_label: "decnet.fleet.decky".into(),
         }
     }
 }
@@ -752,12 +806,16 @@ impl FleetSettings {
 pub struct RealismSettings {
     /// Planner tick interval, seconds.
     pub planner_interval_s: f64,
+    /// Global persona pool file; unset = `/etc/decnet/email_personas.json` when that file
+    /// exists or the directory is writable, else `~/.decnet/email_personas.json`.
+    pub personas_path: Option<PathBuf>,
 }
 
 impl Default for RealismSettings {
     fn default() -> Self {
         RealismSettings {
             planner_interval_s: 60.0,
+            personas_path: None,
         }
     }
 }
@@ -769,6 +827,13 @@ impl RealismSettings {
             &mut self.planner_interval_s,
             parse_seconds,
         )?;
+        // The seed-era name is a fallback for the current one (both: trimmed, non-empty).
+        let (mut current, mut legacy) = (None, None);
+        env.apply("DECNET_REALISM_PERSONAS", &mut current, parse_opt_path)?;
+        env.apply("DECNET_EMAILGEN_PERSONAS", &mut legacy, parse_opt_path)?;
+        if let Some(path) = current.or(legacy) {
+            self.personas_path = Some(path);
+        }
         Ok(())
     }
 }
@@ -879,6 +944,7 @@ impl Settings {
                 "expected a positive integer",
             ));
         }
+        self.intel.check()?;
         if self.workers.restart_backoff_initial_s > self.workers.restart_backoff_max_s {
             return Err(invalid(
                 "DECNET_RESTART_BACKOFF_INITIAL_S",

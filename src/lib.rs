@@ -6,4 +6,5 @@ pub mod db;
 pub mod docker;
 pub mod domain;
 pub mod http;
+pub mod intel;
 pub mod testkit;

@@ -42,6 +42,9 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run one fleet reconciliation pass (state file + Docker → fleet_deckies) and print its
+    /// counts as JSON.
+    Reconcile,
     /// Score a clustering fixture at identity and campaign level; prints one JSON object and
     /// exits 0 only when every floor of the fixture holds.
     ClusterEval {
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             .map(|s| print!("{s}"))
             .map_err(|e| e.to_string()),
         Command::User { action } => actix_rt::System::new().block_on(user(settings, action)),
+        Command::Reconcile => actix_rt::System::new().block_on(reconcile(settings)),
         Command::Openapi => {
             println!("{}", decnetd::http::openapi::document_json());
             Ok(())
@@ -181,6 +185,18 @@ async fn migrate(settings: Settings) -> Result<(), String> {
     println!(
         "decnetd: {applied} migration(s) applied ({:?})",
         db.backend()
+    );
+    Ok(())
+}
+
+async fn reconcile(settings: Settings) -> Result<(), String> {
+    let db = open_db(&settings).await?;
+    let report = decnetd::actors::reconciler::run_once(&settings, db)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
     );
     Ok(())
 }

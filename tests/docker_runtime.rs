@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use decnetd::docker::{
-    BollardRuntime, ContainerAction, ContainerSpec, ContainerState, DeckyRuntime, DockerError,
+    probe_tcp_banner, BollardRuntime, ContainerAction, ContainerSpec, ContainerState, DeckyRuntime,
+    DockerError, ProbeMethod,
 };
 use futures::StreamExt;
 
@@ -97,9 +98,20 @@ impl Container {
             "dtest-{tag}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..10]
         );
+        Self::start_with(rt, image, name, labels, None).await
+    }
+
+    async fn start_with(
+        rt: &Arc<BollardRuntime>,
+        image: &str,
+        name: String,
+        labels: &[(&str, &str)],
+        cmd: Option<Vec<String>>,
+    ) -> Self {
         let spec = ContainerSpec {
             name: name.clone(),
             image: image.to_owned(),
+            cmd,
             labels: labels
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -538,4 +550,99 @@ async fn unreachable_engine_is_a_typed_error() {
         .unwrap_err()
         .is_unavailable());
     assert!(rt.events().await.err().unwrap().is_unavailable());
+}
+
+async fn ip_of(rt: &BollardRuntime, name: &str) -> std::net::IpAddr {
+    let list = rt.list_containers(None).await.unwrap();
+    let c = list
+        .iter()
+        .find(|c| c.name == name)
+        .expect("container listed");
+    c.ip.as_deref().expect("has an ip").parse().unwrap()
+}
+
+/// An SSH-like banner listener (busybox `nc`), which keeps the connection open after the
+/// banner the way sshd does, probed from a busybox decky (nc path) and from a Debian decky
+/// (python3 path); a closed port is not mistaken for SSH.
+#[tokio::test]
+async fn tcp_banner_probe_between_deckies() {
+    let test = "tcp_banner_probe_between_deckies";
+    let Some(rt) = runtime_or_skip(test).await else {
+        return;
+    };
+    let listener_name = format!(
+        "dtest-banner-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let listener = Container::start_with(
+        &rt,
+        IMAGE,
+        listener_name,
+        &[],
+        Some(argv(&[
+            "nc",
+            "-ll",
+            "-p",
+            "22",
+            "-e",
+            "sh",
+            "-c",
+            "echo SSH-2.0-OpenSSH_9.2p1 Debian-2; sleep 30",
+        ])),
+    )
+    .await;
+    let dst = ip_of(&rt, &listener.name).await;
+    let src = Container::start(&rt, "probe-src", &[]).await;
+
+    // The listener needs a moment to bind.
+    let mut outcome = None;
+    for _ in 0..20 {
+        let o = probe_tcp_banner(rt.as_ref(), &src.name, dst, 22, Duration::from_secs(8))
+            .await
+            .unwrap();
+        if o.is_ssh() {
+            outcome = Some(o);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let o = outcome.expect("banner seen from busybox");
+    assert_eq!(o.method, ProbeMethod::Nc);
+    assert_eq!(o.banner, "SSH-2.0-OpenSSH_9.2p1 Debian-2\n");
+
+    let closed = probe_tcp_banner(rt.as_ref(), &src.name, dst, 2222, Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert!(!closed.is_ssh());
+    assert_ne!(closed.rc, 0);
+
+    if rt.image_exists(DEBIAN_IMAGE).await.unwrap_or(false) {
+        let deb = Container::start_image(&rt, DEBIAN_IMAGE, "probe-deb", &[]).await;
+        let o = probe_tcp_banner(rt.as_ref(), &deb.name, dst, 22, Duration::from_secs(8))
+            .await
+            .unwrap();
+        assert_eq!(o.method, ProbeMethod::Python3);
+        assert_eq!(o.rc, 0, "{}", o.stderr);
+        assert_eq!(o.banner, "SSH-2.0-OpenSSH_9.2p1 Debian-2\n");
+        let closed = probe_tcp_banner(rt.as_ref(), &deb.name, dst, 2222, Duration::from_secs(8))
+            .await
+            .unwrap();
+        assert!(!closed.is_ssh());
+        assert_ne!(closed.rc, 0);
+        assert!(closed.stderr.contains("refused"), "{}", closed.stderr);
+    } else {
+        loud_skip(&format!("{test} (python3 half): {DEBIAN_IMAGE} not built"));
+    }
+}
+
+/// Health cache against the real engine: ok, and a second call within the TTL reuses it.
+#[tokio::test]
+async fn docker_health_is_ok_and_cached() {
+    let Some(rt) = runtime_or_skip("docker_health_is_ok_and_cached").await else {
+        return;
+    };
+    let dyn_rt: Arc<dyn DeckyRuntime> = rt;
+    let h = decnetd::docker::DockerHealth::new(Some(dyn_rt), Duration::from_secs(60));
+    assert!(h.is_ok().await);
+    assert!(h.is_ok().await);
 }

@@ -6,7 +6,10 @@
 
 pub mod campaign_clusterer;
 pub mod clusterer;
+pub mod enricher;
 pub mod heartbeat;
+pub mod planner;
+pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
 pub mod topics;
@@ -62,6 +65,19 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("campaign-clusterer", move |exit| {
             campaign_clusterer::CampaignClusterer::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("reconciler", move |exit| {
+            reconciler::ReconcilerActor::from_deps(&d, exit)
+        }));
+    }
+    specs.push(enricher::worker_spec(deps));
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new("planner", move |exit| {
+            planner::Planner::new(d.clone(), exit)
         }));
     }
     let disabled = &deps.settings.workers.disabled;

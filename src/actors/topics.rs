@@ -556,9 +556,10 @@ pub struct IntelEnriched {
     pub attacker_uuid: String,
     /// Attacker address.
     pub attacker_ip: String,
-    /// Aggregate verdict.
-    pub aggregate_verdict: String,
-    /// Providers that answered.
+    /// Aggregate verdict (`malicious` > `suspicious` > `benign` > `unknown`); null = no opinion.
+    pub aggregate_verdict: Option<String>,
+    /// Providers that were queried.
+    #[serde(default)]
     pub providers: Vec<String>,
     /// AbuseIPDB confidence score.
     pub abuseipdb_score: Option<i64>,
@@ -570,12 +571,12 @@ pub struct IntelEnriched {
     pub greynoise_name: Option<String>,
     /// GreyNoise tags.
     pub greynoise_tags: Vec<String>,
-    /// Listed by Feodo Tracker.
-    pub feodo_listed: bool,
+    /// Listed by Feodo Tracker (null = not answered).
+    pub feodo_listed: Option<bool>,
     /// Feodo malware family.
     pub feodo_malware_family: Option<String>,
-    /// Listed by ThreatFox.
-    pub threatfox_listed: bool,
+    /// Listed by ThreatFox (null = not answered).
+    pub threatfox_listed: Option<bool>,
     /// ThreatFox threat types.
     pub threatfox_threat_types: Vec<String>,
     /// ThreatFox IOC types.

@@ -80,6 +80,8 @@ pub struct BollardRuntime {
 enum Connector {
     /// `DOCKER_HOST` or the local socket.
     Defaults,
+    /// A unix socket, connected on first use (it may appear later).
+    Unix(String),
     /// A prepared client (e.g. tests pointing at a dead socket).
     Given(Docker),
 }
@@ -107,6 +109,40 @@ impl BollardRuntime {
             client: Mutex::new(None),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Runtime for a configured engine address: `None` → `DOCKER_HOST` or the local socket;
+    /// `unix:///path` or `/path` → that socket, connected lazily (a missing socket is
+    /// [`DockerError::Unavailable`] on each call until it appears); `tcp://` / `http://` →
+    /// plain HTTP. Any other scheme is [`DockerError::InvalidArgument`].
+    pub fn for_host(host: Option<&str>) -> Result<Self, DockerError> {
+        let Some(host) = host.map(str::trim).filter(|h| !h.is_empty()) else {
+            return Ok(Self::new());
+        };
+        let connector = if let Some(path) = host.strip_prefix("unix://") {
+            Connector::Unix(path.to_owned())
+        } else if host.starts_with('/') {
+            Connector::Unix(host.to_owned())
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
+            let addr = host.replacen("tcp://", "http://", 1);
+            Connector::Given(
+                Docker::connect_with_http(
+                    &addr,
+                    DEFAULT_REQUEST_TIMEOUT.as_secs(),
+                    bollard::API_DEFAULT_VERSION,
+                )
+                .map_err(map_err)?,
+            )
+        } else {
+            return Err(DockerError::InvalidArgument(format!(
+                "unsupported docker host {host:?} (expected unix://, tcp:// or http://)"
+            )));
+        };
+        Ok(Self {
+            connector,
+            client: Mutex::new(None),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        })
     }
 
     /// Runtime using the unix socket at `path`; a missing socket is
@@ -145,6 +181,12 @@ impl BollardRuntime {
         }
         let base = match &self.connector {
             Connector::Defaults => Docker::connect_with_defaults().map_err(map_err)?,
+            Connector::Unix(path) => Docker::connect_with_unix(
+                path,
+                self.request_timeout.as_secs(),
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(map_err)?,
             Connector::Given(d) => d.clone(),
         };
         let negotiated = base
@@ -568,6 +610,22 @@ mod tests {
         ));
         assert!(map_err(BollardError::SocketNotFoundError("/x".into())).is_unavailable());
         assert!(map_err(BollardError::RequestTimeoutError).is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn for_host_parses_addresses_and_connects_lazily() {
+        assert!(BollardRuntime::for_host(None).is_ok());
+        assert!(BollardRuntime::for_host(Some("  ")).is_ok());
+        assert!(BollardRuntime::for_host(Some("tcp://127.0.0.1:2375")).is_ok());
+        assert!(matches!(
+            BollardRuntime::for_host(Some("ftp://x")),
+            Err(DockerError::InvalidArgument(_))
+        ));
+        // A socket that does not exist yet: construction succeeds, calls say Unavailable.
+        let rt = BollardRuntime::for_host(Some("unix:///nonexistent/decnetd-docker.sock")).unwrap();
+        assert!(rt.ping().await.unwrap_err().is_unavailable());
+        let rt = BollardRuntime::for_host(Some("/nonexistent/decnetd-docker.sock")).unwrap();
+        assert!(rt.list_containers(None).await.unwrap_err().is_unavailable());
     }
 
     #[test]

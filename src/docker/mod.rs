@@ -5,8 +5,21 @@
 //! list containers with their labels and status, and watch container lifecycle events.
 //! [`BollardRuntime`] implements it against a real engine; an unreachable engine is a typed
 //! [`DockerError::Unavailable`], never a panic.
+//!
+//! Choices that keep a minimal busybox decky working (no python3, no GNU `touch`):
+//! * [`DeckyRuntime::write_file`] runs `mkdir -p -- DIR` (argv) and then uploads a one-entry
+//!   tar through the engine's archive API; the tar header carries the mode, owner root and the
+//!   exact mtime, so no `touch -d`/`chmod`/`base64` and no shell are involved, and a symlink at
+//!   the target is replaced, never followed.
+//! * [`probe_tcp_banner`] runs the fixed python3 probe where python3 exists and falls back to
+//!   busybox `timeout 3 nc IP PORT` (an SSH server keeps the socket open after its banner).
+//! * Container names are checked against Docker's grammar before any call (bollard puts them
+//!   in request URLs unescaped); paths must be absolute without `.`/`..`/empty components.
+//! * Anything that must go through `sh -c` is quoted by [`sh_quote`] and nothing else.
 
 mod bollard_rt;
+mod health;
+mod probe;
 mod quote;
 mod tar;
 mod validate;
@@ -21,6 +34,8 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use bollard_rt::{BollardRuntime, ContainerSpec};
+pub use health::{DockerHealth, DOCKER_HEALTH_TTL, DOCKER_UNAVAILABLE_DETAIL};
+pub use probe::{probe_tcp_banner, ProbeMethod, ProbeOutcome, PYTHON_PROBE};
 pub use quote::{sh_quote, QuoteError};
 pub use tar::MAX_TAR_FILE_SIZE;
 pub use validate::{

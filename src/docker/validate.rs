@@ -34,7 +34,7 @@ pub fn validate_container_name(name: &str) -> Result<&str, DockerError> {
 /// Container name of one decky service: `<decky>-<service>` with `_` in the service name
 /// replaced by `-` (platform.md §6.4). The only way decnetd derives container names.
 pub fn service_container_name(decky: &str, service: &str) -> String {
-    format!("{decky}-{}", service.replace('_', "-"))
+    crate::domain::fleet::expected_container(decky, service)
 }
 
 /// An absolute, normalised path inside a container split into parent directory and file name.

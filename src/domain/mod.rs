@@ -1,5 +1,6 @@
 //! Pure logic: no I/O, no actix, no diesel. Everything here is unit-tested on plain data.
 pub mod clustering;
+pub mod fleet;
 pub mod intel;
 pub mod realism;
 pub mod syslog;

@@ -7,13 +7,13 @@ pub mod core;
 pub mod fleet;
 pub mod intake;
 pub mod intel;
+pub mod realism;
 
 #[allow(unused_imports)] // empty until the clustering tables land
 pub use self::clustering::*;
 pub use self::core::*;
-#[allow(unused_imports)] // empty until the fleet tables land
 pub use self::fleet::*;
 #[allow(unused_imports)] // empty until the intake tables land
 pub use self::intake::*;
-#[allow(unused_imports)] // empty until the intel tables land
 pub use self::intel::*;
+pub use self::realism::*;

@@ -1,0 +1,1 @@
+DROP TABLE attacker_intel;
