@@ -541,3 +541,432 @@ async fn workers_cluster_fixture_rows_end_to_end() {
         app.stop().await;
     }
 }
+
+mod routes {
+    use super::*;
+    use serde_json::Value;
+
+    async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+        let r = client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Open an SSE stream with a fresh ticket and read until `needle` shows up (or 5 s pass).
+    async fn sse_until(
+        client: &reqwest::Client,
+        base: &str,
+        token: &str,
+        path: &str,
+        needles: &[&str],
+    ) -> (u16, String) {
+        let ticket: Value = client
+            .post(format!("{base}/api/v1/auth/sse-ticket"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("ticket json");
+        let ticket = ticket["ticket"].as_str().expect("ticket string").to_owned();
+        let mut resp = client
+            .get(format!("{base}{path}?ticket={ticket}"))
+            .send()
+            .await
+            .expect("stream");
+        let status = resp.status().as_u16();
+        let mut text = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !needles.iter().all(|n| text.contains(n)) && tokio::time::Instant::now() < deadline {
+            match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
+                _ => break,
+            }
+        }
+        (status, text)
+    }
+
+    #[actix_rt::test]
+    async fn identity_and_campaign_routes_and_streams() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = decnetd::testkit::start_http_only(decnetd::testkit::settings(dir.path(), None))
+            .await
+            .expect("daemon");
+        let db = app.state.db.clone();
+        let base = app.base_url();
+        let token = decnetd::testkit::token_for(&app, "vera", "viewer").await;
+        let client = reqwest::Client::new();
+
+        let fx = Fixture::from_json(FIXTURES[1].1).expect("multi_operator");
+        repo::insert_observations(&db, fx.rows.iter().map(observation).collect())
+            .await
+            .expect("seed");
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("b1", &fp("J1", "H1"), 1),
+                bare("b2", &fp("J2", "H2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        repo::insert_observations(&db, vec![bare("b3", &fp("J1", "H2"), 3)])
+            .await
+            .expect("seed");
+        let bridge = run_identity_tick(&db).await.expect("tick");
+        run_campaign_tick(&db).await.expect("tick");
+        let winner = bridge.merged[0].winner_uuid.clone();
+        let loser = bridge.merged[0].loser_uuid.clone();
+
+        // List: merged-out rows hidden, JSON-list columns are strings, confidence is an explicit null.
+        let (status, list) = get(
+            &client,
+            &format!("{base}/api/v1/identities?limit=50"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["total"], 3);
+        let rows = list["data"].as_array().expect("data");
+        assert!(rows
+            .iter()
+            .all(|r| r["uuid"].as_str() != Some(loser.as_str())));
+        assert!(rows
+            .iter()
+            .all(|r| r.as_object().is_some_and(|o| o.contains_key("confidence"))));
+        assert!(rows.iter().any(|r| r["ja3_hashes"].is_string()));
+        let (status, _) = get(
+            &client,
+            &format!("{base}/api/v1/identities?limit=0"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 422);
+
+        // Detail of the loser resolves to the winner, with chain and evidence.
+        let (status, detail) = get(
+            &client,
+            &format!("{base}/api/v1/identities/{loser}"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200, "{detail}");
+        assert_eq!(detail["uuid"], Value::from(winner.clone()));
+        assert_eq!(detail["merge_chain"], serde_json::json!([loser, winner]));
+        assert_eq!(
+            detail["observation_count_live"], 2,
+            "b1 (or b2) and b3 are FK'd to the winner"
+        );
+        let signals: BTreeSet<&str> = detail["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .filter_map(|e| e["signal"].as_str())
+            .collect();
+        assert_eq!(signals, BTreeSet::from(["ja3", "hassh"]));
+        assert!(detail["confidence"].is_null());
+        let (status, obs) = get(
+            &client,
+            &format!("{base}/api/v1/identities/{loser}/observations"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(obs["total"], 2, "observations of the canonical identity");
+        let (status, missing) =
+            get(&client, &format!("{base}/api/v1/identities/nope"), &token).await;
+        assert_eq!(
+            (status, missing["detail"].as_str()),
+            (404, Some("Identity not found"))
+        );
+        let (status, _) = get(
+            &client,
+            &format!("{base}/api/v1/identities/nope/observations"),
+            &token,
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // Campaigns.
+        let (status, campaigns) = get(&client, &format!("{base}/api/v1/campaigns"), &token).await;
+        assert_eq!(status, 200);
+        let shared = campaigns["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|c| c["identity_count"] == 2)
+            .expect("the multi-operator campaign")
+            .clone();
+        let uuid = shared["uuid"].as_str().expect("uuid");
+        let (status, detail) =
+            get(&client, &format!("{base}/api/v1/campaigns/{uuid}"), &token).await;
+        assert_eq!(status, 200);
+        assert_eq!(detail["identity_count_live"], 2);
+        assert_eq!(detail["evidence"][0]["shared_infra"], 1.0);
+        assert_eq!(
+            detail["evidence"][0]["shared_tokens"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        let (status, members) = get(
+            &client,
+            &format!("{base}/api/v1/campaigns/{uuid}/identities"),
+            &token,
+        )
+        .await;
+        assert_eq!((status, members["total"].as_i64()), (200, Some(2)));
+        let (status, missing) =
+            get(&client, &format!("{base}/api/v1/campaigns/nope"), &token).await;
+        assert_eq!(
+            (status, missing["detail"].as_str()),
+            (404, Some("Campaign not found"))
+        );
+
+        // Streams: `/events` is not swallowed by `/{uuid}`; snapshot first, then live events.
+        let registry = app.state.registry.clone();
+        let publisher = actix_rt::spawn(async move {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                registry.publish(Event::IdentityMerged(decnetd::actors::topics::Merged {
+                    winner_uuid: "w".into(),
+                    loser_uuid: "l".into(),
+                }));
+                registry.publish(Event::CampaignIdentityAssigned(
+                    decnetd::actors::topics::CampaignAssigned {
+                        identity_uuid: "i".into(),
+                        campaign_uuid: "c".into(),
+                        prior_campaign_uuid: None,
+                    },
+                ));
+            }
+        });
+        let (status, text) = sse_until(
+            &client,
+            &base,
+            &token,
+            "/api/v1/identities/events",
+            &["event: merged"],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("event: snapshot") && text.contains("\"identities\""),
+            "{text}"
+        );
+        assert!(
+            text.find("event: snapshot") < text.find("event: merged"),
+            "{text}"
+        );
+        let (status, text) = sse_until(
+            &client,
+            &base,
+            &token,
+            "/api/v1/campaigns/events",
+            &["event: identity.assigned"],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("event: snapshot") && text.contains("\"campaigns\""),
+            "{text}"
+        );
+        publisher.abort();
+        app.stop().await;
+    }
+}
+
+fn with_c2(mut o: NewObservation, c2: &str) -> NewObservation {
+    o.c2_endpoints = encode_list(Some(&[c2.to_owned()]));
+    o
+}
+
+#[actix_rt::test]
+async fn a_new_identity_joins_an_existing_campaign_with_the_cross_family_event() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                with_c2(bare("a1", &fp("JA", "HA"), 1), "c2.example"),
+                with_c2(bare("b1", &fp("JB", "HB"), 2), "c2.example"),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let first = run_campaign_tick(&db).await.expect("tick");
+        assert_eq!(first.formed.len(), 1, "{backend}");
+        let campaign = first.formed[0].campaign_uuid.clone();
+
+        repo::insert_observations(
+            &db,
+            vec![with_c2(bare("c1", &fp("JC", "HC"), 3), "c2.example")],
+        )
+        .await
+        .expect("seed");
+        let identities = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(
+            identities.formed.len(),
+            1,
+            "{backend}: the veto keeps a third operator apart"
+        );
+        let second = run_campaign_tick(&db).await.expect("tick");
+        assert!(second.formed.is_empty(), "{backend}");
+        assert_eq!(second.assigned.len(), 1);
+        assert_eq!(second.assigned[0].campaign_uuid, campaign);
+        assert_eq!(second.assigned[0].prior_campaign_uuid, None);
+        let events = second.events();
+        assert!(
+            matches!(&events[0], Event::CampaignIdentityAssigned(a) if a.campaign_uuid == campaign)
+        );
+        assert!(
+            matches!(&events[1], Event::IdentityCampaignAssigned(a) if a.campaign_uuid == campaign)
+        );
+        let (row, _) = repo::get_campaign_by_uuid(&db, &campaign)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(row.identity_count, 3, "{backend}: maintained count");
+        assert!(
+            run_campaign_tick(&db)
+                .await
+                .expect("tick")
+                .events()
+                .is_empty(),
+            "{backend}"
+        );
+        drop(db);
+    }
+}
+
+/// Run raw SQL on either backend (test-only surgery).
+async fn raw_sql(db: &Db, sql: &str) {
+    use diesel_async::SimpleAsyncConnection;
+    match db {
+        Db::Sqlite(pool) => pool
+            .get()
+            .await
+            .expect("conn")
+            .batch_execute(sql)
+            .await
+            .expect("sql"),
+        Db::Pg(pool) => pool
+            .get()
+            .await
+            .expect("conn")
+            .batch_execute(sql)
+            .await
+            .expect("sql"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_failing_rollup_write_is_logged_and_never_breaks_the_tick() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![bare("o1", &fp("J", "H1"), 1), bare("o2", &fp("J", "H2"), 2)],
+        )
+        .await
+        .expect("seed");
+        // Evidence cannot be written any more: the maintenance transaction fails.
+        raw_sql(&db, "DROP TABLE identity_evidence").await;
+        let tick = run_identity_tick(&db)
+            .await
+            .expect("the tick itself succeeds");
+        assert!(!tick.maintenance_ok, "{backend}");
+        assert_eq!(
+            tick.formed.len(),
+            1,
+            "{backend}: the plan was committed and is published"
+        );
+        assert_eq!(repo::count_identities(&db).await.expect("count"), 1);
+        drop(db);
+    }
+}
+
+#[actix_rt::test]
+async fn a_failing_tick_is_counted_and_the_worker_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.clustering.tick_s = 0.2;
+    settings.workers.disabled = [
+        "ingester",
+        "enricher",
+        "planner",
+        "mail-dripper",
+        "canary",
+        "reconciler",
+        "webhooks",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let app = decnetd::testkit::start(settings)
+        .await
+        .expect("daemon starts");
+    let db = app.state.db.clone();
+    // Break the campaign layer's storage first: once an identity exists, every campaign tick
+    // fails when it applies its plan (the identity layer is untouched).
+    raw_sql(
+        &db,
+        "CREATE TRIGGER no_campaigns BEFORE INSERT ON campaigns BEGIN SELECT RAISE(ABORT, 'broken'); END;",
+    )
+    .await;
+    repo::insert_observations(&db, vec![bare("o1", &fp("J", "H"), 1)])
+        .await
+        .expect("seed");
+    let formed = decnetd::testkit::eventually(Duration::from_secs(10), || {
+        let db = db.clone();
+        async move { (repo::count_identities(&db).await.ok()? == 1).then_some(()) }
+    })
+    .await;
+    assert!(formed.is_some(), "the clusterer formed the identity");
+    let status = app.state.status.clone();
+    let failing = decnetd::testkit::eventually(Duration::from_secs(10), || {
+        let status = status.clone();
+        async move {
+            let extra = status.extra_of("campaign-clusterer")?;
+            (extra.get("failed_ticks")?.as_u64()? >= 2).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        failing.is_some(),
+        "failed ticks are counted while the worker keeps beating"
+    );
+    let workers = app.state.supervisor.known_workers();
+    assert!(workers.iter().any(|w| w.name == "campaign-clusterer"));
+    app.stop().await;
+}
+
+#[test]
+fn clusterer_implementation_selectors_are_validated_at_startup() {
+    use decnetd::config::{ClustererKind, EnvSource, Settings};
+    let ok = Settings::load(
+        None,
+        &EnvSource::from_pairs([
+            ("DECNET_CLUSTERER_TYPE", "Connected_Components"),
+            ("DECNET_CAMPAIGN_CLUSTERER_TYPE", "connected_components"),
+        ]),
+    )
+    .expect("case-insensitive known name");
+    assert_eq!(
+        ok.clustering.clusterer_type,
+        ClustererKind::ConnectedComponents
+    );
+    for var in ["DECNET_CLUSTERER_TYPE", "DECNET_CAMPAIGN_CLUSTERER_TYPE"] {
+        let err = Settings::load(None, &EnvSource::from_pairs([(var, "kmeans")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(var), "{var}: {err}");
+    }
+}
