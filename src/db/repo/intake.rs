@@ -199,10 +199,20 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
 
         // 2. bounties + credentials, record by record, feeding the attacker aggregation.
         let mut obs = ObservationBatch::new();
+        let mut seen_bounties: HashSet<(&str, String, String)> = HashSet::new();
         for r in &fresh {
             let _ = obs.observe(&r.record);
             let at = r.log.timestamp;
             for b in &r.extraction.bounties {
+                let payload_hash = text_hash(&b.payload);
+                // identical bounties repeated inside one batch need no second statement
+                if !seen_bounties.insert((
+                    b.bounty_type,
+                    b.attacker_ip.clone(),
+                    payload_hash.clone(),
+                )) {
+                    continue;
+                }
                 let nb = NewBounty {
                     timestamp: at,
                     decky: b.decky.clone(),
@@ -210,7 +220,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                     attacker_ip: b.attacker_ip.clone(),
                     bounty_type: b.bounty_type.to_owned(),
                     payload: b.payload.clone(),
-                    payload_hash: text_hash(&b.payload),
+                    payload_hash,
                 };
                 let id: Option<i64> = diesel::insert_into(bounty::table)
                     .values(&nb)
@@ -317,18 +327,25 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                     .execute(c)
                     .await?;
             }
-            diesel::update(attacker_ext::table.find(&uuid))
-                .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
+            let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
+            if created || old_deckies != Some(p.all_deckies.len()) {
+                diesel::update(attacker_ext::table.find(&uuid))
+                    .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
+                    .execute(c)
+                    .await?;
+            }
+            // Only rows without a uuid need it: new credentials of this batch, or older ones
+            // captured before the attacker row existed.
+            if created || d.credential_count > 0 {
+                diesel::update(
+                    credentials::table
+                        .filter(credentials::attacker_ip.eq(&d.ip))
+                        .filter(credentials::attacker_uuid.is_null()),
+                )
+                .set(credentials::attacker_uuid.eq(&uuid))
                 .execute(c)
                 .await?;
-            diesel::update(
-                credentials::table
-                    .filter(credentials::attacker_ip.eq(&d.ip))
-                    .filter(credentials::attacker_uuid.is_null()),
-            )
-            .set(credentials::attacker_uuid.eq(&uuid))
-            .execute(c)
-            .await?;
+            }
             out.scored.push(p.scored_payload(&d.ip));
         }
 

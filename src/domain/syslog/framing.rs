@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn octet_counted_and_newline_frames_mix() {
         let mut d = FrameDecoder::new(100);
-        d.push(b"5 <1>1 x3 abc<13>1 line two\n<14>1 par");
+        d.push(b"5 <1>1 3 abc<13>1 line two\n<14>1 par");
         assert_eq!(
             all(&mut d).unwrap(),
             vec![
