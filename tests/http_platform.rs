@@ -1201,7 +1201,7 @@ async fn errors_health_cors_and_out_of_scope() {
     for (m, p) in [
         (Method::GET, "/api/v1/topologies/"),
         (Method::GET, "/api/v1/swarm/hosts"),
-        (Method::GET, "/api/v1/logs?limit=50"),
+        (Method::GET, "/api/v1/artifacts/abc"),
         (Method::GET, "/api/v1/bounty"),
         (Method::POST, "/api/v1/deckies/deploy"),
         (Method::GET, "/api/v1/system/deployment-mode"),

@@ -409,8 +409,8 @@ pub async fn list_reuse(
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/credential-reuse/{reuse_id}", tag = "Credentials",
-    params(("reuse_id" = String, Path, description = "Finding id")),
+    get, path = "/api/v1/credential-reuse/{id}", tag = "Credentials",
+    params(("id" = String, Path, description = "Finding id")),
     responses((status = 200, description = "The finding with its secret"), (status = 404, description = "credential_reuse not found"))
 )]
 pub async fn get_reuse(
@@ -479,10 +479,10 @@ pub async fn list_logs(
 #[utoipa::path(
     get, path = "/api/v1/ingest/quarantine", tag = "Logs",
     params(PageQuery),
-    responses((status = 200, description = "Envelope P of unparsable lines with their reason, newest first"), (status = 403, description = "Admin only"))
+    responses((status = 200, description = "Envelope P of unparsable lines with their reason, newest first"))
 )]
 pub async fn list_quarantine(
-    _a: Admin,
+    _v: Viewer,
     state: web::Data<AppState>,
     page: Pagination,
 ) -> Result<HttpResponse, ApiError> {
@@ -512,7 +512,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/attackers/{uuid}/mail", web::get().to(attacker_mail))
         .route("/credentials", web::get().to(list_credentials))
         .route("/credential-reuse", web::get().to(list_reuse))
-        .route("/credential-reuse/{reuse_id}", web::get().to(get_reuse))
+        .route("/credential-reuse/{id}", web::get().to(get_reuse))
         .route("/logs", web::get().to(list_logs))
         .route("/ingest/quarantine", web::get().to(list_quarantine));
 }
