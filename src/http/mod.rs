@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod health;
 pub mod intake;
 pub mod intel;
+pub mod live;
 pub mod openapi;
 pub mod pagination;
 pub mod realism;

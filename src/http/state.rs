@@ -11,7 +11,7 @@ use crate::db::Db;
 use crate::docker::DeckyRuntime;
 use crate::http::auth::AuthState;
 use crate::http::health::HealthCache;
-use crate::http::stream::{LiveSource, NoLogStore};
+use crate::http::stream::LiveSource;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -60,8 +60,7 @@ impl AppState {
             .map(|o| o.trim().trim_end_matches('/').to_string())
             .filter(|o| !o.is_empty())
             .collect();
-        let live = crate::http::intake::live_source(&db)
-            .unwrap_or_else(|| Arc::new(NoLogStore) as Arc<dyn LiveSource>);
+        let live = crate::http::live::DbLiveSource::shared(db.clone());
         AppState {
             settings,
             db,

@@ -48,6 +48,7 @@ pub mod clustering;
 pub mod fleet;
 pub mod intake;
 pub mod intel;
+pub mod live;
 pub mod realism;
 pub mod state;
 pub mod tokens;
