@@ -199,7 +199,27 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
 
         // 2. bounties + credentials, record by record, feeding the attacker aggregation.
         let mut obs = ObservationBatch::new();
-        let mut seen_bounties: HashSet<(&str, String, String)> = HashSet::new();
+        // Bounties already stored for the batch's IPs are skipped without a statement each
+        // (the unique index still guards the insert below).
+        let mut seen_bounties: HashSet<(String, String, String)> = HashSet::new();
+        let bounty_ips: Vec<&str> = fresh
+            .iter()
+            .flat_map(|r| r.extraction.bounties.iter().map(|b| b.attacker_ip.as_str()))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for chunk in bounty_ips.chunks(500) {
+            let known: Vec<(String, String, String)> = bounty::table
+                .filter(bounty::attacker_ip.eq_any(chunk.iter().copied()))
+                .select((
+                    bounty::bounty_type,
+                    bounty::attacker_ip,
+                    bounty::payload_hash,
+                ))
+                .load(c)
+                .await?;
+            seen_bounties.extend(known);
+        }
         for r in &fresh {
             let _ = obs.observe(&r.record);
             let at = r.log.timestamp;
@@ -207,7 +227,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                 let payload_hash = text_hash(&b.payload);
                 // identical bounties repeated inside one batch need no second statement
                 if !seen_bounties.insert((
-                    b.bounty_type,
+                    b.bounty_type.to_owned(),
                     b.attacker_ip.clone(),
                     payload_hash.clone(),
                 )) {
