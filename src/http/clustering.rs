@@ -5,7 +5,6 @@
 //! not swallowed by the detail routes (the reference's routing bug).
 
 use actix_web::{web, HttpResponse};
-use chrono::NaiveDateTime;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -20,10 +19,7 @@ use crate::http::pagination::{Page, PageQuery, Pagination, DEFAULT_LIMIT};
 use crate::http::sse;
 use crate::http::state::AppState;
 
-/// ISO-8601 UTC with a `Z`.
-fn iso(t: NaiveDateTime) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+use crate::http::iso;
 
 /// An identity row as the dashboard reads it. List columns stay JSON-encoded strings (the UI
 /// `JSON.parse`s them); `confidence` is always present (explicit null).

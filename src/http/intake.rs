@@ -10,9 +10,11 @@ use serde_json::{json, Map, Value};
 
 use crate::db::models::intake::{Attacker, AttackerExt, Credential, Log};
 use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
-use crate::domain::syslog::observation::{iso, COMMAND_EVENT_TYPES};
+use crate::domain::syslog::observation::COMMAND_EVENT_TYPES;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::ApiError;
+use crate::http::iso;
+use crate::http::live::log_row;
 use crate::http::pagination::{PageQuery, Pagination};
 use crate::http::state::AppState;
 
@@ -456,23 +458,7 @@ pub async fn list_logs(
     let (start, end) = (parse_time(&p, "start_time")?, parse_time(&p, "end_time")?);
     let (total, rows) =
         repo::list_logs(&state.db, search, start, end, page.limit, page.offset).await?;
-    let data: Vec<Value> = rows
-        .iter()
-        .map(|l| {
-            json!({
-                "id": l.id,
-                "timestamp": iso(l.timestamp),
-                "decky": l.decky,
-                "service": l.service,
-                "event_type": l.event_type,
-                "attacker_ip": l.attacker_ip,
-                "raw_line": l.raw_line,
-                "fields": l.fields,
-                "msg": l.msg,
-                "source_worker": l.source_worker,
-            })
-        })
-        .collect();
+    let data: Vec<Value> = rows.iter().map(log_row).collect();
     Ok(HttpResponse::Ok().json(page.page(total, data)))
 }
 
@@ -515,16 +501,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/credential-reuse/{id}", web::get().to(get_reuse))
         .route("/logs", web::get().to(list_logs))
         .route("/ingest/quarantine", web::get().to(list_quarantine));
-}
-
-/// The database-backed source of `GET /api/v1/stream` (log rows, attacker and decky counts
-/// live in the intake tables): return `Some(Arc::new(YourSource { db: db.clone() }))` with a
-/// [`LiveSource`](crate::http::stream::LiveSource) implementation. `None` = no log store
-/// (the stream then reports zero counts and no rows).
-pub fn live_source(
-    _db: &crate::db::Db,
-) -> Option<std::sync::Arc<dyn crate::http::stream::LiveSource>> {
-    None
 }
 
 #[derive(utoipa::OpenApi)]

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::db::models::intake::Log;
 use crate::db::{repo, Db};
-use crate::domain::syslog::observation::iso;
 use crate::http::error::ApiError;
+use crate::http::iso;
 use crate::http::stream::{LiveSource, LogFilter, Stats};
 
 /// One log row as the dashboard's Live Logs and `GET /logs` render it.

@@ -35,6 +35,11 @@ pub const API_PREFIX: &str = "/api/v1";
 /// containment, bearer validation, each area's routes, out-of-scope answers, JSON 404), the
 /// extractor error handlers, and the root `/openapi.json` + `/docs`. Self-sufficient: the
 /// daemon only needs `App::new().app_data(web::Data::new(state)).configure(http::configure)`.
+/// ISO-8601 UTC with microseconds and a `Z`: the one timestamp format of every API response.
+pub fn iso(t: chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(error::json_config())
         .app_data(error::query_config())

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -77,9 +77,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 )]
 pub struct ApiDoc;
 
-fn iso(ts: NaiveDateTime) -> String {
-    DateTime::<Utc>::from_naive_utc_and_offset(ts, Utc).to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+use crate::http::iso;
 
 fn query_map(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
     web::Query::<HashMap<String, String>>::from_query(req.query_string())
