@@ -855,3 +855,61 @@ async fn route_returns_the_row_or_404() {
     assert_eq!(status, 401);
     app.stop().await;
 }
+
+/// The daemon run end to end: attackers come from an RFC 5424 corpus ingested by the
+/// real ingester (file tail), and every one of them is enriched exactly once per TTL.
+#[actix_rt::test]
+async fn ingested_corpus_is_enriched_exactly_once_per_ttl() {
+    let p = Providers::start().await;
+    p.all_good().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ips: Vec<String> = (21..=26).map(|i| format!("198.51.100.{i}")).collect();
+    let mut corpus = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        for (j, svc) in ["ssh", "http"].iter().enumerate() {
+            corpus.push_str(&format!(
+                "<134>1 2026-11-23T05:{:02}:{:02}.000000+00:00 decky-0{} {svc} - auth_attempt [relay@55555 username=\"root\" secret_printable=\"pw{i}\" secret_b64=\"cHd7aX0=\" src_ip=\"{ip}\"]\n",
+                10 + i,
+                10 + j,
+                1 + j,
+            ));
+        }
+    }
+    let mut s = decnetd::testkit::settings(dir.path(), None);
+    std::fs::write(&s.ingest.log_file, corpus).unwrap();
+    s.ingest.batch_max_wait_ms = 50;
+    s.workers.disabled = vec!["planner".into(), "reconciler".into()];
+    s.intel.enabled = true;
+    s.intel.greynoise_url = p.greynoise.uri();
+    s.intel.abuseipdb_url = p.abuseipdb.uri();
+    s.intel.feodo_url = p.feodo.uri();
+    s.intel.threatfox_url = p.threatfox.uri();
+    s.intel.abuseipdb_api_key = Some(decnetd::config::Secret::new("abuse-key"));
+    s.intel.threatfox_api_key = Some(decnetd::config::Secret::new("tf-key"));
+    s.intel.poll_s = 0.3;
+    let app = decnetd::testkit::start(s).await.unwrap();
+    let n = ips.len();
+    decnetd::testkit::eventually(Duration::from_secs(60), || async {
+        let c = p.counts().await;
+        (c[0] >= n && c[3] >= n).then_some(c)
+    })
+    .await
+    .expect("every ingested attacker enriched");
+    // More wake events (the ingester publishes attacker.* on every batch) and poll ticks later:
+    // still exactly one lookup per attacker and provider.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.counts().await, [n, n, 1, n]);
+    let attackers = decnetd::db::repo::intake::all_attackers(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(attackers.len(), n, "one observation per source IP");
+    for a in &attackers {
+        let row = repo::get_by_attacker(&app.state.db, &a.uuid)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("intel row for {}", a.ip));
+        assert_eq!(row.attacker_ip, a.ip);
+        assert_eq!(row.aggregate_verdict.as_deref(), Some("malicious"));
+    }
+    app.stop().await;
+}
