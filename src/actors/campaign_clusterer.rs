@@ -3,17 +3,14 @@
 //! `identity.>` except its own cross-family `identity.campaign.assigned` copies.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use chrono::NaiveDateTime;
-use serde_json::{Map, Value};
+use futures::future::BoxFuture;
+use serde_json::Value;
 
-use crate::actors::clusterer::{subscribe_wakes, TickCounters, TickError, Wake, WAKE_DEBOUNCE};
-use crate::actors::heartbeat::start_beating;
-use crate::actors::topics::{self, Envelope, Event};
-use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
+use crate::actors::clusterer::TickError;
+use crate::actors::tick_worker::{TickJob, TickOutcome, TickWorker};
+use crate::actors::topics::{self, Event};
 use crate::db::models::clustering::{Campaign, NewCampaign, NewCampaignEvidence};
 use crate::db::repo::clustering as repo;
 use crate::db::{new_uuid, now_utc, Db};
@@ -240,111 +237,32 @@ fn campaign_maintenance(
     out
 }
 
+/// The campaign level as a [`TickJob`].
+pub struct CampaignJob;
+
+impl TickOutcome for CampaignTickOutcome {
+    fn items(&self) -> usize {
+        self.identities
+    }
+    fn events(&self) -> Vec<Event> {
+        CampaignTickOutcome::events(self)
+    }
+}
+
+impl TickJob for CampaignJob {
+    const NAME: &'static str = "campaign-clusterer";
+    const WAKE_PATTERN: &'static str = "identity.>";
+    type Outcome = CampaignTickOutcome;
+
+    fn run(db: Db) -> BoxFuture<'static, Result<CampaignTickOutcome, TickError>> {
+        Box::pin(async move { run_campaign_tick(&db).await })
+    }
+
+    /// Our own cross-family copies must not wake us again.
+    fn wakes_on(topic: &str) -> bool {
+        topic != OWN_ECHO
+    }
+}
+
 /// The `campaign-clusterer` worker.
-pub struct CampaignClusterer {
-    deps: Deps,
-    beat: Beat,
-    _exit: ExitGuard,
-    wake: Wake,
-    counters: TickCounters,
-}
-
-impl CampaignClusterer {
-    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
-        let beat = deps.beat("campaign-clusterer");
-        CampaignClusterer {
-            deps,
-            beat,
-            _exit: exit,
-            wake: Wake::default(),
-            counters: TickCounters::default(),
-        }
-    }
-
-    fn request(&mut self, ctx: &mut Context<Self>) {
-        if self.wake.request() {
-            ctx.run_later(WAKE_DEBOUNCE, |act, ctx| act.start_tick(ctx));
-        }
-    }
-
-    fn start_tick(&mut self, ctx: &mut Context<Self>) {
-        if !self.wake.begin() {
-            return;
-        }
-        let db = self.deps.db.clone();
-        let registry = self.deps.registry.clone();
-        let started = Instant::now();
-        ctx.spawn(
-            async move {
-                let res = run_campaign_tick(&db).await;
-                if let Ok(outcome) = &res {
-                    for ev in outcome.events() {
-                        registry.publish(ev);
-                    }
-                }
-                res
-            }
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                act.counters.ticks += 1;
-                act.counters.last_tick_ms = started.elapsed().as_secs_f64() * 1_000.0;
-                match res {
-                    Ok(outcome) => {
-                        act.counters.last_items = outcome.identities;
-                        act.counters.events += outcome.events().len() as u64;
-                    }
-                    Err(e) => {
-                        act.counters.failed_ticks += 1;
-                        tracing::warn!(error = %e, "campaign-clusterer: tick failed; counted as empty");
-                    }
-                }
-                if act.wake.finish() {
-                    act.request(ctx);
-                }
-            }),
-        );
-    }
-}
-
-impl Beating for CampaignClusterer {
-    fn beat(&self) -> &Beat {
-        &self.beat
-    }
-    fn health_extra(&self) -> Map<String, Value> {
-        self.counters.to_extra()
-    }
-}
-
-impl Actor for CampaignClusterer {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        start_beating(ctx, self);
-        subscribe_wakes(
-            ctx,
-            self.deps.registry.clone(),
-            "identity.>",
-            "campaign-clusterer",
-        );
-        let every = Duration::from_secs_f64(self.deps.settings.clustering.tick_s.max(0.05));
-        ctx.run_interval(every, |act, ctx| act.request(ctx));
-        self.request(ctx);
-    }
-}
-
-impl StreamHandler<Arc<Envelope>> for CampaignClusterer {
-    fn handle(&mut self, env: Arc<Envelope>, ctx: &mut Context<Self>) {
-        if env.topic != OWN_ECHO {
-            self.request(ctx);
-        }
-    }
-
-    fn finished(&mut self, _ctx: &mut Context<Self>) {}
-}
-
-impl Handler<Shutdown> for CampaignClusterer {
-    type Result = ();
-    fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
+pub type CampaignClusterer = TickWorker<CampaignJob>;

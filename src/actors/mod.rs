@@ -13,6 +13,7 @@ pub mod planner;
 pub mod reconciler;
 pub mod registry;
 pub mod supervisor;
+pub mod tick_worker;
 pub mod topics;
 
 use std::sync::Arc;
