@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 
 use crate::db::models::intake::{
@@ -18,7 +18,7 @@ use crate::db::models::StateEntry;
 use crate::db::schema::{
     attacker_ext, attackers, bounty, credential_reuse, credentials, ingest_quarantine, logs, state,
 };
-use crate::db::{new_uuid, now_utc, Db, DbError, JsonText};
+use crate::db::{new_uuid, now_utc, AnyConnMut, AsAnyConn, Db, DbError, JsonText};
 use crate::domain::syslog::credential::CredentialCaptured;
 use crate::domain::syslog::observation::{
     iso, merge_profile, AttackerProfile, CommandEntry, ObservationBatch, ObservedPayload,
@@ -173,6 +173,277 @@ fn new_credential(d: &CredentialDraft, at: NaiveDateTime) -> NewCredential {
 pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome, DbError> {
     let now = now_utc();
     db_tx!(db, |c| {
+        match c.as_any_conn() {
+            // SQLite: the whole body in ONE blocking call on the connection thread (sync
+            // diesel, cached prepared statements) instead of one pool round trip per statement.
+            AnyConnMut::Sqlite(conn) => {
+                let input = input.clone();
+                Ok(conn
+                    .spawn_blocking(move |sc| sqlite_sync::commit(sc, &input, now))
+                    .await?)
+            }
+            AnyConnMut::Pg(conn) => commit_pg(conn, input, now).await,
+        }
+    })
+}
+
+/// The batch body on PostgreSQL (inside the caller's transaction).
+async fn commit_pg(
+    c: &mut AsyncPgConnection,
+    input: &CommitInput,
+    now: NaiveDateTime,
+) -> Result<CommitOutcome, DbError> {
+    let mut out = CommitOutcome::default();
+
+    // 1. logs, deduplicated on the line hash (stored rows and repeats inside the batch).
+    let mut existing: HashSet<String> = HashSet::new();
+    let hashes: Vec<&String> = input.records.iter().map(|r| &r.log.line_hash).collect();
+    for chunk in hashes.chunks(500) {
+        let found: Vec<String> = logs::table
+            .filter(logs::line_hash.eq_any(chunk.iter().copied()))
+            .select(logs::line_hash)
+            .load(c)
+            .await?;
+        existing.extend(found);
+    }
+    let mut fresh: Vec<&PreparedRecord> = Vec::with_capacity(input.records.len());
+    for r in &input.records {
+        if existing.insert(r.log.line_hash.clone()) {
+            fresh.push(r);
+        } else {
+            out.duplicates += 1;
+        }
+    }
+    let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
+    out.logs_inserted = db_insert_batch!(c, logs::table, rows)?;
+
+    // 2. bounties + credentials, record by record, feeding the attacker aggregation.
+    let mut obs = ObservationBatch::new();
+    // Bounties already stored for the batch's IPs are skipped without a statement each
+    // (the unique index still guards the insert below).
+    let mut seen_bounties: HashSet<(String, String, String)> = HashSet::new();
+    let bounty_ips: Vec<&str> = fresh
+        .iter()
+        .flat_map(|r| r.extraction.bounties.iter().map(|b| b.attacker_ip.as_str()))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in bounty_ips.chunks(500) {
+        let known: Vec<(String, String, String)> = bounty::table
+            .filter(bounty::attacker_ip.eq_any(chunk.iter().copied()))
+            .select((
+                bounty::bounty_type,
+                bounty::attacker_ip,
+                bounty::payload_hash,
+            ))
+            .load(c)
+            .await?;
+        seen_bounties.extend(known);
+    }
+    for r in &fresh {
+        let _ = obs.observe(&r.record);
+        let at = r.log.timestamp;
+        for b in &r.extraction.bounties {
+            let payload_hash = text_hash(&b.payload);
+            // identical bounties repeated inside one batch need no second statement
+            if !seen_bounties.insert((
+                b.bounty_type.to_owned(),
+                b.attacker_ip.clone(),
+                payload_hash.clone(),
+            )) {
+                continue;
+            }
+            let nb = NewBounty {
+                timestamp: at,
+                decky: b.decky.clone(),
+                service: b.service.clone(),
+                attacker_ip: b.attacker_ip.clone(),
+                bounty_type: b.bounty_type.to_owned(),
+                payload: b.payload.clone(),
+                payload_hash,
+            };
+            let id: Option<i64> = diesel::insert_into(bounty::table)
+                .values(&nb)
+                .on_conflict((
+                    bounty::bounty_type,
+                    bounty::attacker_ip,
+                    bounty::payload_hash,
+                ))
+                .do_nothing()
+                .returning(bounty::id)
+                .get_result(c)
+                .await
+                .optional()?;
+            if let Some(id) = id {
+                out.bounties_inserted += 1;
+                let fp = (b.bounty_type == "fingerprint").then(|| {
+                    json!({
+                        "id": id,
+                        "timestamp": iso(at),
+                        "decky": b.decky,
+                        "service": b.service,
+                        "attacker_ip": b.attacker_ip,
+                        "bounty_type": b.bounty_type,
+                        "payload": serde_json::from_str::<Value>(&b.payload).unwrap_or(Value::Null),
+                    })
+                });
+                obs.add_bounty(&b.attacker_ip, fp);
+            }
+        }
+        if let Some(Ok(d)) = &r.extraction.credential {
+            let nc = new_credential(d, at);
+            let (_, attempts): (i64, i64) = diesel::insert_into(credentials::table)
+                .values(&nc)
+                .on_conflict((
+                    credentials::attacker_ip,
+                    credentials::decky_name,
+                    credentials::service,
+                    credentials::secret_kind,
+                    credentials::secret_sha256,
+                    credentials::principal_key,
+                ))
+                .do_update()
+                .set((
+                    credentials::attempt_count.eq(credentials::attempt_count + 1),
+                    credentials::last_seen.eq(excluded(credentials::last_seen)),
+                    credentials::outcome.eq(diesel::dsl::sql::<
+                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
+                    >(
+                        "COALESCE(excluded.outcome, credentials.outcome)"
+                    )),
+                ))
+                .returning((credentials::id, credentials::attempt_count))
+                .get_result(c)
+                .await?;
+            if attempts == 1 {
+                out.new_credentials += 1;
+                obs.add_credential(&d.attacker_ip);
+            }
+            out.captured.push(d.captured_event());
+        }
+    }
+
+    // 3. attacker rows, merged incrementally (no re-parse of old logs).
+    let deltas = obs.into_deltas();
+    let ips: Vec<&str> = deltas.iter().map(|d| d.ip.as_str()).collect();
+    let mut stored: HashMap<String, Attacker> = HashMap::new();
+    let mut stored_deckies: HashMap<String, String> = HashMap::new();
+    for chunk in ips.chunks(500) {
+        let rows: Vec<Attacker> = attackers::table
+            .filter(attackers::ip.eq_any(chunk.iter().copied()))
+            .select(Attacker::as_select())
+            .load(c)
+            .await?;
+        stored.extend(rows.into_iter().map(|a| (a.ip.clone(), a)));
+        let lists: Vec<(String, String)> = attacker_ext::table
+            .filter(attacker_ext::ip.eq_any(chunk.iter().copied()))
+            .select((attacker_ext::ip, attacker_ext::all_deckies))
+            .load(c)
+            .await?;
+        stored_deckies.extend(lists);
+    }
+    for d in &deltas {
+        let old = stored.get(&d.ip);
+        let old_profile = old.map(|a| profile_of(a, stored_deckies.get(&d.ip)));
+        let Some(p) = merge_profile(old_profile.as_ref(), d) else {
+            continue;
+        };
+        let (uuid, created) = match old {
+            Some(a) => (a.uuid.clone(), false),
+            None => (new_uuid(), true),
+        };
+        let w = attacker_write(uuid.clone(), &d.ip, &p, now);
+        if created {
+            diesel::insert_into(attackers::table)
+                .values(&w)
+                .execute(c)
+                .await?;
+            if let Some(o) = d.observed_payload() {
+                out.observed.push(o);
+            }
+        } else {
+            diesel::update(attackers::table.find(&uuid))
+                .set(&w)
+                .execute(c)
+                .await?;
+        }
+        let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
+        if created || old_deckies != Some(p.all_deckies.len()) {
+            diesel::update(attacker_ext::table.find(&uuid))
+                .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
+                .execute(c)
+                .await?;
+        }
+        // Only rows without a uuid need it: new credentials of this batch, or older ones
+        // captured before the attacker row existed.
+        if created || d.credential_count > 0 {
+            diesel::update(
+                credentials::table
+                    .filter(credentials::attacker_ip.eq(&d.ip))
+                    .filter(credentials::attacker_uuid.is_null()),
+            )
+            .set(credentials::attacker_uuid.eq(&uuid))
+            .execute(c)
+            .await?;
+        }
+        out.scored.push(p.scored_payload(&d.ip));
+    }
+
+    // 4. quarantine (identical garbage collapses to one row).
+    for q in &input.quarantine {
+        out.quarantined += diesel::insert_into(ingest_quarantine::table)
+            .values(q)
+            .on_conflict(ingest_quarantine::line_hash)
+            .do_nothing()
+            .execute(c)
+            .await?;
+    }
+
+    // 5. the position, in the same transaction: a crash can never separate rows from it.
+    if let Some((key, value)) = &input.position {
+        let row = StateEntry {
+            key: key.clone(),
+            value: JsonText(value.clone()),
+        };
+        diesel::insert_into(state::table)
+            .values(&row)
+            .on_conflict(state::key)
+            .do_update()
+            .set(state::value.eq(excluded(state::value)))
+            .execute(c)
+            .await?;
+    }
+    Ok(out)
+}
+
+/// The batch body on SQLite with sync diesel, run on the connection's blocking thread inside
+/// the caller's `BEGIN IMMEDIATE` transaction. Mirrors [`commit_pg`] statement for statement.
+mod sqlite_sync {
+    use std::collections::{HashMap, HashSet};
+
+    use chrono::NaiveDateTime;
+    use diesel::prelude::*;
+    use diesel::upsert::excluded;
+    use diesel::RunQueryDsl;
+    use serde_json::{json, Value};
+
+    use super::{
+        attacker_write, new_credential, profile_of, text_hash, to_text, CommitInput, CommitOutcome,
+        PreparedRecord,
+    };
+    use crate::db::models::intake::{Attacker, NewBounty, NewLog};
+    use crate::db::models::StateEntry;
+    use crate::db::schema::{
+        attacker_ext, attackers, bounty, credentials, ingest_quarantine, logs, state,
+    };
+    use crate::db::{new_uuid, JsonText};
+    use crate::domain::syslog::observation::{iso, merge_profile, ObservationBatch};
+
+    pub(super) fn commit(
+        c: &mut SqliteConnection,
+        input: &CommitInput,
+        now: NaiveDateTime,
+    ) -> QueryResult<CommitOutcome> {
         let mut out = CommitOutcome::default();
 
         // 1. logs, deduplicated on the line hash (stored rows and repeats inside the batch).
@@ -182,8 +453,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
             let found: Vec<String> = logs::table
                 .filter(logs::line_hash.eq_any(chunk.iter().copied()))
                 .select(logs::line_hash)
-                .load(c)
-                .await?;
+                .load(c)?;
             existing.extend(found);
         }
         let mut fresh: Vec<&PreparedRecord> = Vec::with_capacity(input.records.len());
@@ -195,7 +465,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
             }
         }
         let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
-        out.logs_inserted = db_insert_batch!(c, logs::table, rows)?;
+        out.logs_inserted = diesel::insert_into(logs::table).values(&rows).execute(c)?;
 
         // 2. bounties + credentials, record by record, feeding the attacker aggregation.
         let mut obs = ObservationBatch::new();
@@ -216,8 +486,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                     bounty::attacker_ip,
                     bounty::payload_hash,
                 ))
-                .load(c)
-                .await?;
+                .load(c)?;
             seen_bounties.extend(known);
         }
         for r in &fresh {
@@ -252,7 +521,6 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                     .do_nothing()
                     .returning(bounty::id)
                     .get_result(c)
-                    .await
                     .optional()?;
                 if let Some(id) = id {
                     out.bounties_inserted += 1;
@@ -293,8 +561,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                         )),
                     ))
                     .returning((credentials::id, credentials::attempt_count))
-                    .get_result(c)
-                    .await?;
+                    .get_result(c)?;
                 if attempts == 1 {
                     out.new_credentials += 1;
                     obs.add_credential(&d.attacker_ip);
@@ -312,14 +579,12 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
             let rows: Vec<Attacker> = attackers::table
                 .filter(attackers::ip.eq_any(chunk.iter().copied()))
                 .select(Attacker::as_select())
-                .load(c)
-                .await?;
+                .load(c)?;
             stored.extend(rows.into_iter().map(|a| (a.ip.clone(), a)));
             let lists: Vec<(String, String)> = attacker_ext::table
                 .filter(attacker_ext::ip.eq_any(chunk.iter().copied()))
                 .select((attacker_ext::ip, attacker_ext::all_deckies))
-                .load(c)
-                .await?;
+                .load(c)?;
             stored_deckies.extend(lists);
         }
         for d in &deltas {
@@ -336,23 +601,20 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
             if created {
                 diesel::insert_into(attackers::table)
                     .values(&w)
-                    .execute(c)
-                    .await?;
+                    .execute(c)?;
                 if let Some(o) = d.observed_payload() {
                     out.observed.push(o);
                 }
             } else {
                 diesel::update(attackers::table.find(&uuid))
                     .set(&w)
-                    .execute(c)
-                    .await?;
+                    .execute(c)?;
             }
             let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
             if created || old_deckies != Some(p.all_deckies.len()) {
                 diesel::update(attacker_ext::table.find(&uuid))
                     .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
-                    .execute(c)
-                    .await?;
+                    .execute(c)?;
             }
             // Only rows without a uuid need it: new credentials of this batch, or older ones
             // captured before the attacker row existed.
@@ -363,8 +625,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                         .filter(credentials::attacker_uuid.is_null()),
                 )
                 .set(credentials::attacker_uuid.eq(&uuid))
-                .execute(c)
-                .await?;
+                .execute(c)?;
             }
             out.scored.push(p.scored_payload(&d.ip));
         }
@@ -375,8 +636,7 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                 .values(q)
                 .on_conflict(ingest_quarantine::line_hash)
                 .do_nothing()
-                .execute(c)
-                .await?;
+                .execute(c)?;
         }
 
         // 5. the position, in the same transaction: a crash can never separate rows from it.
@@ -390,11 +650,10 @@ pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome,
                 .on_conflict(state::key)
                 .do_update()
                 .set(state::value.eq(excluded(state::value)))
-                .execute(c)
-                .await?;
+                .execute(c)?;
         }
         Ok(out)
-    })
+    }
 }
 
 // ---------------------------------------------------------------- credential reuse
