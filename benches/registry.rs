@@ -18,6 +18,7 @@ fn event() -> Event {
         service: "ssh".into(),
         event_type: "login_attempt".into(),
         first_seen: "2026-01-01T00:00:00+00:00".into(),
+        attacker_uuid: None,
     })
 }
 

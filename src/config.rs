@@ -162,6 +162,13 @@ where
     Ok(v)
 }
 
+/// Non-negative integer (`0` allowed).
+pub fn parse_u64(raw: &str) -> Result<u64, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| format!("expected a non-negative integer, got {raw:?}"))
+}
+
 /// Positive number of seconds, fractions allowed (`0.5`).
 pub fn parse_seconds(raw: &str) -> Result<f64, String> {
     let v: f64 = raw
@@ -546,6 +553,10 @@ pub struct IngestSettings {
     pub reuse_min_targets: usize,
     /// Credential-reuse pass fallback interval, seconds (new credentials wake it sooner).
     pub reuse_poll_s: f64,
+    /// Longest the attacker rows may lag the committed logs, milliseconds: the profiler pass
+    /// (logs → `attackers`) runs at most this often while lines keep arriving, and at once when
+    /// the input goes idle. 0 = after every batch.
+    pub profile_interval_ms: u64,
 }
 
 impl Default for IngestSettings {
@@ -573,6 +584,7 @@ impl Default for IngestSettings {
             trusted_proxies: Vec::new(),
             reuse_min_targets: 2,
             reuse_poll_s: 60.0,
+            profile_interval_ms: 1000,
         }
     }
 }
@@ -635,6 +647,11 @@ impl IngestSettings {
             parse_positive,
         )?;
         env.apply("DECNET_REUSE_POLL_S", &mut self.reuse_poll_s, parse_seconds)?;
+        env.apply(
+            "DECNET_PROFILE_INTERVAL_MS",
+            &mut self.profile_interval_ms,
+            parse_u64,
+        )?;
         Ok(())
     }
 }

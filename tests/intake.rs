@@ -333,11 +333,17 @@ async fn crash_between_and_inside_batches(db: &Db) {
         )
         .unwrap();
     }
+    // The first process folds its first batch into `attackers` and then never again: the
+    // second batch is committed but not profiled when it "crashes".
+    let first = IngestSettings {
+        profile_interval_ms: 3_600_000,
+        ..ingest_settings()
+    };
     let s = ingest_settings();
     let counters = Arc::new(IngestCounters::default());
     {
         let mut tail = FileTail::load(db, &file).await.unwrap();
-        let mut p = Pipeline::new(db.clone(), None, &s, counters.clone());
+        let mut p = Pipeline::new(db.clone(), None, &first, counters.clone());
         for _ in 0..2 {
             let TailRead::Lines(batch, end) = tail.read(40).unwrap() else {
                 panic!("expected lines")
@@ -350,7 +356,13 @@ async fn crash_between_and_inside_batches(db: &Db) {
         };
         // cancelled inside the transaction: nothing of it may stick
         let _ = tokio::time::timeout(Duration::from_micros(50), p.commit(&batch, Some(end))).await;
+        // and a profiler pass cancelled midway leaves the cursor where it was
+        let _ = tokio::time::timeout(Duration::from_micros(50), p.profile_pass()).await;
     }
+    let folded_before_restart = decnetd::db::repo::state::get(db, repo::PROFILE_CURSOR_KEY)
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     {
         let mut tail = FileTail::load(db, &file).await.unwrap();
@@ -365,6 +377,9 @@ async fn crash_between_and_inside_batches(db: &Db) {
                 TailRead::Idle => break,
             }
         }
+        // what the daemon loop does when its input goes idle
+        assert!(p.profile_due(true));
+        p.profile_if_due(true).await;
         p.reuse_pass(s.reuse_min_targets).await.unwrap();
     }
     // the partial line was not consumed
@@ -375,6 +390,14 @@ async fn crash_between_and_inside_batches(db: &Db) {
     let complete_len: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
     assert_eq!(stored["position"], complete_len);
     assert_eq!(snapshot(db).await, reference_snapshot(&lines).await);
+    let folded = decnetd::db::repo::state::get(db, repo::PROFILE_CURSOR_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        folded["log_id"].as_i64() > folded_before_restart["log_id"].as_i64(),
+        "the restarted pipeline folded what the first one left: {folded_before_restart} → {folded}"
+    );
     // truncation resets to 0 (persisted by the daemon loop; here: the tail reports it)
     std::fs::write(&file, b"").unwrap();
     let mut tail = FileTail::load(db, &file).await.unwrap();

@@ -38,6 +38,7 @@ fn observed(ip: &str) -> Event {
         service: "ssh".into(),
         event_type: "login_attempt".into(),
         first_seen: "2026-01-01T00:00:00+00:00".into(),
+        attacker_uuid: None,
     })
 }
 

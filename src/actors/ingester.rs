@@ -29,14 +29,18 @@ use tokio::sync::{mpsc, watch};
 use crate::actors::heartbeat::start_beating;
 use crate::actors::topics::{
     AttackerObserved, AttackerScored, BatchCommitted, CredentialCaptured, CredentialReuseDetected,
-    Event,
+    EmailReceived, Event, LogLine, SmtpProbePending,
 };
 use crate::actors::{Beat, Beating, Deps, ExitGuard, RegistryHandle, Shutdown};
 use crate::config::IngestSettings;
 use crate::db::models::intake::NewQuarantined;
-use crate::db::repo::intake::{self as repo, CommitInput, CommitOutcome, PreparedRecord};
+use crate::db::repo::intake::{
+    self as repo, CommitInput, CommitOutcome, PreparedRecord, ProfileOutcome,
+};
 use crate::db::{now_utc, repo::state, Db, DbError};
 use crate::domain::syslog::collector::PendingAdmissions;
+use crate::domain::syslog::mail;
+use crate::domain::syslog::observation::iso;
 use crate::domain::syslog::reuse::Finding;
 use crate::domain::syslog::{
     extract, parse_json_record, parse_line_bytes, Admission, CollectorFilter, ExtractConfig,
@@ -96,6 +100,8 @@ pub struct IngestCounters {
     pub connections: AtomicU64,
     pub frames_rejected: AtomicU64,
     pub reuse_findings: AtomicU64,
+    pub profile_passes: AtomicU64,
+    pub attackers_created: AtomicU64,
 }
 
 impl IngestCounters {
@@ -120,6 +126,8 @@ impl IngestCounters {
             ("connections", &self.connections),
             ("frames_rejected", &self.frames_rejected),
             ("reuse_findings", &self.reuse_findings),
+            ("profile_passes", &self.profile_passes),
+            ("attackers_created", &self.attackers_created),
         ] {
             m.insert(k.into(), Value::from(v.load(Ordering::Relaxed)));
         }
@@ -134,6 +142,10 @@ pub struct Pipeline {
     extract: ExtractConfig,
     filter: CollectorFilter,
     counters: Arc<IngestCounters>,
+    /// Committed rows not yet folded into `attackers`.
+    profile_dirty: bool,
+    profile_interval: Duration,
+    last_profile: Option<std::time::Instant>,
 }
 
 impl Pipeline {
@@ -156,6 +168,10 @@ impl Pipeline {
             },
             filter: CollectorFilter::from_lists(&s.drop_apps, &s.rl_event_types, s.rl_window_s),
             counters,
+            // A pass at start-up folds whatever an earlier process committed but did not fold.
+            profile_dirty: true,
+            profile_interval: Duration::from_millis(s.profile_interval_ms),
+            last_profile: None,
         }
     }
 
@@ -239,14 +255,68 @@ impl Pipeline {
         IngestCounters::add(&c.bounties, out.bounties_inserted);
         IngestCounters::add(&c.credentials, out.captured.len());
         IngestCounters::add(&c.batches, 1);
-        self.publish(&out, position);
+        self.publish(&input, &out, position);
+        if out.logs_inserted > 0 || out.bounties_inserted > 0 || out.new_credentials > 0 {
+            self.profile_dirty = true;
+        }
+        self.profile_if_due(false).await;
         Ok(out)
     }
 
-    fn publish(&self, out: &CommitOutcome, position: Option<u64>) {
+    fn publish(&self, input: &CommitInput, out: &CommitOutcome, position: Option<u64>) {
         let Some(reg) = &self.registry else {
             return;
         };
+        // `system.log` per stored line (spec §9).
+        for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
+            let rec = &r.record;
+            reg.publish(Event::Log(LogLine {
+                decky: rec.decky.clone(),
+                service: rec.service.clone(),
+                event_type: rec.event_type.clone(),
+                attacker_ip: rec.has_attacker_ip().then(|| rec.attacker_ip.clone()),
+                timestamp: iso(r.log.timestamp),
+            }));
+        }
+        for m in &out.mail {
+            let Some(r) = input.records.get(m.record) else {
+                continue;
+            };
+            let (rec, f) = (&r.record, r.record.fields());
+            let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
+            let stored_as = text("stored_as").unwrap_or_default();
+            if let Some(uuid) = &m.attacker_uuid {
+                let (rcpt_count, rcpt_domains) =
+                    mail::recipient_domains(f.get("rcpt_to").unwrap_or(""));
+                reg.publish(Event::EmailReceived(EmailReceived {
+                    source_id: m.artifact_id,
+                    attacker_uuid: uuid.clone(),
+                    attacker_ip: rec.attacker_ip.clone(),
+                    decky_id: rec.decky.clone(),
+                    service: rec.service.clone(),
+                    subject: text("subject"),
+                    from_domain: f.get("from_hdr").and_then(mail::address_domain),
+                    mail_from_domain: f.get("mail_from").and_then(mail::address_domain),
+                    rcpt_count,
+                    rcpt_domains,
+                    attachment_count: f
+                        .get("attachment_count")
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0),
+                    stored_as: stored_as.clone(),
+                    body_sha256: text("sha256"),
+                }));
+            }
+            if r.extraction.smtp_probe_pending {
+                reg.publish(Event::SmtpProbePending(SmtpProbePending {
+                    decky: rec.decky.clone(),
+                    attacker_ip: rec.attacker_ip.clone(),
+                    stored_as,
+                    mail_from: text("mail_from"),
+                    rcpt_to: text("rcpt_to"),
+                }));
+            }
+        }
         for cap in &out.captured {
             reg.publish(Event::CredentialCaptured(CredentialCaptured {
                 secret_sha256: cap.secret_sha256.clone(),
@@ -256,32 +326,69 @@ impl Pipeline {
                 service: cap.service.clone(),
             }));
         }
-        for o in &out.observed {
-            reg.publish(Event::AttackerObserved(AttackerObserved {
-                attacker_ip: o.attacker_ip.clone(),
-                decky: o.decky.clone(),
-                service: o.service.clone(),
-                event_type: o.event_type.clone(),
-                first_seen: o.first_seen.clone(),
-            }));
-        }
-        let u = |v: i64| u64::try_from(v).unwrap_or(0);
-        for s in &out.scored {
-            reg.publish(Event::AttackerScored(AttackerScored {
-                attacker_ip: s.attacker_ip.clone(),
-                event_count: u(s.event_count),
-                service_count: u(s.service_count),
-                decky_count: u(s.decky_count),
-                bounty_count: u(s.bounty_count),
-                credential_count: u(s.credential_count),
-                is_traversal: s.is_traversal,
-            }));
-        }
         if out.logs_inserted > 0 {
             reg.publish(Event::BatchCommitted(BatchCommitted {
                 flushed: out.logs_inserted as u64,
                 position: position.unwrap_or(0),
             }));
+        }
+    }
+
+    /// Whether a profiler pass should run now: something was committed since the last one
+    /// and either the input went idle or `profile_interval_ms` has passed.
+    pub fn profile_due(&self, idle: bool) -> bool {
+        self.profile_dirty
+            && (idle
+                || self.profile_interval.is_zero()
+                || self
+                    .last_profile
+                    .is_none_or(|t| t.elapsed() >= self.profile_interval))
+    }
+
+    /// One profiler pass (committed rows → `attackers`), then `attacker.observed` for rows it
+    /// created and `attacker.scored` for every row it wrote, both carrying the uuid.
+    pub async fn profile_pass(&mut self) -> Result<ProfileOutcome, DbError> {
+        let out = repo::profile_pass(&self.db).await?;
+        self.profile_dirty = false;
+        self.last_profile = Some(std::time::Instant::now());
+        IngestCounters::add(&self.counters.profile_passes, 1);
+        IngestCounters::add(&self.counters.attackers_created, out.observed.len());
+        if let Some(reg) = &self.registry {
+            for (o, uuid) in &out.observed {
+                reg.publish(Event::AttackerObserved(AttackerObserved {
+                    attacker_ip: o.attacker_ip.clone(),
+                    decky: o.decky.clone(),
+                    service: o.service.clone(),
+                    event_type: o.event_type.clone(),
+                    first_seen: o.first_seen.clone(),
+                    attacker_uuid: Some(uuid.clone()),
+                }));
+            }
+            let u = |v: i64| u64::try_from(v).unwrap_or(0);
+            for (s, uuid) in &out.scored {
+                reg.publish(Event::AttackerScored(AttackerScored {
+                    attacker_ip: s.attacker_ip.clone(),
+                    attacker_uuid: Some(uuid.clone()),
+                    event_count: u(s.event_count),
+                    service_count: u(s.service_count),
+                    decky_count: u(s.decky_count),
+                    bounty_count: u(s.bounty_count),
+                    credential_count: u(s.credential_count),
+                    is_traversal: s.is_traversal,
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A profiler pass when one is due; a failure is logged and counted (the cursor did not
+    /// move, so the next pass folds the same rows).
+    pub async fn profile_if_due(&mut self, idle: bool) {
+        if self.profile_due(idle) {
+            if let Err(e) = self.profile_pass().await {
+                self.counters.db_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "profiler pass failed; the next one retries");
+            }
         }
     }
 
@@ -434,8 +541,11 @@ pub struct IngestSummary {
     pub reuse_findings: u64,
 }
 
+/// Smallest batch of `decnetd ingest` (the daemon keeps `DECNET_BATCH_SIZE` for latency).
+pub const REPLAY_MIN_BATCH: usize = 10_000;
+
 /// Replay files into the database (`decnetd ingest FILE…`): same pipeline as the daemon,
-/// batches of `settings.batch_size` (at least 500), deduplicated so a second run adds
+/// batches of `settings.batch_size` (at least [`REPLAY_MIN_BATCH`]), deduplicated so a second run adds
 /// nothing. A progress bar is drawn when `progress` is set and stderr is a terminal.
 pub async fn ingest_files(
     db: &Db,
@@ -447,7 +557,9 @@ pub async fn ingest_files(
     use std::io::IsTerminal;
     let counters = Arc::new(IngestCounters::default());
     let mut pipeline = Pipeline::new(db.clone(), registry, settings, counters.clone());
-    let batch = settings.batch_size.max(500);
+    // A replay has no reader waiting on it: large transactions (at least
+    // `REPLAY_MIN_BATCH` lines) amortise the index pages every commit rewrites.
+    let batch = settings.batch_size.max(REPLAY_MIN_BATCH);
     let total: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -506,6 +618,9 @@ pub async fn ingest_files(
     }
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    if pipeline.profile_due(true) {
+        pipeline.profile_pass().await?;
     }
     let found = pipeline.reuse_pass(settings.reuse_min_targets).await?;
     summary.reuse_findings = found.len() as u64;
@@ -670,6 +785,7 @@ async fn run_loop(
                 if !pending.is_empty() {
                     commit_with_retry(&mut pipeline, &pending, None, &stop).await?;
                 }
+                pipeline.profile_if_due(true).await;
                 return Ok(());
             }
             line = lines_rx.recv(), if listeners_open => match line {
@@ -723,6 +839,9 @@ async fn run_loop(
             }
             _ = reuse_tick.tick() => reuse_dirty = true,
         }
+        // Attacker rows catch up as soon as the input pauses (and every
+        // `profile_interval_ms` while it does not); the reuse pass reads their uuids.
+        pipeline.profile_if_due(pending.is_empty()).await;
         if reuse_dirty && last_reuse.elapsed() >= Duration::from_secs(1) {
             reuse_dirty = false;
             last_reuse = tokio::time::Instant::now();

@@ -413,6 +413,54 @@ pub struct BatchCommitted {
     pub position: u64,
 }
 
+/// `email.received` (type `received`): a mail the attacker stored on a mail decky (intake §6
+/// clause 12b). Hashes, counts and domains only, never addresses or bodies (platform §5);
+/// fields the artifact record does not carry are left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmailReceived {
+    /// The `bounty` row of the artifact.
+    pub source_id: Option<i64>,
+    /// The attacker row (published only when the IP already has one).
+    pub attacker_uuid: String,
+    /// Attacker address.
+    pub attacker_ip: String,
+    /// Mail decky.
+    pub decky_id: String,
+    /// Service (`smtp`, `smtp_relay`, …).
+    pub service: String,
+    /// Subject header.
+    pub subject: Option<String>,
+    /// Domain of the `From:` header.
+    pub from_domain: Option<String>,
+    /// Domain of the envelope sender.
+    pub mail_from_domain: Option<String>,
+    /// Envelope recipients.
+    pub rcpt_count: u64,
+    /// Their domains, first-seen order, no duplicates.
+    pub rcpt_domains: Vec<String>,
+    /// Attachments.
+    pub attachment_count: u64,
+    /// Where the decky stored the message.
+    pub stored_as: String,
+    /// sha256 of the stored message.
+    pub body_sha256: Option<String>,
+}
+
+/// `smtp.probe.pending` (type `probe.pending`): a relay probe to forward once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SmtpProbePending {
+    /// Mail decky.
+    pub decky: String,
+    /// Attacker address.
+    pub attacker_ip: String,
+    /// Where the decky stored the message.
+    pub stored_as: String,
+    /// Envelope sender.
+    pub mail_from: Option<String>,
+    /// Envelope recipients as logged.
+    pub rcpt_to: Option<String>,
+}
+
 /// `decky.{id}.state` transition kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -515,6 +563,9 @@ pub struct AttackerObserved {
     pub event_type: String,
     /// ISO-8601 first-seen time.
     pub first_seen: String,
+    /// The attacker row just created (spec §16.5: added so per-attacker streams can filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker_uuid: Option<String>,
 }
 
 /// `attacker.scored`.
@@ -522,6 +573,9 @@ pub struct AttackerObserved {
 pub struct AttackerScored {
     /// Attacker address.
     pub attacker_ip: String,
+    /// The attacker row (spec §16.5: the per-attacker SSE filters on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker_uuid: Option<String>,
     /// Events seen.
     pub event_count: u64,
     /// Distinct services.
@@ -798,6 +852,10 @@ pub enum Event {
     IntelEnriched(IntelEnriched),
     /// `credential.captured`, type `captured`.
     CredentialCaptured(CredentialCaptured),
+    /// `email.received`, type `received`.
+    EmailReceived(EmailReceived),
+    /// `smtp.probe.pending`, type `probe.pending`.
+    SmtpProbePending(SmtpProbePending),
     /// `credential.reuse.detected`, type `reuse.detected`.
     CredentialReuseDetected(CredentialReuseDetected),
     /// `identity.formed`, type `formed`.
@@ -865,6 +923,8 @@ impl Event {
             Event::AttackerFingerprinted(_) => Ok("attacker.fingerprinted".to_owned()),
             Event::IntelEnriched(_) => Ok("attacker.intel.enriched".to_owned()),
             Event::CredentialCaptured(_) => Ok("credential.captured".to_owned()),
+            Event::EmailReceived(_) => Ok("email.received".to_owned()),
+            Event::SmtpProbePending(_) => Ok("smtp.probe.pending".to_owned()),
             Event::CredentialReuseDetected(_) => Ok("credential.reuse.detected".to_owned()),
             Event::IdentityFormed(_) => Ok("identity.formed".to_owned()),
             Event::IdentityObservationLinked(_) => Ok("identity.observation.linked".to_owned()),
@@ -900,6 +960,8 @@ impl Event {
             Event::AttackerFingerprinted(f) => &f.probe,
             Event::IntelEnriched(_) => "intel.enriched",
             Event::CredentialCaptured(_) => "captured",
+            Event::EmailReceived(_) => "received",
+            Event::SmtpProbePending(_) => "probe.pending",
             Event::CredentialReuseDetected(_) => "reuse.detected",
             Event::IdentityFormed(_) | Event::CampaignFormed(_) => "formed",
             Event::IdentityObservationLinked(_) => "observation.linked",
@@ -944,6 +1006,8 @@ impl Event {
             }
             Event::IntelEnriched(p) => to_object(p),
             Event::CredentialCaptured(p) => to_object(p),
+            Event::EmailReceived(p) => to_object(p),
+            Event::SmtpProbePending(p) => to_object(p),
             Event::CredentialReuseDetected(p) => to_object(p),
             Event::IdentityFormed(p) => to_object(p),
             Event::IdentityObservationLinked(p) => to_object(p),

@@ -75,8 +75,11 @@ pub struct NewBounty {
 }
 
 /// The profiler-computed columns of a stored attacker row.
+///
+/// As a changeset every column is written (`None` → NULL) and the statement text is fixed, so
+/// the prepared statement is reused across rows.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = attackers)]
+#[diesel(table_name = attackers, primary_key(uuid), treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct Attacker {
     pub uuid: String,

@@ -21,16 +21,28 @@ use crate::db::schema::{
 use crate::db::{new_uuid, now_utc, AnyConnMut, AsAnyConn, Db, DbError, JsonText};
 use crate::domain::syslog::credential::CredentialCaptured;
 use crate::domain::syslog::observation::{
-    iso, merge_profile, AttackerProfile, CommandEntry, ObservationBatch, ObservedPayload,
-    ScoredPayload,
+    iso, merge_profile, AttackerProfile, ObservationBatch, ObservedPayload, ScoredPayload,
 };
 use crate::domain::syslog::reuse::{self, CredentialRow, Finding, GroupKey};
-use crate::domain::syslog::{CredentialDraft, Extraction, Record};
-use crate::{db_insert_batch, db_run, db_tx};
+use crate::domain::syslog::{
+    parse_json_record, parse_line_bytes, CredentialDraft, Extraction, Record,
+};
+use crate::{db_run, db_tx};
 
 /// Hex sha256 of a text (dedup keys).
 pub fn text_hash(s: &str) -> String {
     crate::domain::syslog::credential::sha256_hex(s.as_bytes())
+}
+
+/// Dedup key of a stored line (`logs.line_hash`): 16 hex digits of its timestamp
+/// (microseconds since the epoch; zeros when it has none) followed by 128 bits of the line's
+/// sha256. The time prefix keeps the unique index append-mostly, since lines arrive roughly
+/// in time order: a batch touches a few index pages instead of one per row, which was the
+/// largest single cost of a SQLite commit.
+pub fn line_key(timestamp: Option<NaiveDateTime>, raw: &str) -> String {
+    let micros = timestamp.map_or(0, |t| t.and_utc().timestamp_micros().max(0));
+    let hash = text_hash(raw);
+    format!("{micros:016x}{}", &hash[..32])
 }
 
 /// One parsed line ready for the batch commit.
@@ -57,7 +69,7 @@ impl PreparedRecord {
             fields: record.fields().to_json(),
             msg: (!record.msg.is_empty()).then(|| record.msg.clone()),
             source_worker: record.source_worker.clone(),
-            line_hash: text_hash(&record.raw_line),
+            line_hash: line_key(record.timestamp, &record.raw_line),
         };
         PreparedRecord {
             log,
@@ -78,6 +90,17 @@ pub struct CommitInput {
     pub position: Option<(String, Value)>,
 }
 
+/// A mail artifact stored by a batch, with what its bus events need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailStored {
+    /// Index into `CommitInput::records`.
+    pub record: usize,
+    /// The attacker row of its IP, when one already exists.
+    pub attacker_uuid: Option<String>,
+    /// The `artifact` bounty row.
+    pub artifact_id: Option<i64>,
+}
+
 /// What a committed batch did (events are published by the caller after commit).
 #[derive(Debug, Clone, Default)]
 pub struct CommitOutcome {
@@ -91,12 +114,12 @@ pub struct CommitOutcome {
     pub bounties_inserted: usize,
     /// One per credential attempt (new or repeated).
     pub captured: Vec<CredentialCaptured>,
+    /// Indexes (into `CommitInput::records`) of the lines stored by this batch.
+    pub inserted: Vec<usize>,
+    /// Stored mails (clause 12b) of this batch.
+    pub mail: Vec<MailStored>,
     /// New credential rows.
     pub new_credentials: usize,
-    /// `attacker.observed` payloads (rows created by this batch).
-    pub observed: Vec<ObservedPayload>,
-    /// `attacker.scored` payloads (rows written by this batch).
-    pub scored: Vec<ScoredPayload>,
 }
 
 fn json_list<T: serde::de::DeserializeOwned>(text: &str) -> Vec<T> {
@@ -121,12 +144,47 @@ fn profile_of(a: &Attacker, all_deckies: Option<&String>) -> AttackerProfile {
         is_traversal: a.is_traversal,
         bounty_count: a.bounty_count,
         credential_count: a.credential_count,
-        fingerprints: json_list(&a.fingerprints),
-        commands: json_list::<CommandEntry>(&a.commands),
+        // The stored lists only ever grow by appending; [`attacker_write`] splices the new
+        // items onto the stored text instead of decoding and re-encoding every old entry.
+        fingerprints: Vec::new(),
+        commands: Vec::new(),
     }
 }
 
-fn attacker_write(uuid: String, ip: &str, p: &AttackerProfile, now: NaiveDateTime) -> Attacker {
+/// `stored` (a JSON array text) with `new` appended, without decoding the stored items.
+/// Unreadable stored text is replaced by the new items alone.
+fn append_json_list<T: serde::Serialize>(stored: Option<&str>, new: &[T]) -> String {
+    let base = stored
+        .map(str::trim)
+        .filter(|t| t.starts_with('[') && t.ends_with(']'));
+    let Some(base) = base else {
+        return to_text(&new);
+    };
+    if new.is_empty() {
+        return base.to_owned();
+    }
+    let added = to_text(&new);
+    let inner = &added[1..added.len() - 1];
+    let head = base[..base.len() - 1].trim_end();
+    let mut out = String::with_capacity(head.len() + inner.len() + 2);
+    out.push_str(head);
+    if head.len() > 1 {
+        out.push(',');
+    }
+    out.push_str(inner);
+    out.push(']');
+    out
+}
+
+/// The row to store: `p` from [`merge_profile`] over a [`profile_of`] (whose list columns
+/// hold only the new items), list columns appended to `old`'s.
+fn attacker_write(
+    uuid: String,
+    ip: &str,
+    p: &AttackerProfile,
+    old: Option<&Attacker>,
+    now: NaiveDateTime,
+) -> Attacker {
     Attacker {
         uuid,
         ip: ip.to_owned(),
@@ -141,8 +199,8 @@ fn attacker_write(uuid: String, ip: &str, p: &AttackerProfile, now: NaiveDateTim
         is_traversal: p.is_traversal,
         bounty_count: p.bounty_count,
         credential_count: p.credential_count,
-        fingerprints: to_text(&p.fingerprints),
-        commands: to_text(&p.commands),
+        fingerprints: append_json_list(old.map(|a| a.fingerprints.as_str()), &p.fingerprints),
+        commands: append_json_list(old.map(|a| a.commands.as_str()), &p.commands),
         updated_at: now,
     }
 }
@@ -166,133 +224,240 @@ fn new_credential(d: &CredentialDraft, at: NaiveDateTime) -> NewCredential {
     }
 }
 
-/// Commit one batch atomically: new `logs` rows (lines whose hash is already stored are
-/// skipped, so a replay adds nothing), their bounties (deduplicated), credential upserts,
-/// the incremental attacker rows, the credential uuid back-fill, quarantined lines and the
-/// ingest position. Nothing is visible unless everything is.
-pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome, DbError> {
-    let now = now_utc();
-    db_tx!(db, |c| {
-        match c.as_any_conn() {
-            // SQLite: the whole body in ONE blocking call on the connection thread (sync
-            // diesel, cached prepared statements) instead of one pool round trip per statement.
-            AnyConnMut::Sqlite(conn) => {
-                let input = input.clone();
-                Ok(conn
-                    .spawn_blocking(move |sc| sqlite_sync::commit(sc, &input, now))
-                    .await?)
-            }
-            AnyConnMut::Pg(conn) => commit_pg(conn, input, now).await,
-        }
+diesel::define_sql_function! {
+    /// SQL `COALESCE` over two nullable texts (a declared function keeps the upsert cacheable
+    /// as a prepared statement, unlike a raw SQL fragment).
+    fn coalesce(x: diesel::sql_types::Nullable<diesel::sql_types::Text>, y: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+/// Rows per multi-row statement of the batch commit (both backends; keeps binds far under
+/// SQLite's 32 766 and PostgreSQL's 65 535 limits).
+const CHUNK_ROWS: usize = 1000;
+
+/// State key of the profiler cursor.
+pub const PROFILE_CURSOR_KEY: &str = "attacker_profile_cursor";
+
+/// How far the `attackers` rows reflect the intake tables: every `logs`, `bounty` and
+/// `credentials` row with an id at or below these is folded in, none above.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProfileCursor {
+    /// Last `logs.id` folded in.
+    pub log_id: i64,
+    /// Last `bounty.id` folded in.
+    pub bounty_id: i64,
+    /// Last `credentials.id` folded in.
+    pub credential_id: i64,
+}
+
+/// What one profiler pass wrote (events are published by the caller after commit).
+#[derive(Debug, Clone, Default)]
+pub struct ProfileOutcome {
+    /// Rows folded in: logs, bounties, credentials.
+    pub folded: (usize, usize, usize),
+    /// `attacker.observed` payloads with the uuid of the row just created.
+    pub observed: Vec<(ObservedPayload, String)>,
+    /// `attacker.scored` payloads with the row uuid.
+    pub scored: Vec<(ScoredPayload, String)>,
+    /// The cursor after the pass.
+    pub cursor: ProfileCursor,
+}
+
+/// The full bounty row object stored in `attackers.fingerprints`.
+fn fingerprint_row(
+    id: i64,
+    at: NaiveDateTime,
+    decky: &str,
+    service: &str,
+    ip: &str,
+    bounty_type: &str,
+    payload: &str,
+) -> Value {
+    json!({
+        "id": id,
+        "timestamp": iso(at),
+        "decky": decky,
+        "service": service,
+        "attacker_ip": ip,
+        "bounty_type": bounty_type,
+        "payload": serde_json::from_str::<Value>(payload).unwrap_or(Value::Null),
     })
 }
 
-/// The batch body on PostgreSQL (inside the caller's transaction).
-async fn commit_pg(
-    c: &mut AsyncPgConnection,
-    input: &CommitInput,
-    now: NaiveDateTime,
-) -> Result<CommitOutcome, DbError> {
-    let mut out = CommitOutcome::default();
+/// A `bounty` row as the profiler reads it.
+type BountyRow = (i64, NaiveDateTime, String, String, String, String, String);
 
-    // 1. logs, deduplicated on the line hash (stored rows and repeats inside the batch).
-    let mut existing: HashSet<String> = HashSet::new();
-    let hashes: Vec<&String> = input.records.iter().map(|r| &r.log.line_hash).collect();
-    for chunk in hashes.chunks(500) {
-        let found: Vec<String> = logs::table
-            .filter(logs::line_hash.eq_any(chunk.iter().copied()))
-            .select(logs::line_hash)
-            .load(c)
-            .await?;
-        existing.extend(found);
-    }
-    let mut fresh: Vec<&PreparedRecord> = Vec::with_capacity(input.records.len());
-    for r in &input.records {
-        if existing.insert(r.log.line_hash.clone()) {
-            fresh.push(r);
-        } else {
-            out.duplicates += 1;
-        }
-    }
-    let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
-    out.logs_inserted = db_insert_batch!(c, logs::table, rows)?;
-
-    // 2. bounties + credentials, record by record, feeding the attacker aggregation.
+/// Fold stored rows into per-IP deltas (profiler-side parser on `logs.raw_line`, spec §3.9):
+/// every new log line, every new bounty (fingerprints carry the full row) and every new
+/// credential row.
+fn observe_rows(
+    log_rows: &[(i64, String)],
+    bounty_rows: &[BountyRow],
+    credential_ips: &[(i64, String)],
+) -> ObservationBatch {
     let mut obs = ObservationBatch::new();
-    // Bounties already stored for the batch's IPs are skipped without a statement each
-    // (the unique index still guards the insert below).
-    let mut seen_bounties: HashSet<(String, String, String)> = HashSet::new();
-    let bounty_ips: Vec<&str> = fresh
-        .iter()
-        .flat_map(|r| r.extraction.bounties.iter().map(|b| b.attacker_ip.as_str()))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    for chunk in bounty_ips.chunks(500) {
-        let known: Vec<(String, String, String)> = bounty::table
-            .filter(bounty::attacker_ip.eq_any(chunk.iter().copied()))
-            .select((
-                bounty::bounty_type,
-                bounty::attacker_ip,
-                bounty::payload_hash,
-            ))
-            .load(c)
-            .await?;
-        seen_bounties.extend(known);
+    for (_, raw) in log_rows {
+        let rec = if raw.starts_with('{') {
+            parse_json_record(raw)
+        } else {
+            parse_line_bytes(raw.as_bytes())
+        };
+        if let Ok(rec) = rec {
+            let _ = obs.observe(&rec);
+        }
     }
-    for r in &fresh {
-        let _ = obs.observe(&r.record);
-        let at = r.log.timestamp;
-        for b in &r.extraction.bounties {
-            let payload_hash = text_hash(&b.payload);
-            // identical bounties repeated inside one batch need no second statement
-            if !seen_bounties.insert((
-                b.bounty_type.to_owned(),
-                b.attacker_ip.clone(),
-                payload_hash.clone(),
-            )) {
-                continue;
+    for (id, at, decky, service, ip, bounty_type, payload) in bounty_rows {
+        let fp = (bounty_type == "fingerprint")
+            .then(|| fingerprint_row(*id, *at, decky, service, ip, bounty_type, payload));
+        obs.add_bounty(ip, fp);
+    }
+    for (_, ip) in credential_ips {
+        obs.add_credential(ip);
+    }
+    obs
+}
+
+/// Credential attempts of one batch folded per dedup key: first occurrence's columns,
+/// `attempt_count` = attempts in the batch, `last_seen` = last attempt, `outcome` = last
+/// non-null outcome.
+fn fold_credentials<'a>(
+    attempts: impl Iterator<Item = (&'a CredentialDraft, NaiveDateTime)>,
+) -> Vec<NewCredential> {
+    let mut rows: Vec<NewCredential> = Vec::new();
+    let mut index: HashMap<(String, String, String, String, String, String), usize> =
+        HashMap::new();
+    for (d, at) in attempts {
+        let key = (
+            d.attacker_ip.clone(),
+            d.decky_name.clone(),
+            d.service.clone(),
+            d.secret_kind.clone(),
+            d.secret_sha256.clone(),
+            d.principal_key.clone(),
+        );
+        match index.get(&key) {
+            Some(&i) => {
+                let r = &mut rows[i];
+                r.attempt_count += 1;
+                r.last_seen = at;
+                if d.outcome.is_some() {
+                    r.outcome.clone_from(&d.outcome);
+                }
             }
-            let nb = NewBounty {
-                timestamp: at,
-                decky: b.decky.clone(),
-                service: b.service.clone(),
-                attacker_ip: b.attacker_ip.clone(),
-                bounty_type: b.bounty_type.to_owned(),
-                payload: b.payload.clone(),
-                payload_hash,
-            };
-            let id: Option<i64> = diesel::insert_into(bounty::table)
-                .values(&nb)
-                .on_conflict((
-                    bounty::bounty_type,
-                    bounty::attacker_ip,
-                    bounty::payload_hash,
-                ))
-                .do_nothing()
-                .returning(bounty::id)
-                .get_result(c)
-                .await
-                .optional()?;
-            if let Some(id) = id {
-                out.bounties_inserted += 1;
-                let fp = (b.bounty_type == "fingerprint").then(|| {
-                    json!({
-                        "id": id,
-                        "timestamp": iso(at),
-                        "decky": b.decky,
-                        "service": b.service,
-                        "attacker_ip": b.attacker_ip,
-                        "bounty_type": b.bounty_type,
-                        "payload": serde_json::from_str::<Value>(&b.payload).unwrap_or(Value::Null),
-                    })
-                });
-                obs.add_bounty(&b.attacker_ip, fp);
+            None => {
+                index.insert(key, rows.len());
+                rows.push(new_credential(d, at));
             }
         }
-        if let Some(Ok(d)) = &r.extraction.credential {
-            let nc = new_credential(d, at);
-            let (_, attempts): (i64, i64) = diesel::insert_into(credentials::table)
+    }
+    rows
+}
+
+/// Take the profiler lock: a no-op write to the cursor row. On PostgreSQL the row lock is
+/// held to the end of the transaction, so batch commits and profiler passes of concurrent
+/// processes run one at a time and ids become visible in order (a pass can never skip an id
+/// that commits later); on SQLite `BEGIN IMMEDIATE` already serialises writers.
+macro_rules! lock_profile_cursor {
+    ($c:ident $(, $aw:ident)?) => {{
+        let seed = StateEntry {
+            key: PROFILE_CURSOR_KEY.to_owned(),
+            value: JsonText(json!(ProfileCursor::default())),
+        };
+        diesel::insert_into(state::table)
+            .values(&seed)
+            .on_conflict(state::key)
+            .do_nothing()
+            .execute(&mut *$c)
+            $(.$aw)??;
+        diesel::update(state::table.find(PROFILE_CURSOR_KEY))
+            .set(state::value.eq(state::value))
+            .execute(&mut *$c)
+            $(.$aw)??;
+    }};
+}
+
+/// The batch body, written once for both backends: expanded with `.await` for PostgreSQL
+/// (diesel-async) and without it for SQLite (sync diesel on the connection's own thread, so a
+/// batch costs one hop to that thread instead of one per statement).
+macro_rules! commit_body {
+    ($c:ident, $input:expr, $now:expr $(, $aw:ident)?) => {{
+        let input: &CommitInput = $input;
+        let now: NaiveDateTime = $now;
+        let mut out = CommitOutcome::default();
+        lock_profile_cursor!($c $(, $aw)?);
+
+        // 1. logs, deduplicated on the line key (stored rows and repeats inside the batch).
+        let mut existing: HashSet<String> = HashSet::new();
+        for chunk in input.records.chunks(CHUNK_ROWS) {
+            let found: Vec<String> = logs::table
+                .filter(logs::line_hash.eq_any(chunk.iter().map(|r| r.log.line_hash.as_str())))
+                .select(logs::line_hash)
+                .load(&mut *$c)
+                $(.$aw)??;
+            existing.extend(found);
+        }
+        let mut fresh: Vec<&PreparedRecord> = Vec::with_capacity(input.records.len());
+        for (i, r) in input.records.iter().enumerate() {
+            if existing.insert(r.log.line_hash.clone()) {
+                fresh.push(r);
+                out.inserted.push(i);
+            } else {
+                out.duplicates += 1;
+            }
+        }
+        let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            out.logs_inserted += diesel::insert_into(logs::table)
+                .values(chunk)
+                .execute(&mut *$c)
+                $(.$aw)??;
+        }
+
+        // 2. bounties: repeats inside the batch need no statement; stored ones are skipped by
+        // the unique index (an index probe, no write).
+        let mut seen: HashSet<(&str, &str, String)> = HashSet::new();
+        let mut new_bounties: Vec<NewBounty> = Vec::new();
+        for r in &fresh {
+            for b in &r.extraction.bounties {
+                let payload_hash = text_hash(&b.payload);
+                if seen.insert((b.bounty_type, b.attacker_ip.as_str(), payload_hash.clone())) {
+                    new_bounties.push(NewBounty {
+                        timestamp: r.log.timestamp,
+                        decky: b.decky.clone(),
+                        service: b.service.clone(),
+                        attacker_ip: b.attacker_ip.clone(),
+                        bounty_type: b.bounty_type.to_owned(),
+                        payload: b.payload.clone(),
+                        payload_hash,
+                    });
+                }
+            }
+        }
+        for nb in &new_bounties {
+            out.bounties_inserted += diesel::insert_into(bounty::table)
+                .values(nb)
+                .on_conflict((bounty::bounty_type, bounty::attacker_ip, bounty::payload_hash))
+                .do_nothing()
+                .execute(&mut *$c)
+                $(.$aw)??;
+        }
+
+        // 3. credentials: one upsert per dedup key, attempts of the batch folded in.
+        let attempts: Vec<(&CredentialDraft, NaiveDateTime)> = fresh
+            .iter()
+            .filter_map(|r| match &r.extraction.credential {
+                Some(Ok(d)) => Some((d, r.log.timestamp)),
+                _ => None,
+            })
+            .collect();
+        out.captured = attempts.iter().map(|(d, _)| d.captured_event()).collect();
+        // New rows are counted from the ids (RETURNING doubles the cost of an SQLite upsert);
+        // exact because batch commits are serialised by the cursor lock.
+        let last_id: Option<i64> = credentials::table
+            .select(diesel::dsl::max(credentials::id))
+            .get_result(&mut *$c)
+            $(.$aw)??;
+        for nc in fold_credentials(attempts.into_iter()) {
+            diesel::insert_into(credentials::table)
                 .values(&nc)
                 .on_conflict((
                     credentials::attacker_ip,
@@ -304,342 +469,69 @@ async fn commit_pg(
                 ))
                 .do_update()
                 .set((
-                    credentials::attempt_count.eq(credentials::attempt_count + 1),
+                    credentials::attempt_count
+                        .eq(credentials::attempt_count + excluded(credentials::attempt_count)),
                     credentials::last_seen.eq(excluded(credentials::last_seen)),
-                    credentials::outcome.eq(diesel::dsl::sql::<
-                        diesel::sql_types::Nullable<diesel::sql_types::Text>,
-                    >(
-                        "COALESCE(excluded.outcome, credentials.outcome)"
-                    )),
+                    credentials::outcome
+                        .eq(coalesce(excluded(credentials::outcome), credentials::outcome)),
                 ))
-                .returning((credentials::id, credentials::attempt_count))
-                .get_result(c)
-                .await?;
-            if attempts == 1 {
-                out.new_credentials += 1;
-                obs.add_credential(&d.attacker_ip);
-            }
-            out.captured.push(d.captured_event());
+                .execute(&mut *$c)
+                $(.$aw)??;
         }
-    }
+        let created: i64 = credentials::table
+            .filter(credentials::id.gt(last_id.unwrap_or(0)))
+            .count()
+            .get_result(&mut *$c)
+            $(.$aw)??;
+        out.new_credentials = usize::try_from(created).unwrap_or(0);
 
-    // 3. attacker rows, merged incrementally (no re-parse of old logs).
-    let deltas = obs.into_deltas();
-    let ips: Vec<&str> = deltas.iter().map(|d| d.ip.as_str()).collect();
-    let mut stored: HashMap<String, Attacker> = HashMap::new();
-    let mut stored_deckies: HashMap<String, String> = HashMap::new();
-    for chunk in ips.chunks(500) {
-        let rows: Vec<Attacker> = attackers::table
-            .filter(attackers::ip.eq_any(chunk.iter().copied()))
-            .select(Attacker::as_select())
-            .load(c)
-            .await?;
-        stored.extend(rows.into_iter().map(|a| (a.ip.clone(), a)));
-        let lists: Vec<(String, String)> = attacker_ext::table
-            .filter(attacker_ext::ip.eq_any(chunk.iter().copied()))
-            .select((attacker_ext::ip, attacker_ext::all_deckies))
-            .load(c)
-            .await?;
-        stored_deckies.extend(lists);
-    }
-    for d in &deltas {
-        let old = stored.get(&d.ip);
-        let old_profile = old.map(|a| profile_of(a, stored_deckies.get(&d.ip)));
-        let Some(p) = merge_profile(old_profile.as_ref(), d) else {
-            continue;
-        };
-        let (uuid, created) = match old {
-            Some(a) => (a.uuid.clone(), false),
-            None => (new_uuid(), true),
-        };
-        let w = attacker_write(uuid.clone(), &d.ip, &p, now);
-        if created {
-            diesel::insert_into(attackers::table)
-                .values(&w)
-                .execute(c)
-                .await?;
-            if let Some(o) = d.observed_payload() {
-                out.observed.push(o);
-            }
-        } else {
-            diesel::update(attackers::table.find(&uuid))
-                .set(&w)
-                .execute(c)
-                .await?;
-        }
-        let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
-        if created || old_deckies != Some(p.all_deckies.len()) {
-            diesel::update(attacker_ext::table.find(&uuid))
-                .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
-                .execute(c)
-                .await?;
-        }
-        // Only rows without a uuid need it: new credentials of this batch, or older ones
-        // captured before the attacker row existed.
-        if created || d.credential_count > 0 {
-            diesel::update(
-                credentials::table
-                    .filter(credentials::attacker_ip.eq(&d.ip))
-                    .filter(credentials::attacker_uuid.is_null()),
-            )
-            .set(credentials::attacker_uuid.eq(&uuid))
-            .execute(c)
-            .await?;
-        }
-        out.scored.push(p.scored_payload(&d.ip));
-    }
-
-    // 4. quarantine (identical garbage collapses to one row).
-    for q in &input.quarantine {
-        out.quarantined += diesel::insert_into(ingest_quarantine::table)
-            .values(q)
-            .on_conflict(ingest_quarantine::line_hash)
-            .do_nothing()
-            .execute(c)
-            .await?;
-    }
-
-    // 5. the position, in the same transaction: a crash can never separate rows from it.
-    if let Some((key, value)) = &input.position {
-        let row = StateEntry {
-            key: key.clone(),
-            value: JsonText(value.clone()),
-        };
-        diesel::insert_into(state::table)
-            .values(&row)
-            .on_conflict(state::key)
-            .do_update()
-            .set(state::value.eq(excluded(state::value)))
-            .execute(c)
-            .await?;
-    }
-    Ok(out)
-}
-
-/// The batch body on SQLite with sync diesel, run on the connection's blocking thread inside
-/// the caller's `BEGIN IMMEDIATE` transaction. Mirrors [`commit_pg`] statement for statement.
-mod sqlite_sync {
-    use std::collections::{HashMap, HashSet};
-
-    use chrono::NaiveDateTime;
-    use diesel::prelude::*;
-    use diesel::upsert::excluded;
-    use diesel::RunQueryDsl;
-    use serde_json::{json, Value};
-
-    use super::{
-        attacker_write, new_credential, profile_of, text_hash, to_text, CommitInput, CommitOutcome,
-        PreparedRecord,
-    };
-    use crate::db::models::intake::{Attacker, NewBounty, NewLog};
-    use crate::db::models::StateEntry;
-    use crate::db::schema::{
-        attacker_ext, attackers, bounty, credentials, ingest_quarantine, logs, state,
-    };
-    use crate::db::{new_uuid, JsonText};
-    use crate::domain::syslog::observation::{iso, merge_profile, ObservationBatch};
-
-    pub(super) fn commit(
-        c: &mut SqliteConnection,
-        input: &CommitInput,
-        now: NaiveDateTime,
-    ) -> QueryResult<CommitOutcome> {
-        let mut out = CommitOutcome::default();
-
-        // 1. logs, deduplicated on the line hash (stored rows and repeats inside the batch).
-        let mut existing: HashSet<String> = HashSet::new();
-        let hashes: Vec<&String> = input.records.iter().map(|r| &r.log.line_hash).collect();
-        for chunk in hashes.chunks(500) {
-            let found: Vec<String> = logs::table
-                .filter(logs::line_hash.eq_any(chunk.iter().copied()))
-                .select(logs::line_hash)
-                .load(c)?;
-            existing.extend(found);
-        }
-        let mut fresh: Vec<&PreparedRecord> = Vec::with_capacity(input.records.len());
-        for r in &input.records {
-            if existing.insert(r.log.line_hash.clone()) {
-                fresh.push(r);
-            } else {
-                out.duplicates += 1;
-            }
-        }
-        let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
-        out.logs_inserted = diesel::insert_into(logs::table).values(&rows).execute(c)?;
-
-        // 2. bounties + credentials, record by record, feeding the attacker aggregation.
-        let mut obs = ObservationBatch::new();
-        // Bounties already stored for the batch's IPs are skipped without a statement each
-        // (the unique index still guards the insert below).
-        let mut seen_bounties: HashSet<(String, String, String)> = HashSet::new();
-        let bounty_ips: Vec<&str> = fresh
-            .iter()
-            .flat_map(|r| r.extraction.bounties.iter().map(|b| b.attacker_ip.as_str()))
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        for chunk in bounty_ips.chunks(500) {
-            let known: Vec<(String, String, String)> = bounty::table
-                .filter(bounty::attacker_ip.eq_any(chunk.iter().copied()))
-                .select((
-                    bounty::bounty_type,
-                    bounty::attacker_ip,
-                    bounty::payload_hash,
-                ))
-                .load(c)?;
-            seen_bounties.extend(known);
-        }
-        for r in &fresh {
-            let _ = obs.observe(&r.record);
-            let at = r.log.timestamp;
-            for b in &r.extraction.bounties {
-                let payload_hash = text_hash(&b.payload);
-                // identical bounties repeated inside one batch need no second statement
-                if !seen_bounties.insert((
-                    b.bounty_type.to_owned(),
-                    b.attacker_ip.clone(),
-                    payload_hash.clone(),
-                )) {
-                    continue;
-                }
-                let nb = NewBounty {
-                    timestamp: at,
-                    decky: b.decky.clone(),
-                    service: b.service.clone(),
-                    attacker_ip: b.attacker_ip.clone(),
-                    bounty_type: b.bounty_type.to_owned(),
-                    payload: b.payload.clone(),
-                    payload_hash,
-                };
-                let id: Option<i64> = diesel::insert_into(bounty::table)
-                    .values(&nb)
-                    .on_conflict((
-                        bounty::bounty_type,
-                        bounty::attacker_ip,
-                        bounty::payload_hash,
-                    ))
-                    .do_nothing()
-                    .returning(bounty::id)
-                    .get_result(c)
-                    .optional()?;
-                if let Some(id) = id {
-                    out.bounties_inserted += 1;
-                    let fp = (b.bounty_type == "fingerprint").then(|| {
-                        json!({
-                            "id": id,
-                            "timestamp": iso(at),
-                            "decky": b.decky,
-                            "service": b.service,
-                            "attacker_ip": b.attacker_ip,
-                            "bounty_type": b.bounty_type,
-                            "payload": serde_json::from_str::<Value>(&b.payload).unwrap_or(Value::Null),
-                        })
-                    });
-                    obs.add_bounty(&b.attacker_ip, fp);
-                }
-            }
-            if let Some(Ok(d)) = &r.extraction.credential {
-                let nc = new_credential(d, at);
-                let (_, attempts): (i64, i64) = diesel::insert_into(credentials::table)
-                    .values(&nc)
-                    .on_conflict((
-                        credentials::attacker_ip,
-                        credentials::decky_name,
-                        credentials::service,
-                        credentials::secret_kind,
-                        credentials::secret_sha256,
-                        credentials::principal_key,
-                    ))
-                    .do_update()
-                    .set((
-                        credentials::attempt_count.eq(credentials::attempt_count + 1),
-                        credentials::last_seen.eq(excluded(credentials::last_seen)),
-                        credentials::outcome.eq(diesel::dsl::sql::<
-                            diesel::sql_types::Nullable<diesel::sql_types::Text>,
-                        >(
-                            "COALESCE(excluded.outcome, credentials.outcome)",
-                        )),
-                    ))
-                    .returning((credentials::id, credentials::attempt_count))
-                    .get_result(c)?;
-                if attempts == 1 {
-                    out.new_credentials += 1;
-                    obs.add_credential(&d.attacker_ip);
-                }
-                out.captured.push(d.captured_event());
-            }
-        }
-
-        // 3. attacker rows, merged incrementally (no re-parse of old logs).
-        let deltas = obs.into_deltas();
-        let ips: Vec<&str> = deltas.iter().map(|d| d.ip.as_str()).collect();
-        let mut stored: HashMap<String, Attacker> = HashMap::new();
-        let mut stored_deckies: HashMap<String, String> = HashMap::new();
-        for chunk in ips.chunks(500) {
-            let rows: Vec<Attacker> = attackers::table
-                .filter(attackers::ip.eq_any(chunk.iter().copied()))
-                .select(Attacker::as_select())
-                .load(c)?;
-            stored.extend(rows.into_iter().map(|a| (a.ip.clone(), a)));
-            let lists: Vec<(String, String)> = attacker_ext::table
-                .filter(attacker_ext::ip.eq_any(chunk.iter().copied()))
-                .select((attacker_ext::ip, attacker_ext::all_deckies))
-                .load(c)?;
-            stored_deckies.extend(lists);
-        }
-        for d in &deltas {
-            let old = stored.get(&d.ip);
-            let old_profile = old.map(|a| profile_of(a, stored_deckies.get(&d.ip)));
-            let Some(p) = merge_profile(old_profile.as_ref(), d) else {
+        // 4. stored mails (rare): the attacker row and artifact row their events name.
+        for &i in &out.inserted {
+            let r = &input.records[i];
+            if !r.extraction.email_received {
                 continue;
+            }
+            let ip = r.record.attacker_ip.as_str();
+            let attacker_uuid: Option<String> = attackers::table
+                .filter(attackers::ip.eq(ip))
+                .select(attackers::uuid)
+                .first(&mut *$c)
+                $(.$aw)?
+                .optional()?;
+            let artifact_id: Option<i64> = match r
+                .extraction
+                .bounties
+                .iter()
+                .find(|b| b.bounty_type == "artifact")
+            {
+                Some(b) => bounty::table
+                    .filter(bounty::bounty_type.eq("artifact"))
+                    .filter(bounty::attacker_ip.eq(&b.attacker_ip))
+                    .filter(bounty::payload_hash.eq(text_hash(&b.payload)))
+                    .select(bounty::id)
+                    .first(&mut *$c)
+                    $(.$aw)?
+                    .optional()?,
+                None => None,
             };
-            let (uuid, created) = match old {
-                Some(a) => (a.uuid.clone(), false),
-                None => (new_uuid(), true),
-            };
-            let w = attacker_write(uuid.clone(), &d.ip, &p, now);
-            if created {
-                diesel::insert_into(attackers::table)
-                    .values(&w)
-                    .execute(c)?;
-                if let Some(o) = d.observed_payload() {
-                    out.observed.push(o);
-                }
-            } else {
-                diesel::update(attackers::table.find(&uuid))
-                    .set(&w)
-                    .execute(c)?;
-            }
-            let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
-            if created || old_deckies != Some(p.all_deckies.len()) {
-                diesel::update(attacker_ext::table.find(&uuid))
-                    .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
-                    .execute(c)?;
-            }
-            // Only rows without a uuid need it: new credentials of this batch, or older ones
-            // captured before the attacker row existed.
-            if created || d.credential_count > 0 {
-                diesel::update(
-                    credentials::table
-                        .filter(credentials::attacker_ip.eq(&d.ip))
-                        .filter(credentials::attacker_uuid.is_null()),
-                )
-                .set(credentials::attacker_uuid.eq(&uuid))
-                .execute(c)?;
-            }
-            out.scored.push(p.scored_payload(&d.ip));
+            out.mail.push(MailStored {
+                record: i,
+                attacker_uuid,
+                artifact_id,
+            });
         }
 
-        // 4. quarantine (identical garbage collapses to one row).
+        // 5. quarantine (identical garbage collapses to one row).
         for q in &input.quarantine {
             out.quarantined += diesel::insert_into(ingest_quarantine::table)
                 .values(q)
                 .on_conflict(ingest_quarantine::line_hash)
                 .do_nothing()
-                .execute(c)?;
+                .execute(&mut *$c)
+                $(.$aw)??;
         }
 
-        // 5. the position, in the same transaction: a crash can never separate rows from it.
+        // 6. the position, in the same transaction: a crash can never separate rows from it.
         if let Some((key, value)) = &input.position {
             let row = StateEntry {
                 key: key.clone(),
@@ -650,10 +542,204 @@ mod sqlite_sync {
                 .on_conflict(state::key)
                 .do_update()
                 .set(state::value.eq(excluded(state::value)))
-                .execute(c)?;
+                .execute(&mut *$c)
+                $(.$aw)??;
         }
+        let _ = now;
         Ok(out)
+    }};
+}
+
+/// The profiler pass body (both backends, see [`commit_body`]): fold every intake row above
+/// the cursor into the `attackers` rows, back-fill `credentials.attacker_uuid`, advance the
+/// cursor.
+macro_rules! profile_body {
+    ($c:ident, $now:expr $(, $aw:ident)?) => {{
+        let now: NaiveDateTime = $now;
+        let mut out = ProfileOutcome::default();
+        lock_profile_cursor!($c $(, $aw)?);
+        let stored: StateEntry = state::table
+            .find(PROFILE_CURSOR_KEY)
+            .select(StateEntry::as_select())
+            .first(&mut *$c)
+            $(.$aw)??;
+        let cursor: ProfileCursor = serde_json::from_value(stored.value.0).unwrap_or_default();
+        let log_rows: Vec<(i64, String)> = logs::table
+            .filter(logs::id.gt(cursor.log_id))
+            .order(logs::id)
+            .select((logs::id, logs::raw_line))
+            .load(&mut *$c)
+            $(.$aw)??;
+        let bounty_rows: Vec<BountyRow> = bounty::table
+            .filter(bounty::id.gt(cursor.bounty_id))
+            .order(bounty::id)
+            .select((
+                bounty::id,
+                bounty::timestamp,
+                bounty::decky,
+                bounty::service,
+                bounty::attacker_ip,
+                bounty::bounty_type,
+                bounty::payload,
+            ))
+            .load(&mut *$c)
+            $(.$aw)??;
+        let credential_ips: Vec<(i64, String)> = credentials::table
+            .filter(credentials::id.gt(cursor.credential_id))
+            .order(credentials::id)
+            .select((credentials::id, credentials::attacker_ip))
+            .load(&mut *$c)
+            $(.$aw)??;
+        out.folded = (log_rows.len(), bounty_rows.len(), credential_ips.len());
+        out.cursor = ProfileCursor {
+            log_id: log_rows.last().map_or(cursor.log_id, |r| r.0),
+            bounty_id: bounty_rows.last().map_or(cursor.bounty_id, |r| r.0),
+            credential_id: credential_ips.last().map_or(cursor.credential_id, |r| r.0),
+        };
+        let deltas = observe_rows(&log_rows, &bounty_rows, &credential_ips).into_deltas();
+        drop((log_rows, bounty_rows, credential_ips));
+
+        // Stored rows of the touched IPs, merged with their deltas (no re-parse of old logs).
+        let ips: Vec<&str> = deltas.iter().map(|d| d.ip.as_str()).collect();
+        let mut known: HashMap<String, Attacker> = HashMap::new();
+        let mut known_deckies: HashMap<String, String> = HashMap::new();
+        for chunk in ips.chunks(CHUNK_ROWS) {
+            let rows: Vec<Attacker> = attackers::table
+                .filter(attackers::ip.eq_any(chunk.iter().copied()))
+                .select(Attacker::as_select())
+                .load(&mut *$c)
+                $(.$aw)??;
+            known.extend(rows.into_iter().map(|a| (a.ip.clone(), a)));
+            let lists: Vec<(String, String)> = attacker_ext::table
+                .filter(attacker_ext::ip.eq_any(chunk.iter().copied()))
+                .select((attacker_ext::ip, attacker_ext::all_deckies))
+                .load(&mut *$c)
+                $(.$aw)??;
+            known_deckies.extend(lists);
+        }
+        for d in &deltas {
+            let old = known.get(&d.ip);
+            let old_profile = old.map(|a| profile_of(a, known_deckies.get(&d.ip)));
+            let Some(p) = merge_profile(old_profile.as_ref(), d) else {
+                continue;
+            };
+            let (uuid, created) = match old {
+                Some(a) => (a.uuid.clone(), false),
+                None => (new_uuid(), true),
+            };
+            let w = attacker_write(uuid.clone(), &d.ip, &p, old, now);
+            if created {
+                diesel::insert_into(attackers::table)
+                    .values(&w)
+                    .execute(&mut *$c)
+                    $(.$aw)??;
+                if let Some(o) = d.observed_payload() {
+                    out.observed.push((o, uuid.clone()));
+                }
+            } else {
+                diesel::update(attackers::table.find(&uuid))
+                    .set(&w)
+                    .execute(&mut *$c)
+                    $(.$aw)??;
+            }
+            let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
+            if created || old_deckies != Some(p.all_deckies.len()) {
+                diesel::update(attacker_ext::table.find(&uuid))
+                    .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
+                    .execute(&mut *$c)
+                    $(.$aw)??;
+            }
+            out.scored.push((p.scored_payload(&d.ip), uuid));
+        }
+        // One statement for every credential row without a uuid whose attacker row exists
+        // (new credentials of this window, and older ones captured before the row existed).
+        let owner = attackers::table.filter(attackers::ip.eq(credentials::attacker_ip));
+        diesel::update(
+            credentials::table
+                .filter(credentials::attacker_uuid.is_null())
+                .filter(diesel::dsl::exists(owner)),
+        )
+        .set(credentials::attacker_uuid.eq(owner.select(attackers::uuid).single_value()))
+        .execute(&mut *$c)
+        $(.$aw)??;
+        diesel::update(state::table.find(PROFILE_CURSOR_KEY))
+            .set(state::value.eq(JsonText(json!(out.cursor))))
+            .execute(&mut *$c)
+            $(.$aw)??;
+        Ok(out)
+    }};
+}
+
+/// Commit one batch atomically: new `logs` rows (lines whose key is already stored are
+/// skipped, so a replay adds nothing), their bounties (deduplicated), folded credential
+/// upserts, quarantined lines and the ingest position. Nothing is visible unless everything
+/// is. The `attackers` rows follow in [`profile_pass`].
+pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome, DbError> {
+    let now = now_utc();
+    db_tx!(db, |c| {
+        match c.as_any_conn() {
+            AnyConnMut::Sqlite(conn) => {
+                let input = input.clone();
+                Ok(conn
+                    .spawn_blocking(move |sc| sync_bodies::commit(sc, &input, now))
+                    .await?)
+            }
+            AnyConnMut::Pg(conn) => commit_async(conn, input, now).await,
+        }
+    })
+}
+
+/// The SQLite expansions, in a module of their own so that only sync diesel's
+/// `RunQueryDsl` is in scope there.
+mod sync_bodies {
+    use super::*;
+    use diesel::RunQueryDsl;
+
+    pub(super) fn commit(
+        c: &mut diesel::SqliteConnection,
+        input: &CommitInput,
+        now: NaiveDateTime,
+    ) -> QueryResult<CommitOutcome> {
+        commit_body!(c, input, now)
     }
+
+    pub(super) fn profile(
+        c: &mut diesel::SqliteConnection,
+        now: NaiveDateTime,
+    ) -> QueryResult<ProfileOutcome> {
+        profile_body!(c, now)
+    }
+}
+
+async fn commit_async(
+    c: &mut AsyncPgConnection,
+    input: &CommitInput,
+    now: NaiveDateTime,
+) -> Result<CommitOutcome, DbError> {
+    commit_body!(c, input, now, await)
+}
+
+/// One profiler pass (spec §8, incremental): every `logs`/`bounty`/`credentials` row above
+/// the stored [`ProfileCursor`] is folded into its attacker row, in one transaction with the
+/// cursor update. Driven by the database, not by memory, so it is exact after a crash, after
+/// a failed pass and with several ingesting processes.
+pub async fn profile_pass(db: &Db) -> Result<ProfileOutcome, DbError> {
+    let now = now_utc();
+    db_tx!(db, |c| {
+        match c.as_any_conn() {
+            AnyConnMut::Sqlite(conn) => Ok(conn
+                .spawn_blocking(move |sc| sync_bodies::profile(sc, now))
+                .await?),
+            AnyConnMut::Pg(conn) => profile_async(conn, now).await,
+        }
+    })
+}
+
+async fn profile_async(
+    c: &mut AsyncPgConnection,
+    now: NaiveDateTime,
+) -> Result<ProfileOutcome, DbError> {
+    profile_body!(c, now, await)
 }
 
 // ---------------------------------------------------------------- credential reuse
@@ -1255,4 +1341,94 @@ pub async fn list_logs(
             .await?;
         (total, rows)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn at(h: u32, us: u32) -> NaiveDateTime {
+        NaiveDate::from_ymd_opt(2026, 5, 14)
+            .and_then(|d| d.and_hms_micro_opt(h, 0, 0, us))
+            .expect("valid time")
+    }
+
+    #[test]
+    fn line_keys_sort_by_time_and_differ_by_content() {
+        let a = line_key(Some(at(1, 5)), "x");
+        let b = line_key(Some(at(1, 6)), "x");
+        let c = line_key(Some(at(2, 0)), "a");
+        assert!(a < b && b < c, "{a} {b} {c}");
+        assert_ne!(line_key(Some(at(1, 5)), "x"), line_key(Some(at(1, 5)), "y"));
+        assert_eq!(line_key(Some(at(1, 5)), "x"), a, "deterministic");
+        assert_eq!(a.len(), 48);
+        assert!(line_key(None, "x").starts_with("0000000000000000"));
+        let before_epoch = NaiveDate::from_ymd_opt(1960, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("valid");
+        assert!(line_key(Some(before_epoch), "x").starts_with("0000000000000000"));
+    }
+
+    #[test]
+    fn appending_to_a_stored_list_equals_re_encoding_it() {
+        let old = vec![json!({"id": 1, "payload": {"a": "]"}}), json!({"id": 2})];
+        let new = vec![json!({"id": 3, "s": "x,]"})];
+        let stored = to_text(&old);
+        let mut all = old.clone();
+        all.extend(new.clone());
+        let spliced = append_json_list(Some(&stored), &new);
+        assert_eq!(serde_json::from_str::<Vec<Value>>(&spliced).unwrap(), all);
+        assert_eq!(append_json_list(Some("[]"), &new), to_text(&new));
+        assert_eq!(append_json_list(Some(" [ ] "), &new), to_text(&new));
+        assert_eq!(append_json_list(None, &new), to_text(&new));
+        assert_eq!(append_json_list(Some("garbage"), &new), to_text(&new));
+        assert_eq!(append_json_list::<Value>(Some(&stored), &[]), stored);
+    }
+
+    fn draft(ip: &str, secret: &str, outcome: Option<&str>) -> CredentialDraft {
+        CredentialDraft {
+            attacker_ip: ip.into(),
+            decky_name: "d1".into(),
+            service: "ssh".into(),
+            principal: Some("root".into()),
+            principal_key: "root".into(),
+            secret_kind: "plaintext".into(),
+            secret_sha256: crate::domain::syslog::credential::sha256_hex(secret.as_bytes()),
+            secret_b64: String::new(),
+            secret_printable: Some(secret.into()),
+            outcome: outcome.map(str::to_owned),
+            fields_json: "{}".into(),
+            truncated: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn credential_attempts_fold_per_key() {
+        let a = draft("192.0.2.1", "pw", None);
+        let b = draft("192.0.2.1", "pw", Some("failure"));
+        let c = draft("192.0.2.1", "pw", None);
+        let other = draft("192.0.2.2", "pw", None);
+        let rows = fold_credentials(
+            [
+                (&a, at(1, 0)),
+                (&other, at(1, 1)),
+                (&b, at(1, 2)),
+                (&c, at(1, 3)),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(rows.len(), 2);
+        let r = &rows[0];
+        assert_eq!(r.attacker_ip, "192.0.2.1");
+        assert_eq!(r.attempt_count, 3);
+        assert_eq!(r.first_seen, at(1, 0));
+        assert_eq!(r.last_seen, at(1, 3));
+        assert_eq!(
+            r.outcome.as_deref(),
+            Some("failure"),
+            "last non-null outcome"
+        );
+        assert_eq!(rows[1].attempt_count, 1);
+    }
 }

@@ -11,6 +11,7 @@ pub mod fields;
 pub mod framing;
 pub mod headers;
 pub mod ip;
+pub mod mail;
 pub mod observation;
 pub mod parser;
 pub mod reuse;
