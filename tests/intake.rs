@@ -747,3 +747,120 @@ async fn routes_serve_the_ingested_rows() {
     assert!(q["total"].is_number(), "{q}");
     app.stop().await;
 }
+
+// ---------------------------------------------------------------- events after commit
+
+#[actix_rt::test]
+async fn events_follow_the_commit_and_carry_the_attacker() {
+    use decnetd::actors::registry::{RegistryConfig, RegistryHandle, Subscription};
+    use futures::StreamExt;
+
+    async fn drain(sub: &mut Subscription) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        while let Ok(Some(env)) = tokio::time::timeout(Duration::from_millis(300), sub.next()).await
+        {
+            out.push(
+                serde_json::json!({"topic": env.topic, "type": env.kind, "payload": env.payload}),
+            );
+        }
+        out
+    }
+
+    fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
+        lines
+            .iter()
+            .map(|l| decnetd::actors::ingester::RawLine {
+                bytes: l.as_bytes().to_vec(),
+                source_worker: None,
+                source: "test".into(),
+            })
+            .collect()
+    }
+
+    let (_dir, db) = common::sqlite_db().await;
+    let reg = RegistryHandle::start(RegistryConfig {
+        bus_health_interval: Duration::ZERO,
+        ..RegistryConfig::default()
+    });
+    let mut logs = reg.subscribe("system.log").await.unwrap();
+    let mut mail = reg.subscribe("email.received").await.unwrap();
+    let mut probe = reg.subscribe("smtp.probe.pending").await.unwrap();
+    let mut attackers = reg.subscribe("attacker.*").await.unwrap();
+    let mut creds = reg.subscribe("credential.captured").await.unwrap();
+
+    let lines: Vec<String> = vec![
+        r#"<134>1 2026-05-14T09:30:00Z relay-01 smtp_relay - message_stored [relay@55555 src_ip="192.0.2.55" stored_as="2026-05-14T09:30:00Z_ab12_msg.eml" sha256="ab12" size="812" subject="Invoice \"Q2\"" from_hdr="Billing <billing@Corp.Example>" to_hdr="a@x.test" mail_from="<bounce@mailer.example>" rcpt_to="<a@x.test>, b@y.test, <c@x.test>" attachment_count="2"]"#.into(),
+        r#"<134>1 2026-05-14T09:31:00Z web-01 ssh - auth_attempt [relay@55555 username="root" secret_printable="toor" secret_b64="dG9vcg==" src_ip="192.0.2.55"]"#.into(),
+        "not syslog at all".into(),
+    ];
+    let s = IngestSettings {
+        profile_interval_ms: 3_600_000,
+        ..ingest_settings()
+    };
+    let mut p = Pipeline::new(
+        db.clone(),
+        Some(reg.clone()),
+        &s,
+        Arc::new(IngestCounters::default()),
+    );
+    // start-up pass over an empty database
+    p.profile_if_due(true).await;
+    drain(&mut attackers).await;
+    p.commit(&raw(&lines), None).await.unwrap();
+
+    // one system.log per stored line, none for the quarantined one
+    let got = drain(&mut logs).await;
+    let stored: Vec<_> = got
+        .iter()
+        .filter(|e| e["type"] != "batch_committed")
+        .collect();
+    assert!(got
+        .iter()
+        .any(|e| e["type"] == "batch_committed" && e["payload"]["flushed"] == 2));
+    assert_eq!(stored.len(), 2, "{got:#?}");
+    assert_eq!(stored[0]["payload"]["service"], "smtp_relay");
+    assert_eq!(stored[1]["payload"]["attacker_ip"], "192.0.2.55");
+
+    // the mail artifact: the attacker row does not exist yet (the profiler has not run), so
+    // email.received waits for it; the SMTP probe request needs no attacker
+    let pr = drain(&mut probe).await;
+    assert_eq!(pr.len(), 1, "{pr:#?}");
+    assert_eq!(pr[0]["payload"]["attacker_ip"], "192.0.2.55");
+    assert_eq!(
+        pr[0]["payload"]["stored_as"],
+        "2026-05-14T09:30:00Z_ab12_msg.eml"
+    );
+    assert_eq!(drain(&mut creds).await.len(), 1);
+
+    // the profiler pass creates the attacker and announces it with its uuid
+    p.profile_if_due(true).await;
+    let att = drain(&mut attackers).await;
+    let uuid = att
+        .iter()
+        .find(|e| e["topic"] == "attacker.scored")
+        .and_then(|e| e["payload"]["attacker_uuid"].as_str())
+        .expect("attacker.scored carries the attacker uuid")
+        .to_owned();
+    assert!(att
+        .iter()
+        .any(|e| e["topic"] == "attacker.observed" && e["payload"]["attacker_uuid"] == uuid));
+    let (_, rows) = repo::list_attackers(&db, None, None, repo::AttackerSort::Recent, 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0.uuid, uuid);
+
+    // a second message from the now-known attacker is announced with its uuid and domains
+    let more = vec![r#"<134>1 2026-05-14T09:40:00Z relay-01 smtp_relay - message_stored [relay@55555 src_ip="192.0.2.55" stored_as="m2.eml" subject="again" from_hdr="x@Corp.Example" mail_from="bounce@mailer.example" rcpt_to="a@x.test,b@y.test" attachment_count="0"]"#.to_string()];
+    p.commit(&raw(&more), None).await.unwrap();
+    let em = drain(&mut mail).await;
+    let m = em
+        .iter()
+        .find(|e| e["payload"]["stored_as"] == "m2.eml")
+        .unwrap_or_else(|| panic!("no email.received for m2.eml: {em:#?}"));
+    assert_eq!(m["payload"]["attacker_uuid"], uuid);
+    assert_eq!(m["payload"]["from_domain"], "corp.example");
+    assert_eq!(m["payload"]["mail_from_domain"], "mailer.example");
+    assert_eq!(m["payload"]["rcpt_count"], 2);
+    assert_eq!(m["payload"]["decky_id"], "relay-01");
+}
