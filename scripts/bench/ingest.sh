@@ -3,7 +3,9 @@
 # bounty, credentials, attackers, credential reuse) with a release `decnetd ingest`, on SQLite
 # and on PostgreSQL (throwaway server from scripts/pg; skipped when it cannot start).
 #
-#   scripts/bench/ingest.sh                  # 200 000 lines, 2 000 attacker IPs, batch 2 000
+#   scripts/bench/ingest.sh                  # 200 000 lines, 2 000 attacker IPs
+#   (BATCH sets DECNET_BATCH_SIZE, default 2 000; `decnetd ingest` replays in batches of at
+#   least 10 000, so smaller values only matter to the live tail)
 #   LINES=500000 BATCH=5000 scripts/bench/ingest.sh
 set -euo pipefail
 

@@ -378,6 +378,54 @@ macro_rules! lock_profile_cursor {
 /// The batch body, written once for both backends: expanded with `.await` for PostgreSQL
 /// (diesel-async) and without it for SQLite (sync diesel on the connection's own thread, so a
 /// batch costs one hop to that thread instead of one per statement).
+/// Run one insert statement over `$rows`, summing the affected counts. The PostgreSQL
+/// expansion (the one with `await`) sends one multi-row statement per [`CHUNK_ROWS`] (a round
+/// trip each); the SQLite one runs a statement per row, because diesel cannot batch an
+/// upsert there and an in-process statement costs no round trip.
+macro_rules! insert_each {
+    ($c:ident, $rows:expr, |$v:ident| $stmt:expr) => {{
+        let mut n = 0usize;
+        for $v in $rows.iter() {
+            n += $stmt.execute(&mut *$c)?;
+        }
+        n
+    }};
+    ($c:ident, $rows:expr, |$v:ident| $stmt:expr, $aw:ident) => {{
+        let mut n = 0usize;
+        for $v in $rows.chunks(CHUNK_ROWS) {
+            n += $stmt.execute(&mut *$c).$aw?;
+        }
+        n
+    }};
+}
+
+/// `attackers.all_deckies` for `(uuid, list)` pairs: a statement per row on SQLite, one
+/// `UPDATE … FROM unnest(…)` per chunk on PostgreSQL (the column lives in [`attacker_ext`],
+/// which diesel cannot upsert together with [`attackers`]).
+macro_rules! set_all_deckies {
+    ($c:ident, $pairs:expr) => {
+        for (uuid, list) in $pairs.iter() {
+            diesel::update(attacker_ext::table.find(uuid))
+                .set(attacker_ext::all_deckies.eq(list))
+                .execute(&mut *$c)?;
+        }
+    };
+    ($c:ident, $pairs:expr, $aw:ident) => {
+        for chunk in $pairs.chunks(CHUNK_ROWS) {
+            let (uuids, lists): (Vec<&str>, Vec<&str>) =
+                chunk.iter().map(|(u, l)| (u.as_str(), l.as_str())).unzip();
+            diesel::sql_query(
+                "UPDATE attackers AS a SET all_deckies = v.d \
+                 FROM unnest($1::text[], $2::text[]) AS v(uuid, d) WHERE a.uuid = v.uuid",
+            )
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(uuids)
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(lists)
+            .execute(&mut *$c)
+            .$aw?;
+        }
+    };
+}
+
 macro_rules! commit_body {
     ($c:ident, $input:expr, $now:expr $(, $aw:ident)?) => {{
         let input: &CommitInput = $input;
@@ -432,14 +480,12 @@ macro_rules! commit_body {
                 }
             }
         }
-        for nb in &new_bounties {
-            out.bounties_inserted += diesel::insert_into(bounty::table)
-                .values(nb)
+        out.bounties_inserted += insert_each!($c, new_bounties, |v| {
+            diesel::insert_into(bounty::table)
+                .values(v)
                 .on_conflict((bounty::bounty_type, bounty::attacker_ip, bounty::payload_hash))
                 .do_nothing()
-                .execute(&mut *$c)
-                $(.$aw)??;
-        }
+        } $(, $aw)?);
 
         // 3. credentials: one upsert per dedup key, attempts of the batch folded in.
         let attempts: Vec<(&CredentialDraft, NaiveDateTime)> = fresh
@@ -456,9 +502,12 @@ macro_rules! commit_body {
             .select(diesel::dsl::max(credentials::id))
             .get_result(&mut *$c)
             $(.$aw)??;
-        for nc in fold_credentials(attempts.into_iter()) {
+        // One statement per chunk: the fold leaves each conflict key once, as PostgreSQL's
+        // multi-row `ON CONFLICT DO UPDATE` requires.
+        let folded = fold_credentials(attempts.into_iter());
+        insert_each!($c, folded, |v| {
             diesel::insert_into(credentials::table)
-                .values(&nc)
+                .values(v)
                 .on_conflict((
                     credentials::attacker_ip,
                     credentials::decky_name,
@@ -475,9 +524,7 @@ macro_rules! commit_body {
                     credentials::outcome
                         .eq(coalesce(excluded(credentials::outcome), credentials::outcome)),
                 ))
-                .execute(&mut *$c)
-                $(.$aw)??;
-        }
+        } $(, $aw)?);
         let created: i64 = credentials::table
             .filter(credentials::id.gt(last_id.unwrap_or(0)))
             .count()
@@ -617,6 +664,8 @@ macro_rules! profile_body {
                 $(.$aw)??;
             known_deckies.extend(lists);
         }
+        let mut writes: Vec<Attacker> = Vec::with_capacity(deltas.len());
+        let mut decky_lists: Vec<(String, String)> = Vec::new();
         for d in &deltas {
             let old = known.get(&d.ip);
             let old_profile = old.map(|a| profile_of(a, known_deckies.get(&d.ip)));
@@ -627,30 +676,43 @@ macro_rules! profile_body {
                 Some(a) => (a.uuid.clone(), false),
                 None => (new_uuid(), true),
             };
-            let w = attacker_write(uuid.clone(), &d.ip, &p, old, now);
             if created {
-                diesel::insert_into(attackers::table)
-                    .values(&w)
-                    .execute(&mut *$c)
-                    $(.$aw)??;
                 if let Some(o) = d.observed_payload() {
                     out.observed.push((o, uuid.clone()));
                 }
-            } else {
-                diesel::update(attackers::table.find(&uuid))
-                    .set(&w)
-                    .execute(&mut *$c)
-                    $(.$aw)??;
             }
             let old_deckies = old_profile.as_ref().map(|o| o.all_deckies.len());
             if created || old_deckies != Some(p.all_deckies.len()) {
-                diesel::update(attacker_ext::table.find(&uuid))
-                    .set(attacker_ext::all_deckies.eq(to_text(&p.all_deckies)))
-                    .execute(&mut *$c)
-                    $(.$aw)??;
+                decky_lists.push((uuid.clone(), to_text(&p.all_deckies)));
             }
+            writes.push(attacker_write(uuid.clone(), &d.ip, &p, old, now));
             out.scored.push((p.scored_payload(&d.ip), uuid));
         }
+        // New and known rows alike in one upsert (multi-row on PostgreSQL).
+        insert_each!($c, writes, |v| {
+            diesel::insert_into(attackers::table)
+                .values(v)
+                .on_conflict(attackers::uuid)
+                .do_update()
+                .set((
+                    attackers::ip.eq(excluded(attackers::ip)),
+                    attackers::first_seen.eq(excluded(attackers::first_seen)),
+                    attackers::last_seen.eq(excluded(attackers::last_seen)),
+                    attackers::event_count.eq(excluded(attackers::event_count)),
+                    attackers::service_count.eq(excluded(attackers::service_count)),
+                    attackers::decky_count.eq(excluded(attackers::decky_count)),
+                    attackers::services.eq(excluded(attackers::services)),
+                    attackers::deckies.eq(excluded(attackers::deckies)),
+                    attackers::traversal_path.eq(excluded(attackers::traversal_path)),
+                    attackers::is_traversal.eq(excluded(attackers::is_traversal)),
+                    attackers::bounty_count.eq(excluded(attackers::bounty_count)),
+                    attackers::credential_count.eq(excluded(attackers::credential_count)),
+                    attackers::fingerprints.eq(excluded(attackers::fingerprints)),
+                    attackers::commands.eq(excluded(attackers::commands)),
+                    attackers::updated_at.eq(excluded(attackers::updated_at)),
+                ))
+        } $(, $aw)?);
+        set_all_deckies!($c, decky_lists $(, $aw)?);
         // One statement for every credential row without a uuid whose attacker row exists
         // (new credentials of this window, and older ones captured before the row existed).
         let owner = attackers::table.filter(attackers::ip.eq(credentials::attacker_ip));
