@@ -661,6 +661,37 @@ async fn sqlite_connections_use_wal_and_pragmas() {
     }
 }
 
+/// Every pooled PostgreSQL connection plans each statement with its parameters: a generic
+/// plan cached while a table was empty turns the batch's key probe into a sequential scan.
+#[tokio::test]
+async fn postgres_connections_never_reuse_generic_plans() {
+    let Some(db) = common::pg_db().await else {
+        return;
+    };
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+    }
+    let mut handles = Vec::new();
+    for _ in 0..common::TEST_POOL_SIZE {
+        let db = db.clone();
+        handles.push(tokio::spawn(async move {
+            let db = &db;
+            db_run!(db, |c| {
+                let s: Setting = diesel::sql_query("SHOW plan_cache_mode")
+                    .get_result(c)
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, DbError>(s.plan_cache_mode)
+            })
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap().unwrap(), "force_custom_plan");
+    }
+}
+
 /// Pitfall 1: connections created while serving a short-lived runtime must keep working after
 /// that runtime is gone (they are established on the runtime that called `connect`).
 #[test]

@@ -50,6 +50,9 @@ pub type SqliteConn =
 
 /// Embedded SQLite migrations (`migrations/sqlite`).
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Run on every new PostgreSQL connection (see `pg_pool`).
+pub const PG_SESSION_SETUP: &str = "SET plan_cache_mode = force_custom_plan";
+
 /// Embedded PostgreSQL migrations (`migrations/postgres`).
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
@@ -332,6 +335,22 @@ fn pg_pool(url: &str, size: usize) -> Result<Pool<AsyncPgConnection>, DbError> {
     let mut cfg = ManagerConfig::<AsyncPgConnection>::default();
     // A closed Postgres connection is detected by `is_broken` and replaced silently.
     cfg.recycling_method = RecyclingMethod::Fast;
+    // diesel-async keeps every statement prepared for the connection's lifetime, and after
+    // five runs PostgreSQL may switch a prepared statement to its generic plan — costed while
+    // the table was small. Tables here start empty and grow for weeks, so that plan becomes a
+    // sequential scan (measured: the batch's `line_hash = ANY($1)` probe took 150–400 ms per
+    // 1 000 keys at 30 000 rows instead of ~2 ms). Planning each run costs microseconds.
+    cfg.custom_setup = Box::new(|url: &str| {
+        let url = url.to_owned();
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(PG_SESSION_SETUP)
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, cfg);
     pool_builder_timeouts(Pool::builder(manager), size)
         .build()
