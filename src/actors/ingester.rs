@@ -148,6 +148,50 @@ pub struct Pipeline {
     last_profile: Option<std::time::Instant>,
 }
 
+/// One line after the pure, per-line part of [`Pipeline::prepare`].
+enum Parsed {
+    Empty,
+    Quarantined(NewQuarantined),
+    Record(Box<PreparedRecord>),
+}
+
+fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Parsed {
+    let parsed = if l.bytes.first() == Some(&b'{') {
+        parse_json_record(&String::from_utf8_lossy(&l.bytes))
+    } else {
+        parse_line_bytes(&l.bytes)
+    };
+    let mut rec = match parsed {
+        Ok(r) => r,
+        Err(ParseError::Empty) => return Parsed::Empty,
+        Err(e) => {
+            let raw = String::from_utf8_lossy(&l.bytes).into_owned();
+            return Parsed::Quarantined(NewQuarantined {
+                received_at: now,
+                source: l.source.to_string(),
+                reason_code: e.code().to_owned(),
+                reason: e.to_string(),
+                line_hash: repo::text_hash(&raw),
+                raw_line: raw,
+            });
+        }
+    };
+    if rec.raw_line.is_empty() {
+        rec.raw_line = String::from_utf8_lossy(&l.bytes).into_owned();
+    }
+    if l.source_worker.is_some() {
+        rec.source_worker.clone_from(&l.source_worker);
+    }
+    let x = extract(&rec, cfg);
+    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now)))
+}
+
+/// Parse, extract and key every line, in input order. Lines are independent, so a large
+/// batch is split over the machine's cores (the database work that follows is serial).
+fn parse_all(lines: &[RawLine], cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Vec<Parsed> {
+    crate::domain::par::map(lines, |l| parse_one(l, cfg, now))
+}
+
 impl Pipeline {
     /// Build from settings; bad `trusted_proxies` tokens are logged and ignored.
     pub fn new(
@@ -182,53 +226,38 @@ impl Pipeline {
 
     fn prepare(&self, lines: &[RawLine]) -> (CommitInput, PendingAdmissions, usize) {
         let now = now_utc();
+        let parsed = parse_all(lines, &self.extract, now);
         let mut input = CommitInput::default();
         let mut pending = PendingAdmissions::default();
         let mut filtered = 0;
-        for l in lines {
-            let parsed = if l.bytes.first() == Some(&b'{') {
-                parse_json_record(&String::from_utf8_lossy(&l.bytes))
-            } else {
-                parse_line_bytes(&l.bytes)
-            };
-            let mut rec = match parsed {
-                Ok(r) => r,
-                Err(ParseError::Empty) => continue,
-                Err(e) => {
-                    let raw = String::from_utf8_lossy(&l.bytes).into_owned();
-                    tracing::debug!(reason = %e, head = %raw.chars().take(80).collect::<String>(), "ingest: unparsable line quarantined");
-                    input.quarantine.push(NewQuarantined {
-                        received_at: now,
-                        source: l.source.to_string(),
-                        reason_code: e.code().to_owned(),
-                        reason: e.to_string(),
-                        line_hash: repo::text_hash(&raw),
-                        raw_line: raw,
-                    });
+        for p in parsed {
+            let r = match p {
+                Parsed::Empty => continue,
+                Parsed::Quarantined(q) => {
+                    tracing::debug!(reason = %q.reason, head = %q.raw_line.chars().take(80).collect::<String>(), "ingest: unparsable line quarantined");
+                    input.quarantine.push(q);
                     continue;
                 }
+                Parsed::Record(r) => r,
             };
-            if rec.raw_line.is_empty() {
-                rec.raw_line = String::from_utf8_lossy(&l.bytes).into_owned();
-            }
-            if l.source_worker.is_some() {
-                rec.source_worker.clone_from(&l.source_worker);
-            }
+            let rec = &r.record;
             let t = rec.timestamp.unwrap_or(now).and_utc().timestamp_micros() as f64 / 1e6;
-            if self.filter.admit_pending(&mut pending, &rec, t) != Admission::Accept {
+            if self.filter.admit_pending(&mut pending, rec, t) != Admission::Accept {
                 filtered += 1;
                 continue;
             }
-            let x = extract(&rec, &self.extract);
-            if let Some(Err(e)) = &x.credential {
-                tracing::warn!(decky = %rec.decky, service = %rec.service, error = %e, "ingest: credential dropped");
-            }
-            if let Some(Ok(d)) = &x.credential {
-                for col in &d.truncated {
-                    tracing::warn!(column = col, decky = %rec.decky, "ingest: credential column truncated");
+            match &r.extraction.credential {
+                Some(Err(e)) => {
+                    tracing::warn!(decky = %rec.decky, service = %rec.service, error = %e, "ingest: credential dropped");
                 }
+                Some(Ok(d)) => {
+                    for col in &d.truncated {
+                        tracing::warn!(column = col, decky = %rec.decky, "ingest: credential column truncated");
+                    }
+                }
+                None => {}
             }
-            input.records.push(PreparedRecord::new(rec, x, now));
+            input.records.push(*r);
         }
         (input, pending, filtered)
     }
@@ -243,7 +272,8 @@ impl Pipeline {
     ) -> Result<CommitOutcome, DbError> {
         let (mut input, pending, filtered) = self.prepare(lines);
         input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
-        let out = repo::commit_batch(&self.db, &input).await?;
+        let input = Arc::new(input);
+        let out = repo::commit_batch(&self.db, Arc::clone(&input)).await?;
         self.filter.commit(pending);
         let c = &self.counters;
         IngestCounters::add(&c.lines, lines.len());
@@ -544,6 +574,11 @@ pub struct IngestSummary {
 /// Smallest batch of `decnetd ingest` (the daemon keeps `DECNET_BATCH_SIZE` for latency).
 pub const REPLAY_MIN_BATCH: usize = 10_000;
 
+/// Shortest profiler interval of `decnetd ingest`: a replay folds every attacker again on each
+/// pass, so it folds at most every 10 s (and once at the end) instead of every
+/// `DECNET_PROFILE_INTERVAL_MS`.
+pub const REPLAY_MIN_PROFILE_INTERVAL_MS: u64 = 10_000;
+
 /// Replay files into the database (`decnetd ingest FILE…`): same pipeline as the daemon,
 /// batches of `settings.batch_size` (at least [`REPLAY_MIN_BATCH`]), deduplicated so a second run adds
 /// nothing. A progress bar is drawn when `progress` is set and stderr is a terminal.
@@ -556,7 +591,13 @@ pub async fn ingest_files(
 ) -> Result<IngestSummary, IngestError> {
     use std::io::IsTerminal;
     let counters = Arc::new(IngestCounters::default());
-    let mut pipeline = Pipeline::new(db.clone(), registry, settings, counters.clone());
+    let replay = IngestSettings {
+        profile_interval_ms: settings
+            .profile_interval_ms
+            .max(REPLAY_MIN_PROFILE_INTERVAL_MS),
+        ..settings.clone()
+    };
+    let mut pipeline = Pipeline::new(db.clone(), registry, &replay, counters.clone());
     // A replay has no reader waiting on it: large transactions (at least
     // `REPLAY_MIN_BATCH` lines) amortise the index pages every commit rewrites.
     let batch = settings.batch_size.max(REPLAY_MIN_BATCH);

@@ -2,5 +2,6 @@
 pub mod clustering;
 pub mod fleet;
 pub mod intel;
+pub mod par;
 pub mod realism;
 pub mod syslog;

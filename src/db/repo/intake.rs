@@ -3,6 +3,7 @@
 //! read queries behind the intake routes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -295,15 +296,16 @@ fn observe_rows(
     credential_ips: &[(i64, String)],
 ) -> ObservationBatch {
     let mut obs = ObservationBatch::new();
-    for (_, raw) in log_rows {
-        let rec = if raw.starts_with('{') {
+    // Parsing is per line (parallel); folding is in id order.
+    let records = crate::domain::par::map(log_rows, |(_, raw)| {
+        if raw.starts_with('{') {
             parse_json_record(raw)
         } else {
             parse_line_bytes(raw.as_bytes())
-        };
-        if let Ok(rec) = rec {
-            let _ = obs.observe(&rec);
         }
+    });
+    for rec in records.into_iter().flatten() {
+        let _ = obs.observe(&rec);
     }
     for (id, at, decky, service, ip, bounty_type, payload) in bounty_rows {
         let fp = (bounty_type == "fingerprint")
@@ -452,10 +454,10 @@ macro_rules! commit_body {
                 out.duplicates += 1;
             }
         }
-        let rows: Vec<NewLog> = fresh.iter().map(|r| r.log.clone()).collect();
+        let rows: Vec<&NewLog> = fresh.iter().map(|r| &r.log).collect();
         for chunk in rows.chunks(CHUNK_ROWS) {
             out.logs_inserted += diesel::insert_into(logs::table)
-                .values(chunk)
+                .values(chunk.to_vec())
                 .execute(&mut *$c)
                 $(.$aw)??;
         }
@@ -736,17 +738,18 @@ macro_rules! profile_body {
 /// skipped, so a replay adds nothing), their bounties (deduplicated), folded credential
 /// upserts, quarantined lines and the ingest position. Nothing is visible unless everything
 /// is. The `attackers` rows follow in [`profile_pass`].
-pub async fn commit_batch(db: &Db, input: &CommitInput) -> Result<CommitOutcome, DbError> {
+pub async fn commit_batch(db: &Db, input: Arc<CommitInput>) -> Result<CommitOutcome, DbError> {
     let now = now_utc();
     db_tx!(db, |c| {
         match c.as_any_conn() {
             AnyConnMut::Sqlite(conn) => {
-                let input = input.clone();
+                // shared, not copied: the batch holds every raw line
+                let input = Arc::clone(&input);
                 Ok(conn
                     .spawn_blocking(move |sc| sync_bodies::commit(sc, &input, now))
                     .await?)
             }
-            AnyConnMut::Pg(conn) => commit_async(conn, input, now).await,
+            AnyConnMut::Pg(conn) => commit_async(conn, &input, now).await,
         }
     })
 }
