@@ -613,6 +613,24 @@ async fn sqlite_fresh_database_applies_migrations_once() {
     assert_eq!(again.migrate().await.unwrap(), 0);
 }
 
+/// Runs `probe` on `TEST_POOL_SIZE` tasks at once and returns what each saw. A probe holds its
+/// connection briefly (see the callers), so the pool hands out distinct connections.
+async fn on_each_pooled_connection<T, F, Fut>(db: &Db, probe: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(Db) -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..common::TEST_POOL_SIZE)
+        .map(|_| tokio::spawn(probe(db.clone())))
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap().unwrap());
+    }
+    out
+}
+
 #[tokio::test]
 async fn sqlite_connections_use_wal_and_pragmas() {
     let (_dir, db) = common::sqlite_db().await;
@@ -627,33 +645,27 @@ async fn sqlite_connections_use_wal_and_pragmas() {
         v: i32,
     }
     // Check several pooled connections, not just the first.
-    let mut handles = Vec::new();
-    for _ in 0..common::TEST_POOL_SIZE {
-        let db = db.clone();
-        handles.push(tokio::spawn(async move {
-            let db = &db;
-            db_run!(db, |c| {
-                let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
-                    .get_result(c)
-                    .await?;
-                let fk: Num =
-                    diesel::sql_query("SELECT foreign_keys AS v FROM pragma_foreign_keys")
-                        .get_result(c)
-                        .await?;
-                let bt: Num = diesel::sql_query("SELECT timeout AS v FROM pragma_busy_timeout")
-                    .get_result(c)
-                    .await?;
-                let sync: Num =
-                    diesel::sql_query("SELECT synchronous AS v FROM pragma_synchronous")
-                        .get_result(c)
-                        .await?;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok::<_, DbError>((mode.journal_mode, fk.v, bt.v, sync.v))
-            })
-        }));
-    }
-    for h in handles {
-        let (mode, fk, busy, sync) = h.await.unwrap().unwrap();
+    let seen = on_each_pooled_connection(&db, |db| async move {
+        let db = &db;
+        db_run!(db, |c| {
+            let mode: Mode = diesel::sql_query("PRAGMA journal_mode")
+                .get_result(c)
+                .await?;
+            let fk: Num = diesel::sql_query("SELECT foreign_keys AS v FROM pragma_foreign_keys")
+                .get_result(c)
+                .await?;
+            let bt: Num = diesel::sql_query("SELECT timeout AS v FROM pragma_busy_timeout")
+                .get_result(c)
+                .await?;
+            let sync: Num = diesel::sql_query("SELECT synchronous AS v FROM pragma_synchronous")
+                .get_result(c)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, DbError>((mode.journal_mode, fk.v, bt.v, sync.v))
+        })
+    })
+    .await;
+    for (mode, fk, busy, sync) in seen {
         assert_eq!(mode, "wal");
         assert_eq!(fk, 1);
         assert_eq!(busy, 5000);
@@ -673,23 +685,19 @@ async fn postgres_connections_never_reuse_generic_plans() {
         #[diesel(sql_type = diesel::sql_types::Text)]
         plan_cache_mode: String,
     }
-    let mut handles = Vec::new();
-    for _ in 0..common::TEST_POOL_SIZE {
-        let db = db.clone();
-        handles.push(tokio::spawn(async move {
-            let db = &db;
-            db_run!(db, |c| {
-                let s: Setting = diesel::sql_query("SHOW plan_cache_mode")
-                    .get_result(c)
-                    .await?;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok::<_, DbError>(s.plan_cache_mode)
-            })
-        }));
-    }
-    for h in handles {
-        assert_eq!(h.await.unwrap().unwrap(), "force_custom_plan");
-    }
+    let seen = on_each_pooled_connection(&db, |db| async move {
+        let db = &db;
+        db_run!(db, |c| {
+            let s: Setting = diesel::sql_query("SHOW plan_cache_mode")
+                .get_result(c)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, DbError>(s.plan_cache_mode)
+        })
+    })
+    .await;
+    assert_eq!(seen.len(), common::TEST_POOL_SIZE);
+    assert!(seen.iter().all(|m| m == "force_custom_plan"), "{seen:?}");
 }
 
 /// Pitfall 1: connections created while serving a short-lived runtime must keep working after
