@@ -864,3 +864,68 @@ async fn events_follow_the_commit_and_carry_the_attacker() {
     assert_eq!(m["payload"]["rcpt_count"], 2);
     assert_eq!(m["payload"]["decky_id"], "relay-01");
 }
+
+// ---------------------------------------------------------------- profiler failure
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_profiler_pass_backs_off_and_loses_nothing() {
+    async fn exec(db: &Db, sql: &str) -> Result<usize, decnetd::db::DbError> {
+        use diesel_async::RunQueryDsl;
+        decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
+    }
+
+    let (_dir, db) = common::sqlite_db().await;
+    let s = IngestSettings {
+        profile_interval_ms: 3_600_000,
+        ..ingest_settings()
+    };
+    let counters = Arc::new(IngestCounters::default());
+    let mut p = Pipeline::new(db.clone(), None, &s, counters.clone());
+    let lines: Vec<_> = corpus()
+        .into_iter()
+        .map(|l| decnetd::actors::ingester::RawLine {
+            bytes: l.into_bytes(),
+            source_worker: None,
+            source: "test".into(),
+        })
+        .collect();
+    // the first commit also runs the start-up pass; the second one leaves work for a pass
+    let (a, b) = lines.split_at(lines.len() / 2);
+    p.commit(a, None).await.unwrap();
+    p.commit(b, None).await.unwrap();
+    assert!(p.profile_due(true));
+    // the pass writes attackers; make that fail
+    exec(&db, "ALTER TABLE attackers RENAME TO attackers_away")
+        .await
+        .unwrap();
+    p.profile_if_due(true).await;
+    let errors = std::sync::atomic::AtomicU64::load(
+        &counters.db_errors,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    assert_eq!(errors, 1);
+    assert!(
+        !p.profile_due(true),
+        "a failed pass is not retried on the next idle tick"
+    );
+    exec(&db, "ALTER TABLE attackers_away RENAME TO attackers")
+        .await
+        .unwrap();
+    tokio::time::sleep(decnetd::actors::ingester::PROFILE_RETRY_MIN).await;
+    assert!(p.profile_due(true));
+    p.profile_if_due(true).await;
+    let (total, _) = repo::list_attackers(&db, None, None, repo::AttackerSort::Recent, 1, 0)
+        .await
+        .unwrap();
+    let mut want = std::collections::HashSet::new();
+    for l in repo::all_logs(&db).await.unwrap() {
+        if !l.attacker_ip.is_empty() && l.attacker_ip != "Unknown" {
+            want.insert(l.attacker_ip);
+        }
+    }
+    assert_eq!(
+        total as usize,
+        want.len(),
+        "every attacker folded after the retry"
+    );
+}

@@ -146,7 +146,13 @@ pub struct Pipeline {
     profile_dirty: bool,
     profile_interval: Duration,
     last_profile: Option<std::time::Instant>,
+    /// After a failed pass, no retry before this (not even when idle).
+    profile_retry_at: Option<std::time::Instant>,
 }
+
+/// Wait before retrying a failed profiler pass (the daemon loop wakes every 200 ms, and an
+/// idle input would otherwise retry on every wake).
+pub const PROFILE_RETRY_MIN: Duration = Duration::from_secs(1);
 
 /// One line after the pure, per-line part of [`Pipeline::prepare`].
 enum Parsed {
@@ -216,6 +222,7 @@ impl Pipeline {
             profile_dirty: true,
             profile_interval: Duration::from_millis(s.profile_interval_ms),
             last_profile: None,
+            profile_retry_at: None,
         }
     }
 
@@ -313,35 +320,30 @@ impl Pipeline {
                 continue;
             };
             let (rec, f) = (&r.record, r.record.fields());
-            let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
-            let stored_as = text("stored_as").unwrap_or_default();
+            let summary = mail::summarize(f);
             if let Some(uuid) = &m.attacker_uuid {
-                let (rcpt_count, rcpt_domains) =
-                    mail::recipient_domains(f.get("rcpt_to").unwrap_or(""));
                 reg.publish(Event::EmailReceived(EmailReceived {
                     source_id: m.artifact_id,
                     attacker_uuid: uuid.clone(),
                     attacker_ip: rec.attacker_ip.clone(),
                     decky_id: rec.decky.clone(),
                     service: rec.service.clone(),
-                    subject: text("subject"),
-                    from_domain: f.get("from_hdr").and_then(mail::address_domain),
-                    mail_from_domain: f.get("mail_from").and_then(mail::address_domain),
-                    rcpt_count,
-                    rcpt_domains,
-                    attachment_count: f
-                        .get("attachment_count")
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0),
-                    stored_as: stored_as.clone(),
-                    body_sha256: text("sha256"),
+                    subject: summary.subject,
+                    from_domain: summary.from_domain,
+                    mail_from_domain: summary.mail_from_domain,
+                    rcpt_count: summary.rcpt_count,
+                    rcpt_domains: summary.rcpt_domains,
+                    attachment_count: summary.attachment_count,
+                    stored_as: summary.stored_as.clone(),
+                    body_sha256: summary.body_sha256,
                 }));
             }
             if r.extraction.smtp_probe_pending {
+                let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
                 reg.publish(Event::SmtpProbePending(SmtpProbePending {
                     decky: rec.decky.clone(),
                     attacker_ip: rec.attacker_ip.clone(),
-                    stored_as,
+                    stored_as: summary.stored_as,
                     mail_from: text("mail_from"),
                     rcpt_to: text("rcpt_to"),
                 }));
@@ -365,8 +367,15 @@ impl Pipeline {
     }
 
     /// Whether a profiler pass should run now: something was committed since the last one
-    /// and either the input went idle or `profile_interval_ms` has passed.
+    /// and either the input went idle or `profile_interval_ms` has passed; never sooner than
+    /// [`PROFILE_RETRY_MIN`] after a failed pass.
     pub fn profile_due(&self, idle: bool) -> bool {
+        if self
+            .profile_retry_at
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return false;
+        }
         self.profile_dirty
             && (idle
                 || self.profile_interval.is_zero()
@@ -380,6 +389,7 @@ impl Pipeline {
     pub async fn profile_pass(&mut self) -> Result<ProfileOutcome, DbError> {
         let out = repo::profile_pass(&self.db).await?;
         self.profile_dirty = false;
+        self.profile_retry_at = None;
         self.last_profile = Some(std::time::Instant::now());
         IngestCounters::add(&self.counters.profile_passes, 1);
         IngestCounters::add(&self.counters.attackers_created, out.observed.len());
@@ -416,6 +426,7 @@ impl Pipeline {
     pub async fn profile_if_due(&mut self, idle: bool) {
         if self.profile_due(idle) {
             if let Err(e) = self.profile_pass().await {
+                self.profile_retry_at = Some(std::time::Instant::now() + PROFILE_RETRY_MIN);
                 self.counters.db_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "profiler pass failed; the next one retries");
             }

@@ -1,6 +1,8 @@
 //! What the bus may say about a stored mail (intake §6 clause 12b, platform §5): domains and
 //! counts derived from the artifact fields, never the addresses themselves.
 
+use super::fields::Fields;
+
 /// Domain part of an address as logged (`Name <user@Example.COM>`, `<user@x>`, `user@x`),
 /// lower-cased; `None` when there is none.
 pub fn address_domain(raw: &str) -> Option<String> {
@@ -33,6 +35,47 @@ pub fn recipient_domains(raw: &str) -> (u64, Vec<String>) {
     (count, domains)
 }
 
+/// The bus-safe part of a `message_stored` record (the `email.received` payload fields that
+/// come from the artifact): subject, domains, counts and hashes, never an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailSummary {
+    /// `subject`.
+    pub subject: Option<String>,
+    /// Domain of `from_hdr`.
+    pub from_domain: Option<String>,
+    /// Domain of the envelope sender `mail_from`.
+    pub mail_from_domain: Option<String>,
+    /// Envelope recipients in `rcpt_to`.
+    pub rcpt_count: u64,
+    /// Their domains, first-seen order, no duplicates.
+    pub rcpt_domains: Vec<String>,
+    /// `attachment_count` (0 when absent or not a number).
+    pub attachment_count: u64,
+    /// `stored_as` (empty when absent).
+    pub stored_as: String,
+    /// `sha256` of the stored message.
+    pub body_sha256: Option<String>,
+}
+
+/// Summarise the fields of a stored mail.
+pub fn summarize(f: &Fields) -> MailSummary {
+    let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
+    let (rcpt_count, rcpt_domains) = recipient_domains(f.get("rcpt_to").unwrap_or(""));
+    MailSummary {
+        subject: text("subject"),
+        from_domain: f.get("from_hdr").and_then(address_domain),
+        mail_from_domain: f.get("mail_from").and_then(address_domain),
+        rcpt_count,
+        rcpt_domains,
+        attachment_count: f
+            .get("attachment_count")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+        stored_as: text("stored_as").unwrap_or_default(),
+        body_sha256: text("sha256"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +102,42 @@ mod tests {
             (2, vec!["x.example".to_owned(), "z.example".to_owned()])
         );
         assert_eq!(recipient_domains(""), (0, vec![]));
+    }
+
+    #[test]
+    fn a_summary_carries_no_address() {
+        let f: Fields = [
+            ("stored_as", "m1.eml"),
+            ("subject", "Invoice"),
+            ("from_hdr", "Billing <billing@Corp.Example>"),
+            ("mail_from", "<bounce@mailer.example>"),
+            ("rcpt_to", "a@x.test, b@y.test"),
+            ("attachment_count", " 2 "),
+            ("sha256", "ab12"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let m = summarize(&f);
+        assert_eq!(
+            m,
+            MailSummary {
+                subject: Some("Invoice".into()),
+                from_domain: Some("corp.example".into()),
+                mail_from_domain: Some("mailer.example".into()),
+                rcpt_count: 2,
+                rcpt_domains: vec!["x.test".into(), "y.test".into()],
+                attachment_count: 2,
+                stored_as: "m1.eml".into(),
+                body_sha256: Some("ab12".into()),
+            }
+        );
+        assert!(!format!("{m:?}").contains('@'));
+        let bare = summarize(
+            &[("attachment_count".to_owned(), "many".to_owned())]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(bare, MailSummary::default());
     }
 }
