@@ -429,9 +429,8 @@ macro_rules! set_all_deckies {
 }
 
 macro_rules! commit_body {
-    ($c:ident, $input:expr, $now:expr $(, $aw:ident)?) => {{
+    ($c:ident, $input:expr $(, $aw:ident)?) => {{
         let input: &CommitInput = $input;
-        let now: NaiveDateTime = $now;
         let mut out = CommitOutcome::default();
         lock_profile_cursor!($c $(, $aw)?);
 
@@ -594,7 +593,6 @@ macro_rules! commit_body {
                 .execute(&mut *$c)
                 $(.$aw)??;
         }
-        let _ = now;
         Ok(out)
     }};
 }
@@ -739,17 +737,16 @@ macro_rules! profile_body {
 /// upserts, quarantined lines and the ingest position. Nothing is visible unless everything
 /// is. The `attackers` rows follow in [`profile_pass`].
 pub async fn commit_batch(db: &Db, input: Arc<CommitInput>) -> Result<CommitOutcome, DbError> {
-    let now = now_utc();
     db_tx!(db, |c| {
         match c.as_any_conn() {
             AnyConnMut::Sqlite(conn) => {
                 // shared, not copied: the batch holds every raw line
                 let input = Arc::clone(&input);
                 Ok(conn
-                    .spawn_blocking(move |sc| sync_bodies::commit(sc, &input, now))
+                    .spawn_blocking(move |sc| sync_bodies::commit(sc, &input))
                     .await?)
             }
-            AnyConnMut::Pg(conn) => commit_async(conn, &input, now).await,
+            AnyConnMut::Pg(conn) => commit_async(conn, &input).await,
         }
     })
 }
@@ -763,9 +760,8 @@ mod sync_bodies {
     pub(super) fn commit(
         c: &mut diesel::SqliteConnection,
         input: &CommitInput,
-        now: NaiveDateTime,
     ) -> QueryResult<CommitOutcome> {
-        commit_body!(c, input, now)
+        commit_body!(c, input)
     }
 
     pub(super) fn profile(
@@ -779,9 +775,8 @@ mod sync_bodies {
 async fn commit_async(
     c: &mut AsyncPgConnection,
     input: &CommitInput,
-    now: NaiveDateTime,
 ) -> Result<CommitOutcome, DbError> {
-    commit_body!(c, input, now, await)
+    commit_body!(c, input, await)
 }
 
 /// One profiler pass (spec §8, incremental): every `logs`/`bounty`/`credentials` row above
