@@ -321,6 +321,7 @@ impl Pipeline {
             };
             let (rec, f) = (&r.record, r.record.fields());
             let summary = mail::summarize(f);
+            let stored_as = summary.stored_as.clone();
             if let Some(uuid) = &m.attacker_uuid {
                 reg.publish(Event::EmailReceived(EmailReceived {
                     source_id: m.artifact_id,
@@ -328,14 +329,7 @@ impl Pipeline {
                     attacker_ip: rec.attacker_ip.clone(),
                     decky_id: rec.decky.clone(),
                     service: rec.service.clone(),
-                    subject: summary.subject,
-                    from_domain: summary.from_domain,
-                    mail_from_domain: summary.mail_from_domain,
-                    rcpt_count: summary.rcpt_count,
-                    rcpt_domains: summary.rcpt_domains,
-                    attachment_count: summary.attachment_count,
-                    stored_as: summary.stored_as.clone(),
-                    body_sha256: summary.body_sha256,
+                    mail: summary,
                 }));
             }
             if r.extraction.smtp_probe_pending {
@@ -343,7 +337,7 @@ impl Pipeline {
                 reg.publish(Event::SmtpProbePending(SmtpProbePending {
                     decky: rec.decky.clone(),
                     attacker_ip: rec.attacker_ip.clone(),
-                    stored_as: summary.stored_as,
+                    stored_as,
                     mail_from: text("mail_from"),
                     rcpt_to: text("rcpt_to"),
                 }));

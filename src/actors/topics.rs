@@ -428,22 +428,9 @@ pub struct EmailReceived {
     pub decky_id: String,
     /// Service (`smtp`, `smtp_relay`, …).
     pub service: String,
-    /// Subject header.
-    pub subject: Option<String>,
-    /// Domain of the `From:` header.
-    pub from_domain: Option<String>,
-    /// Domain of the envelope sender.
-    pub mail_from_domain: Option<String>,
-    /// Envelope recipients.
-    pub rcpt_count: u64,
-    /// Their domains, first-seen order, no duplicates.
-    pub rcpt_domains: Vec<String>,
-    /// Attachments.
-    pub attachment_count: u64,
-    /// Where the decky stored the message.
-    pub stored_as: String,
-    /// sha256 of the stored message.
-    pub body_sha256: Option<String>,
+    /// Subject, sender/recipient domains, counts, `stored_as`, `body_sha256` (flattened).
+    #[serde(flatten)]
+    pub mail: crate::domain::syslog::mail::MailSummary,
 }
 
 /// `smtp.probe.pending` (type `probe.pending`): a relay probe to forward once.

@@ -37,7 +37,7 @@ pub fn recipient_domains(raw: &str) -> (u64, Vec<String>) {
 
 /// The bus-safe part of a `message_stored` record (the `email.received` payload fields that
 /// come from the artifact): subject, domains, counts and hashes, never an address.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailSummary {
     /// `subject`.
     pub subject: Option<String>,
