@@ -277,10 +277,18 @@ impl Pipeline {
         lines: &[RawLine],
         position: Option<u64>,
     ) -> Result<CommitOutcome, DbError> {
+        let started = std::time::Instant::now();
         let (mut input, pending, filtered) = self.prepare(lines);
+        let prepared = started.elapsed();
         input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
         let input = Arc::new(input);
         let out = repo::commit_batch(&self.db, Arc::clone(&input)).await?;
+        tracing::debug!(
+            lines = lines.len(),
+            prepare_ms = prepared.as_millis() as u64,
+            commit_ms = (started.elapsed() - prepared).as_millis() as u64,
+            "ingest: batch committed"
+        );
         self.filter.commit(pending);
         let c = &self.counters;
         IngestCounters::add(&c.lines, lines.len());
@@ -381,7 +389,13 @@ impl Pipeline {
     /// One profiler pass (committed rows → `attackers`), then `attacker.observed` for rows it
     /// created and `attacker.scored` for every row it wrote, both carrying the uuid.
     pub async fn profile_pass(&mut self) -> Result<ProfileOutcome, DbError> {
+        let started = std::time::Instant::now();
         let out = repo::profile_pass(&self.db).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            scored = out.scored.len(),
+            "ingest: profiler pass"
+        );
         self.profile_dirty = false;
         self.profile_retry_at = None;
         self.last_profile = Some(std::time::Instant::now());
@@ -429,7 +443,13 @@ impl Pipeline {
 
     /// One credential-reuse pass; publishes `credential.reuse.detected` per new/grown finding.
     pub async fn reuse_pass(&self, min_targets: usize) -> Result<Vec<Finding>, DbError> {
+        let started = std::time::Instant::now();
         let found = repo::reuse_pass(&self.db, min_targets).await?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            findings = found.len(),
+            "ingest: credential-reuse pass"
+        );
         IngestCounters::add(&self.counters.reuse_findings, found.len());
         if let Some(reg) = &self.registry {
             for f in &found {
@@ -603,6 +623,12 @@ pub async fn ingest_files(
         ..settings.clone()
     };
     let mut pipeline = Pipeline::new(db.clone(), registry, &replay, counters.clone());
+    // Fold what an earlier process committed but did not fold before the first batch, so that
+    // the replay's own rows wait for the interval (or the end) instead of being folded after
+    // its first batch.
+    if pipeline.profile_due(true) {
+        pipeline.profile_pass().await?;
+    }
     // A replay has no reader waiting on it: large transactions (at least
     // `REPLAY_MIN_BATCH` lines) amortise the index pages every commit rewrites.
     let batch = settings.batch_size.max(REPLAY_MIN_BATCH);

@@ -854,6 +854,22 @@ fn finding_of(r: &CredentialReuse) -> Finding {
     }
 }
 
+/// `credentials` columns the correlator reads, in [`CredentialRow`] order.
+type CorrelatorColumns = (
+    i64,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
 /// One correlator pass (spec §10): candidate groups are found in SQL, each group's finding is
 /// computed by [`reuse::correlate`] and written when it changed. Returns the findings to
 /// publish (inserted or grown), in one transaction.
@@ -885,26 +901,55 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
         let mut rows: Vec<CredentialRow> = Vec::new();
         let mut findings: HashMap<GroupKey, Finding> = HashMap::new();
         for chunk in shas.chunks(500) {
-            let creds: Vec<Credential> = credentials::table
+            // Only the correlator's columns (not `fields` or the secret itself).
+            let creds: Vec<CorrelatorColumns> = credentials::table
                 .filter(credentials::secret_sha256.eq_any(chunk))
-                .select(Credential::as_select())
+                .select((
+                    credentials::id,
+                    credentials::attacker_uuid,
+                    credentials::attacker_ip,
+                    credentials::decky_name,
+                    credentials::service,
+                    credentials::principal,
+                    credentials::principal_key,
+                    credentials::secret_kind,
+                    credentials::secret_sha256,
+                    credentials::attempt_count,
+                    credentials::first_seen,
+                    credentials::last_seen,
+                ))
                 .order(credentials::id.asc())
                 .load(c)
                 .await?;
-            rows.extend(creds.into_iter().map(|r| CredentialRow {
-                id: r.id,
-                attacker_uuid: r.attacker_uuid,
-                attacker_ip: r.attacker_ip,
-                decky_name: r.decky_name,
-                service: r.service,
-                principal: r.principal,
-                principal_key: r.principal_key,
-                secret_kind: r.secret_kind,
-                secret_sha256: r.secret_sha256,
-                attempt_count: r.attempt_count,
-                first_seen: r.first_seen,
-                last_seen: r.last_seen,
-            }));
+            rows.extend(creds.into_iter().map(
+                |(
+                    id,
+                    attacker_uuid,
+                    attacker_ip,
+                    decky_name,
+                    service,
+                    principal,
+                    principal_key,
+                    secret_kind,
+                    secret_sha256,
+                    attempt_count,
+                    first_seen,
+                    last_seen,
+                )| CredentialRow {
+                    id,
+                    attacker_uuid,
+                    attacker_ip,
+                    decky_name,
+                    service,
+                    principal,
+                    principal_key,
+                    secret_kind,
+                    secret_sha256,
+                    attempt_count,
+                    first_seen,
+                    last_seen,
+                },
+            ));
             let found: Vec<CredentialReuse> = credential_reuse::table
                 .filter(credential_reuse::secret_sha256.eq_any(chunk))
                 .select(CredentialReuse::as_select())

@@ -155,14 +155,19 @@ impl Change {
     }
 }
 
-fn append_unseen(list: &mut Vec<String>, v: Option<&str>) -> bool {
-    match v {
-        Some(v) if !v.is_empty() && !list.iter().any(|x| x == v) => {
-            list.push(v.to_owned());
-            true
-        }
-        _ => false,
-    }
+/// Append the non-empty `values` not yet in `list`, in order; whether anything was added.
+/// One hash set per call keeps a pass linear in the group's rows (a group of a common
+/// password can hold tens of thousands of rows and thousands of attackers).
+fn append_unseen<'r>(list: &mut Vec<String>, values: impl IntoIterator<Item = &'r str>) -> bool {
+    let added: Vec<&str> = {
+        let mut seen: HashSet<&str> = list.iter().map(String::as_str).collect();
+        values
+            .into_iter()
+            .filter(|v| !v.is_empty() && seen.insert(v))
+            .collect()
+    };
+    list.extend(added.iter().map(|v| (*v).to_owned()));
+    !added.is_empty()
 }
 
 /// Compute the finding for a group given the stored one.
@@ -195,13 +200,17 @@ pub fn correlate(
             updated_at: now,
         },
     };
-    let mut grew = false;
-    for r in &group.rows {
-        grew |= append_unseen(&mut f.attacker_uuids, r.attacker_uuid.as_deref());
-        grew |= append_unseen(&mut f.attacker_ips, Some(&r.attacker_ip));
-        grew |= append_unseen(&mut f.deckies, Some(&r.decky_name));
-        grew |= append_unseen(&mut f.services, Some(&r.service));
-    }
+    let rows = &group.rows;
+    let mut grew = append_unseen(
+        &mut f.attacker_uuids,
+        rows.iter().filter_map(|r| r.attacker_uuid.as_deref()),
+    );
+    grew |= append_unseen(
+        &mut f.attacker_ips,
+        rows.iter().map(|r| r.attacker_ip.as_str()),
+    );
+    grew |= append_unseen(&mut f.deckies, rows.iter().map(|r| r.decky_name.as_str()));
+    grew |= append_unseen(&mut f.services, rows.iter().map(|r| r.service.as_str()));
     let target_count = group.target_count() as i64;
     let attempt_count: i64 = group.rows.iter().map(|r| r.attempt_count).sum();
     let first_seen = existing.map_or(first_seen, |e| e.first_seen.min(first_seen));
@@ -375,5 +384,32 @@ mod tests {
         let grown = pass(&rows, &mut store, 2, 15);
         assert_eq!(grown[0].0.attacker_uuids, vec!["u-1"]);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn lists_keep_first_seen_order_without_repeats() {
+        let mut existing = vec!["b".to_owned()];
+        assert!(append_unseen(&mut existing, ["a", "b", "", "a", "c", "b"]));
+        assert_eq!(existing, vec!["b", "a", "c"]);
+        assert!(!append_unseen(&mut existing, ["c", "", "a"]));
+        assert_eq!(existing, vec!["b", "a", "c"]);
+        // a large group (one common password, many attackers) is correlated in one pass
+        let rows: Vec<CredentialRow> = (1..=5000)
+            .map(|i| {
+                let ip = format!("10.0.{}.{}", i / 250, i % 250);
+                let mut r = row(1, &ip, "d1", "ssh", None);
+                r.id = i;
+                r.decky_name = format!("d{}", i % 7);
+                r.attacker_uuid = Some(format!("u-{}", i % 1000));
+                r
+            })
+            .collect();
+        let g = candidate_groups(rows, 2).remove(0);
+        let (f, change) = correlate(&g, None, t(1), || "id".into());
+        assert_eq!(change, Change::Inserted);
+        assert_eq!(f.attacker_ips.len(), 5000);
+        assert_eq!(f.attacker_uuids.len(), 1000);
+        assert_eq!(f.attacker_uuids[..2], ["u-1", "u-2"]);
+        assert_eq!(f.deckies, vec!["d1", "d2", "d3", "d4", "d5", "d6", "d0"]);
     }
 }
