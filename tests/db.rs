@@ -660,12 +660,16 @@ async fn sqlite_connections_use_wal_and_pragmas() {
             let sync: Num = diesel::sql_query("SELECT synchronous AS v FROM pragma_synchronous")
                 .get_result(c)
                 .await?;
+            let page: Num = diesel::sql_query("SELECT page_size AS v FROM pragma_page_size")
+                .get_result(c)
+                .await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            Ok::<_, DbError>((mode.journal_mode, fk.v, bt.v, sync.v))
+            Ok::<_, DbError>((mode.journal_mode, fk.v, bt.v, sync.v, page.v))
         })
     })
     .await;
-    for (mode, fk, busy, sync) in seen {
+    for (mode, fk, busy, sync, page) in seen {
+        assert_eq!(page, 16384, "a database decnetd creates uses 16 KiB pages");
         assert_eq!(mode, "wal");
         assert_eq!(fk, 1);
         assert_eq!(busy, 5000);

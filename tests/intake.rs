@@ -929,3 +929,72 @@ async fn a_failed_profiler_pass_backs_off_and_loses_nothing() {
         "every attacker folded after the retry"
     );
 }
+
+/// A replay longer than one replay batch, over two files: batches are read and parsed ahead
+/// while the previous one commits, yet every line lands once, the collector's rate limit
+/// holds across the batch boundary, and a last line without newline (CRLF file) counts.
+#[tokio::test]
+async fn replay_reads_ahead_across_batches_and_files() {
+    use decnetd::actors::ingester::REPLAY_MIN_BATCH;
+    let (_d, db) = common::sqlite_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("a.log");
+    let second = dir.path().join("b.log");
+    let n = REPLAY_MIN_BATCH + 700;
+    let mut lines: Vec<String> = (0..n)
+        .map(|i| {
+            let ip = format!("198.19.{}.{}", (i / 200) % 200, i % 200);
+            let sd = render_relay_element([("src_ip", ip.as_str()), ("query", "SELECT 1")]);
+            format!(
+                "<134>1 2026-05-16T{:02}:{:02}:{:02}.{:06}Z db-{} mysql - query {sd}",
+                i / 3600,
+                (i / 60) % 60,
+                i % 60,
+                i % 1000,
+                i % 3
+            )
+        })
+        .collect();
+    // the last line of the first batch and the first of the second: one connect 0.4 s after
+    // another from the same source is rate limited (window 1 s)
+    let connect = |t: &str| {
+        let sd = render_relay_element([("src_ip", "192.0.2.77"), ("src_port", "4000")]);
+        format!("<134>1 2026-05-16T23:00:{t}Z mail-01 smtp - connect {sd}")
+    };
+    lines[REPLAY_MIN_BATCH - 1] = connect("00.100000");
+    lines[REPLAY_MIN_BATCH] = connect("00.500000");
+    lines[REPLAY_MIN_BATCH + 5] = "not syslog at all".into();
+    write_lines(&first, &lines);
+    let tail = [
+        r#"<134>1 2026-05-17T01:00:00Z web-1 ssh - auth_attempt [relay@55555 username="root" secret_b64="cm9vdA==" src_ip="203.0.113.9"]"#,
+        r#"<134>1 2026-05-17T01:00:01Z web-2 ssh - auth_attempt [relay@55555 username="root" secret_b64="cm9vdA==" src_ip="203.0.113.9"]"#,
+    ];
+    std::fs::write(&second, format!("{}\r\n{}", tail[0], tail[1])).unwrap();
+
+    let s = ingest_settings();
+    let sum = ingest_files(&db, None, &s, &[first.clone(), second.clone()], false)
+        .await
+        .unwrap();
+    assert_eq!(sum.files, 2);
+    assert_eq!(sum.lines, (n + 2) as u64);
+    assert_eq!(sum.quarantined, 1);
+    assert_eq!(
+        sum.credentials, 2,
+        "both lines of the CRLF file, the last without newline"
+    );
+    // every line but the garbage one and the rate-limited connect
+    assert_eq!(sum.logs_inserted, (n + 2 - 2) as u64);
+    assert_eq!(
+        repo::count_logs(&db).await.unwrap() as u64,
+        sum.logs_inserted
+    );
+    let attackers = repo::all_attackers(&db).await.unwrap();
+    let ips: std::collections::HashSet<&str> = attackers.iter().map(|a| a.ip.as_str()).collect();
+    assert_eq!(ips.len(), attackers.len());
+    assert!(ips.contains("192.0.2.77") && ips.contains("203.0.113.9"));
+    // a replay of both adds nothing
+    let again = ingest_files(&db, None, &s, &[first, second], false)
+        .await
+        .unwrap();
+    assert_eq!((again.lines, again.logs_inserted), ((n + 2) as u64, 0));
+}

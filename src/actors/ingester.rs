@@ -198,6 +198,25 @@ fn parse_all(lines: &[RawLine], cfg: &ExtractConfig, now: chrono::NaiveDateTime)
     crate::domain::par::map(lines, |l| parse_one(l, cfg, now))
 }
 
+/// A batch after the pure, per-line part of intake (parse, extract, key), ready for
+/// [`Pipeline::commit_parsed`].
+pub struct ParsedBatch {
+    parsed: Vec<Parsed>,
+    /// Receive time of the batch (quarantine rows, records without a timestamp).
+    now: chrono::NaiveDateTime,
+}
+
+impl ParsedBatch {
+    /// Parse every line of a batch (over the machine's cores).
+    pub fn parse(lines: &[RawLine], cfg: &ExtractConfig) -> Self {
+        let now = now_utc();
+        ParsedBatch {
+            parsed: parse_all(lines, cfg, now),
+            now,
+        }
+    }
+}
+
 impl Pipeline {
     /// Build from settings; bad `trusted_proxies` tokens are logged and ignored.
     pub fn new(
@@ -231,9 +250,10 @@ impl Pipeline {
         &self.counters
     }
 
-    fn prepare(&self, lines: &[RawLine]) -> (CommitInput, PendingAdmissions, usize) {
-        let now = now_utc();
-        let parsed = parse_all(lines, &self.extract, now);
+    /// The serial part of a batch after [`parse_all`]: collector filter (tentative
+    /// admissions, kept only if the batch commits) and the commit input.
+    fn prepare(&self, parsed: ParsedBatch) -> (CommitInput, PendingAdmissions, usize) {
+        let ParsedBatch { parsed, now } = parsed;
         let mut input = CommitInput::default();
         let mut pending = PendingAdmissions::default();
         let mut filtered = 0;
@@ -277,21 +297,38 @@ impl Pipeline {
         lines: &[RawLine],
         position: Option<u64>,
     ) -> Result<CommitOutcome, DbError> {
+        let parsed = ParsedBatch::parse(lines, &self.extract);
+        self.commit_parsed(lines.len(), parsed, position).await
+    }
+
+    /// The extraction settings (for [`ParsedBatch::parse`] off the pipeline's task).
+    pub fn extract_config(&self) -> &ExtractConfig {
+        &self.extract
+    }
+
+    /// [`Pipeline::commit`] of a batch of `line_count` lines already parsed (possibly on
+    /// another thread while the previous batch committed).
+    pub async fn commit_parsed(
+        &mut self,
+        line_count: usize,
+        parsed: ParsedBatch,
+        position: Option<u64>,
+    ) -> Result<CommitOutcome, DbError> {
         let started = std::time::Instant::now();
-        let (mut input, pending, filtered) = self.prepare(lines);
+        let (mut input, pending, filtered) = self.prepare(parsed);
         let prepared = started.elapsed();
         input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
         let input = Arc::new(input);
         let out = repo::commit_batch(&self.db, Arc::clone(&input)).await?;
         tracing::debug!(
-            lines = lines.len(),
+            lines = line_count,
             prepare_ms = prepared.as_millis() as u64,
             commit_ms = (started.elapsed() - prepared).as_millis() as u64,
             "ingest: batch committed"
         );
         self.filter.commit(pending);
         let c = &self.counters;
-        IngestCounters::add(&c.lines, lines.len());
+        IngestCounters::add(&c.lines, line_count);
         IngestCounters::add(&c.logs_inserted, out.logs_inserted);
         IngestCounters::add(&c.duplicates, out.duplicates);
         IngestCounters::add(&c.quarantined, out.quarantined);
@@ -596,6 +633,60 @@ pub struct IngestSummary {
     pub reuse_findings: u64,
 }
 
+/// A replay file being read in batches.
+struct ReplayReader {
+    reader: std::io::BufReader<std::fs::File>,
+    source: Arc<str>,
+    batch: usize,
+    eof: bool,
+}
+
+impl ReplayReader {
+    /// Up to `batch` lines (terminators stripped) and the bytes they took.
+    fn read_batch(&mut self) -> std::io::Result<(Vec<RawLine>, u64)> {
+        let mut lines = Vec::with_capacity(self.batch);
+        let mut bytes = 0u64;
+        while lines.len() < self.batch {
+            let mut buf = Vec::new();
+            let n = std::io::BufRead::read_until(&mut self.reader, b'\n', &mut buf)?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            bytes += n as u64;
+            while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                buf.pop();
+            }
+            lines.push(RawLine {
+                bytes: buf,
+                source_worker: None,
+                source: self.source.clone(),
+            });
+        }
+        Ok((lines, bytes))
+    }
+}
+
+/// What [`read_ahead`] hands back: the reader, and the batch (line count, parsed lines,
+/// bytes read) or the read error.
+struct ReadAhead {
+    reader: ReplayReader,
+    batch: std::io::Result<(usize, ParsedBatch, u64)>,
+}
+
+/// Read and parse the next batch on a blocking thread.
+fn read_ahead(
+    mut reader: ReplayReader,
+    cfg: Arc<ExtractConfig>,
+) -> tokio::task::JoinHandle<ReadAhead> {
+    tokio::task::spawn_blocking(move || {
+        let batch = reader
+            .read_batch()
+            .map(|(lines, bytes)| (lines.len(), ParsedBatch::parse(&lines, &cfg), bytes));
+        ReadAhead { reader, batch }
+    })
+}
+
 /// Smallest batch of `decnetd ingest` (the daemon keeps `DECNET_BATCH_SIZE` for latency).
 pub const REPLAY_MIN_BATCH: usize = 10_000;
 
@@ -647,6 +738,7 @@ pub async fn ingest_files(
         b
     });
     let mut summary = IngestSummary::default();
+    let cfg = Arc::new(pipeline.extract_config().clone());
     for path in files {
         let io = |source| IngestError::Io {
             path: path.clone(),
@@ -654,37 +746,35 @@ pub async fn ingest_files(
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let source: Arc<str> = Arc::from(format!("cli:{}", path.display()));
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let mut pending = Vec::with_capacity(batch);
-        loop {
-            let mut buf = Vec::new();
-            let n = std::io::BufRead::read_until(&mut reader, b'\n', &mut buf).map_err(io)?;
-            if n > 0 {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                pending.push(RawLine {
-                    bytes: buf,
-                    source_worker: None,
-                    source: source.clone(),
-                });
-                if let Some(b) = &bar {
-                    b.inc(n as u64);
-                }
+        // Two stages: while one batch commits (the database thread), the next one is read
+        // and parsed on the other cores. The collector filter stays in commit order.
+        let mut reader = ReplayReader {
+            reader: std::io::BufReader::with_capacity(1 << 20, file),
+            source,
+            batch,
+            eof: false,
+        };
+        let mut next = Some(read_ahead(reader, Arc::clone(&cfg)));
+        while let Some(task) = next.take() {
+            let read = task.await.map_err(|e| io(std::io::Error::other(e)))?;
+            reader = read.reader;
+            let (lines, parsed, bytes) = read.batch.map_err(io)?;
+            if let Some(b) = &bar {
+                b.inc(bytes);
             }
-            if pending.len() >= batch || (n == 0 && !pending.is_empty()) {
-                let out = pipeline.commit(&pending, None).await?;
-                summary.lines += pending.len() as u64;
-                summary.logs_inserted += out.logs_inserted as u64;
-                summary.duplicates += out.duplicates as u64;
-                summary.quarantined += out.quarantined as u64;
-                summary.bounties += out.bounties_inserted as u64;
-                summary.credentials += out.captured.len() as u64;
-                pending.clear();
+            if !reader.eof {
+                next = Some(read_ahead(reader, Arc::clone(&cfg)));
             }
-            if n == 0 {
-                break;
+            if lines == 0 {
+                continue;
             }
+            let out = pipeline.commit_parsed(lines, parsed, None).await?;
+            summary.lines += lines as u64;
+            summary.logs_inserted += out.logs_inserted as u64;
+            summary.duplicates += out.duplicates as u64;
+            summary.quarantined += out.quarantined as u64;
+            summary.bounties += out.bounties_inserted as u64;
+            summary.credentials += out.captured.len() as u64;
         }
         summary.files += 1;
     }
