@@ -215,6 +215,16 @@ impl ParsedBatch {
             now,
         }
     }
+
+    /// [`ParsedBatch::parse`] on the calling thread only: a read-ahead that runs while the
+    /// previous batch commits leaves the other core to the database.
+    pub fn parse_serial(lines: &[RawLine], cfg: &ExtractConfig) -> Self {
+        let now = now_utc();
+        ParsedBatch {
+            parsed: lines.iter().map(|l| parse_one(l, cfg, now)).collect(),
+            now,
+        }
+    }
 }
 
 impl Pipeline {
@@ -682,7 +692,7 @@ fn read_ahead(
     tokio::task::spawn_blocking(move || {
         let batch = reader
             .read_batch()
-            .map(|(lines, bytes)| (lines.len(), ParsedBatch::parse(&lines, &cfg), bytes));
+            .map(|(lines, bytes)| (lines.len(), ParsedBatch::parse_serial(&lines, &cfg), bytes));
         ReadAhead { reader, batch }
     })
 }
