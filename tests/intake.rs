@@ -205,7 +205,8 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     replay_is_idempotent_and_rows_are_right,
-    crash_between_and_inside_batches
+    crash_between_and_inside_batches,
+    reuse_pass_follows_every_credential_write
 );
 
 async fn replay_is_idempotent_and_rows_are_right(db: &Db) {
@@ -997,4 +998,113 @@ async fn replay_reads_ahead_across_batches_and_files() {
         .await
         .unwrap();
     assert_eq!((again.lines, again.logs_inserted), ((n + 2) as u64, 0));
+}
+
+/// The reuse pass re-correlates only secrets with a row written since its last pass; every
+/// kind of write must therefore reach it: a new row, another attempt on a stored row (upsert),
+/// the profiler's uuid back-fill, and rows written after a manual purge.
+async fn reuse_pass_follows_every_credential_write(db: &Db) {
+    async fn exec(db: &Db, sql: &'static str) -> Result<usize, decnetd::db::DbError> {
+        use diesel_async::RunQueryDsl;
+        decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
+    }
+    fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
+        lines
+            .iter()
+            .map(|l| decnetd::actors::ingester::RawLine {
+                bytes: l.as_bytes().to_vec(),
+                source_worker: None,
+                source: "test".into(),
+            })
+            .collect()
+    }
+    let attempt = |sec: u32, decky: &str, ip: &str, secret_b64: &str| {
+        format!(
+            r#"<134>1 2026-05-18T08:00:{sec:02}Z {decky} ssh - auth_attempt [relay@55555 username="root" secret_b64="{secret_b64}" src_ip="{ip}"]"#
+        )
+    };
+    let s = IngestSettings {
+        profile_interval_ms: 3_600_000,
+        ..ingest_settings()
+    };
+    let mut p = Pipeline::new(db.clone(), None, &s, Arc::new(IngestCounters::default()));
+    // the start-up fold, so that the next ones wait for the test
+    p.profile_pass().await.unwrap();
+    let min = s.reuse_min_targets;
+    let finding = |db: &Db| {
+        let db = db.clone();
+        async move {
+            let mut all = repo::all_reuse(&db).await.unwrap();
+            assert_eq!(all.len(), 1, "{all:?}");
+            all.remove(0)
+        }
+    };
+
+    // new rows: two targets share a secret
+    p.commit(
+        &raw(&[
+            attempt(1, "d1", "198.51.100.1", "c2VjcmV0"),
+            attempt(2, "d2", "198.51.100.2", "c2VjcmV0"),
+        ]),
+        None,
+    )
+    .await
+    .unwrap();
+    let found = p.reuse_pass(min).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!((found[0].target_count, found[0].attempt_count), (2, 2));
+    assert!(found[0].attacker_uuids.is_empty(), "no attacker rows yet");
+    let first = finding(db).await;
+    assert!(p.reuse_pass(min).await.unwrap().is_empty());
+    assert_eq!(
+        finding(db).await,
+        first,
+        "a pass with nothing new changes nothing"
+    );
+
+    // another attempt on a stored row: counted, not published
+    p.commit(&raw(&[attempt(3, "d1", "198.51.100.1", "c2VjcmV0")]), None)
+        .await
+        .unwrap();
+    assert!(p.reuse_pass(min).await.unwrap().is_empty());
+    assert_eq!(finding(db).await.attempt_count, 3);
+
+    // the profiler back-fills the uuids: the finding grows
+    p.profile_pass().await.unwrap();
+    let grown = p.reuse_pass(min).await.unwrap();
+    assert_eq!(grown.len(), 1);
+    assert_eq!(grown[0].attacker_uuids.len(), 2);
+    assert_eq!(grown[0].id, first.id);
+
+    // a credential of another secret at one target touches nothing else
+    let before = finding(db).await;
+    p.commit(&raw(&[attempt(4, "d3", "198.51.100.3", "b3RoZXI=")]), None)
+        .await
+        .unwrap();
+    assert!(p.reuse_pass(min).await.unwrap().is_empty());
+    assert_eq!(finding(db).await, before);
+
+    // rows purged by hand, then more writes than the cursor had counted before the next
+    // pass: the shared secret written first is still correlated
+    exec(db, "DELETE FROM credential_reuse").await.unwrap();
+    exec(db, "DELETE FROM credentials").await.unwrap();
+    p.commit(&raw(&[attempt(5, "d4", "198.51.100.4", "bmV3")]), None)
+        .await
+        .unwrap();
+    p.commit(&raw(&[attempt(6, "d5", "198.51.100.5", "bmV3")]), None)
+        .await
+        .unwrap();
+    for i in 0..12u32 {
+        let secret = format!("{i:04}"); // four base64 digits: a 3-byte secret
+        p.commit(
+            &raw(&[attempt(10 + i, "d6", "198.51.100.6", &secret)]),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(repo::all_credentials(db).await.unwrap().len(), 14);
+    let again = p.reuse_pass(min).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].deckies, vec!["d4", "d5"]);
 }

@@ -162,6 +162,8 @@ pub struct NewCredential {
     pub first_seen: NaiveDateTime,
     pub last_seen: NaiveDateTime,
     pub attempt_count: i64,
+    /// Write sequence of the batch (set by the commit).
+    pub touched_seq: i64,
 }
 
 /// A credential-reuse finding (read and written whole).

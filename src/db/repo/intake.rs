@@ -222,6 +222,7 @@ fn new_credential(d: &CredentialDraft, at: NaiveDateTime) -> NewCredential {
         first_seen: at,
         last_seen: at,
         attempt_count: 1,
+        touched_seq: 0,
     }
 }
 
@@ -237,6 +238,10 @@ const CHUNK_ROWS: usize = 1000;
 
 /// State key of the profiler cursor.
 pub const PROFILE_CURSOR_KEY: &str = "attacker_profile_cursor";
+
+/// State key of the credential-reuse cursor: `{"seq": n}`, the highest `credentials.touched_seq`
+/// the last pass correlated.
+pub const REUSE_CURSOR_KEY: &str = "credential_reuse_cursor";
 
 /// How far the `attackers` rows reflect the intake tables: every `logs`, `bounty` and
 /// `credentials` row with an id at or below these is folded in, none above.
@@ -428,6 +433,26 @@ macro_rules! set_all_deckies {
     };
 }
 
+/// The next credential write sequence: one above every stored `touched_seq` and above the
+/// reuse pass's cursor (so rows written after a manual purge are still seen). Exact because
+/// every writer holds the profile-cursor lock ([`lock_profile_cursor!`]) until it commits.
+macro_rules! next_credential_seq {
+    ($c:ident $(, $aw:ident)?) => {{
+        let stored: Option<i64> = credentials::table
+            .select(diesel::dsl::max(credentials::touched_seq))
+            .get_result(&mut *$c)
+            $(.$aw)??;
+        let cursor: Option<StateEntry> = state::table
+            .find(REUSE_CURSOR_KEY)
+            .select(StateEntry::as_select())
+            .first(&mut *$c)
+            $(.$aw)?
+            .optional()?;
+        let cursor = cursor.and_then(|e| e.value.0.get("seq").and_then(serde_json::Value::as_i64));
+        stored.unwrap_or(0).max(cursor.unwrap_or(0)) + 1
+    }};
+}
+
 macro_rules! commit_body {
     ($c:ident, $input:expr $(, $aw:ident)?) => {{
         let input: &CommitInput = $input;
@@ -505,7 +530,13 @@ macro_rules! commit_body {
             $(.$aw)??;
         // One statement per chunk: the fold leaves each conflict key once, as PostgreSQL's
         // multi-row `ON CONFLICT DO UPDATE` requires.
-        let folded = fold_credentials(attempts.into_iter());
+        let mut folded = fold_credentials(attempts.into_iter());
+        if !folded.is_empty() {
+            let seq = next_credential_seq!($c $(, $aw)?);
+            for row in &mut folded {
+                row.touched_seq = seq;
+            }
+        }
         insert_each!($c, folded, |v| {
             diesel::insert_into(credentials::table)
                 .values(v)
@@ -524,6 +555,7 @@ macro_rules! commit_body {
                     credentials::last_seen.eq(excluded(credentials::last_seen)),
                     credentials::outcome
                         .eq(coalesce(excluded(credentials::outcome), credentials::outcome)),
+                    credentials::touched_seq.eq(excluded(credentials::touched_seq)),
                 ))
         } $(, $aw)?);
         let created: i64 = credentials::table
@@ -715,13 +747,18 @@ macro_rules! profile_body {
         set_all_deckies!($c, decky_lists $(, $aw)?);
         // One statement for every credential row without a uuid whose attacker row exists
         // (new credentials of this window, and older ones captured before the row existed).
+        // A back-filled uuid grows a reuse finding: the rows get a new write sequence.
+        let seq = next_credential_seq!($c $(, $aw)?);
         let owner = attackers::table.filter(attackers::ip.eq(credentials::attacker_ip));
         diesel::update(
             credentials::table
                 .filter(credentials::attacker_uuid.is_null())
                 .filter(diesel::dsl::exists(owner)),
         )
-        .set(credentials::attacker_uuid.eq(owner.select(attackers::uuid).single_value()))
+        .set((
+            credentials::attacker_uuid.eq(owner.select(attackers::uuid).single_value()),
+            credentials::touched_seq.eq(seq),
+        ))
         .execute(&mut *$c)
         $(.$aw)??;
         diesel::update(state::table.find(PROFILE_CURSOR_KEY))
@@ -804,16 +841,6 @@ async fn profile_async(
 
 // ---------------------------------------------------------------- credential reuse
 
-#[derive(QueryableByName)]
-struct GroupKeyRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    secret_sha256: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    secret_kind: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    principal_key: String,
-}
-
 fn reuse_row_of(f: &Finding) -> CredentialReuse {
     CredentialReuse {
         id: f.id.clone(),
@@ -876,28 +903,31 @@ type CorrelatorColumns = (
 pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbError> {
     let now = now_utc();
     let min = min_targets.max(1);
-    // `min` is an integer we control, inlined because placeholders differ per backend.
-    let group_sql = format!(
-        "SELECT secret_sha256, secret_kind, principal_key FROM credentials \
-         GROUP BY secret_sha256, secret_kind, principal_key \
-         HAVING COUNT(DISTINCT decky_name || ':' || service) >= {min}"
-    );
     db_tx!(db, |c| {
-        let keys: Vec<GroupKeyRow> = diesel::sql_query(group_sql.as_str()).load(c).await?;
-        let wanted: HashSet<GroupKey> = keys
-            .into_iter()
-            .map(|k| GroupKey {
-                secret_sha256: k.secret_sha256,
-                secret_kind: k.secret_kind,
-                principal_key: k.principal_key,
-            })
-            .collect();
-        let shas: Vec<String> = wanted
-            .iter()
-            .map(|k| k.secret_sha256.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
+        // Only secrets with a row written since the last pass can change a finding.
+        let stored: Option<StateEntry> = state::table
+            .find(REUSE_CURSOR_KEY)
+            .select(StateEntry::as_select())
+            .first(c)
+            .await
+            .optional()?;
+        let cursor = stored
+            .as_ref()
+            .and_then(|e| e.value.0.get("seq").and_then(serde_json::Value::as_i64))
+            .unwrap_or(0);
+        let high: Option<i64> = credentials::table
+            .select(diesel::dsl::max(credentials::touched_seq))
+            .get_result(c)
+            .await?;
+        let high = high.unwrap_or(0);
+        // Fewer than the cursor: rows were removed by hand; correlate everything again.
+        let since = if high < cursor { 0 } else { cursor };
+        let shas: Vec<String> = credentials::table
+            .filter(credentials::touched_seq.gt(since))
+            .select(credentials::secret_sha256)
+            .distinct()
+            .load(c)
+            .await?;
         let mut rows: Vec<CredentialRow> = Vec::new();
         let mut findings: HashMap<GroupKey, Finding> = HashMap::new();
         for chunk in shas.chunks(500) {
@@ -966,9 +996,6 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
         }
         let mut publish = Vec::new();
         for g in reuse::candidate_groups(rows, min) {
-            if !wanted.contains(&g.key) {
-                continue;
-            }
             let existing = findings.get(&g.key);
             let (f, change) = reuse::correlate(&g, existing, now, new_uuid);
             if !change.writes() {
@@ -989,6 +1016,19 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
             if change.publishes() {
                 publish.push(f);
             }
+        }
+        if high != cursor {
+            let value = JsonText(json!({ "seq": high }));
+            diesel::insert_into(state::table)
+                .values(StateEntry {
+                    key: REUSE_CURSOR_KEY.to_owned(),
+                    value: value.clone(),
+                })
+                .on_conflict(state::key)
+                .do_update()
+                .set(state::value.eq(value))
+                .execute(c)
+                .await?;
         }
         Ok(publish)
     })

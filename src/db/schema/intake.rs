@@ -106,6 +106,8 @@ diesel::table! {
         first_seen -> Timestamp,
         last_seen -> Timestamp,
         attempt_count -> BigInt,
+        /// Write sequence (see the `credential_seq` migration).
+        touched_seq -> BigInt,
     }
 }
 
