@@ -705,6 +705,36 @@ async fn routes_serve_the_ingested_rows() {
     let (_, arts) = get(format!("/attackers/{a45}/artifacts")).await;
     assert_eq!(arts["total"], 1);
 
+    // SMTP targets: RCPT domains, special-use names left out, the accepted list not recounted
+    let smtp = dir.path().join("smtp.log");
+    write_lines(
+        &smtp,
+        &[
+            r#"<134>1 2026-05-14T09:30:01Z mail-01 smtp - rcpt_to [relay@55555 src_ip="192.0.2.10" value="<ceo@Corp.com>"]"#.into(),
+            r#"<134>1 2026-05-14T09:30:02Z mail-01 smtp - rcpt_to [relay@55555 src_ip="192.0.2.10" value="hr@corp.com"]"#.into(),
+            r#"<134>1 2026-05-14T09:30:03Z mail-01 smtp - rcpt_denied [relay@55555 src_ip="192.0.2.10" value="x@bank.net"]"#.into(),
+            r#"<134>1 2026-05-14T09:30:04Z mail-01 smtp - message_accepted [relay@55555 src_ip="192.0.2.10" rcpt_to="ceo@corp.com, a@lab.test"]"#.into(),
+        ],
+    );
+    ingest_files(&app.state.db, None, &ingest_settings(), &[smtp], false)
+        .await
+        .unwrap();
+    let (_, body) = get("/attackers?search=192.0.2.10".into()).await;
+    let mailer = body["data"][0]["uuid"].as_str().unwrap().to_string();
+    let (st, targets) = get(format!("/attackers/{mailer}/smtp-targets")).await;
+    assert_eq!(st, 200, "{targets}");
+    assert_eq!(
+        targets,
+        serde_json::json!({"total": 2, "data": [
+            {"domain": "corp.com", "count": 2, "first_seen": "2026-05-14T09:30:01.000000Z", "last_seen": "2026-05-14T09:30:02.000000Z"},
+            {"domain": "bank.net", "count": 1, "first_seen": "2026-05-14T09:30:03.000000Z", "last_seen": "2026-05-14T09:30:03.000000Z"},
+        ]})
+    );
+    let (_, none) = get(format!("/attackers/{a45}/smtp-targets")).await;
+    assert_eq!(none, serde_json::json!({"total": 0, "data": []}));
+    let (st, _) = get("/attackers/no-such-uuid/smtp-targets".into()).await;
+    assert_eq!(st, 404);
+
     let (_, creds) = get("/credentials?search=oracle&limit=3".into()).await;
     assert_eq!(creds["data"].as_array().unwrap().len(), 3);
     assert!(creds["data"][0]["fields"].is_object());

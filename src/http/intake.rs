@@ -10,6 +10,8 @@ use serde_json::{json, Map, Value};
 
 use crate::db::models::intake::{Attacker, AttackerExt, Credential, Log};
 use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
+use crate::domain::syslog::fields::Fields;
+use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::COMMAND_EVENT_TYPES;
 use crate::http::auth::{Admin, Viewer};
 use crate::http::error::ApiError;
@@ -304,6 +306,44 @@ pub async fn attacker_mail(
     logs_of(&state, &uuid, "message_stored").await
 }
 
+/// Recipient events read per attacker for `/smtp-targets` (newest first).
+const SMTP_TARGET_EVENTS: i64 = 20_000;
+
+#[utoipa::path(get, path = "/api/v1/attackers/{uuid}/smtp-targets", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses((status = 200, description = "{total, data:[{domain, count, first_seen, last_seen}]}: domains the attacker addressed in RCPT TO, most addressed first"), (status = 404, description = "Attacker not found")))]
+pub async fn attacker_smtp_targets(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some((a, _)) = repo::get_attacker(&state.db, &uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    let rows = repo::smtp_rcpt_events(&state.db, &a.ip, SMTP_TARGET_EVENTS).await?;
+    let fields: Vec<Fields> = rows
+        .iter()
+        .map(|(_, f, _)| Fields::from_json_object(f).unwrap_or_default())
+        .collect();
+    let targets = mail::smtp_targets(
+        rows.iter()
+            .zip(&fields)
+            .map(|((t, _, at), f)| (t.as_str(), f, *at)),
+    );
+    let data: Vec<Value> = targets
+        .iter()
+        .map(|t| {
+            json!({
+                "domain": t.domain,
+                "count": t.count,
+                "first_seen": iso(t.first_seen),
+                "last_seen": iso(t.last_seen),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"total": data.len(), "data": data})))
+}
+
 fn credential_json(c: &Credential) -> Value {
     json!({
         "id": c.id,
@@ -496,6 +536,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(attacker_transcripts),
         )
         .route("/attackers/{uuid}/mail", web::get().to(attacker_mail))
+        .route(
+            "/attackers/{uuid}/smtp-targets",
+            web::get().to(attacker_smtp_targets),
+        )
         .route("/credentials", web::get().to(list_credentials))
         .route("/credential-reuse", web::get().to(list_reuse))
         .route("/credential-reuse/{id}", web::get().to(get_reuse))
@@ -511,6 +555,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     attacker_artifacts,
     attacker_transcripts,
     attacker_mail,
+    attacker_smtp_targets,
     list_credentials,
     list_reuse,
     get_reuse,

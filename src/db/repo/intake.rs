@@ -1270,6 +1270,24 @@ pub async fn logs_of_type(
     }))
 }
 
+/// The newest `limit` recipient-naming SMTP events of an ip (`event_type`, `fields`,
+/// `timestamp`), for [`crate::domain::syslog::mail::smtp_targets`].
+pub async fn smtp_rcpt_events(
+    db: &Db,
+    ip: &str,
+    limit: i64,
+) -> Result<Vec<(String, String, NaiveDateTime)>, DbError> {
+    use crate::domain::syslog::mail::RCPT_EVENT_TYPES;
+    Ok(db_run!(db, |c| logs::table
+        .filter(logs::attacker_ip.eq(ip))
+        .filter(logs::event_type.eq_any(RCPT_EVENT_TYPES))
+        .select((logs::event_type, logs::fields, logs::timestamp))
+        .order(logs::id.desc())
+        .limit(limit)
+        .load(c)
+        .await)?)
+}
+
 macro_rules! credentials_query {
     ($search:expr, $service:expr, $ip:expr) => {{
         let mut q = credentials::table.into_boxed();

@@ -1,6 +1,10 @@
 //! What the bus may say about a stored mail (intake §6 clause 12b, platform §5): domains and
 //! counts derived from the artifact fields, never the addresses themselves.
 
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+
 use super::fields::Fields;
 
 /// Domain part of an address as logged (`Name <user@Example.COM>`, `<user@x>`, `user@x`),
@@ -76,6 +80,87 @@ pub fn summarize(f: &Fields) -> MailSummary {
     }
 }
 
+/// SMTP event types that name recipients: `rcpt_to` (accepted RCPT, open-relay mode) and
+/// `rcpt_denied` once per RCPT with the address in `value`; `message_accepted` with the
+/// comma-joined list in `rcpt_to` at the end of DATA.
+pub const RCPT_EVENT_TYPES: [&str; 3] = ["rcpt_to", "rcpt_denied", "message_accepted"];
+
+/// Special-use top-level labels (RFC 6761 and lab names) that are never a victim domain.
+const NOT_A_TARGET_TLD: [&str; 5] = ["invalid", "test", "localhost", "local", "example"];
+
+/// One domain an attacker addressed over SMTP (`/attackers/{uuid}/smtp-targets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpTarget {
+    /// Lower-cased domain.
+    pub domain: String,
+    /// Recipients addressed at it.
+    pub count: u64,
+    /// First time addressed.
+    pub first_seen: NaiveDateTime,
+    /// Last time addressed.
+    pub last_seen: NaiveDateTime,
+}
+
+fn target_domain(address: &str) -> Option<String> {
+    let d = address_domain(address)?;
+    let tld = d.rsplit('.').next().unwrap_or(&d);
+    (!NOT_A_TARGET_TLD.contains(&tld)).then_some(d)
+}
+
+/// Victim domains of an attacker's SMTP events `(event_type, fields, timestamp)`, most
+/// addressed first (then by name). Every RCPT counts once; a `message_accepted` list only adds
+/// domains no RCPT event named (its addresses normally arrived as RCPTs already, so counting
+/// them again would double every recipient). Special-use names (`.test`, `.example`, …) are
+/// left out.
+pub fn smtp_targets<'a>(
+    events: impl IntoIterator<Item = (&'a str, &'a Fields, NaiveDateTime)>,
+) -> Vec<SmtpTarget> {
+    fn add(map: &mut HashMap<String, SmtpTarget>, domain: String, at: NaiveDateTime) {
+        let t = map.entry(domain.clone()).or_insert(SmtpTarget {
+            domain,
+            count: 0,
+            first_seen: at,
+            last_seen: at,
+        });
+        t.count += 1;
+        t.first_seen = t.first_seen.min(at);
+        t.last_seen = t.last_seen.max(at);
+    }
+    let mut rcpt: HashMap<String, SmtpTarget> = HashMap::new();
+    let mut accepted: HashMap<String, SmtpTarget> = HashMap::new();
+    for (event_type, f, at) in events {
+        match event_type {
+            "rcpt_to" | "rcpt_denied" => {
+                let address = f
+                    .get_nonempty("value")
+                    .or_else(|| f.get_nonempty("rcpt_to"));
+                if let Some(d) = address.and_then(target_domain) {
+                    add(&mut rcpt, d, at);
+                }
+            }
+            "message_accepted" => {
+                let list = f.get("rcpt_to").unwrap_or("");
+                for part in list
+                    .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+                    .filter(|p| p.contains('@'))
+                {
+                    let part = part.trim_matches(|c: char| matches!(c, '[' | ']' | '"' | '\''));
+                    if let Some(d) = target_domain(part) {
+                        add(&mut accepted, d, at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (d, t) in accepted {
+        rcpt.entry(d).or_insert(t);
+    }
+    let mut out: Vec<SmtpTarget> = rcpt.into_values().collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.domain.cmp(&b.domain)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +224,47 @@ mod tests {
                 .collect(),
         );
         assert_eq!(bare, MailSummary::default());
+    }
+
+    #[test]
+    fn smtp_targets_count_rcpts_once_and_skip_special_names() {
+        let at = |m: u32| {
+            chrono::NaiveDate::from_ymd_opt(2026, 5, 1)
+                .and_then(|d| d.and_hms_opt(10, m, 0))
+                .unwrap()
+        };
+        let f = |pairs: &[(&str, &str)]| -> Fields {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let e1 = f(&[("value", "<ceo@Corp.COM>")]);
+        let e2 = f(&[("value", "hr@corp.com")]);
+        let e3 = f(&[("value", "x@bank.net"), ("reason", "relay denied")]);
+        let e4 = f(&[("rcpt_to", "ceo@corp.com, ops@other.org, a@lab.test")]);
+        let e5 = f(&[("value", "root@localhost")]);
+        let events = [
+            ("rcpt_to", &e1, at(1)),
+            ("rcpt_to", &e2, at(5)),
+            ("rcpt_denied", &e3, at(3)),
+            ("message_accepted", &e4, at(6)),
+            ("rcpt_to", &e5, at(7)),
+            ("connect", &e1, at(9)),
+        ];
+        let t = smtp_targets(events);
+        let got: Vec<(&str, u64, NaiveDateTime, NaiveDateTime)> = t
+            .iter()
+            .map(|t| (t.domain.as_str(), t.count, t.first_seen, t.last_seen))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("corp.com", 2, at(1), at(5)),
+                ("bank.net", 1, at(3), at(3)),
+                ("other.org", 1, at(6), at(6)),
+            ]
+        );
+        assert!(smtp_targets([]).is_empty());
     }
 }
