@@ -88,6 +88,24 @@ fn write_lines(path: &Path, lines: &[String]) {
     }
 }
 
+/// Lines as the pipeline receives them.
+fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
+    lines
+        .iter()
+        .map(|l| decnetd::actors::ingester::RawLine {
+            bytes: l.as_bytes().to_vec(),
+            source_worker: None,
+            source: "test".into(),
+        })
+        .collect()
+}
+
+/// One raw SQL statement (tests that break or purge tables by hand).
+async fn exec(db: &Db, sql: &str) -> Result<usize, decnetd::db::DbError> {
+    use diesel_async::RunQueryDsl;
+    decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
+}
+
 fn ingest_settings() -> IngestSettings {
     IngestSettings {
         batch_size: 50,
@@ -797,17 +815,6 @@ async fn events_follow_the_commit_and_carry_the_attacker() {
         out
     }
 
-    fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
-        lines
-            .iter()
-            .map(|l| decnetd::actors::ingester::RawLine {
-                bytes: l.as_bytes().to_vec(),
-                source_worker: None,
-                source: "test".into(),
-            })
-            .collect()
-    }
-
     let (_dir, db) = common::sqlite_db().await;
     let reg = RegistryHandle::start(RegistryConfig {
         bus_health_interval: Duration::ZERO,
@@ -900,11 +907,6 @@ async fn events_follow_the_commit_and_carry_the_attacker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_profiler_pass_backs_off_and_loses_nothing() {
-    async fn exec(db: &Db, sql: &str) -> Result<usize, decnetd::db::DbError> {
-        use diesel_async::RunQueryDsl;
-        decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
-    }
-
     let (_dir, db) = common::sqlite_db().await;
     let s = IngestSettings {
         profile_interval_ms: 3_600_000,
@@ -912,14 +914,7 @@ async fn a_failed_profiler_pass_backs_off_and_loses_nothing() {
     };
     let counters = Arc::new(IngestCounters::default());
     let mut p = Pipeline::new(db.clone(), None, &s, counters.clone());
-    let lines: Vec<_> = corpus()
-        .into_iter()
-        .map(|l| decnetd::actors::ingester::RawLine {
-            bytes: l.into_bytes(),
-            source_worker: None,
-            source: "test".into(),
-        })
-        .collect();
+    let lines = raw(&corpus());
     // the first commit also runs the start-up pass; the second one leaves work for a pass
     let (a, b) = lines.split_at(lines.len() / 2);
     p.commit(a, None).await.unwrap();
@@ -1034,20 +1029,6 @@ async fn replay_reads_ahead_across_batches_and_files() {
 /// kind of write must therefore reach it: a new row, another attempt on a stored row (upsert),
 /// the profiler's uuid back-fill, and rows written after a manual purge.
 async fn reuse_pass_follows_every_credential_write(db: &Db) {
-    async fn exec(db: &Db, sql: &'static str) -> Result<usize, decnetd::db::DbError> {
-        use diesel_async::RunQueryDsl;
-        decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
-    }
-    fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
-        lines
-            .iter()
-            .map(|l| decnetd::actors::ingester::RawLine {
-                bytes: l.as_bytes().to_vec(),
-                source_worker: None,
-                source: "test".into(),
-            })
-            .collect()
-    }
     let attempt = |sec: u32, decky: &str, ip: &str, secret_b64: &str| {
         format!(
             r#"<134>1 2026-05-18T08:00:{sec:02}Z {decky} ssh - auth_attempt [relay@55555 username="root" secret_b64="{secret_b64}" src_ip="{ip}"]"#

@@ -192,12 +192,6 @@ fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Pa
     Parsed::Record(Box::new(PreparedRecord::new(rec, x, now)))
 }
 
-/// Parse, extract and key every line, in input order. Lines are independent, so a large
-/// batch is split over the machine's cores (the database work that follows is serial).
-fn parse_all(lines: &[RawLine], cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Vec<Parsed> {
-    crate::domain::par::map(lines, |l| parse_one(l, cfg, now))
-}
-
 /// A batch after the pure, per-line part of intake (parse, extract, key), ready for
 /// [`Pipeline::commit_parsed`].
 pub struct ParsedBatch {
@@ -207,21 +201,22 @@ pub struct ParsedBatch {
 }
 
 impl ParsedBatch {
-    /// Parse every line of a batch (over the machine's cores).
+    /// Parse every line of a batch, in input order. Lines are independent, so a large batch
+    /// is split over the machine's cores (the database work that follows is serial).
     pub fn parse(lines: &[RawLine], cfg: &ExtractConfig) -> Self {
-        let now = now_utc();
-        ParsedBatch {
-            parsed: parse_all(lines, cfg, now),
-            now,
-        }
+        Self::parse_on(lines, cfg, crate::domain::par::default_threads())
     }
 
     /// [`ParsedBatch::parse`] on the calling thread only: a read-ahead that runs while the
     /// previous batch commits leaves the other core to the database.
     pub fn parse_serial(lines: &[RawLine], cfg: &ExtractConfig) -> Self {
+        Self::parse_on(lines, cfg, 1)
+    }
+
+    fn parse_on(lines: &[RawLine], cfg: &ExtractConfig, threads: usize) -> Self {
         let now = now_utc();
         ParsedBatch {
-            parsed: lines.iter().map(|l| parse_one(l, cfg, now)).collect(),
+            parsed: crate::domain::par::map_with(lines, threads, |l| parse_one(l, cfg, now)),
             now,
         }
     }
@@ -260,7 +255,7 @@ impl Pipeline {
         &self.counters
     }
 
-    /// The serial part of a batch after [`parse_all`]: collector filter (tentative
+    /// The serial part of a batch after [`ParsedBatch::parse`]: collector filter (tentative
     /// admissions, kept only if the batch commits) and the commit input.
     fn prepare(&self, parsed: ParsedBatch) -> (CommitInput, PendingAdmissions, usize) {
         let ParsedBatch { parsed, now } = parsed;
@@ -757,7 +752,7 @@ pub async fn ingest_files(
         let file = std::fs::File::open(path).map_err(io)?;
         let source: Arc<str> = Arc::from(format!("cli:{}", path.display()));
         // Two stages: while one batch commits (the database thread), the next one is read
-        // and parsed on the other cores. The collector filter stays in commit order.
+        // and parsed on another thread. The collector filter stays in commit order.
         let mut reader = ReplayReader {
             reader: std::io::BufReader::with_capacity(1 << 20, file),
             source,

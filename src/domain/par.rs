@@ -13,11 +13,15 @@ where
     R: Send,
     F: Fn(&T) -> R + Sync,
 {
-    let threads = std::thread::available_parallelism()
+    map_with(items, default_threads(), f)
+}
+
+/// The thread count [`map`] uses: `available_parallelism()`, at most 8.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(8);
-    map_with(items, threads, f)
+        .min(8)
 }
 
 /// [`map`] with an explicit thread count.

@@ -433,10 +433,11 @@ macro_rules! set_all_deckies {
     };
 }
 
-/// The next credential write sequence: one above every stored `touched_seq` and above the
-/// reuse pass's cursor (so rows written after a manual purge are still seen). Exact because
-/// every writer holds the profile-cursor lock ([`lock_profile_cursor!`]) until it commits.
-macro_rules! next_credential_seq {
+/// `(highest stored credentials.touched_seq, reuse-pass cursor)`. A writer takes one above
+/// both as its sequence (so rows written after a manual purge still land above the cursor);
+/// that is exact because every writer holds the profile-cursor lock
+/// ([`lock_profile_cursor!`]) until it commits. The reuse pass reads the same two marks.
+macro_rules! credential_seq_marks {
     ($c:ident $(, $aw:ident)?) => {{
         let stored: Option<i64> = credentials::table
             .select(diesel::dsl::max(credentials::touched_seq))
@@ -449,7 +450,15 @@ macro_rules! next_credential_seq {
             $(.$aw)?
             .optional()?;
         let cursor = cursor.and_then(|e| e.value.0.get("seq").and_then(serde_json::Value::as_i64));
-        stored.unwrap_or(0).max(cursor.unwrap_or(0)) + 1
+        (stored.unwrap_or(0), cursor.unwrap_or(0))
+    }};
+}
+
+/// The next credential write sequence (see [`credential_seq_marks!`]).
+macro_rules! next_credential_seq {
+    ($c:ident $(, $aw:ident)?) => {{
+        let (stored, cursor) = credential_seq_marks!($c $(, $aw)?);
+        stored.max(cursor) + 1
     }};
 }
 
@@ -881,21 +890,43 @@ fn finding_of(r: &CredentialReuse) -> Finding {
     }
 }
 
-/// `credentials` columns the correlator reads, in [`CredentialRow`] order.
-type CorrelatorColumns = (
-    i64,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-    NaiveDateTime,
-    NaiveDateTime,
-);
+/// The `credentials` columns the correlator reads (not `fields` or the secret itself).
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = credentials)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+struct CorrelatorColumns {
+    id: i64,
+    attacker_uuid: Option<String>,
+    attacker_ip: String,
+    decky_name: String,
+    service: String,
+    principal: Option<String>,
+    principal_key: String,
+    secret_kind: String,
+    secret_sha256: String,
+    attempt_count: i64,
+    first_seen: NaiveDateTime,
+    last_seen: NaiveDateTime,
+}
+
+impl From<CorrelatorColumns> for CredentialRow {
+    fn from(r: CorrelatorColumns) -> Self {
+        CredentialRow {
+            id: r.id,
+            attacker_uuid: r.attacker_uuid,
+            attacker_ip: r.attacker_ip,
+            decky_name: r.decky_name,
+            service: r.service,
+            principal: r.principal,
+            principal_key: r.principal_key,
+            secret_kind: r.secret_kind,
+            secret_sha256: r.secret_sha256,
+            attempt_count: r.attempt_count,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+        }
+    }
+}
 
 /// One correlator pass (spec §10): candidate groups are found in SQL, each group's finding is
 /// computed by [`reuse::correlate`] and written when it changed. Returns the findings to
@@ -905,25 +936,9 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
     let min = min_targets.max(1);
     db_tx!(db, |c| {
         // Only secrets with a row written since the last pass can change a finding.
-        let stored: Option<StateEntry> = state::table
-            .find(REUSE_CURSOR_KEY)
-            .select(StateEntry::as_select())
-            .first(c)
-            .await
-            .optional()?;
-        let cursor = stored
-            .as_ref()
-            .and_then(|e| e.value.0.get("seq").and_then(serde_json::Value::as_i64))
-            .unwrap_or(0);
-        let high: Option<i64> = credentials::table
-            .select(diesel::dsl::max(credentials::touched_seq))
-            .get_result(c)
-            .await?;
-        let high = high.unwrap_or(0);
-        // Fewer than the cursor: rows were removed by hand; correlate everything again.
-        let since = if high < cursor { 0 } else { cursor };
+        let (high, cursor) = credential_seq_marks!(c, await);
         let shas: Vec<String> = credentials::table
-            .filter(credentials::touched_seq.gt(since))
+            .filter(credentials::touched_seq.gt(cursor))
             .select(credentials::secret_sha256)
             .distinct()
             .load(c)
@@ -931,55 +946,13 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
         let mut rows: Vec<CredentialRow> = Vec::new();
         let mut findings: HashMap<GroupKey, Finding> = HashMap::new();
         for chunk in shas.chunks(500) {
-            // Only the correlator's columns (not `fields` or the secret itself).
             let creds: Vec<CorrelatorColumns> = credentials::table
                 .filter(credentials::secret_sha256.eq_any(chunk))
-                .select((
-                    credentials::id,
-                    credentials::attacker_uuid,
-                    credentials::attacker_ip,
-                    credentials::decky_name,
-                    credentials::service,
-                    credentials::principal,
-                    credentials::principal_key,
-                    credentials::secret_kind,
-                    credentials::secret_sha256,
-                    credentials::attempt_count,
-                    credentials::first_seen,
-                    credentials::last_seen,
-                ))
+                .select(CorrelatorColumns::as_select())
                 .order(credentials::id.asc())
                 .load(c)
                 .await?;
-            rows.extend(creds.into_iter().map(
-                |(
-                    id,
-                    attacker_uuid,
-                    attacker_ip,
-                    decky_name,
-                    service,
-                    principal,
-                    principal_key,
-                    secret_kind,
-                    secret_sha256,
-                    attempt_count,
-                    first_seen,
-                    last_seen,
-                )| CredentialRow {
-                    id,
-                    attacker_uuid,
-                    attacker_ip,
-                    decky_name,
-                    service,
-                    principal,
-                    principal_key,
-                    secret_kind,
-                    secret_sha256,
-                    attempt_count,
-                    first_seen,
-                    last_seen,
-                },
-            ));
+            rows.extend(creds.into_iter().map(CredentialRow::from));
             let found: Vec<CredentialReuse> = credential_reuse::table
                 .filter(credential_reuse::secret_sha256.eq_any(chunk))
                 .select(CredentialReuse::as_select())
@@ -1017,7 +990,7 @@ pub async fn reuse_pass(db: &Db, min_targets: usize) -> Result<Vec<Finding>, DbE
                 publish.push(f);
             }
         }
-        if high != cursor {
+        if high > cursor {
             let value = JsonText(json!({ "seq": high }));
             diesel::insert_into(state::table)
                 .values(StateEntry {

@@ -19,16 +19,20 @@ pub fn address_domain(raw: &str) -> Option<String> {
     (!domain.is_empty() && !domain.contains(char::is_whitespace)).then_some(domain)
 }
 
+/// The addresses of an `rcpt_to` list (comma, semicolon or whitespace separated; a JSON-ish
+/// list's brackets and quotes are ignored).
+fn recipient_addresses(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+        .map(|p| p.trim_matches(|c: char| matches!(c, '[' | ']' | '"' | '\'')))
+        .filter(|p| p.contains('@'))
+}
+
 /// Recipients of an `rcpt_to` field (comma, semicolon or whitespace separated; a JSON-ish
 /// list's brackets and quotes are ignored): how many, and their domains in first-seen order.
 pub fn recipient_domains(raw: &str) -> (u64, Vec<String>) {
     let mut count = 0;
     let mut domains: Vec<String> = Vec::new();
-    for part in raw
-        .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-        .map(|p| p.trim_matches(|c: char| matches!(c, '[' | ']' | '"' | '\'')))
-        .filter(|p| p.contains('@'))
-    {
+    for part in recipient_addresses(raw) {
         count += 1;
         if let Some(d) = address_domain(part) {
             if !domains.contains(&d) {
@@ -139,12 +143,7 @@ pub fn smtp_targets<'a>(
                 }
             }
             "message_accepted" => {
-                let list = f.get("rcpt_to").unwrap_or("");
-                for part in list
-                    .split(|c: char| c == ',' || c == ';' || c.is_whitespace())
-                    .filter(|p| p.contains('@'))
-                {
-                    let part = part.trim_matches(|c: char| matches!(c, '[' | ']' | '"' | '\''));
+                for part in recipient_addresses(f.get("rcpt_to").unwrap_or("")) {
                     if let Some(d) = target_domain(part) {
                         add(&mut accepted, d, at);
                     }
