@@ -3,13 +3,12 @@
 //! [`App::start`] is what `decnetd serve` runs and what integration tests and benches start on
 //! an ephemeral loopback port; [`RunningApp::stop`] drains the actors and the registry.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App as ActixApp, HttpServer};
+use actix_web::HttpServer;
 use base64::Engine;
 use rand::RngCore;
 
@@ -21,6 +20,7 @@ use crate::db::{Db, DbError};
 use crate::docker::DeckyRuntime;
 use crate::http;
 use crate::http::state::AppState;
+use crate::private_fs;
 
 /// Errors that stop the daemon from booting.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +142,7 @@ impl App {
         }
         let mut settings = settings;
         ensure_dir(&settings.data_dir)?;
+        warn_open_permissions(&settings);
         if settings.auth.jwt_secret.is_none() {
             settings.auth.jwt_secret = Some(load_or_generate_jwt_secret(&settings.data_dir)?);
         }
@@ -152,16 +153,17 @@ impl App {
         bootstrap_admin(&db, &settings, opts.print_initial_password).await?;
 
         // 8. registry, status board, docker, actors
+        let status = StatusBoard::new(Duration::from_secs_f64(settings.workers.stale_after_s));
         let registry = if settings.bus.enabled {
             RegistryHandle::start(RegistryConfig {
                 enabled: true,
                 capacity: settings.bus.capacity,
+                status: Some(status.clone()),
                 ..RegistryConfig::default()
             })
         } else {
             RegistryHandle::disabled()
         };
-        let status = StatusBoard::new(Duration::from_secs_f64(settings.workers.stale_after_s));
         let docker = connect_docker(&settings).await;
         let deps = Deps {
             settings: Arc::clone(&settings),
@@ -198,7 +200,8 @@ impl App {
             registry,
             "api",
             Duration::from_secs_f64(settings.workers.heartbeat_interval_s),
-        );
+        )
+        .recording_to(state.status.clone());
         let api_beat = actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(beat.interval);
             loop {
@@ -211,16 +214,12 @@ impl App {
             .bind
             .clone()
             .unwrap_or_else(|| format!("{}:{}", settings.api.host, settings.api.port));
-        let data = web::Data::new(state.clone());
         let workers = settings.api.http_workers;
-        let mut server = HttpServer::new(move || {
-            ActixApp::new()
-                .app_data(data.clone())
-                .configure(http::configure)
-        })
-        .shutdown_timeout(5)
-        .disable_signals()
-        .h1_allow_half_closed(false);
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || http::app(app_state.clone()))
+            .shutdown_timeout(5)
+            .disable_signals()
+            .h1_allow_half_closed(false);
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -248,24 +247,55 @@ impl App {
 }
 
 fn ensure_dir(path: &Path) -> Result<(), AppError> {
-    std::fs::create_dir_all(path).map_err(|source| AppError::DataDir {
+    private_fs::create_dir_all(path).map_err(|source| AppError::DataDir {
         path: path.to_path_buf(),
         source,
     })
 }
 
-/// Write `contents` to `path` readable by the owner only (0600 on unix).
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+/// Boot warning for every daemon path that group or other users can read (never chmod-ed
+/// silently: the operator may have a reason, but should know).
+fn warn_open_permissions(settings: &Settings) {
+    let url = settings.database_url();
+    let extra = url
+        .strip_prefix("sqlite://")
+        .map(|p| private_fs::sqlite_files(Path::new(p)))
+        .unwrap_or_default();
+    for (path, mode) in private_fs::too_open(&settings.data_dir, &extra) {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "readable by other local users: secrets and captured credentials live here; chmod go-rwx it"
+        );
     }
-    let mut f = opts.open(path)?;
-    f.write_all(contents)?;
-    f.sync_all()
+}
+
+/// A generated password: 24 alphanumeric characters (~143 bits). Never starts with `-`, so a
+/// command-line tool cannot take it for an option.
+pub fn generate_password() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::rngs::OsRng, 24)
+}
+
+/// The generated first-run password of the bootstrap admin, once written.
+pub fn initial_password_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("initial-admin-password")
+}
+
+/// Remove the initial-admin-password file once `username`'s password changed, if it is the
+/// bootstrap admin: the stored password is then stale and must not linger on disk.
+pub fn forget_initial_password(settings: &Settings, username: &str) {
+    if username != settings.auth.admin_user {
+        return;
+    }
+    let path = initial_password_path(&settings.data_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => tracing::info!(path = %path.display(), "initial admin password file removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove the initial admin password file")
+        }
+    }
 }
 
 fn random_token(bytes: usize) -> String {
@@ -292,7 +322,7 @@ pub fn load_or_generate_jwt_secret(data_dir: &Path) -> Result<Secret, AppError> 
         Err(e) => return Err(err(e)),
     }
     let secret = random_token(64);
-    write_private(&path, secret.as_bytes()).map_err(err)?;
+    private_fs::write(&path, secret.as_bytes()).map_err(err)?;
     tracing::info!(path = %path.display(), "generated a new JWT secret");
     Ok(Secret::new(secret))
 }
@@ -317,7 +347,7 @@ async fn connect_with_retries(settings: &Settings) -> Result<Db, AppError> {
 }
 
 async fn hash_password(password: String) -> Result<String, AppError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, 12))
+    tokio::task::spawn_blocking(move || crate::http::auth::hash_password_blocking(&password))
         .await
         .map_err(|e| AppError::Other(format!("password hashing task failed: {e}")))?
         .map_err(|e| AppError::Other(format!("password hashing failed: {e}")))
@@ -339,11 +369,11 @@ pub async fn bootstrap_admin(db: &Db, settings: &Settings, print: bool) -> Resul
             );
         }
         (None, None) => {
-            let password = random_token(18);
+            let password = generate_password();
             let hash = hash_password(password.clone()).await?;
             users::create(db, new_admin(name, hash)).await?;
-            let path = settings.data_dir.join("initial-admin-password");
-            write_private(&path, format!("{password}\n").as_bytes()).map_err(|source| {
+            let path = initial_password_path(&settings.data_dir);
+            private_fs::write(&path, format!("{password}\n").as_bytes()).map_err(|source| {
                 AppError::DataDir {
                     path: path.clone(),
                     source,

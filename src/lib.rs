@@ -7,4 +7,5 @@ pub mod docker;
 pub mod domain;
 pub mod http;
 pub mod intel;
+pub mod private_fs;
 pub mod testkit;

@@ -180,7 +180,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
 
 async fn open_db(settings: &Settings) -> Result<Db, String> {
     if settings.db.url.is_none() {
-        std::fs::create_dir_all(&settings.data_dir)
+        decnetd::private_fs::create_dir_all(&settings.data_dir)
             .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
     }
     let db = Db::connect(&settings.database_url(), settings.db.pool_size)
@@ -232,7 +232,7 @@ async fn reconcile(settings: Settings) -> Result<(), String> {
 fn read_password_line() -> Result<Option<String>, String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("password (12-72 bytes): ");
+        eprint!("password (12-72 characters): ");
     }
     let mut line = String::new();
     stdin
@@ -244,17 +244,16 @@ fn read_password_line() -> Result<Option<String>, String> {
 }
 
 fn check_password(pw: &str) -> Result<(), String> {
-    if pw.chars().count() < 12 {
-        return Err("password must be at least 12 characters".into());
+    use decnetd::http::auth::{check_new_password, PasswordProblem};
+    match check_new_password(pw) {
+        Ok(()) => Ok(()),
+        Err(PasswordProblem::TooShort) => Err("password must be at least 12 characters".into()),
+        Err(PasswordProblem::TooLong) => Err("password must be at most 72 characters".into()),
     }
-    if pw.len() > 72 {
-        return Err("password must be at most 72 bytes".into());
-    }
-    Ok(())
 }
 
 async fn hash(pw: String) -> Result<String, String> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(pw, 12))
+    tokio::task::spawn_blocking(move || decnetd::http::auth::hash_password_blocking(&pw))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
@@ -286,16 +285,7 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
             }
             let (pw, generated) = match read_password_line()? {
                 Some(pw) => (pw, false),
-                None => {
-                    use base64::Engine;
-                    use rand::RngCore;
-                    let mut buf = [0u8; 18];
-                    rand::rngs::OsRng.fill_bytes(&mut buf);
-                    (
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf),
-                        true,
-                    )
-                }
+                None => (decnetd::app::generate_password(), true),
             };
             check_password(&pw)?;
             let user = users::create(
@@ -340,6 +330,7 @@ async fn user(settings: Settings, action: UserCmd) -> Result<(), String> {
             users::set_tokens_valid_from(&db, &user.uuid, decnetd::db::now_utc())
                 .await
                 .map_err(|e| e.to_string())?;
+            decnetd::app::forget_initial_password(&settings, &username);
             println!("password updated for {username}; existing tokens revoked");
         }
     }

@@ -1021,8 +1021,8 @@ async fn workers_routes() {
     )
     .await;
     assert_eq!(s, 404);
-    // no actor runs in this daemon: start is "not installed", start-all has nothing to start
-    let (s, _, _) = call(
+    // no actor runs in this daemon: start is "not installed" (409), start-all has nothing to start
+    let (s, b, _) = call(
         &app,
         Method::POST,
         "/api/v1/workers/clusterer/start",
@@ -1030,7 +1030,10 @@ async fn workers_routes() {
         None,
     )
     .await;
-    assert_eq!(s, 503);
+    assert_eq!(
+        (s.as_u16(), &b),
+        (409, &json!({"detail": "worker not installed: clusterer"}))
+    );
     let (s, b, _) = call(
         &app,
         Method::POST,

@@ -30,6 +30,10 @@ pub struct Beat {
     pub registry: RegistryHandle,
     pub name: &'static str,
     pub interval: Duration,
+    /// Also recorded here directly: the heartbeat actor subscribes asynchronously, so a first
+    /// beat sent before it has subscribed would otherwise leave the worker `unknown` for a
+    /// whole interval.
+    pub board: Option<StatusBoard>,
 }
 
 impl Beat {
@@ -38,7 +42,14 @@ impl Beat {
             registry,
             name,
             interval,
+            board: None,
         }
+    }
+
+    /// Record every beat on `board` as well as publishing it.
+    pub fn recording_to(mut self, board: StatusBoard) -> Beat {
+        self.board = Some(board);
+        self
     }
 
     /// Publish one beat: `{worker, ts}` merged with `extra` (which cannot override either key).
@@ -47,9 +58,13 @@ impl Beat {
         payload.insert("worker".into(), Value::from(self.name));
         payload.insert("ts".into(), Value::from(epoch_now()));
         match build::system_health(self.name) {
-            Ok(topic) => self
-                .registry
-                .publish_raw(&topic, "health", Value::Object(payload)),
+            Ok(topic) => {
+                let payload = Value::Object(payload);
+                if let Some(board) = &self.board {
+                    board.record(&topic, &payload);
+                }
+                self.registry.publish_raw(&topic, "health", payload)
+            }
             Err(e) => tracing::warn!(worker = self.name, error = %e, "bad heartbeat topic"),
         }
     }
@@ -101,7 +116,7 @@ struct Seen {
 }
 
 /// Last beat per known worker. Cheap to clone; shared by the heartbeat actor and HTTP.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct StatusBoard {
     seen: Arc<RwLock<HashMap<String, Seen>>>,
     stale_after: f64,

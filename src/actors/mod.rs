@@ -45,6 +45,7 @@ impl Deps {
             name,
             Duration::from_secs_f64(self.settings.workers.heartbeat_interval_s),
         )
+        .recording_to(self.status.clone())
     }
 }
 

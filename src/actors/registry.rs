@@ -20,6 +20,7 @@ use futures::Stream;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
+use super::heartbeat::StatusBoard;
 use super::topics::{validate_topic, BusHealth, Envelope, Event, Pattern, TopicError};
 
 /// Largest serialized envelope the registry routes (the reference bus cap).
@@ -41,6 +42,9 @@ pub struct RegistryConfig {
     pub capacity: usize,
     /// Period of the registry's own `system.bus.health` beat (default 10 s; zero disables it).
     pub bus_health_interval: Duration,
+    /// Where the bus beat is also recorded directly, so the Workers panel shows the bus from
+    /// the first instant instead of after the heartbeat actor has subscribed.
+    pub status: Option<StatusBoard>,
 }
 
 impl Default for RegistryConfig {
@@ -49,6 +53,7 @@ impl Default for RegistryConfig {
             enabled: true,
             capacity: DEFAULT_CAPACITY,
             bus_health_interval: DEFAULT_BUS_HEALTH_INTERVAL,
+            status: None,
         }
     }
 }
@@ -306,6 +311,7 @@ pub struct RegistryActor {
     counters: Arc<Counters>,
     started: Instant,
     bus_health_interval: Duration,
+    status: Option<StatusBoard>,
     shut_down: bool,
 }
 
@@ -353,6 +359,9 @@ impl RegistryActor {
             ev.kind().to_owned(),
             ev.payload(),
         ));
+        if let Some(board) = &self.status {
+            board.record(&env.topic, &env.payload);
+        }
         self.counters.published.fetch_add(1, Ordering::Relaxed);
         self.route(&env);
     }
@@ -369,6 +378,7 @@ impl Actor for RegistryActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if !self.bus_health_interval.is_zero() {
+            self.beat();
             ctx.run_interval(self.bus_health_interval, |act, _| act.beat());
         }
     }
@@ -541,11 +551,13 @@ impl RegistryHandle {
         let counters = Arc::new(Counters::default());
         let actor_counters = Arc::clone(&counters);
         let interval = cfg.bus_health_interval;
+        let status = cfg.status.clone();
         let make = move |_: &mut Context<RegistryActor>| RegistryActor {
             subs: Vec::new(),
             counters: actor_counters,
             started: Instant::now(),
             bus_health_interval: interval,
+            status: status.clone(),
             shut_down: false,
         };
         let started = if actix_rt::System::try_current().is_some() {

@@ -300,11 +300,14 @@ where
 fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
     if let Some(parent) = Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| {
+            crate::private_fs::create_dir_all(parent).map_err(|e| {
                 DbError::Connect(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
     }
+    // Created 0600 before SQLite opens it: SQLite gives `-wal` and `-shm` the same mode.
+    crate::private_fs::create_file_if_missing(Path::new(path))
+        .map_err(|e| DbError::Connect(format!("cannot create {path}: {e}")))?;
     // Pitfall 1: a SyncConnectionWrapper sends its work to the runtime it was created on.
     // Establish every connection on this (long-lived) handle, never on the runtime of whichever
     // actix worker happens to trigger pool growth.

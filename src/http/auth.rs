@@ -45,8 +45,10 @@ pub const AUDIENCE: &str = "decnet-dashboard";
 pub const TOKEN_TYPE: &str = "access";
 /// bcrypt cost (§3.2).
 pub const BCRYPT_COST: u32 = 12;
-/// bcrypt only looks at the first 72 bytes; longer passwords are refused on write paths.
+/// bcrypt only looks at the first 72 bytes of its input; see [`bcrypt_input`].
 pub const MAX_PASSWORD_BYTES: usize = 72;
+/// Maximum length of any password (new or at login), in characters.
+pub const MAX_PASSWORD_CHARS: usize = 72;
 /// Minimum length of a new password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Lifetime of an SSE ticket.
@@ -134,6 +136,11 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     pub iat: i64,
+    /// Issue time in microseconds since the epoch: revocation cutoffs compare at this
+    /// precision, so a token issued just before a password change dies even in the same second.
+    /// Absent on tokens of earlier builds (their whole-second `iat` is used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_us: Option<i64>,
     pub exp: i64,
     pub iss: String,
     pub aud: String,
@@ -148,12 +155,15 @@ pub enum PasswordProblem {
     TooLong,
 }
 
-/// The length rules of §3.2 for a new password (create, reset, change).
+/// The length rules of §3.2 for a new password (create, reset, change): 12 to 72 characters.
+/// Characters, not bytes, so that the rule is what the OpenAPI document can state
+/// (`minLength`/`maxLength`); [`bcrypt_input`] keeps long multi-byte passwords whole.
 pub fn check_new_password(pw: &str) -> Result<(), PasswordProblem> {
-    if pw.chars().count() < MIN_PASSWORD_CHARS {
+    let chars = pw.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
         return Err(PasswordProblem::TooShort);
     }
-    if pw.len() > MAX_PASSWORD_BYTES {
+    if chars > MAX_PASSWORD_CHARS {
         return Err(PasswordProblem::TooLong);
     }
     Ok(())
@@ -169,20 +179,33 @@ pub fn validate_new_password(field: &str, pw: &str) -> Result<(), ApiError> {
         )),
         Err(PasswordProblem::TooLong) => Err(ApiError::invalid_field(
             field,
-            "must be at most 72 bytes (UTF-8)",
+            "must be at most 72 characters",
         )),
     }
 }
 
-fn truncate_72(pw: &str) -> &[u8] {
-    let b = pw.as_bytes();
-    &b[..b.len().min(MAX_PASSWORD_BYTES)]
+/// What bcrypt is given for a password. bcrypt reads only 72 bytes, so a password of up to 72
+/// bytes goes in as it is (hashes of the reference system and earlier builds still verify),
+/// and a longer one (72 multi-byte characters can be 288 bytes) as the hex SHA-256 of all its
+/// bytes, so two long passwords that share their first 72 bytes never verify for each other.
+pub fn bcrypt_input(pw: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    if pw.len() <= MAX_PASSWORD_BYTES {
+        pw.as_bytes().to_vec()
+    } else {
+        hex::encode(sha2::Sha256::digest(pw.as_bytes())).into_bytes()
+    }
+}
+
+/// bcrypt hash at cost 12 (blocking: the CLI and boot call it on a blocking thread).
+pub fn hash_password_blocking(pw: &str) -> Result<String, bcrypt::BcryptError> {
+    bcrypt::hash(bcrypt_input(pw), BCRYPT_COST)
 }
 
 /// bcrypt hash at cost 12, off the async executor.
 pub async fn hash_password(pw: &str) -> Result<String, ApiError> {
-    let pw = truncate_72(pw).to_vec();
-    tokio::task::spawn_blocking(move || bcrypt::hash(pw, BCRYPT_COST))
+    let pw = pw.to_owned();
+    tokio::task::spawn_blocking(move || hash_password_blocking(&pw))
         .await
         .map_err(|e| ApiError::internal(format!("hash task failed: {e}")))?
         .map_err(|e| ApiError::internal(format!("bcrypt hash failed: {e}")))
@@ -192,7 +215,7 @@ pub async fn hash_password(pw: &str) -> Result<String, ApiError> {
 /// the timing does not reveal whether the user exists. A malformed stored hash verifies false.
 pub async fn verify_password(pw: &str, hash: Option<String>) -> Result<bool, ApiError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    let pw = truncate_72(pw).to_vec();
+    let pw = bcrypt_input(pw);
     tokio::task::spawn_blocking(move || match hash {
         Some(h) => bcrypt::verify(&pw, &h).unwrap_or(false),
         None => {
@@ -561,11 +584,13 @@ impl AuthState {
 
     /// Issue an access token for a user (§3.3).
     pub fn issue_token(&self, user_uuid: &str) -> Result<(String, Claims), ApiError> {
-        let iat = chrono::Utc::now().timestamp();
+        let now = chrono::Utc::now();
+        let iat = now.timestamp();
         let claims = Claims {
             uuid: user_uuid.to_string(),
             jti: Some(uuid::Uuid::new_v4().simple().to_string()),
             iat,
+            iat_us: Some(now.timestamp_micros()),
             exp: iat + self.exp_minutes * 60,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -617,11 +642,11 @@ impl AuthState {
             .ok_or_else(ApiError::unauthorized)?;
         let jti = claims
             .jti
+            .clone()
             .filter(|j| !j.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
         if let Some(cutoff) = user.tokens_valid_from {
-            // whole-second floor: a re-login in the same second as the cutoff stays valid
-            if claims.iat < cutoff.and_utc().timestamp() {
+            if issued_before(&claims, cutoff) {
                 return Err(ApiError::unauthorized());
             }
         }
@@ -646,6 +671,17 @@ impl AuthState {
         repo::users::set_tokens_valid_from(db, uuid, crate::db::now_utc()).await?;
         self.invalidate_user(uuid);
         Ok(())
+    }
+}
+
+/// Whether a token was issued before a revocation cutoff, at microsecond precision (the
+/// cutoff is stored truncated to microseconds); a token of an earlier build without `iat_us`
+/// compares by its whole second.
+pub fn issued_before(claims: &Claims, cutoff: chrono::NaiveDateTime) -> bool {
+    let cutoff_us = cutoff.and_utc().timestamp_micros();
+    match claims.iat_us {
+        Some(us) => us < cutoff_us,
+        None => claims.iat < cutoff_us.div_euclid(1_000_000),
     }
 }
 
@@ -917,6 +953,21 @@ mod tests {
     }
 
     #[test]
+    fn long_passwords_are_prehashed_whole() {
+        let short = "a".repeat(72);
+        assert_eq!(bcrypt_input(&short), short.as_bytes());
+        // two 30-character passwords of 90 bytes that share their first 72 bytes
+        let a = format!("{}{}", "€".repeat(24), "aaaaaa");
+        let b = format!("{}{}", "€".repeat(24), "bbbbbb");
+        assert_eq!(&a.as_bytes()[..72], &b.as_bytes()[..72]);
+        assert_ne!(bcrypt_input(&a), bcrypt_input(&b));
+        assert!(bcrypt_input(&a).len() <= MAX_PASSWORD_BYTES);
+        let h = bcrypt::hash(bcrypt_input(&a), 4).unwrap();
+        assert!(bcrypt::verify(bcrypt_input(&a), &h).unwrap());
+        assert!(!bcrypt::verify(bcrypt_input(&b), &h).unwrap());
+    }
+
+    #[test]
     fn password_rules() {
         assert_eq!(
             check_new_password("elevenchars"),
@@ -928,10 +979,10 @@ mod tests {
             check_new_password(&"a".repeat(73)),
             Err(PasswordProblem::TooLong)
         );
-        // 12 characters but 36 bytes: fine; 25 × 3-byte chars = 75 bytes: too long
-        assert!(check_new_password(&"€".repeat(12)).is_ok());
+        // characters, not bytes: 72 × 3-byte chars = 216 bytes is fine, 73 is not
+        assert!(check_new_password(&"€".repeat(72)).is_ok());
         assert_eq!(
-            check_new_password(&"€".repeat(25)),
+            check_new_password(&"€".repeat(73)),
             Err(PasswordProblem::TooLong)
         );
         assert!(validate_new_password("new_password", "short")

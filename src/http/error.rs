@@ -252,8 +252,126 @@ pub fn json_error(err: &JsonPayloadError) -> ApiError {
 }
 
 /// Parse a JSON body by hand (handlers that must check auth/rate limits before validation).
+/// A string holding NUL (`\u0000`) is refused with a 422 naming its field on every backend:
+/// PostgreSQL text cannot store it, and no API field has a use for it.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let parsed =
+        serde_json::from_slice(body).map_err(|e| json_error(&JsonPayloadError::Deserialize(e)))?;
+    if contains_escaped_nul(body) {
+        if let Some(field) = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .as_ref()
+            .and_then(nul_field)
+        {
+            return Err(ApiError::invalid_field(&field, NUL_PROBLEM));
+        }
+    }
+    Ok(parsed)
+}
+
+/// [`parse_json`] without the NUL rule, for a body whose strings never reach storage verbatim.
+pub fn parse_json_allowing_nul<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| json_error(&JsonPayloadError::Deserialize(e)))
+}
+
+/// The 422 problem text of a NUL byte.
+pub const NUL_PROBLEM: &str = "must not contain NUL bytes";
+
+/// Whether JSON text may hold an escaped NUL (raw NUL is not valid inside JSON strings).
+fn contains_escaped_nul(body: &[u8]) -> bool {
+    body.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+}
+
+/// Dotted path (`a.b[2]`, `body` for the root) of the first key or string value holding NUL.
+pub fn nul_field(v: &serde_json::Value) -> Option<String> {
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0').then(|| path.to_string()),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+                let here = if path == "body" {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(here)
+                } else {
+                    walk(x, &here)
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(v, "body")
+}
+
+/// The field of a request line that holds a NUL byte: `path`, or the query parameter's name
+/// (`query` when the query string does not decode). Pure; used by [`reject_nul`].
+pub fn nul_in_request_line(path: &str, query: &str) -> Option<String> {
+    let has = |s: &str| s.contains('\0') || s.to_ascii_lowercase().contains("%00");
+    if has(path) {
+        return Some("path".into());
+    }
+    if !has(query) {
+        return None;
+    }
+    match web::Query::<Vec<(String, String)>>::from_query(query) {
+        Ok(pairs) => pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| k.trim_matches('\0').to_string())
+            .map(|k| if k.is_empty() { "query".to_string() } else { k }),
+        Err(_) => Some("query".into()),
+    }
+}
+
+/// A JSON request body, parsed by [`parse_json`] (so NUL-bearing strings are a 422 naming the
+/// field) with the same 400/413/422 mapping as `web::Json`.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T> JsonBody<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonBody<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await.map_err(|e| {
+                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(Cow::Borrowed("Request body too large"))
+                } else {
+                    ApiError::BadRequest(Cow::Borrowed("Bad Request: unreadable request body"))
+                }
+            })?;
+            Ok(JsonBody(parse_json(&bytes)?))
+        })
+    }
+}
+
+/// Bodies read as bytes (login, change-password, [`JsonBody`]): the same cap as JSON bodies.
+pub fn payload_config() -> web::PayloadConfig {
+    web::PayloadConfig::default().limit(1024 * 1024)
 }
 
 pub fn json_config() -> web::JsonConfig {
@@ -317,6 +435,19 @@ pub fn needs_415(
         .trim()
         .to_ascii_lowercase();
     !ct.starts_with("application/json")
+}
+
+/// 422 naming the field when the path or a query parameter holds a NUL byte (raw or `%00`),
+/// before any handler can hand it to the database (PostgreSQL text cannot hold NUL).
+pub async fn reject_nul(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Some(field) = nul_in_request_line(req.uri().path(), req.query_string()) {
+        let res = ApiError::invalid_field(&field, NUL_PROBLEM).error_response();
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// 415 for non-JSON bodies on POST/PUT/PATCH under `/api/` (§7.3).
@@ -386,11 +517,39 @@ pub async fn catch_panics(
     }
 }
 
-/// Default service: unknown routes answer 404 `{"detail":"Not Found"}`.
-pub async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(DetailBody {
+/// 405 with `Allow` when the server routes `req`'s path with other methods only (the
+/// document lists every route), `None` otherwise.
+pub fn method_not_allowed(req: &actix_web::HttpRequest) -> Option<HttpResponse> {
+    let allowed = crate::http::openapi::allowed_methods(req.path());
+    if allowed.is_empty() || allowed.contains(req.method()) {
+        return None;
+    }
+    let allow = allowed
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(
+        HttpResponse::MethodNotAllowed()
+            .insert_header((header::ALLOW, allow))
+            .json(DetailBody {
+                detail: "Method Not Allowed",
+            }),
+    )
+}
+
+/// Default service of the API scope and the root. A wrong method on a routed path answers 405
+/// with `Allow` (the routes are public in `/openapi.json`); any other path asks for
+/// authentication before saying anything (401 anonymous), then 404 `{"detail":"Not Found"}`.
+pub async fn fallback(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    use actix_web::FromRequest as _;
+    if let Some(res) = method_not_allowed(&req) {
+        return Ok(res);
+    }
+    crate::http::auth::AnyUser::extract(&req).await?;
+    Ok(HttpResponse::NotFound().json(DetailBody {
         detail: "Not Found",
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -526,6 +685,36 @@ mod tests {
         let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v, serde_json::json!({"detail": "Forbidden"}));
+    }
+
+    #[test]
+    fn nul_bytes_are_found_and_named() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct B {
+            username: String,
+            tags: Vec<String>,
+        }
+        let err = parse_json::<B>(br#"{"username":"a\u0000b","tags":[]}"#).unwrap_err();
+        assert_eq!(err.status_code(), 422);
+        assert!(err.detail().contains("'username'"), "{}", err.detail());
+        let err = parse_json::<B>(br#"{"username":"a","tags":["x","\u0000"]}"#).unwrap_err();
+        assert!(err.detail().contains("'tags[1]'"), "{}", err.detail());
+        // an escaped backslash followed by u0000 is not a NUL
+        assert!(parse_json::<B>(br#"{"username":"a\\u0000","tags":[]}"#).is_ok());
+        let v = serde_json::json!({"a": {"b\u{0}": 1}});
+        assert_eq!(nul_field(&v).as_deref(), Some("a.b\u{0}"));
+        assert_eq!(nul_in_request_line("/api/v1/x%00", ""), Some("path".into()));
+        assert_eq!(
+            nul_in_request_line("/api/v1/x", "search=a%00&limit=1"),
+            Some("search".into())
+        );
+        assert_eq!(
+            nul_in_request_line("/api/v1/x", "a=1&q%00=2"),
+            Some("q".into())
+        );
+        assert_eq!(nul_in_request_line("/api/v1/x", "search=ab&limit=1"), None);
+        assert!(nul_in_request_line("/api/v1/x", "search=%FF%00").is_some());
     }
 
     #[test]

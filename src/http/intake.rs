@@ -13,11 +13,12 @@ use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
 use crate::domain::syslog::fields::Fields;
 use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::COMMAND_EVENT_TYPES;
-use crate::http::auth::{Admin, Viewer};
+use crate::http::auth::{Admin, StreamViewer, Viewer};
 use crate::http::error::ApiError;
 use crate::http::iso;
 use crate::http::live::log_row;
 use crate::http::pagination::{PageQuery, Pagination};
+use crate::http::sse;
 use crate::http::state::AppState;
 
 type Params = HashMap<String, String>;
@@ -95,7 +96,7 @@ fn attacker_json(a: &Attacker, e: Option<&AttackerExt>) -> Map<String, Value> {
     get, path = "/api/v1/attackers", tag = "Attackers",
     params(PageQuery,
         ("search" = Option<String>, Query, description = "Substring of the IP"),
-        ("sort_by" = Option<String>, Query, description = "recent | active | traversals"),
+        ("sort_by" = Option<String>, Query, description = "recent (default), active or traversals; empty, `null`, `NULL` and `undefined` mean the default", pattern = "^(recent|active|traversals|null|NULL|undefined|)$"),
         ("service" = Option<String>, Query, description = "Exact service name in the services list")),
     responses((status = 200, description = "Envelope P of attacker rows"), (status = 422, description = "Bad parameter"))
 )]
@@ -106,10 +107,10 @@ pub async fn list_attackers(
     page: Pagination,
 ) -> Result<HttpResponse, ApiError> {
     let p = params(&req)?;
-    let sort = match opt(&p, "sort_by").unwrap_or("recent") {
-        "recent" => AttackerSort::Recent,
-        "active" => AttackerSort::Active,
-        "traversals" => AttackerSort::Traversals,
+    let sort = match p.get("sort_by").map(String::as_str) {
+        None | Some("" | "null" | "NULL" | "undefined" | "recent") => AttackerSort::Recent,
+        Some("active") => AttackerSort::Active,
+        Some("traversals") => AttackerSort::Traversals,
         _ => {
             return Err(ApiError::invalid_field(
                 "sort_by",
@@ -217,8 +218,91 @@ pub async fn get_attacker(
 }
 
 #[utoipa::path(
+    get, path = "/api/v1/attackers/{uuid}/attribution", tag = "Attackers",
+    params(("uuid" = String, Path, description = "Attacker uuid")),
+    responses(
+        (status = 200, description = "Attribution of the attacker: its identity and per-primitive states (no attribution engine in this build: `primitives` is always empty)", body = AttributionView),
+        (status = 404, description = "Attacker not found"),
+    )
+)]
+pub async fn attacker_attribution(
+    _v: Viewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some((_, e)) = repo::get_attacker(&state.db, &uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    Ok(HttpResponse::Ok().json(AttributionView {
+        identity_uuid: e.and_then(|e| e.identity_id),
+        primitives: Vec::new(),
+    }))
+}
+
+/// `GET /attackers/{uuid}/attribution` (dashboard-contract §8.4).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AttributionView {
+    /// The identity the attacker's observations belong to, if clustered.
+    pub identity_uuid: Option<String>,
+    /// Per-primitive attribution states (always empty in this build).
+    pub primitives: Vec<Value>,
+}
+
+/// SSE event name of an attacker-family topic on the attacker page's stream
+/// (dashboard-contract §8.4), `None` for topics that page does not follow.
+fn attacker_stream_name(topic: &str) -> Option<&'static str> {
+    match topic {
+        "attacker.scored" => Some("attacker.scored"),
+        "attacker.fingerprinted" => Some("fingerprint.rotated"),
+        "attacker.intel.enriched" => Some("attacker.intel.enriched"),
+        t if t.starts_with("attacker.observation.") => Some("observation"),
+        _ => None,
+    }
+}
+
+/// Whether an attacker-family payload is about this attacker (by uuid, or by address for
+/// payloads that carry only the address).
+fn concerns(payload: &Value, uuid: &str, ip: &str) -> bool {
+    match payload.get("attacker_uuid").and_then(Value::as_str) {
+        Some(u) => u == uuid,
+        None => payload.get("attacker_ip").and_then(Value::as_str) == Some(ip),
+    }
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/attackers/{uuid}/events", tag = "Attackers",
+    params(
+        ("uuid" = String, Path, description = "Attacker uuid"),
+        ("ticket" = Option<String>, Query, description = "Single-use SSE ticket (or an `Authorization: Bearer` header)"),
+    ),
+    responses(
+        (status = 200, description = "`snapshot` {attacker_uuid, observations: []}, then `attacker.scored`, `fingerprint.rotated`, `observation` and `attacker.intel.enriched` events (bus envelopes) about this attacker only", content_type = "text/event-stream", body = crate::http::sse::EnvelopeSchema),
+        (status = 404, description = "Attacker not found"),
+        (status = 429, description = "SSE connection limit reached"),
+    )
+)]
+pub async fn attacker_events(
+    viewer: StreamViewer,
+    state: web::Data<AppState>,
+    uuid: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let Some((a, _)) = repo::get_attacker(&state.db, &uuid).await? else {
+        return Err(not_found_attacker());
+    };
+    let snapshot = json!({"attacker_uuid": a.uuid, "observations": []});
+    let (uuid, ip) = (a.uuid, a.ip);
+    sse::sse_response_with(&state, &viewer, "attacker.>", Some(snapshot), move |env| {
+        let name = attacker_stream_name(&env.topic)?;
+        concerns(&env.payload, &uuid, &ip).then(|| sse::named(name, &sse::envelope_data(env)))
+    })
+    .await
+}
+
+#[utoipa::path(
     get, path = "/api/v1/attackers/{uuid}/commands", tag = "Attackers",
-    params(("uuid" = String, Path, description = "Attacker uuid"), PageQuery,
+    params(("uuid" = String, Path, description = "Attacker uuid"),
+        ("limit" = Option<String>, Query, description = "Page size: an integer clamped to 1..=200; anything else reads as the default 50 (this route never answers 422: the dashboard alerts on it)"),
+        ("offset" = Option<String>, Query, description = "Rows to skip: an integer, negative values read as 0; anything else reads as 0"),
         ("service" = Option<String>, Query, description = "Only this service")),
     responses((status = 200, description = "{total, limit, offset, data} sliced from the commands list"), (status = 404, description = "Attacker not found"))
 )]
@@ -416,7 +500,7 @@ fn reuse_json((r, printable, b64): &ReuseWithSecret) -> Value {
 #[utoipa::path(
     get, path = "/api/v1/credential-reuse", tag = "Credentials",
     params(PageQuery,
-        ("min_target_count" = Option<i64>, Query, description = "≥2, default 2"),
+        ("min_target_count" = Option<i64>, Query, minimum = 2, description = "≥2, default 2"),
         ("secret_kind" = Option<String>, Query, description = "Exact kind")),
     responses((status = 200, description = "Envelope P of findings, target_count desc"), (status = 422, description = "Bad parameter"))
 )]
@@ -427,7 +511,7 @@ pub async fn list_reuse(
     page: Pagination,
 ) -> Result<HttpResponse, ApiError> {
     let p = params(&req)?;
-    let min = match opt(&p, "min_target_count") {
+    let min = match p.get("min_target_count") {
         None => 2,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 2 => n,
@@ -466,8 +550,10 @@ pub async fn get_reuse(
     }
 }
 
+/// A time filter: absent, or a timestamp (no null-like spellings: the document types it as a
+/// date-time).
 fn parse_time(p: &Params, k: &str) -> Result<Option<NaiveDateTime>, ApiError> {
-    let Some(v) = opt(p, k) else { return Ok(None) };
+    let Some(v) = p.get(k) else { return Ok(None) };
     crate::domain::syslog::parse_timestamp(v)
         .map(Some)
         .ok_or_else(|| ApiError::invalid_field(k, "must be an ISO-8601 timestamp"))
@@ -476,9 +562,9 @@ fn parse_time(p: &Params, k: &str) -> Result<Option<NaiveDateTime>, ApiError> {
 #[utoipa::path(
     get, path = "/api/v1/logs", tag = "Logs",
     params(PageQuery,
-        ("search" = Option<String>, Query, description = "Tokens: decky: service: event: attacker: key:value bare (≤512 chars)"),
-        ("start_time" = Option<String>, Query, description = "ISO-8601"),
-        ("end_time" = Option<String>, Query, description = "ISO-8601")),
+        ("search" = Option<String>, Query, max_length = 512, description = "Tokens: decky: service: event: attacker: key:value bare (≤512 chars)"),
+        ("start_time" = Option<String>, Query, format = DateTime, description = "ISO-8601 (RFC 3339; naive and date-only forms are also read, as UTC)"),
+        ("end_time" = Option<String>, Query, format = DateTime, description = "ISO-8601 (RFC 3339; naive and date-only forms are also read, as UTC)")),
     responses((status = 200, description = "Envelope P of log rows, newest first"), (status = 422, description = "Bad parameter"))
 )]
 pub async fn list_logs(
@@ -489,7 +575,7 @@ pub async fn list_logs(
 ) -> Result<HttpResponse, ApiError> {
     let p = params(&req)?;
     let search = opt(&p, "search");
-    if search.is_some_and(|s| s.chars().count() > 512) {
+    if p.get("search").is_some_and(|s| s.chars().count() > 512) {
         return Err(ApiError::invalid_field(
             "search",
             "must be at most 512 characters",
@@ -524,6 +610,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/attackers", web::get().to(list_attackers))
         .route("/attackers/{uuid}", web::get().to(get_attacker))
         .route(
+            "/attackers/{uuid}/attribution",
+            web::get().to(attacker_attribution),
+        )
+        .route("/attackers/{uuid}/events", web::get().to(attacker_events))
+        .route(
             "/attackers/{uuid}/commands",
             web::get().to(attacker_commands),
         )
@@ -551,6 +642,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[openapi(paths(
     list_attackers,
     get_attacker,
+    attacker_attribution,
+    attacker_events,
     attacker_commands,
     attacker_artifacts,
     attacker_transcripts,

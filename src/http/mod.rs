@@ -18,15 +18,15 @@ pub mod stream;
 pub mod users;
 pub mod workers;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
-use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, App, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpRequest, HttpResponse};
 
 pub use state::AppState;
 
-use crate::http::auth::Viewer;
+use crate::http::auth::{AnyUser, Viewer};
 
 /// Prefix of every API route.
 pub const API_PREFIX: &str = "/api/v1";
@@ -34,14 +34,15 @@ pub const API_PREFIX: &str = "/api/v1";
 /// Mount everything: the `/api/v1` scope (CORS, JSON error bodies, 415 rule, panic
 /// containment, bearer validation, each area's routes, out-of-scope answers, JSON 404), the
 /// extractor error handlers, and the root `/openapi.json` + `/docs`. Self-sufficient: the
-/// daemon only needs `App::new().app_data(web::Data::new(state)).configure(http::configure)`.
+/// daemon runs [`app`] per worker.
 /// ISO-8601 UTC with microseconds and a `Z`: the one timestamp format of every API response.
 pub fn iso(t: chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, origins: std::sync::Arc<Vec<String>>) {
     cfg.app_data(error::json_config())
+        .app_data(error::payload_config())
         .app_data(error::query_config())
         .app_data(error::path_config())
         .service(
@@ -49,9 +50,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 // first wrap = innermost
                 .wrap(from_fn(auth::bearer_middleware))
                 .wrap(from_fn(error::catch_panics))
+                .wrap(from_fn(error::reject_nul))
                 .wrap(from_fn(error::require_json_body))
                 .wrap(from_fn(error::normalize_errors))
-                .wrap(from_fn(cors))
+                .wrap(cors(origins))
                 .configure(users::configure)
                 .configure(workers::configure)
                 .configure(health::configure)
@@ -63,10 +65,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(fleet::configure)
                 // last, so that a real route of an area always wins
                 .configure(out_of_scope)
-                .default_service(web::to(error::not_found)),
+                .default_service(web::to(error::fallback)),
         )
         .configure(openapi::configure)
-        .default_service(web::to(error::not_found));
+        .default_service(web::to(error::fallback));
 }
 
 /// The complete application for a state (tests; the daemon's `app.rs` does the same).
@@ -81,9 +83,10 @@ pub fn app(
         InitError = (),
     >,
 > {
+    let origins = std::sync::Arc::clone(&state.cors_origins);
     App::new()
         .app_data(web::Data::new(state))
-        .configure(configure)
+        .configure(|cfg| configure(cfg, origins))
 }
 
 /// Run the HTTP server on an already bound listener. Half-closed connections are not kept: a
@@ -105,53 +108,32 @@ pub fn server(
 
 // ---- CORS ----------------------------------------------------------------------------------
 
-const CORS_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
-const CORS_HEADERS: &str = "authorization, content-type, last-event-id";
-
-/// CORS from `DECNET_CORS_ORIGINS` (§7.3): exact origins from [`AppState::cors_origins`], no
-/// credentials, the dashboard's methods and request headers. A preflight from an origin not
-/// on the list gets 400; other requests from it get no CORS headers (the browser blocks).
-pub async fn cors(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let allowed = match (&origin, req.app_data::<web::Data<AppState>>()) {
-        (Some(o), Some(state)) => state.cors_origins.iter().any(|a| a == o),
-        _ => false,
-    };
-    let preflight = req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    if preflight && origin.is_some() {
-        let res = match (&origin, allowed) {
-            (Some(o), true) => HttpResponse::Ok()
-                .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, o.as_str()))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, CORS_METHODS))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_HEADERS))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-                .insert_header((header::VARY, "Origin"))
-                .finish(),
-            _ => HttpResponse::BadRequest().json(serde_json::json!({
-                "detail": "Origin is not allowed to make this request"
-            })),
-        };
-        return Ok(req.into_response(res).map_into_right_body());
-    }
-    let mut res = next.call(req).await?;
-    if let (Some(o), true) = (origin, allowed) {
-        if let Ok(v) = header::HeaderValue::from_str(&o) {
-            let headers = res.headers_mut();
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-            headers.append(header::VARY, header::HeaderValue::from_static("Origin"));
-        }
-    }
-    Ok(res.map_into_left_body())
+/// CORS from `DECNET_CORS_ORIGINS` (§7.3) through `actix-cors`: exact origins (the boot checks
+/// refuse `*`), no credentials, the dashboard's methods and request headers, preflights cached
+/// 10 minutes. A preflight from an origin not on the list gets 400; other requests from it are
+/// served without CORS headers (the browser blocks them).
+pub fn cors(origins: std::sync::Arc<Vec<String>>) -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allowed_origin_fn(move |origin, _head| {
+            origin
+                .to_str()
+                .is_ok_and(|o| origins.iter().any(|a| a == o))
+        })
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(600)
+        .block_on_origin_mismatch(false)
 }
 
 // ---- dashboard calls outside this build (dashboard-contract.md §17) ------------------------
@@ -159,8 +141,15 @@ pub async fn cors(
 /// Answer of an out-of-scope REST call.
 pub const NOT_AVAILABLE: &str = "Not available in this build";
 
-async fn not_available() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({ "detail": NOT_AVAILABLE }))
+/// Out-of-scope answer, after authentication; a wrong method on a served path under an
+/// out-of-scope prefix (e.g. `POST /logs`) is still a 405.
+async fn not_available(req: HttpRequest) -> Result<HttpResponse, error::ApiError> {
+    use actix_web::FromRequest as _;
+    if let Some(res) = error::method_not_allowed(&req) {
+        return Ok(res);
+    }
+    AnyUser::extract(&req).await?;
+    Ok(HttpResponse::NotFound().json(serde_json::json!({ "detail": NOT_AVAILABLE })))
 }
 
 #[utoipa::path(
@@ -194,7 +183,12 @@ async fn empty_ttp_attacker(_v: Viewer) -> HttpResponse {
 fn out_of_scope(cfg: &mut web::ServiceConfig) {
     cfg.route("/deckies", web::get().to(empty_deckies))
         .route("/ttp/by-identity/{uuid}", web::get().to(empty_ttp_identity))
-        .route("/ttp/by-attacker/{uuid}", web::get().to(empty_ttp_attacker));
+        .route("/ttp/by-attacker/{uuid}", web::get().to(empty_ttp_attacker))
+        .route("/attackers/export/{format}", web::route().to(not_available))
+        .route(
+            "/attackers/{uuid}/export/{format}",
+            web::route().to(not_available),
+        );
     for prefix in [
         "/deckies",
         "/topologies",

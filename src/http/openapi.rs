@@ -70,6 +70,23 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
     .flatten()
 }
 
+const UNPROCESSABLE: &str = "A parameter or body field is out of range, too long or not an allowed value (the detail names it)";
+
+/// A response with the `{"detail"}` body.
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
 fn post_process(doc: &mut utoipa::openapi::OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -86,23 +103,40 @@ fn post_process(doc: &mut utoipa::openapi::OpenApi) {
             if op.security.is_none() {
                 op.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
             }
-            for (code, description) in BLANKET {
+            let has_body = op.request_body.is_some();
+            let has_params = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            if has_params {
                 op.responses
                     .responses
-                    .entry(code.to_string())
+                    .entry("422".to_string())
+                    .or_insert_with(|| error_response(UNPROCESSABLE));
+            }
+            if has_body {
+                op.responses
+                    .responses
+                    .entry("415".to_string())
                     .or_insert_with(|| {
                         RefOr::T(
                             ResponseBuilder::new()
-                                .description(description)
+                                .description("The body is not `application/json`")
                                 .content(
-                                    "application/json",
+                                    "text/plain",
                                     ContentBuilder::new()
-                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .schema(Some(
+                                            utoipa::openapi::ObjectBuilder::new()
+                                                .schema_type(utoipa::openapi::schema::Type::String),
+                                        ))
                                         .build(),
                                 )
                                 .build(),
                         )
                     });
+            }
+            for (code, description) in BLANKET {
+                op.responses
+                    .responses
+                    .entry(code.to_string())
+                    .or_insert_with(|| error_response(description));
             }
         }
     }
@@ -130,15 +164,191 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// Schemas that need JSON Schema keywords utoipa cannot build (`contains`), written into the
+/// serialised document over their placeholders.
+fn patch_json(doc: &mut serde_json::Value) {
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        schemas.insert("RealismConfigUpdate".into(), realism::update_schema());
+    }
+    forbid_nul_in_inputs(doc);
+}
+
+/// JSON Schema pattern of a string that holds no NUL character (every string input: the
+/// server answers 422 to NUL in a path, a query parameter or a body field).
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+/// Give every free-form string input (parameters and request-body fields, through `$ref`s
+/// into components) the [`NO_NUL_PATTERN`], so the document states the NUL rule.
+fn forbid_nul_in_inputs(doc: &mut serde_json::Value) {
+    use serde_json::Value;
+    fn constrain(schema: &mut Value, refs: &mut Vec<String>) {
+        let Some(obj) = schema.as_object_mut() else {
+            return;
+        };
+        if let Some(Value::String(r)) = obj.get("$ref") {
+            if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                refs.push(name.to_string());
+            }
+            return;
+        }
+        let is_string = match obj.get("type") {
+            Some(Value::String(t)) => t == "string",
+            Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+            _ => false,
+        };
+        let constrained = ["pattern", "enum", "format", "const"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
+        if is_string && !constrained {
+            obj.insert("pattern".into(), Value::from(NO_NUL_PATTERN));
+        }
+        for key in ["items", "contains", "additionalProperties", "not"] {
+            if let Some(sub) = obj.get_mut(key) {
+                constrain(sub, refs);
+            }
+        }
+        if let Some(Value::Object(props)) = obj.get_mut("properties") {
+            for sub in props.values_mut() {
+                constrain(sub, refs);
+            }
+        }
+        for key in ["allOf", "oneOf", "anyOf"] {
+            if let Some(Value::Array(subs)) = obj.get_mut(key) {
+                for sub in subs {
+                    constrain(sub, refs);
+                }
+            }
+        }
+    }
+    let mut refs = Vec::new();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for op in item.values_mut().filter_map(Value::as_object_mut) {
+                if let Some(Value::Array(params)) = op.get_mut("parameters") {
+                    for p in params {
+                        if let Some(schema) = p.get_mut("schema") {
+                            constrain(schema, &mut refs);
+                        }
+                    }
+                }
+                if let Some(Value::Object(content)) =
+                    op.get_mut("requestBody").and_then(|b| b.get_mut("content"))
+                {
+                    for media in content.values_mut() {
+                        if let Some(schema) = media.get_mut("schema") {
+                            constrain(schema, &mut refs);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut done = std::collections::HashSet::new();
+    while let Some(name) = refs.pop() {
+        if !done.insert(name.clone()) {
+            continue;
+        }
+        if let Some(schema) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+            constrain(schema, &mut refs);
+        }
+    }
+}
+
 /// The serialised document, computed once.
 pub fn openapi_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        openapi().to_pretty_json().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "OpenAPI serialisation failed");
-            "{}".to_string()
-        })
+        serde_json::to_value(openapi())
+            .map(|mut doc| {
+                patch_json(&mut doc);
+                doc
+            })
+            .and_then(|doc| serde_json::to_string_pretty(&doc))
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "OpenAPI serialisation failed");
+                "{}".to_string()
+            })
     })
+}
+
+/// One documented path template split into segments (`{name}` segments match any one segment).
+struct Template {
+    segments: Vec<Option<String>>,
+    methods: Vec<actix_web::http::Method>,
+}
+
+/// Every documented route plus the two root routes mounted outside the document.
+fn templates() -> &'static [Template] {
+    static TEMPLATES: OnceLock<Vec<Template>> = OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        use actix_web::http::Method;
+        let doc = openapi();
+        let mut out: Vec<Template> = doc
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = [
+                    (item.get.is_some(), Method::GET),
+                    (item.put.is_some(), Method::PUT),
+                    (item.post.is_some(), Method::POST),
+                    (item.delete.is_some(), Method::DELETE),
+                    (item.patch.is_some(), Method::PATCH),
+                    (item.head.is_some(), Method::HEAD),
+                ]
+                .into_iter()
+                .filter_map(|(present, m)| present.then_some(m))
+                .collect();
+                Template {
+                    segments: split_template(path),
+                    methods,
+                }
+            })
+            .collect();
+        for path in ["/openapi.json", "/docs"] {
+            out.push(Template {
+                segments: split_template(path),
+                methods: vec![Method::GET],
+            });
+        }
+        out
+    })
+}
+
+fn split_template(path: &str) -> Vec<Option<String>> {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                None
+            } else {
+                Some(seg.to_string())
+            }
+        })
+        .collect()
+}
+
+/// The methods the server answers on `path` (from the document, which describes every route),
+/// sorted and deduplicated; empty when no route has this path. Trailing slashes are
+/// significant, as they are for the router.
+pub fn allowed_methods(path: &str) -> Vec<actix_web::http::Method> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut methods: Vec<actix_web::http::Method> = templates()
+        .iter()
+        .filter(|t| {
+            t.segments.len() == segments.len()
+                && t.segments.iter().zip(&segments).all(|(t, s)| match t {
+                    Some(lit) => lit == s,
+                    None => !s.is_empty(),
+                })
+        })
+        .flat_map(|t| t.methods.iter().cloned())
+        .collect();
+    methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    methods.dedup();
+    methods
 }
 
 /// The document as pretty JSON (the `decnetd openapi` subcommand).
@@ -167,7 +377,9 @@ async fn serve_docs(state: web::Data<AppState>) -> HttpResponse {
             .content_type("text/html; charset=utf-8")
             .body(DOCS_HTML)
     } else {
-        crate::http::error::not_found().await
+        HttpResponse::NotFound().json(ErrorBody {
+            detail: "Not Found".into(),
+        })
     }
 }
 

@@ -18,7 +18,7 @@ use crate::db::repo::realism as repo;
 use crate::db::{now_utc, Db};
 use crate::domain::realism::{ConfigError, RealismWeights};
 use crate::http::auth::{Admin, StreamViewer, Viewer};
-use crate::http::error::{parse_json, ApiError};
+use crate::http::error::{parse_json_allowing_nul, ApiError};
 use crate::http::pagination::{Page, Pagination};
 use crate::http::sse::{envelope_data, named, second_token, sse_response_with};
 use crate::http::state::AppState;
@@ -69,6 +69,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     components(schemas(
         ClassWeightDoc,
         RealismConfigDoc,
+        RealismConfigUpdate,
+        EventKind,
         SyntheticFileRow,
         SyntheticFileDetail,
         EventRow,
@@ -99,6 +101,15 @@ fn bounded_filter(
         )),
         Some(v) => Ok(Some(v.clone())),
     }
+}
+
+/// The orchestrator event kinds (`kind` filter).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum EventKind {
+    Traffic,
+    File,
+    Email,
 }
 
 /// `kind` must match `^(traffic|file|email)$`.
@@ -160,9 +171,57 @@ pub async fn get_realism_config(
     Ok(HttpResponse::Ok().json(current_weights(&state.db).await?.to_payload()))
 }
 
+/// Placeholder of the PUT body schema; [`update_schema`] writes the real one into the document
+/// (it needs JSON Schema's `contains`, which utoipa cannot build).
+#[derive(ToSchema)]
+pub struct RealismConfigUpdate {}
+
+/// The exact PUT body: an object with any subset of the four keys (others ignored). Every
+/// entry names a known content class with a non-negative 32-bit weight; entries of another
+/// list's class are dropped, so a list must contain at least one entry of its own classes with
+/// a positive weight (`contains`); the probability is in [0, 1].
+pub fn update_schema() -> Value {
+    use crate::domain::realism::ContentClass;
+    let names = |classes: &[ContentClass]| -> Vec<&'static str> {
+        classes.iter().map(|c| c.as_str()).collect()
+    };
+    let list = |own: &[ContentClass]| {
+        json!({
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["content_class", "weight"],
+                "properties": {
+                    "content_class": {"type": "string", "enum": names(&ContentClass::ALL)},
+                    "weight": {"type": "integer", "minimum": 0, "maximum": u32::MAX}
+                }
+            },
+            "contains": {
+                "type": "object",
+                "required": ["content_class", "weight"],
+                "properties": {
+                    "content_class": {"type": "string", "enum": names(own)},
+                    "weight": {"type": "integer", "minimum": 1}
+                }
+            }
+        })
+    };
+    json!({
+        "type": "object",
+        "description": "Any subset of the four keys; entries of another list's class are dropped and reported in `dropped_entries`",
+        "properties": {
+            "user_class_weights": list(&ContentClass::USER),
+            "system_class_weights": list(&ContentClass::SYSTEM),
+            "canary_class_weights": list(&ContentClass::CANARY),
+            "canary_probability": {"type": "number", "minimum": 0.0, "maximum": 1.0}
+        },
+        "example": {"canary_probability": 0.05}
+    })
+}
+
 #[utoipa::path(
     put, path = "/api/v1/realism/config", tag = "Realism",
-    request_body(content = RealismConfigDoc, description = "Any subset of the four keys"),
+    request_body(content = RealismConfigUpdate, description = "Any subset of the four keys"),
     responses(
         (status = 200, description = "The full stored payload", body = RealismConfigDoc),
         (status = 400, description = "Not an object, or a field failed validation (nothing stored)")
@@ -173,7 +232,9 @@ pub async fn put_realism_config(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let payload: Value = parse_json(&body)?;
+    // Strings of this body never reach storage verbatim (classes are enum values, unknown keys
+    // are ignored), so NUL is harmless here and not refused: the document allows any extra key.
+    let payload: Value = parse_json_allowing_nul(&body)?;
     // hydrate from storage first, so a partial PUT never resets other stored fields (§11.5)
     let current = current_weights(&state.db).await?;
     let (next, dropped) = current.merged(&payload).map_err(|e| match e {
@@ -238,13 +299,19 @@ impl From<&SyntheticFile> for SyntheticFileRow {
 #[into_params(parameter_in = Query)]
 pub struct SyntheticFileQuery {
     /// 1..=500, default 50.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     pub limit: Option<i64>,
+    /// Rows to skip, 0..=2147483647, default 0.
+    #[param(minimum = 0, maximum = 2147483647, default = 0)]
     pub offset: Option<i64>,
     /// Exact union-view id, ≤ 64 characters.
+    #[param(max_length = 64)]
     pub decky_uuid: Option<String>,
     /// Exact persona name, ≤ 128 characters.
+    #[param(max_length = 128)]
     pub persona: Option<String>,
     /// Exact content class, ≤ 32 characters.
+    #[param(max_length = 32)]
     pub content_class: Option<String>,
 }
 
@@ -335,9 +402,14 @@ impl From<OrchestratorEvent> for EventRow {
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Page size, 1..=1000, default 50.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<i64>,
+    /// Rows to skip, 0..=2147483647, default 0.
+    #[param(minimum = 0, maximum = 2147483647, default = 0)]
     pub offset: Option<i64>,
     /// `traffic`, `file` or `email`.
+    #[param(value_type = Option<EventKind>)]
     pub kind: Option<String>,
 }
 
@@ -406,11 +478,16 @@ pub fn parse_since(raw: &str) -> Result<i64, ApiError> {
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
-    /// Window, `^(\d+)[smhd]$`, ≤ 7 days, default `1h`.
+    /// Window, `^(\d+)[smhd]$`, > 0 and ≤ 7 days, default `1h`.
+    #[param(
+        pattern = r"^0*(?:[1-7]d|(?:[1-9][0-9]?|1[0-5][0-9]|16[0-8])h|(?:[1-9][0-9]{0,3}|100[0-7][0-9]|10080)m|(?:[1-9][0-9]{0,4}|[1-5][0-9]{5}|60[0-3][0-9]{3}|604[0-7][0-9]{2}|604800)s)$"
+    )]
     pub since: Option<String>,
-    /// Must be `false`.
+    /// Must be `false` (only failures are counted).
+    #[param(required = true, value_type = String, pattern = "^false$")]
     pub success: Option<String>,
     /// `traffic`, `file` or `email`.
+    #[param(value_type = Option<EventKind>)]
     pub kind: Option<String>,
 }
 

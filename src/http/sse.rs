@@ -48,6 +48,22 @@ pub fn error_frame() -> sse::Event {
     named("error", &json!({"message": "Stream interrupted"}))
 }
 
+/// OpenAPI shape of the `data` of a relayed registry event (every named event after the
+/// snapshot): one line of JSON per frame.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = SseEnvelope)]
+pub struct EnvelopeSchema {
+    /// The concrete topic the registry routed on.
+    pub topic: String,
+    /// Short publisher-chosen discriminator (may be empty).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Unix epoch seconds.
+    pub ts: f64,
+    /// The event's payload (always an object).
+    pub payload: serde_json::Map<String, Value>,
+}
+
 /// The relayed data of a registry event: `{topic, type, ts, payload}`.
 pub fn envelope_data(env: &Envelope) -> Value {
     json!({

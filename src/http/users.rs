@@ -16,7 +16,7 @@ use crate::http::auth::{
     client_ip, hash_password, login_username_key, validate_new_password, verify_password, Admin,
     AnyUser, Bucket, Role, Viewer, TICKET_TTL,
 };
-use crate::http::error::{parse_json, ApiError};
+use crate::http::error::{parse_json, ApiError, JsonBody};
 use crate::http::state::AppState;
 
 const MAX_LOGIN_PASSWORD_CHARS: usize = 72;
@@ -29,6 +29,7 @@ const MAX_USERNAME_CHARS: usize = 64;
 pub struct LoginRequest {
     pub username: String,
     /// At most 72 characters.
+    #[schema(max_length = 72)]
     pub password: String,
 }
 
@@ -44,8 +45,10 @@ pub struct LoginResponse {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    #[schema(max_length = 72)]
     pub old_password: String,
-    /// 12 characters to 72 UTF-8 bytes.
+    /// 12 to 72 characters.
+    #[schema(min_length = 12, max_length = 72)]
     pub new_password: String,
 }
 
@@ -94,11 +97,14 @@ pub struct ConfigResponse {
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     /// 1..64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
-    /// 12 characters to 72 UTF-8 bytes.
+    /// 12 to 72 characters.
+    #[schema(min_length = 12, max_length = 72)]
     pub password: String,
     /// `admin` or `viewer` (default `viewer`).
     #[serde(default)]
+    #[schema(value_type = Option<Role>)]
     pub role: Option<String>,
 }
 
@@ -106,12 +112,15 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct RoleRequest {
     /// `admin` or `viewer`.
+    #[schema(value_type = Role)]
     pub role: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
+    /// 12 to 72 characters.
+    #[schema(min_length = 12, max_length = 72)]
     pub new_password: String,
 }
 
@@ -119,6 +128,8 @@ pub struct ResetPasswordRequest {
 #[serde(deny_unknown_fields)]
 pub struct DeploymentLimitRequest {
     /// 1..500.
+    #[schema(minimum = 1, maximum = 500)]
+    #[serde(deserialize_with = "integral_i64")]
     pub deployment_limit: i64,
 }
 
@@ -126,7 +137,21 @@ pub struct DeploymentLimitRequest {
 #[serde(deny_unknown_fields)]
 pub struct MutationIntervalRequest {
     /// `^[1-9]\d*[mdMyY]$`, e.g. `30m`.
+    #[schema(pattern = r"^[1-9][0-9]*[mdMyY]$")]
     pub global_mutation_interval: String,
+}
+
+/// An integer field that also takes a zero-fraction number (`490.0`), which JSON Schema calls
+/// an integer too.
+fn integral_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid value: {n}, expected an integer")))
 }
 
 fn parse_role(field: &str, raw: &str) -> Result<Role, ApiError> {
@@ -262,6 +287,9 @@ pub async fn change_password(
     let hash = hash_password(&body.new_password).await?;
     repo::users::update_password(&state.db, &user.uuid, &hash, false).await?;
     state.auth.revoke_all_of(&state.db, &user.uuid).await?;
+    // the token in use dies too, whatever its issue time
+    state.auth.revoke(&state.db, &user).await?;
+    crate::app::forget_initial_password(&state.settings, &user.username);
     tracing::info!(user = %user.username, "password changed");
     Ok(message("Password updated successfully"))
 }
@@ -322,7 +350,7 @@ pub async fn get_config(
 pub async fn put_deployment_limit(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<DeploymentLimitRequest>,
+    body: JsonBody<DeploymentLimitRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let v = body.deployment_limit;
     if !(1..=500).contains(&v) {
@@ -343,7 +371,7 @@ pub async fn put_deployment_limit(
 pub async fn put_mutation_interval(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<MutationIntervalRequest>,
+    body: JsonBody<MutationIntervalRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let v = body.into_inner().global_mutation_interval;
     if !valid_mutation_interval(&v) {
@@ -367,7 +395,7 @@ pub async fn put_mutation_interval(
 pub async fn create_user(
     _admin: Admin,
     state: web::Data<AppState>,
-    body: web::Json<CreateUserRequest>,
+    body: JsonBody<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let n = body.username.chars().count();
@@ -438,7 +466,7 @@ pub async fn update_role(
     admin: Admin,
     state: web::Data<AppState>,
     user_uuid: web::Path<String>,
-    body: web::Json<RoleRequest>,
+    body: JsonBody<RoleRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let target = user_uuid.into_inner();
     if target == admin.uuid {
@@ -466,19 +494,17 @@ pub async fn reset_password(
     _admin: Admin,
     state: web::Data<AppState>,
     user_uuid: web::Path<String>,
-    body: web::Json<ResetPasswordRequest>,
+    body: JsonBody<ResetPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let target = user_uuid.into_inner();
     validate_new_password("new_password", &body.new_password)?;
-    if repo::users::get_by_uuid(&state.db, &target)
-        .await?
-        .is_none()
-    {
+    let Some(row) = repo::users::get_by_uuid(&state.db, &target).await? else {
         return Err(ApiError::not_found("User not found"));
-    }
+    };
     let hash = hash_password(&body.new_password).await?;
     repo::users::update_password(&state.db, &target, &hash, true).await?;
     state.auth.revoke_all_of(&state.db, &target).await?;
+    crate::app::forget_initial_password(&state.settings, &row.username);
     Ok(message("Password reset successfully"))
 }
 

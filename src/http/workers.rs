@@ -165,7 +165,7 @@ pub async fn stop_worker(
     responses(
         (status = 202, description = "The supervisor (re)spawned the worker, or it already runs", body = ControlAccepted),
         (status = 502, description = "The start itself failed"),
-        (status = 503, description = "The worker is not installed (disabled in configuration)"),
+        (status = 409, description = "The worker is not installed (disabled in configuration, or not part of this build)"),
     )
 )]
 pub async fn start_worker(
@@ -184,9 +184,10 @@ pub async fn start_worker(
             }))
         }
         Err(SupervisorError::UnknownWorker(_)) => Err(unknown_worker(&name)),
-        Err(SupervisorError::NotInstalled(_)) => Err(ApiError::unavailable(format!(
-            "worker not installed: {name}"
-        ))),
+        // a known name whose worker this daemon does not run: a state conflict, not an outage
+        Err(SupervisorError::NotInstalled(_)) => {
+            Err(ApiError::conflict(format!("worker not installed: {name}")))
+        }
         Err(SupervisorError::Failed(e)) => Err(ApiError::BadGateway(first_line_200(&e).into())),
     }
 }

@@ -165,7 +165,7 @@ fn parse_weights(
         let weight = obj
             .get("weight")
             .filter(|w| !w.is_boolean())
-            .and_then(Value::as_u64)
+            .and_then(integral_u64)
             .and_then(|w| u32::try_from(w).ok())
             .ok_or_else(|| {
                 format!(
@@ -189,6 +189,16 @@ fn parse_weights(
         return Err("weights must sum to a positive number".to_owned());
     }
     Ok((out, dropped))
+}
+
+/// A JSON integer, including one written with a zero fraction (`30.0`): JSON Schema calls
+/// both integers.
+pub fn integral_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
 }
 
 fn parse_probability(raw: &Value) -> Result<f64, String> {
@@ -308,6 +318,19 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
     use serde_json::json;
+
+    #[test]
+    fn weights_may_be_written_with_a_zero_fraction() {
+        assert_eq!(integral_u64(&json!(30)), Some(30));
+        assert_eq!(integral_u64(&json!(30.0)), Some(30));
+        assert_eq!(integral_u64(&json!(30.5)), None);
+        assert_eq!(integral_u64(&json!(-1.0)), None);
+        assert_eq!(integral_u64(&json!("30")), None);
+        let (w, _) = RealismWeights::default()
+            .merged(&json!({"user_class_weights": [{"content_class": "note", "weight": 7.0}]}))
+            .unwrap();
+        assert_eq!(w.user_class_weights[0].weight, 7);
+    }
 
     fn err_text(r: Result<Vec<String>, ConfigError>) -> String {
         r.unwrap_err().to_string()
