@@ -331,8 +331,11 @@ pub async fn identity_observations(
 
 #[utoipa::path(
     get, path = "/api/v1/identities/events", tag = "Clustering",
-    params(("ticket" = String, Query, description = "Single-use SSE ticket")),
-    responses((status = 200, description = "`snapshot` {identities: [≤50 rows]}, then formed / observation.linked / merged / unmerged / campaign.assigned", content_type = "text/event-stream"))
+    params(("ticket" = Option<String>, Query, description = "Single-use SSE ticket (or an `Authorization: Bearer` header)")),
+    responses(
+        (status = 200, description = "`snapshot` {identities: [≤50 rows]}, then formed / observation.linked / merged / unmerged / campaign.assigned, each frame's data a bus envelope", content_type = "text/event-stream", body = crate::http::sse::EnvelopeSchema),
+        (status = 429, description = "SSE connection limit reached"),
+    )
 )]
 pub async fn identity_events(
     viewer: StreamViewer,
@@ -418,8 +421,11 @@ pub async fn campaign_identities(
 
 #[utoipa::path(
     get, path = "/api/v1/campaigns/events", tag = "Clustering",
-    params(("ticket" = String, Query, description = "Single-use SSE ticket")),
-    responses((status = 200, description = "`snapshot` {campaigns: [≤50 rows]}, then formed / identity.assigned / merged / unmerged", content_type = "text/event-stream"))
+    params(("ticket" = Option<String>, Query, description = "Single-use SSE ticket (or an `Authorization: Bearer` header)")),
+    responses(
+        (status = 200, description = "`snapshot` {campaigns: [≤50 rows]}, then formed / identity.assigned / merged / unmerged, each frame's data a bus envelope", content_type = "text/event-stream", body = crate::http::sse::EnvelopeSchema),
+        (status = 429, description = "SSE connection limit reached"),
+    )
 )]
 pub async fn campaign_events(
     viewer: StreamViewer,

@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::db::models::intake::{Attacker, AttackerExt, Credential, Log};
 use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
@@ -16,8 +18,8 @@ use crate::domain::syslog::observation::COMMAND_EVENT_TYPES;
 use crate::http::auth::{Admin, StreamViewer, Viewer};
 use crate::http::error::ApiError;
 use crate::http::iso;
-use crate::http::live::log_row;
-use crate::http::pagination::{PageQuery, Pagination};
+use crate::http::live::LogRow;
+use crate::http::pagination::{Page, PageQuery, Pagination};
 use crate::http::sse;
 use crate::http::state::AppState;
 
@@ -47,49 +49,211 @@ fn list_of(text: &str) -> Value {
     }
 }
 
-fn attacker_json(a: &Attacker, e: Option<&AttackerExt>) -> Map<String, Value> {
-    let mut fingerprints = list_of(&a.fingerprints);
-    if let Some(arr) = fingerprints.as_array_mut() {
-        for fp in arr {
-            if let Some(p) = fp.get("payload").and_then(Value::as_str).map(str::to_owned) {
-                fp["payload"] = json_of(&p, Value::String(p.clone()));
+/// An attacker row (`GET /attackers` items; dashboard-contract §8.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttackerView {
+    pub uuid: String,
+    pub ip: String,
+    pub identity_id: Option<String>,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub event_count: i64,
+    pub service_count: i64,
+    pub decky_count: i64,
+    pub services: Vec<String>,
+    pub deckies: Vec<String>,
+    pub traversal_path: Option<String>,
+    pub is_traversal: bool,
+    pub bounty_count: i64,
+    pub credential_count: i64,
+    /// Fingerprint records, `payload` decoded to JSON where it is JSON.
+    #[schema(value_type = Vec<Object>)]
+    pub fingerprints: Value,
+    /// `{service, decky, command, timestamp}` records.
+    #[schema(value_type = Vec<Object>)]
+    pub commands: Value,
+    pub country_code: Option<String>,
+    pub country_source: Option<String>,
+    pub asn: Option<i64>,
+    pub as_name: Option<String>,
+    pub bgp_prefix: Option<String>,
+    pub asn_source: Option<String>,
+    pub rpki_status: Option<String>,
+    pub rpki_source: Option<String>,
+    pub ptr_record: Option<String>,
+    pub updated_at: String,
+    /// The behaviour profiler is not part of intake: always null ("NO BEHAVIORAL DATA YET").
+    #[schema(value_type = Option<Object>)]
+    pub behavior: Option<Value>,
+}
+
+fn strings_of(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+impl AttackerView {
+    fn new(a: &Attacker, e: Option<&AttackerExt>) -> AttackerView {
+        let mut fingerprints = list_of(&a.fingerprints);
+        if let Some(arr) = fingerprints.as_array_mut() {
+            for fp in arr {
+                if let Some(p) = fp.get("payload").and_then(Value::as_str).map(str::to_owned) {
+                    fp["payload"] = json_of(&p, Value::String(p.clone()));
+                }
             }
         }
+        let ext = |f: fn(&AttackerExt) -> Option<String>| e.and_then(f);
+        AttackerView {
+            uuid: a.uuid.clone(),
+            ip: a.ip.clone(),
+            identity_id: ext(|e| e.identity_id.clone()),
+            first_seen: iso(a.first_seen),
+            last_seen: iso(a.last_seen),
+            event_count: a.event_count,
+            service_count: a.service_count,
+            decky_count: a.decky_count,
+            services: strings_of(&a.services),
+            deckies: strings_of(&a.deckies),
+            traversal_path: a.traversal_path.clone(),
+            is_traversal: a.is_traversal,
+            bounty_count: a.bounty_count,
+            credential_count: a.credential_count,
+            fingerprints,
+            commands: list_of(&a.commands),
+            country_code: ext(|e| e.country_code.clone()),
+            country_source: ext(|e| e.country_source.clone()),
+            asn: e.and_then(|e| e.asn),
+            as_name: ext(|e| e.as_name.clone()),
+            bgp_prefix: ext(|e| e.bgp_prefix.clone()),
+            asn_source: ext(|e| e.asn_source.clone()),
+            rpki_status: ext(|e| e.rpki_status.clone()),
+            rpki_source: ext(|e| e.rpki_source.clone()),
+            ptr_record: ext(|e| e.ptr_record.clone()),
+            updated_at: iso(a.updated_at),
+            behavior: None,
+        }
     }
-    let v = json!({
-        "uuid": a.uuid,
-        "ip": a.ip,
-        "identity_id": e.and_then(|e| e.identity_id.clone()),
-        "first_seen": iso(a.first_seen),
-        "last_seen": iso(a.last_seen),
-        "event_count": a.event_count,
-        "service_count": a.service_count,
-        "decky_count": a.decky_count,
-        "services": list_of(&a.services),
-        "deckies": list_of(&a.deckies),
-        "traversal_path": a.traversal_path,
-        "is_traversal": a.is_traversal,
-        "bounty_count": a.bounty_count,
-        "credential_count": a.credential_count,
-        "fingerprints": fingerprints,
-        "commands": list_of(&a.commands),
-        "country_code": e.and_then(|e| e.country_code.clone()),
-        "country_source": e.and_then(|e| e.country_source.clone()),
-        "asn": e.and_then(|e| e.asn),
-        "as_name": e.and_then(|e| e.as_name.clone()),
-        "bgp_prefix": e.and_then(|e| e.bgp_prefix.clone()),
-        "asn_source": e.and_then(|e| e.asn_source.clone()),
-        "rpki_status": e.and_then(|e| e.rpki_status.clone()),
-        "rpki_source": e.and_then(|e| e.rpki_source.clone()),
-        "ptr_record": e.and_then(|e| e.ptr_record.clone()),
-        "updated_at": iso(a.updated_at),
-        // The behaviour profiler is not part of intake; null renders "NO BEHAVIORAL DATA YET".
-        "behavior": Value::Null,
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
+}
+
+/// `GET /attackers/{uuid}`: the row plus its activity and leaks (dashboard-contract §8.2).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttackerDetail {
+    #[serde(flatten)]
+    pub attacker: AttackerView,
+    pub service_activity: ServiceActivity,
+    /// The newest `ip_leak` bounty payloads (≤ 10).
+    #[schema(value_type = Vec<Object>)]
+    pub ip_leaks: Vec<Value>,
+    pub ip_leaks_total: i64,
+    /// Attribution observations (no producer in this build: always empty).
+    #[schema(value_type = Vec<Object>)]
+    pub observations: Vec<Value>,
+}
+
+/// Services the attacker interacted with vs only scanned.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct ServiceActivity {
+    pub interacted: Vec<String>,
+    pub scanned: Vec<String>,
+}
+
+/// One command of `GET /attackers/{uuid}/commands`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommandsPage {
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+    /// `{service, decky, command, timestamp}` records.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<Value>,
+}
+
+/// A log row of an attacker satellite list (artifacts, transcripts, mail).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogItem {
+    pub id: i64,
+    pub timestamp: String,
+    pub decky: String,
+    pub service: String,
+    /// The structured fields as a JSON object string.
+    pub fields: String,
+}
+
+/// `{total, data}` of the attacker satellite lists (≤ 200 newest rows).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogItems {
+    pub total: i64,
+    pub data: Vec<LogItem>,
+}
+
+/// One victim domain of `GET /attackers/{uuid}/smtp-targets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmtpTarget {
+    pub domain: String,
+    pub count: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// `{total, data}` of `GET /attackers/{uuid}/smtp-targets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmtpTargets {
+    pub total: i64,
+    pub data: Vec<SmtpTarget>,
+}
+
+/// A stored credential attempt (`GET /credentials` items).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub id: i64,
+    pub attacker_ip: String,
+    pub attacker_uuid: Option<String>,
+    pub decky_name: String,
+    pub service: String,
+    pub principal: Option<String>,
+    pub secret_kind: String,
+    pub secret_sha256: String,
+    pub secret_printable: Option<String>,
+    pub secret_b64: Option<String>,
+    pub outcome: Option<String>,
+    /// The attempt's other fields.
+    #[schema(value_type = Object)]
+    pub fields: Value,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub attempt_count: i64,
+}
+
+/// A credential-reuse finding with its secret (`GET /credential-reuse` items and detail).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReuseView {
+    pub id: String,
+    pub secret_sha256: String,
+    pub secret_kind: String,
+    pub principal: Option<String>,
+    pub principal_key: String,
+    pub attacker_uuids: Vec<String>,
+    pub attacker_ips: Vec<String>,
+    pub deckies: Vec<String>,
+    pub services: Vec<String>,
+    pub target_count: i64,
+    pub attempt_count: i64,
+    pub confidence: f64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub updated_at: String,
+    pub secret_printable: Option<String>,
+    pub secret_b64: Option<String>,
+}
+
+/// A quarantined (unparsable) line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantineView {
+    pub id: i64,
+    pub received_at: String,
+    pub source: String,
+    pub reason_code: String,
+    pub reason: String,
+    pub raw_line: String,
 }
 
 #[utoipa::path(
@@ -98,7 +262,7 @@ fn attacker_json(a: &Attacker, e: Option<&AttackerExt>) -> Map<String, Value> {
         ("search" = Option<String>, Query, description = "Substring of the IP"),
         ("sort_by" = Option<String>, Query, description = "recent (default), active or traversals; empty, `null`, `NULL` and `undefined` mean the default", pattern = "^(recent|active|traversals|null|NULL|undefined|)$"),
         ("service" = Option<String>, Query, description = "Exact service name in the services list")),
-    responses((status = 200, description = "Envelope P of attacker rows"), (status = 422, description = "Bad parameter"))
+    responses((status = 200, description = "Envelope P of attacker rows", body = Page<AttackerView>), (status = 422, description = "Bad parameter"))
 )]
 pub async fn list_attackers(
     _v: Viewer,
@@ -127,9 +291,9 @@ pub async fn list_attackers(
         page.offset,
     )
     .await?;
-    let data: Vec<Value> = rows
+    let data: Vec<AttackerView> = rows
         .iter()
-        .map(|(a, e)| Value::Object(attacker_json(a, e.as_ref())))
+        .map(|(a, e)| AttackerView::new(a, e.as_ref()))
         .collect();
     Ok(HttpResponse::Ok().json(page.page(total, data)))
 }
@@ -161,7 +325,7 @@ const NOISE_TYPES: [&str; 8] = [
 ];
 
 /// `{interacted, scanned}`: each service goes to its best class; noise-only services drop.
-pub fn service_activity(pairs: &[(String, String)]) -> Value {
+pub fn service_activity(pairs: &[(String, String)]) -> ServiceActivity {
     let mut best: HashMap<&str, u8> = HashMap::new();
     for (svc, ev) in pairs {
         let class = if COMMAND_EVENT_TYPES.contains(&ev.as_str())
@@ -176,15 +340,19 @@ pub fn service_activity(pairs: &[(String, String)]) -> Value {
         let e = best.entry(svc.as_str()).or_insert(0);
         *e = (*e).max(class);
     }
-    let pick = |c: u8| -> Vec<&str> {
+    let pick = |c: u8| -> Vec<String> {
         best.iter()
             .filter(|(_, v)| **v == c)
             .map(|(k, _)| *k)
             .collect::<BTreeSet<_>>()
             .into_iter()
+            .map(str::to_owned)
             .collect()
     };
-    json!({"interacted": pick(2), "scanned": pick(1)})
+    ServiceActivity {
+        interacted: pick(2),
+        scanned: pick(1),
+    }
 }
 
 fn not_found_attacker() -> ApiError {
@@ -194,7 +362,7 @@ fn not_found_attacker() -> ApiError {
 #[utoipa::path(
     get, path = "/api/v1/attackers/{uuid}", tag = "Attackers",
     params(("uuid" = String, Path, description = "Attacker uuid")),
-    responses((status = 200, description = "Attacker row with activity and leaks"), (status = 404, description = "Attacker not found"))
+    responses((status = 200, description = "Attacker row with activity and leaks", body = AttackerDetail), (status = 404, description = "Attacker not found"))
 )]
 pub async fn get_attacker(
     _v: Viewer,
@@ -206,15 +374,13 @@ pub async fn get_attacker(
     };
     let pairs = repo::service_events(&state.db, &a.ip).await?;
     let (leaks_total, leaks) = repo::ip_leaks(&state.db, &a.ip, 10).await?;
-    let mut m = attacker_json(&a, e.as_ref());
-    m.insert("service_activity".into(), service_activity(&pairs));
-    m.insert(
-        "ip_leaks".into(),
-        Value::Array(leaks.iter().map(|p| json_of(p, Value::Null)).collect()),
-    );
-    m.insert("ip_leaks_total".into(), json!(leaks_total));
-    m.insert("observations".into(), json!([]));
-    Ok(HttpResponse::Ok().json(Value::Object(m)))
+    Ok(HttpResponse::Ok().json(AttackerDetail {
+        attacker: AttackerView::new(&a, e.as_ref()),
+        service_activity: service_activity(&pairs),
+        ip_leaks: leaks.iter().map(|p| json_of(p, Value::Null)).collect(),
+        ip_leaks_total: leaks_total,
+        observations: Vec::new(),
+    }))
 }
 
 #[utoipa::path(
@@ -304,7 +470,7 @@ pub async fn attacker_events(
         ("limit" = Option<String>, Query, description = "Page size: an integer clamped to 1..=200; anything else reads as the default 50 (this route never answers 422: the dashboard alerts on it)"),
         ("offset" = Option<String>, Query, description = "Rows to skip: an integer, negative values read as 0; anything else reads as 0"),
         ("service" = Option<String>, Query, description = "Only this service")),
-    responses((status = 200, description = "{total, limit, offset, data} sliced from the commands list"), (status = 404, description = "Attacker not found"))
+    responses((status = 200, description = "{total, limit, offset, data} sliced from the commands list", body = CommandsPage), (status = 404, description = "Attacker not found"))
 )]
 pub async fn attacker_commands(
     _v: Viewer,
@@ -335,17 +501,28 @@ pub async fn attacker_commands(
         })
         .unwrap_or_default();
     let total = filtered.len() as i64;
-    let data: Vec<&Value> = filtered
+    let data: Vec<Value> = filtered
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(usize::try_from(limit).unwrap_or(200))
+        .cloned()
         .collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({"total": total, "limit": limit, "offset": offset, "data": data})))
+    Ok(HttpResponse::Ok().json(CommandsPage {
+        total,
+        limit,
+        offset,
+        data,
+    }))
 }
 
-fn log_item(l: &Log) -> Value {
-    json!({"id": l.id, "timestamp": iso(l.timestamp), "decky": l.decky, "service": l.service, "fields": l.fields})
+fn log_item(l: &Log) -> LogItem {
+    LogItem {
+        id: l.id,
+        timestamp: iso(l.timestamp),
+        decky: l.decky.clone(),
+        service: l.service.clone(),
+        fields: l.fields.clone(),
+    }
 }
 
 async fn logs_of(state: &AppState, uuid: &str, event_type: &str) -> Result<HttpResponse, ApiError> {
@@ -353,13 +530,15 @@ async fn logs_of(state: &AppState, uuid: &str, event_type: &str) -> Result<HttpR
         return Err(not_found_attacker());
     };
     let (total, rows) = repo::logs_of_type(&state.db, &a.ip, event_type, 200).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"total": total, "data": rows.iter().map(log_item).collect::<Vec<_>>()})))
+    Ok(HttpResponse::Ok().json(LogItems {
+        total,
+        data: rows.iter().map(log_item).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/attackers/{uuid}/artifacts", tag = "Attackers",
     params(("uuid" = String, Path, description = "Attacker uuid")),
-    responses((status = 200, description = "≤200 newest file_captured rows"), (status = 404, description = "Attacker not found")))]
+    responses((status = 200, description = "≤200 newest file_captured rows", body = LogItems), (status = 404, description = "Attacker not found")))]
 pub async fn attacker_artifacts(
     _v: Viewer,
     state: web::Data<AppState>,
@@ -370,7 +549,7 @@ pub async fn attacker_artifacts(
 
 #[utoipa::path(get, path = "/api/v1/attackers/{uuid}/transcripts", tag = "Attackers",
     params(("uuid" = String, Path, description = "Attacker uuid")),
-    responses((status = 200, description = "≤200 newest session_recorded rows"), (status = 404, description = "Attacker not found")))]
+    responses((status = 200, description = "≤200 newest session_recorded rows", body = LogItems), (status = 404, description = "Attacker not found")))]
 pub async fn attacker_transcripts(
     _v: Viewer,
     state: web::Data<AppState>,
@@ -381,7 +560,7 @@ pub async fn attacker_transcripts(
 
 #[utoipa::path(get, path = "/api/v1/attackers/{uuid}/mail", tag = "Attackers",
     params(("uuid" = String, Path, description = "Attacker uuid")),
-    responses((status = 200, description = "≤200 newest message_stored rows"), (status = 403, description = "Admin only"), (status = 404, description = "Attacker not found")))]
+    responses((status = 200, description = "≤200 newest message_stored rows", body = LogItems), (status = 403, description = "Admin only"), (status = 404, description = "Attacker not found")))]
 pub async fn attacker_mail(
     _a: Admin,
     state: web::Data<AppState>,
@@ -395,7 +574,7 @@ const SMTP_TARGET_EVENTS: i64 = 20_000;
 
 #[utoipa::path(get, path = "/api/v1/attackers/{uuid}/smtp-targets", tag = "Attackers",
     params(("uuid" = String, Path, description = "Attacker uuid")),
-    responses((status = 200, description = "{total, data:[{domain, count, first_seen, last_seen}]}: domains the attacker addressed in RCPT TO, most addressed first"), (status = 404, description = "Attacker not found")))]
+    responses((status = 200, description = "{total, data:[{domain, count, first_seen, last_seen}]}: domains the attacker addressed in RCPT TO, most addressed first", body = SmtpTargets), (status = 404, description = "Attacker not found")))]
 pub async fn attacker_smtp_targets(
     _v: Viewer,
     state: web::Data<AppState>,
@@ -414,38 +593,39 @@ pub async fn attacker_smtp_targets(
             .zip(&fields)
             .map(|((t, _, at), f)| (t.as_str(), f, *at)),
     );
-    let data: Vec<Value> = targets
+    let data: Vec<SmtpTarget> = targets
         .iter()
-        .map(|t| {
-            json!({
-                "domain": t.domain,
-                "count": t.count,
-                "first_seen": iso(t.first_seen),
-                "last_seen": iso(t.last_seen),
-            })
+        .map(|t| SmtpTarget {
+            domain: t.domain.clone(),
+            count: i64::try_from(t.count).unwrap_or(i64::MAX),
+            first_seen: iso(t.first_seen),
+            last_seen: iso(t.last_seen),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({"total": data.len(), "data": data})))
+    Ok(HttpResponse::Ok().json(SmtpTargets {
+        total: i64::try_from(data.len()).unwrap_or(i64::MAX),
+        data,
+    }))
 }
 
-fn credential_json(c: &Credential) -> Value {
-    json!({
-        "id": c.id,
-        "attacker_ip": c.attacker_ip,
-        "attacker_uuid": c.attacker_uuid,
-        "decky_name": c.decky_name,
-        "service": c.service,
-        "principal": c.principal,
-        "secret_kind": c.secret_kind,
-        "secret_sha256": c.secret_sha256,
-        "secret_printable": c.secret_printable,
-        "secret_b64": c.secret_b64,
-        "outcome": c.outcome,
-        "fields": json_of(&c.fields, json!({})),
-        "first_seen": iso(c.first_seen),
-        "last_seen": iso(c.last_seen),
-        "attempt_count": c.attempt_count,
-    })
+fn credential_json(c: &Credential) -> CredentialView {
+    CredentialView {
+        id: c.id,
+        attacker_ip: c.attacker_ip.clone(),
+        attacker_uuid: c.attacker_uuid.clone(),
+        decky_name: c.decky_name.clone(),
+        service: c.service.clone(),
+        principal: c.principal.clone(),
+        secret_kind: c.secret_kind.clone(),
+        secret_sha256: c.secret_sha256.clone(),
+        secret_printable: c.secret_printable.clone(),
+        secret_b64: c.secret_b64.clone(),
+        outcome: c.outcome.clone(),
+        fields: json_of(&c.fields, json!({})),
+        first_seen: iso(c.first_seen),
+        last_seen: iso(c.last_seen),
+        attempt_count: c.attempt_count,
+    }
 }
 
 #[utoipa::path(
@@ -454,7 +634,7 @@ fn credential_json(c: &Credential) -> Value {
         ("search" = Option<String>, Query, description = "Substring of decky/service/principal/printable secret"),
         ("service" = Option<String>, Query, description = "Exact service"),
         ("attacker_ip" = Option<String>, Query, description = "Exact attacker IP")),
-    responses((status = 200, description = "Envelope P of credential rows, last_seen desc"))
+    responses((status = 200, description = "Envelope P of credential rows, last_seen desc", body = Page<CredentialView>))
 )]
 pub async fn list_credentials(
     _v: Viewer,
@@ -475,26 +655,26 @@ pub async fn list_credentials(
     Ok(HttpResponse::Ok().json(page.page(total, rows.iter().map(credential_json).collect())))
 }
 
-fn reuse_json((r, printable, b64): &ReuseWithSecret) -> Value {
-    json!({
-        "id": r.id,
-        "secret_sha256": r.secret_sha256,
-        "secret_kind": r.secret_kind,
-        "principal": r.principal,
-        "principal_key": r.principal_key,
-        "attacker_uuids": list_of(&r.attacker_uuids),
-        "attacker_ips": list_of(&r.attacker_ips),
-        "deckies": list_of(&r.deckies),
-        "services": list_of(&r.services),
-        "target_count": r.target_count,
-        "attempt_count": r.attempt_count,
-        "confidence": r.confidence,
-        "first_seen": iso(r.first_seen),
-        "last_seen": iso(r.last_seen),
-        "updated_at": iso(r.updated_at),
-        "secret_printable": printable,
-        "secret_b64": b64,
-    })
+fn reuse_json((r, printable, b64): &ReuseWithSecret) -> ReuseView {
+    ReuseView {
+        id: r.id.clone(),
+        secret_sha256: r.secret_sha256.clone(),
+        secret_kind: r.secret_kind.clone(),
+        principal: r.principal.clone(),
+        principal_key: r.principal_key.clone(),
+        attacker_uuids: strings_of(&r.attacker_uuids),
+        attacker_ips: strings_of(&r.attacker_ips),
+        deckies: strings_of(&r.deckies),
+        services: strings_of(&r.services),
+        target_count: r.target_count,
+        attempt_count: r.attempt_count,
+        confidence: r.confidence,
+        first_seen: iso(r.first_seen),
+        last_seen: iso(r.last_seen),
+        updated_at: iso(r.updated_at),
+        secret_printable: printable.clone(),
+        secret_b64: b64.clone(),
+    }
 }
 
 #[utoipa::path(
@@ -502,7 +682,7 @@ fn reuse_json((r, printable, b64): &ReuseWithSecret) -> Value {
     params(PageQuery,
         ("min_target_count" = Option<i64>, Query, minimum = 2, description = "≥2, default 2"),
         ("secret_kind" = Option<String>, Query, description = "Exact kind")),
-    responses((status = 200, description = "Envelope P of findings, target_count desc"), (status = 422, description = "Bad parameter"))
+    responses((status = 200, description = "Envelope P of findings, target_count desc", body = Page<ReuseView>), (status = 422, description = "Bad parameter"))
 )]
 pub async fn list_reuse(
     _v: Viewer,
@@ -537,7 +717,7 @@ pub async fn list_reuse(
 #[utoipa::path(
     get, path = "/api/v1/credential-reuse/{id}", tag = "Credentials",
     params(("id" = String, Path, description = "Finding id")),
-    responses((status = 200, description = "The finding with its secret"), (status = 404, description = "credential_reuse not found"))
+    responses((status = 200, description = "The finding with its secret", body = ReuseView), (status = 404, description = "credential_reuse not found"))
 )]
 pub async fn get_reuse(
     _v: Viewer,
@@ -565,7 +745,7 @@ fn parse_time(p: &Params, k: &str) -> Result<Option<NaiveDateTime>, ApiError> {
         ("search" = Option<String>, Query, max_length = 512, description = "Tokens: decky: service: event: attacker: key:value bare (≤512 chars)"),
         ("start_time" = Option<String>, Query, format = DateTime, description = "ISO-8601 (RFC 3339; naive and date-only forms are also read, as UTC)"),
         ("end_time" = Option<String>, Query, format = DateTime, description = "ISO-8601 (RFC 3339; naive and date-only forms are also read, as UTC)")),
-    responses((status = 200, description = "Envelope P of log rows, newest first"), (status = 422, description = "Bad parameter"))
+    responses((status = 200, description = "Envelope P of log rows, newest first", body = Page<LogRow>), (status = 422, description = "Bad parameter"))
 )]
 pub async fn list_logs(
     _v: Viewer,
@@ -584,14 +764,14 @@ pub async fn list_logs(
     let (start, end) = (parse_time(&p, "start_time")?, parse_time(&p, "end_time")?);
     let (total, rows) =
         repo::list_logs(&state.db, search, start, end, page.limit, page.offset).await?;
-    let data: Vec<Value> = rows.iter().map(log_row).collect();
+    let data: Vec<LogRow> = rows.iter().map(LogRow::from).collect();
     Ok(HttpResponse::Ok().json(page.page(total, data)))
 }
 
 #[utoipa::path(
     get, path = "/api/v1/ingest/quarantine", tag = "Logs",
     params(PageQuery),
-    responses((status = 200, description = "Envelope P of unparsable lines with their reason, newest first"))
+    responses((status = 200, description = "Envelope P of unparsable lines with their reason, newest first", body = Page<QuarantineView>))
 )]
 pub async fn list_quarantine(
     _v: Viewer,
@@ -599,9 +779,16 @@ pub async fn list_quarantine(
     page: Pagination,
 ) -> Result<HttpResponse, ApiError> {
     let (total, rows) = repo::list_quarantine(&state.db, page.limit, page.offset).await?;
-    let data: Vec<Value> = rows
+    let data: Vec<QuarantineView> = rows
         .iter()
-        .map(|q| json!({"id": q.id, "received_at": iso(q.received_at), "source": q.source, "reason_code": q.reason_code, "reason": q.reason, "raw_line": q.raw_line}))
+        .map(|q| QuarantineView {
+            id: q.id,
+            received_at: iso(q.received_at),
+            source: q.source.clone(),
+            reason_code: q.reason_code.clone(),
+            reason: q.reason.clone(),
+            raw_line: q.raw_line.clone(),
+        })
         .collect();
     Ok(HttpResponse::Ok().json(page.page(total, data)))
 }
@@ -672,7 +859,7 @@ mod tests {
             ("ftp".to_string(), "retr".to_string()),
         ];
         assert_eq!(
-            service_activity(&pairs),
+            serde_json::to_value(service_activity(&pairs)).unwrap(),
             json!({"interacted": ["ftp", "ssh"], "scanned": ["http"]})
         );
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::db::models::intake::Log;
 use crate::db::{repo, Db};
@@ -13,19 +13,42 @@ use crate::http::iso;
 use crate::http::stream::{LiveSource, LogFilter, Stats};
 
 /// One log row as the dashboard's Live Logs and `GET /logs` render it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct LogRow {
+    pub id: i64,
+    /// ISO-8601 UTC.
+    pub timestamp: String,
+    pub decky: String,
+    pub service: String,
+    pub event_type: String,
+    pub attacker_ip: String,
+    pub raw_line: String,
+    /// The structured fields as a JSON object string.
+    pub fields: String,
+    pub msg: Option<String>,
+    pub source_worker: Option<String>,
+}
+
+/// [`LogRow`] as JSON.
 pub fn log_row(l: &Log) -> Value {
-    json!({
-        "id": l.id,
-        "timestamp": iso(l.timestamp),
-        "decky": l.decky,
-        "service": l.service,
-        "event_type": l.event_type,
-        "attacker_ip": l.attacker_ip,
-        "raw_line": l.raw_line,
-        "fields": l.fields,
-        "msg": l.msg,
-        "source_worker": l.source_worker,
-    })
+    serde_json::to_value(LogRow::from(l)).unwrap_or(Value::Null)
+}
+
+impl From<&Log> for LogRow {
+    fn from(l: &Log) -> Self {
+        LogRow {
+            id: l.id,
+            timestamp: iso(l.timestamp),
+            decky: l.decky.clone(),
+            service: l.service.clone(),
+            event_type: l.event_type.clone(),
+            attacker_ip: l.attacker_ip.clone(),
+            raw_line: l.raw_line.clone(),
+            fields: l.fields.clone(),
+            msg: l.msg.clone(),
+            source_worker: l.source_worker.clone(),
+        }
+    }
 }
 
 /// Reads `logs`, `attackers` and `fleet_deckies`.

@@ -544,7 +544,7 @@ fn stream_frame(env: &Envelope) -> Value {
     get, path = "/api/v1/orchestrator/events/stream", tag = "Orchestrator",
     params(("ticket" = Option<String>, Query, description = "Single-use ticket from POST /auth/sse-ticket")),
     responses(
-        (status = 200, description = "`: keepalive`, `snapshot` {events}, then `traffic` / `file` / `email` events", content_type = "text/event-stream"),
+        (status = 200, description = "`: keepalive`, `snapshot` {events}, then `traffic` / `file` / `email` events whose data is a bus envelope (`ts` as ISO-8601)", content_type = "text/event-stream", body = crate::http::sse::EnvelopeSchema),
         (status = 429, description = "SSE connection limit reached")
     )
 )]

@@ -119,6 +119,20 @@ pub struct StreamQuery {
     pub last_event_id: Option<i64>,
 }
 
+/// The data of one `/stream` frame (OpenAPI shape).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StreamFrame {
+    /// `stats` (counters object), `logs` (array of log rows) or `error`.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^(stats|logs|error)$")]
+    pub kind: String,
+    /// `stats`: the landing-page counters; `logs`: new rows (see `GET /logs`).
+    #[schema(value_type = Object)]
+    pub data: Option<Value>,
+    /// `error` frames only.
+    pub message: Option<String>,
+}
+
 fn message(kind: &str, data: Value) -> sse::Event {
     named("message", &json!({ "type": kind, "data": data }))
 }
@@ -235,7 +249,7 @@ async fn step(st: &mut Live) -> Result<(), ApiError> {
     get, path = "/api/v1/stream", tag = "Observability",
     params(StreamQuery),
     responses(
-        (status = 200, description = "`event: message` frames: {type: stats|logs|error, data}", content_type = "text/event-stream", body = String),
+        (status = 200, description = "`event: message` frames whose data is one JSON object: {type: stats|logs|error, data}", content_type = "text/event-stream", body = StreamFrame),
         (status = 429, description = "SSE connection limit (N) reached"),
     )
 )]
