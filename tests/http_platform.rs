@@ -214,7 +214,22 @@ async fn login_must_change_change_password_logout_and_user_management() {
         (s.as_u16(), &b),
         (409, &json!({"detail": "Username already exists"}))
     );
-    for (pw, code) in [("x".repeat(11), 400), ("€".repeat(25), 422)] {
+    // 12 to 72 characters: 73 three-byte characters are too long, 25 (75 bytes) are fine and
+    // log in (bcrypt gets the SHA-256 of a password over 72 bytes)
+    let (s, _, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/config/users",
+        Some(&admin),
+        Some(json!({"username": "euro", "password": "€".repeat(25)})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = login(&app, "euro", &"€".repeat(25)).await;
+    assert_eq!(s, 200);
+    let (s, _) = login(&app, "euro", &format!("{}x", "€".repeat(24))).await;
+    assert_eq!(s, 401, "the same first 72 bytes are not the same password");
+    for (pw, code) in [("x".repeat(11), 400), ("€".repeat(73), 422)] {
         let (s, _, _) = call(
             &app,
             Method::POST,
