@@ -70,7 +70,9 @@ async fn nul_inputs_are_refused(db_url: Option<String>) {
     let (_dir, app) = start(db_url, |_| {}).await;
     let admin = testkit::token_for(&app, "root", "admin").await;
     let anon = None;
-    let cases: Vec<(Method, &str, Option<&str>, Option<&str>, &str)> = vec![
+    /// method, path and query, token, body, the field the 422 must name
+    type Case<'a> = (Method, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Method::POST,
             "/api/v1/auth/login",
