@@ -16,6 +16,7 @@ pub mod sse;
 pub mod state;
 pub mod stream;
 pub mod users;
+pub mod webhooks;
 pub mod workers;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -61,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(intel::configure)
                 .configure(realism::configure)
                 .configure(fleet::configure)
+                .configure(webhooks::configure)
                 // last, so that a real route of an area always wins
                 .configure(out_of_scope)
                 .default_service(web::to(error::not_found)),

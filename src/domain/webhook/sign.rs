@@ -4,7 +4,7 @@
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};
 use hmac::{Hmac, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -14,7 +14,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const WHSEC_PREFIX: &str = "whsec_";
 
 /// `{v, id, ts, topic, type, payload}` as delivered (§5.4).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventBody {
     pub v: u8,
     pub id: String,
