@@ -989,25 +989,61 @@ impl Default for WebhookSettings {
 
 impl WebhookSettings {
     fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
-        env.apply("DECNET_WEBHOOK_ALLOW_PRIVATE", &mut self.allow_private, parse_true)?;
-        env.apply("DECNET_WEBHOOK_ALLOW_LOOPBACK", &mut self.allow_loopback, parse_true)?;
+        env.apply(
+            "DECNET_WEBHOOK_ALLOW_PRIVATE",
+            &mut self.allow_private,
+            parse_true,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_ALLOW_LOOPBACK",
+            &mut self.allow_loopback,
+            parse_true,
+        )?;
         env.apply(
             "DECNET_WEBHOOK_CIRCUIT_THRESHOLD",
             &mut self.circuit_threshold,
             parse_positive,
         )?;
-        env.apply("DECNET_WEBHOOK_CONCURRENCY", &mut self.concurrency, parse_positive)?;
-        env.apply("DECNET_WEBHOOK_TIMEOUT_SECS", &mut self.timeout_s, parse_seconds)?;
-        env.apply("DECNET_WEBHOOK_RETRY_BASE_SECS", &mut self.retry_base_s, parse_seconds)?;
-        env.apply("DECNET_WEBHOOK_MAX_ATTEMPTS", &mut self.max_attempts, parse_positive)?;
-        env.apply("DECNET_WEBHOOK_RELOAD_SECS", &mut self.reload_s, parse_seconds)?;
+        env.apply(
+            "DECNET_WEBHOOK_CONCURRENCY",
+            &mut self.concurrency,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_TIMEOUT_SECS",
+            &mut self.timeout_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_RETRY_BASE_SECS",
+            &mut self.retry_base_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_MAX_ATTEMPTS",
+            &mut self.max_attempts,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_RELOAD_SECS",
+            &mut self.reload_s,
+            parse_seconds,
+        )?;
         env.apply(
             "DECNET_WEBHOOK_BUS_RECONNECT_SECS",
             &mut self.bus_reconnect_s,
             parse_seconds,
         )?;
-        env.apply("DECNET_WEBHOOK_RETENTION_HOURS", &mut self.retention_h, parse_seconds)?;
-        env.apply("DECNET_WEBHOOK_DASHBOARD_URL", &mut self.dashboard_url, parse_opt_string)?;
+        env.apply(
+            "DECNET_WEBHOOK_RETENTION_HOURS",
+            &mut self.retention_h,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_DASHBOARD_URL",
+            &mut self.dashboard_url,
+            parse_opt_string,
+        )?;
         env.apply("DECNET_WEBHOOK_BUFFER", &mut self.buffer, parse_positive)?;
         Ok(())
     }

@@ -45,13 +45,22 @@ struct Receiver {
     server: actix_web::dev::ServerHandle,
 }
 
-async fn recv(req: HttpRequest, body: web::Bytes, st: web::Data<Arc<Mutex<RecvState>>>) -> HttpResponse {
+async fn recv(
+    req: HttpRequest,
+    body: web::Bytes,
+    st: web::Data<Arc<Mutex<RecvState>>>,
+) -> HttpResponse {
     let mut s = st.lock();
     let status = s.script.pop_front().unwrap_or(s.default);
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
     s.hits.push(Hit {
         at: Instant::now(),
@@ -79,12 +88,16 @@ async fn receiver_on(default: u16, port: Option<u16>) -> Receiver {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).unwrap();
     let addr = listener.local_addr().unwrap();
     let data = web::Data::new(Arc::clone(&state));
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).default_service(web::to(recv)))
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(recv))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
     let handle = server.handle();
     actix_rt::spawn(server);
     Receiver {
@@ -107,9 +120,20 @@ impl Receiver {
     /// Event ids acknowledged with a 2xx, with how often each was acknowledged.
     fn acked(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
-        for h in self.state.lock().hits.iter().filter(|h| (200..300).contains(&h.status)) {
-            *out.entry(h.headers.get("x-decnet-event-id").cloned().unwrap_or_default())
-                .or_insert(0) += 1;
+        for h in self
+            .state
+            .lock()
+            .hits
+            .iter()
+            .filter(|h| (200..300).contains(&h.status))
+        {
+            *out.entry(
+                h.headers
+                    .get("x-decnet-event-id")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .or_insert(0) += 1;
         }
         out
     }
@@ -128,7 +152,11 @@ fn tune(s: &mut Settings) {
         .collect();
 }
 
-async fn start_at(dir: &Path, db_url: Option<String>, tweak: impl FnOnce(&mut Settings)) -> RunningApp {
+async fn start_at(
+    dir: &Path,
+    db_url: Option<String>,
+    tweak: impl FnOnce(&mut Settings),
+) -> RunningApp {
     let mut s = testkit::settings(dir, db_url);
     tune(&mut s);
     tweak(&mut s);
@@ -144,7 +172,13 @@ async fn backends() -> Vec<(&'static str, Option<String>)> {
     out
 }
 
-async fn call(base: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    base: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut rb = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
         .bearer_auth(token)
@@ -159,7 +193,14 @@ async fn call(base: &str, method: Method, path: &str, token: &str, body: Option<
 }
 
 async fn create(app: &RunningApp, token: &str, body: Value) -> Value {
-    let (st, v) = call(&app.base_url(), Method::POST, "/api/v1/webhooks/", token, Some(body)).await;
+    let (st, v) = call(
+        &app.base_url(),
+        Method::POST,
+        "/api/v1/webhooks/",
+        token,
+        Some(body),
+    )
+    .await;
     assert_eq!(st, 201, "create: {v}");
     v
 }
@@ -182,7 +223,10 @@ async fn dispatcher_ready(app: &RunningApp, patterns: u64) {
         (extra.get("patterns").and_then(Value::as_u64) == Some(patterns)).then_some(())
     })
     .await;
-    assert!(ok.is_some(), "dispatcher never subscribed {patterns} pattern(s)");
+    assert!(
+        ok.is_some(),
+        "dispatcher never subscribed {patterns} pattern(s)"
+    );
 }
 
 async fn wait_hits(r: &Receiver, n: usize, secs: u64) -> Vec<Hit> {
@@ -244,7 +288,10 @@ async fn routes_validate_and_never_leak_the_secret() {
             Some(json!({"name": "chat", "url": "http://93.184.215.14/x", "topic_patterns": ["identity.formed"], "format": "standard"}))).await;
         assert_eq!(st, 201, "{v2}");
         assert!(v2["secret"].as_str().unwrap().starts_with("whsec_"));
-        assert!(v2["warnings"][0].as_str().unwrap().starts_with("insecure_url:"));
+        assert!(v2["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("insecure_url:"));
 
         for path in ["/api/v1/webhooks/", "/api/v1/webhooks"] {
             let (st, list) = call(&base, Method::GET, path, &admin, None).await;
@@ -254,25 +301,78 @@ async fn routes_validate_and_never_leak_the_secret() {
             let (st, _) = call(&base, Method::GET, path, &viewer, None).await;
             assert_eq!(st, 403, "viewers may not read or write webhooks");
         }
-        let (st, _) = call(&base, Method::POST, "/api/v1/webhooks/", &viewer,
-            Some(json!({"name": "v", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}))).await;
+        let (st, _) = call(
+            &base,
+            Method::POST,
+            "/api/v1/webhooks/",
+            &viewer,
+            Some(json!({"name": "v", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]})),
+        )
+        .await;
         assert_eq!(st, 403);
 
         // Order of checks and their details.
         let cases = [
-            (json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": []}), 400, "Provide at least one"),
-            (json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>.b"]}), 400, "'a.>.b'"),
-            (json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a..b"]}), 400, "'a..b'"),
-            (json!({"name": "siem", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}), 409, "Webhook name already exists"),
-            (json!({"name": "x", "url": "ftp://93.184.215.14/", "topic_patterns": ["a.>"]}), 422, "url"),
-            (json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"], "secret": "short"}), 400, "secret"),
-            (json!({"name": "", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}), 400, "name"),
-            (json!({"name": "x".repeat(65), "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}), 422, "name"),
-            (json!({"name": "x", "url": "https://93.184.215.14/", "simple_events": ["Nope"]}), 400, "simple_events"),
-            (json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"], "format": "xml"}), 400, "format"),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": []}),
+                400,
+                "Provide at least one",
+            ),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>.b"]}),
+                400,
+                "'a.>.b'",
+            ),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a..b"]}),
+                400,
+                "'a..b'",
+            ),
+            (
+                json!({"name": "siem", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}),
+                409,
+                "Webhook name already exists",
+            ),
+            (
+                json!({"name": "x", "url": "ftp://93.184.215.14/", "topic_patterns": ["a.>"]}),
+                422,
+                "url",
+            ),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"], "secret": "short"}),
+                400,
+                "secret",
+            ),
+            (
+                json!({"name": "", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}),
+                400,
+                "name",
+            ),
+            (
+                json!({"name": "x".repeat(65), "url": "https://93.184.215.14/", "topic_patterns": ["a.>"]}),
+                422,
+                "name",
+            ),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "simple_events": ["Nope"]}),
+                422,
+                "Nope",
+            ),
+            (
+                json!({"name": "x", "url": "https://93.184.215.14/", "topic_patterns": ["a.>"], "format": "xml"}),
+                422,
+                "xml",
+            ),
         ];
         for (body, code, needle) in cases {
-            let (st, v) = call(&base, Method::POST, "/api/v1/webhooks/", &admin, Some(body.clone())).await;
+            let (st, v) = call(
+                &base,
+                Method::POST,
+                "/api/v1/webhooks/",
+                &admin,
+                Some(body.clone()),
+            )
+            .await;
             assert_eq!(st, code, "{body} → {v}");
             let d = v["detail"].as_str().unwrap_or_default();
             assert!(d.contains(needle), "{body}: detail {d:?} lacks {needle:?}");
@@ -280,15 +380,52 @@ async fn routes_validate_and_never_leak_the_secret() {
 
         // PATCH: replace patterns, clear → 400, rename onto another → 409, empty → unchanged.
         let p = format!("/api/v1/webhooks/{uuid}");
-        let (st, v) = call(&base, Method::PATCH, &p, &admin, Some(json!({"topic_patterns": ["custom.>"]}))).await;
-        assert_eq!((st, v["topic_patterns"].clone()), (200, json!(["custom.>"])));
-        assert!(!v.to_string().contains("0123456789abcdef"), "secret never echoed");
-        let (st, v) = call(&base, Method::PATCH, &p, &admin, Some(json!({"simple_events": [], "topic_patterns": []}))).await;
+        let (st, v) = call(
+            &base,
+            Method::PATCH,
+            &p,
+            &admin,
+            Some(json!({"topic_patterns": ["custom.>"]})),
+        )
+        .await;
+        assert_eq!(
+            (st, v["topic_patterns"].clone()),
+            (200, json!(["custom.>"]))
+        );
+        assert!(
+            !v.to_string().contains("0123456789abcdef"),
+            "secret never echoed"
+        );
+        let (st, v) = call(
+            &base,
+            Method::PATCH,
+            &p,
+            &admin,
+            Some(json!({"simple_events": [], "topic_patterns": []})),
+        )
+        .await;
         assert_eq!(st, 400);
-        assert_eq!(v["detail"], "Cannot clear all patterns; disable the webhook instead.");
-        let (st, _) = call(&base, Method::PATCH, &p, &admin, Some(json!({"name": "chat"}))).await;
+        assert_eq!(
+            v["detail"],
+            "Cannot clear all patterns; disable the webhook instead."
+        );
+        let (st, _) = call(
+            &base,
+            Method::PATCH,
+            &p,
+            &admin,
+            Some(json!({"name": "chat"})),
+        )
+        .await;
         assert_eq!(st, 409);
-        let (st, v) = call(&base, Method::PATCH, &p, &admin, Some(json!({"url": "http://10.0.0.5/"}))).await;
+        let (st, v) = call(
+            &base,
+            Method::PATCH,
+            &p,
+            &admin,
+            Some(json!({"url": "http://10.0.0.5/"})),
+        )
+        .await;
         assert_eq!(st, 422);
         assert!(v["detail"].as_str().unwrap().contains("forbidden"));
         let (_, before) = call(&base, Method::GET, &p, &admin, None).await;
@@ -312,7 +449,7 @@ async fn ssrf_refused_at_create_and_at_delivery() {
     let base = app.base_url();
     for url in [
         "http://127.0.0.1:8000/",
-        "http://localhost/",                    // a name that resolves to loopback
+        "http://localhost/", // a name that resolves to loopback
         "http://10.1.2.3/",
         "http://172.16.0.1/",
         "http://192.168.0.10/",
@@ -320,18 +457,27 @@ async fn ssrf_refused_at_create_and_at_delivery() {
         "http://100.64.0.1/",
         "http://[::1]/",
         "http://[::ffff:127.0.0.1]/",
-        "http://[::ffff:a9fe:a9fe]/",          // mapped metadata address
+        "http://[::ffff:a9fe:a9fe]/", // mapped metadata address
         "http://[fd00::1]/",
         "http://[fe80::1]/",
         "http://0.0.0.0/",
-        "http://2130706433/",                   // 127.0.0.1 spelled as an integer
+        "http://2130706433/", // 127.0.0.1 spelled as an integer
         "http://0x7f.1/",
         "http://does-not-exist.invalid/",
     ] {
-        let (st, v) = call(&base, Method::POST, "/api/v1/webhooks/", &admin,
-            Some(json!({"name": "x", "url": url, "topic_patterns": ["attacker.>"]}))).await;
+        let (st, v) = call(
+            &base,
+            Method::POST,
+            "/api/v1/webhooks/",
+            &admin,
+            Some(json!({"name": "x", "url": url, "topic_patterns": ["attacker.>"]})),
+        )
+        .await;
         assert_eq!(st, 422, "{url}: {v}");
-        assert!(v["detail"].as_str().unwrap().contains("forbidden"), "{url}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("forbidden"),
+            "{url}: {v}"
+        );
     }
 
     // At delivery: a row that points at loopback (written behind the API's back, as if the
@@ -359,7 +505,9 @@ async fn ssrf_refused_at_create_and_at_delivery() {
     )
     .await
     .unwrap();
-    app.state.registry.publish(Event::WebhookSubscriptionsChanged);
+    app.state
+        .registry
+        .publish(Event::WebhookSubscriptionsChanged);
     dispatcher_ready(&app, 1).await;
     app.state.registry.publish(observed("203.0.113.1"));
     let uuid = "00000000-0000-4000-8000-000000000001";
@@ -371,7 +519,10 @@ async fn ssrf_refused_at_create_and_at_delivery() {
     .expect("delivery refused and dead");
     let d = &dead["data"][0];
     assert_eq!(d["attempts"], 0, "{d}");
-    assert!(d["last_error"].as_str().unwrap().contains("forbidden"), "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("forbidden"),
+        "{d}"
+    );
     assert!(r.hits().is_empty(), "nothing reached the loopback receiver");
     app.stop().await;
 }
@@ -389,11 +540,25 @@ async fn deliveries_are_signed_and_verify_with_an_independent_hmac() {
     let teams = receiver(202).await;
     let discord = receiver(204).await;
     let secret = "generic-secret-0123456789";
-    create(&app, &admin, json!({"name": "g", "url": generic.url, "secret": secret,
-        "topic_patterns": ["attacker.>", "attacker.observed", "*.observed"]})).await;
-    let std_v = create(&app, &admin, json!({"name": "s", "url": standard.url, "format": "standard",
-        "simple_events": ["AttackerDetail"]})).await;
-    for (name, r, f) in [("sl", &slack, "slack"), ("te", &teams, "teams"), ("di", &discord, "discord")] {
+    create(
+        &app,
+        &admin,
+        json!({"name": "g", "url": generic.url, "secret": secret,
+        "topic_patterns": ["attacker.>", "attacker.observed", "*.observed"]}),
+    )
+    .await;
+    let std_v = create(
+        &app,
+        &admin,
+        json!({"name": "s", "url": standard.url, "format": "standard",
+        "simple_events": ["AttackerDetail"]}),
+    )
+    .await;
+    for (name, r, f) in [
+        ("sl", &slack, "slack"),
+        ("te", &teams, "teams"),
+        ("di", &discord, "discord"),
+    ] {
         create(&app, &admin, json!({"name": name, "url": r.url, "format": f, "topic_patterns": ["attacker.observed"]})).await;
     }
     dispatcher_ready(&app, 3).await;
@@ -402,9 +567,15 @@ async fn deliveries_are_signed_and_verify_with_an_independent_hmac() {
     // Generic: one delivery although three patterns match; HMAC over the exact bytes.
     let h = wait_hits(&generic, 1, 10).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(generic.hits().len(), 1, "at most once per (subscription, event)");
+    assert_eq!(
+        generic.hits().len(),
+        1,
+        "at most once per (subscription, event)"
+    );
     let h = &h[0];
-    let sig = h.headers["x-decnet-signature"].strip_prefix("sha256=").unwrap();
+    let sig = h.headers["x-decnet-signature"]
+        .strip_prefix("sha256=")
+        .unwrap();
     assert_eq!(sig, hmac_hex(secret.as_bytes(), &h.body));
     assert_eq!(h.headers["content-type"], "application/json");
     assert_eq!(h.headers["user-agent"], "decnet-webhook/1.0");
@@ -423,7 +594,13 @@ async fn deliveries_are_signed_and_verify_with_an_independent_hmac() {
     // Standard Webhooks: base64 HMAC of "{id}.{timestamp}.{body}" keyed by the whsec_ bytes.
     let h = &wait_hits(&standard, 1, 10).await[0];
     let key = base64::engine::general_purpose::STANDARD
-        .decode(std_v["secret"].as_str().unwrap().strip_prefix("whsec_").unwrap())
+        .decode(
+            std_v["secret"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("whsec_")
+                .unwrap(),
+        )
         .unwrap();
     let signed = [
         h.headers["webhook-id"].as_bytes(),
@@ -451,15 +628,45 @@ async fn deliveries_are_signed_and_verify_with_an_independent_hmac() {
     assert_eq!(d["content"], line);
 
     // The test ping: one attempt, counters untouched.
-    let (_, list) = call(&app.base_url(), Method::GET, "/api/v1/webhooks/", &admin, None).await;
-    let g = list.as_array().unwrap().iter().find(|w| w["name"] == "g").unwrap().clone();
+    let (_, list) = call(
+        &app.base_url(),
+        Method::GET,
+        "/api/v1/webhooks/",
+        &admin,
+        None,
+    )
+    .await;
+    let g = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "g")
+        .unwrap()
+        .clone();
     generic.script(&[500]);
-    let (st, v) = call(&app.base_url(), Method::POST, &format!("/api/v1/webhooks/{}/test", g["uuid"].as_str().unwrap()), &admin, None).await;
+    let (st, v) = call(
+        &app.base_url(),
+        Method::POST,
+        &format!("/api/v1/webhooks/{}/test", g["uuid"].as_str().unwrap()),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(st, 200);
-    assert_eq!(v, json!({"delivered": false, "status_code": 500, "error": "http 500"}));
+    assert_eq!(
+        v,
+        json!({"delivered": false, "status_code": 500, "error": "http 500"})
+    );
     let last = generic.hits().last().cloned().unwrap();
     assert_eq!(last.headers["x-decnet-event-topic"], "test.ping");
-    let (_, after) = call(&app.base_url(), Method::GET, &format!("/api/v1/webhooks/{}", g["uuid"].as_str().unwrap()), &admin, None).await;
+    let (_, after) = call(
+        &app.base_url(),
+        Method::GET,
+        &format!("/api/v1/webhooks/{}", g["uuid"].as_str().unwrap()),
+        &admin,
+        None,
+    )
+    .await;
     assert_eq!(after["consecutive_failures"], 0);
     app.stop().await;
 }
@@ -473,7 +680,12 @@ async fn retry_schedule_is_1_2_4_seconds_within_jitter() {
     let admin = testkit::token_for(&app, "wh-admin", "admin").await;
     let r = receiver(200).await;
     r.script(&[500, 429, 503]);
-    let v = create(&app, &admin, json!({"name": "r", "url": r.url, "topic_patterns": ["attacker.>"]})).await;
+    let v = create(
+        &app,
+        &admin,
+        json!({"name": "r", "url": r.url, "topic_patterns": ["attacker.>"]}),
+    )
+    .await;
     dispatcher_ready(&app, 1).await;
     app.state.registry.publish(observed("203.0.113.8"));
     let hits = wait_hits(&r, 4, 20).await;
@@ -484,7 +696,10 @@ async fn retry_schedule_is_1_2_4_seconds_within_jitter() {
             "gap {i} = {gap:.3}s outside {base}s ±20%"
         );
         assert_eq!(hits[i].body, hits[i + 1].body, "same bytes on every retry");
-        assert_eq!(hits[i].headers["x-decnet-signature"], hits[i + 1].headers["x-decnet-signature"]);
+        assert_eq!(
+            hits[i].headers["x-decnet-signature"],
+            hits[i + 1].headers["x-decnet-signature"]
+        );
     }
     let uuid = v["uuid"].as_str().unwrap();
     let done = testkit::eventually(Duration::from_secs(5), || async {
@@ -494,8 +709,20 @@ async fn retry_schedule_is_1_2_4_seconds_within_jitter() {
     .await
     .expect("delivered after 4 attempts");
     let id = done["data"][0]["id"].as_i64().unwrap();
-    let (_, detail) = call(&app.base_url(), Method::GET, &format!("/api/v1/webhooks/{uuid}/deliveries/{id}"), &admin, None).await;
-    let codes: Vec<i64> = detail["attempt_log"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
+    let (_, detail) = call(
+        &app.base_url(),
+        Method::GET,
+        &format!("/api/v1/webhooks/{uuid}/deliveries/{id}"),
+        &admin,
+        None,
+    )
+    .await;
+    let codes: Vec<i64> = detail["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes, [500, 429, 503, 200]);
     assert_eq!(detail["event"]["payload"]["attacker_ip"], "203.0.113.8");
     app.stop().await;
@@ -508,8 +735,18 @@ async fn no_retry_on_400_or_redirect() {
     let admin = testkit::token_for(&app, "wh-admin", "admin").await;
     let bad = receiver(400).await;
     let moved = receiver(302).await;
-    let a = create(&app, &admin, json!({"name": "a", "url": bad.url, "topic_patterns": ["attacker.>"]})).await;
-    let b = create(&app, &admin, json!({"name": "b", "url": moved.url, "topic_patterns": ["attacker.>"]})).await;
+    let a = create(
+        &app,
+        &admin,
+        json!({"name": "a", "url": bad.url, "topic_patterns": ["attacker.>"]}),
+    )
+    .await;
+    let b = create(
+        &app,
+        &admin,
+        json!({"name": "b", "url": moved.url, "topic_patterns": ["attacker.>"]}),
+    )
+    .await;
     dispatcher_ready(&app, 1).await;
     app.state.registry.publish(observed("203.0.113.9"));
     wait_hits(&bad, 1, 10).await;
@@ -538,13 +775,25 @@ async fn breaker_opens_then_patch_reenables_and_replay_delivers_dead_letters() {
         let admin = testkit::token_for(&app, "wh-admin", "admin").await;
         let base = app.base_url();
         let r = receiver(503).await;
-        let v = create(&app, &admin, json!({"name": "b", "url": r.url, "topic_patterns": ["attacker.>"]})).await;
+        let v = create(
+            &app,
+            &admin,
+            json!({"name": "b", "url": r.url, "topic_patterns": ["attacker.>"]}),
+        )
+        .await;
         let uuid = v["uuid"].as_str().unwrap().to_owned();
         dispatcher_ready(&app, 1).await;
         app.state.registry.publish(observed("198.51.100.1"));
         app.state.registry.publish(observed("198.51.100.2"));
         let tripped = testkit::eventually(Duration::from_secs(15), || async {
-            let (_, w) = call(&base, Method::GET, &format!("/api/v1/webhooks/{uuid}"), &admin, None).await;
+            let (_, w) = call(
+                &base,
+                Method::GET,
+                &format!("/api/v1/webhooks/{uuid}"),
+                &admin,
+                None,
+            )
+            .await;
             (!w["auto_disabled_at"].is_null()).then_some(w)
         })
         .await
@@ -563,22 +812,48 @@ async fn breaker_opens_then_patch_reenables_and_replay_delivers_dead_letters() {
             (v["total"] == 1).then_some(())
         })
         .await;
-        assert!(queued.is_some(), "{backend}: event recorded while the breaker is open");
+        assert!(
+            queued.is_some(),
+            "{backend}: event recorded while the breaker is open"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(r.hits().len(), 8);
 
         // Receiver back; PATCH enabled resets the breaker; the queued event flows.
         r.set_default(200);
-        let (st, w) = call(&base, Method::PATCH, &format!("/api/v1/webhooks/{uuid}"), &admin, Some(json!({"enabled": true}))).await;
+        let (st, w) = call(
+            &base,
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{uuid}"),
+            &admin,
+            Some(json!({"enabled": true})),
+        )
+        .await;
         assert_eq!(st, 200);
-        assert_eq!((w["enabled"].clone(), w["auto_disabled_at"].clone(), w["consecutive_failures"].clone(), w["last_error"].clone()),
-                   (json!(true), Value::Null, json!(0), Value::Null));
-        testkit::eventually(Duration::from_secs(10), || async { (r.acked().len() == 1).then_some(()) })
-            .await
-            .expect("queued event delivered after re-enable");
+        assert_eq!(
+            (
+                w["enabled"].clone(),
+                w["auto_disabled_at"].clone(),
+                w["consecutive_failures"].clone(),
+                w["last_error"].clone()
+            ),
+            (json!(true), Value::Null, json!(0), Value::Null)
+        );
+        testkit::eventually(Duration::from_secs(10), || async {
+            (r.acked().len() == 1).then_some(())
+        })
+        .await
+        .expect("queued event delivered after re-enable");
 
         // Replay the dead letters: both delivered, each exactly once.
-        let (st, v) = call(&base, Method::POST, &format!("/api/v1/webhooks/{uuid}/replay"), &admin, None).await;
+        let (st, v) = call(
+            &base,
+            Method::POST,
+            &format!("/api/v1/webhooks/{uuid}/replay"),
+            &admin,
+            None,
+        )
+        .await;
         assert_eq!((st, v["replayed"].clone()), (200, json!(2)));
         let acked = testkit::eventually(Duration::from_secs(10), || async {
             let a = r.acked();
@@ -589,11 +864,25 @@ async fn breaker_opens_then_patch_reenables_and_replay_delivers_dead_letters() {
         assert!(acked.values().all(|n| *n == 1), "{acked:?}");
         let d = deliveries(&app, &admin, &uuid, "&status=delivered").await;
         assert_eq!(d["total"], 3);
-        let (_, w) = call(&base, Method::GET, &format!("/api/v1/webhooks/{uuid}"), &admin, None).await;
+        let (_, w) = call(
+            &base,
+            Method::GET,
+            &format!("/api/v1/webhooks/{uuid}"),
+            &admin,
+            None,
+        )
+        .await;
         assert!(w["last_success_at"].is_string());
         // One delivery replayed by id is sent again.
         let id = d["data"][0]["id"].as_i64().unwrap();
-        let (st, v) = call(&base, Method::POST, &format!("/api/v1/webhooks/{uuid}/deliveries/{id}/replay"), &admin, None).await;
+        let (st, v) = call(
+            &base,
+            Method::POST,
+            &format!("/api/v1/webhooks/{uuid}/deliveries/{id}/replay"),
+            &admin,
+            None,
+        )
+        .await;
         assert_eq!((st, v["replayed"].clone()), (200, json!(1)));
         wait_hits(&r, 8 + 1 + 2 + 1, 10).await;
         app.stop().await;
@@ -613,12 +902,19 @@ async fn pending_and_retrying_deliveries_survive_a_restart() {
         let app = start_at(dir.path(), url.clone(), tweak).await;
         let admin = testkit::token_for(&app, "wh-admin", "admin").await;
         let r = receiver(503).await;
-        let v = create(&app, &admin, json!({"name": "d", "url": r.url, "topic_patterns": ["attacker.>"]})).await;
+        let v = create(
+            &app,
+            &admin,
+            json!({"name": "d", "url": r.url, "topic_patterns": ["attacker.>"]}),
+        )
+        .await;
         let uuid = v["uuid"].as_str().unwrap().to_owned();
         dispatcher_ready(&app, 1).await;
         const N: usize = 200;
         for i in 0..N {
-            app.state.registry.publish(observed(&format!("192.0.2.{}", i % 250 + 1)));
+            app.state
+                .registry
+                .publish(observed(&format!("192.0.2.{}", i % 250 + 1)));
         }
         testkit::eventually(Duration::from_secs(20), || async {
             let v = deliveries(&app, &admin, &uuid, "&status=pending&limit=1").await;
@@ -636,14 +932,26 @@ async fn pending_and_retrying_deliveries_survive_a_restart() {
             (a.len() == N).then_some(a)
         })
         .await
-        .unwrap_or_else(|| panic!("{backend}: {} of {N} delivered after restart", r.acked().len()));
-        assert!(acked.values().all(|n| *n == 1), "{backend}: exactly once each");
+        .unwrap_or_else(|| {
+            panic!(
+                "{backend}: {} of {N} delivered after restart",
+                r.acked().len()
+            )
+        });
+        assert!(
+            acked.values().all(|n| *n == 1),
+            "{backend}: exactly once each"
+        );
         app.stop().await;
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn spawn_daemon(dir: &Path, port: u16, db_url: &str) -> std::process::Child {
@@ -655,10 +963,13 @@ fn spawn_daemon(dir: &Path, port: u16, db_url: &str) -> std::process::Child {
         .env("DECNET_DATA_DIR", dir)
         .env("DECNET_DB_URL", db_url)
         .env("DECNET_API_PORT", port.to_string())
-        .env("DECNET_JWT_SECRET", "test-jwt-secret-test-jwt-secret-0123456789")
+        .env(
+            "DECNET_JWT_SECRET",
+            "test-jwt-secret-test-jwt-secret-0123456789",
+        )
         .env("DECNET_ADMIN_PASSWORD", testkit::ADMIN_PASSWORD)
         .env("DECNET_INGEST_LOG_FILE", dir.join("ingest.log"))
-        .env("DECNET_FLEET_STATE_FILE", dir.join("state.json"))
+        .env("DECNET_STATE_FILE", dir.join("state.json"))
         .env("DECNET_WEBHOOK_ALLOW_LOOPBACK", "true")
         .env("DECNET_WEBHOOK_RETRY_BASE_SECS", "0.5")
         .env("DECNET_WEBHOOK_MAX_ATTEMPTS", "1000")
@@ -672,7 +983,9 @@ fn spawn_daemon(dir: &Path, port: u16, db_url: &str) -> std::process::Child {
 
 async fn pending_rows(db_url: &str) -> i64 {
     let db = decnetd::db::Db::connect(db_url, 1).await.unwrap();
-    let (p, _, _) = decnetd::db::repo::webhooks::outbox_counts(&db).await.unwrap_or_default();
+    let (p, _, _) = decnetd::db::repo::webhooks::outbox_counts(&db)
+        .await
+        .unwrap_or_default();
     p
 }
 
@@ -686,19 +999,32 @@ async fn kill_9_while_1000_deliveries_are_queued_loses_nothing() {
     }
     for (backend, pg) in targets {
         let dir = tempfile::tempdir().unwrap();
-        let db_url = pg.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("decnet.db").display()));
+        let db_url =
+            pg.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("decnet.db").display()));
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
         let mut child = spawn_daemon(dir.path(), port, &db_url);
         let up = testkit::eventually(Duration::from_secs(30), || async {
-            let (st, v) = testkit::login(&base, "admin", testkit::ADMIN_PASSWORD).await;
-            (st == 200).then(|| v["access_token"].as_str().unwrap().to_owned())
+            let (st, _) = testkit::login(&base, "admin", testkit::ADMIN_PASSWORD).await;
+            (st == 200).then_some(())
         })
         .await;
-        let token = up.expect("daemon up");
+        up.expect("daemon up");
+        let db = decnetd::db::Db::connect(&db_url, 1).await.unwrap();
+        testkit::create_user(&db, "k-admin", "k-admin-password-123", "admin")
+            .await
+            .unwrap();
+        let (_, v) = testkit::login(&base, "k-admin", "k-admin-password-123").await;
+        let token = v["access_token"].as_str().unwrap().to_owned();
         let r = receiver(503).await;
-        let (st, v) = call(&base, Method::POST, "/api/v1/webhooks/", &token,
-            Some(json!({"name": "k", "url": r.url, "topic_patterns": ["attacker.observed"]}))).await;
+        let (st, v) = call(
+            &base,
+            Method::POST,
+            "/api/v1/webhooks/",
+            &token,
+            Some(json!({"name": "k", "url": r.url, "topic_patterns": ["attacker.observed"]})),
+        )
+        .await;
         assert_eq!(st, 201, "{v}");
         tokio::time::sleep(Duration::from_millis(500)).await; // hot reload
 
@@ -716,7 +1042,11 @@ async fn kill_9_while_1000_deliveries_are_queued_loses_nothing() {
             (pending_rows(&db_url).await >= 1000).then_some(())
         })
         .await;
-        assert!(queued.is_some(), "{backend}: 1000 deliveries queued (have {})", pending_rows(&db_url).await);
+        assert!(
+            queued.is_some(),
+            "{backend}: 1000 deliveries queued (have {})",
+            pending_rows(&db_url).await
+        );
         wait_hits(&r, 20, 10).await; // retrying
         child.kill().expect("kill -9"); // SIGKILL
         child.wait().unwrap();
@@ -732,8 +1062,12 @@ async fn kill_9_while_1000_deliveries_are_queued_loses_nothing() {
         .await;
         let _ = child.kill();
         let _ = child.wait();
-        let acked = acked.unwrap_or_else(|| panic!("{backend}: {} of 1000 delivered", r.acked().len()));
-        assert!(acked.values().all(|n| *n == 1), "{backend}: exactly once per event");
+        let acked =
+            acked.unwrap_or_else(|| panic!("{backend}: {} of 1000 delivered", r.acked().len()));
+        assert!(
+            acked.values().all(|n| *n == 1),
+            "{backend}: exactly once per event"
+        );
         eprintln!("{backend}: {refused_before} refused attempts before kill -9; 1000/1000 delivered once after restart");
         r.server.stop(false).await;
     }

@@ -360,7 +360,9 @@ impl WebhookDispatcher {
                                 }
                             }
                         }
-                        Err(e) => tracing::warn!(worker = NAME, error = %e, "cannot read due deliveries"),
+                        Err(e) => {
+                            tracing::warn!(worker = NAME, error = %e, "cannot read due deliveries")
+                        }
                     }
                     if std::mem::take(&mut act.pump_again) {
                         act.pump(ctx);
@@ -419,14 +421,16 @@ impl WebhookDispatcher {
     fn prune(&mut self, ctx: &mut Context<Self>) {
         let db = self.deps.db.clone();
         let keep = self.deps.settings.webhooks.retention_h.max(0.0);
-        let before = now_utc()
-            - chrono::Duration::milliseconds((keep * 3_600_000.0).min(1e15) as i64);
+        let before =
+            now_utc() - chrono::Duration::milliseconds((keep * 3_600_000.0).min(1e15) as i64);
         ctx.spawn(
             async move { repo::prune_delivered(&db, before).await }
                 .into_actor(self)
                 .map(|res: Result<usize, DbError>, _act, _ctx| match res {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(worker = NAME, rows = n, "pruned delivered webhook rows"),
+                    Ok(n) => {
+                        tracing::info!(worker = NAME, rows = n, "pruned delivered webhook rows")
+                    }
                     Err(e) => tracing::warn!(worker = NAME, error = %e, "prune failed"),
                 }),
         );
@@ -560,7 +564,8 @@ impl Actor for WebhookDispatcher {
         match Egress::new(&self.deps.settings.webhooks) {
             Ok(e) => self.egress = Some(e),
             Err(e) => {
-                self.exit.fail(format!("cannot build the webhook HTTP client: {e}"));
+                self.exit
+                    .fail(format!("cannot build the webhook HTTP client: {e}"));
                 ctx.stop();
                 return;
             }
@@ -604,7 +609,11 @@ impl Handler<Shutdown> for WebhookDispatcher {
         // Rows still in the write buffer are lost with the process; everything already in
         // the outbox (pending or retrying) resumes at the next start.
         if !self.buffer.is_empty() {
-            tracing::warn!(worker = NAME, rows = self.buffer.len(), "stopping with unwritten webhook deliveries");
+            tracing::warn!(
+                worker = NAME,
+                rows = self.buffer.len(),
+                "stopping with unwritten webhook deliveries"
+            );
         }
         ctx.stop();
     }

@@ -253,7 +253,10 @@ fn check_name(name: &str) -> Result<String, ApiError> {
         return Err(ApiError::structural("name", "must not be empty"));
     }
     if name.chars().count() > NAME_MAX {
-        return Err(ApiError::invalid_field("name", "must be at most 64 characters"));
+        return Err(ApiError::invalid_field(
+            "name",
+            "must be at most 64 characters",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -261,13 +264,19 @@ fn check_name(name: &str) -> Result<String, ApiError> {
 fn check_url_shape(url: &str) -> Result<String, ApiError> {
     let url = url.trim();
     if url.len() > URL_MAX {
-        return Err(ApiError::invalid_field("url", "must be at most 2048 characters"));
+        return Err(ApiError::invalid_field(
+            "url",
+            "must be at most 2048 characters",
+        ));
     }
     match url::Url::parse(url) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
             Ok(u.to_string())
         }
-        _ => Err(ApiError::invalid_field("url", "must be a valid http(s) URL")),
+        _ => Err(ApiError::invalid_field(
+            "url",
+            "must be a valid http(s) URL",
+        )),
     }
 }
 
@@ -278,10 +287,16 @@ fn check_secret(secret: Option<&str>) -> Result<Option<String>, ApiError> {
     };
     let n = s.chars().count();
     if n < SECRET_MIN {
-        return Err(ApiError::structural("secret", "must be at least 16 characters"));
+        return Err(ApiError::structural(
+            "secret",
+            "must be at least 16 characters",
+        ));
     }
     if n > SECRET_MAX {
-        return Err(ApiError::invalid_field("secret", "must be at most 256 characters"));
+        return Err(ApiError::invalid_field(
+            "secret",
+            "must be at most 256 characters",
+        ));
     }
     Ok(Some(s.to_owned()))
 }
@@ -289,7 +304,10 @@ fn check_secret(secret: Option<&str>) -> Result<Option<String>, ApiError> {
 /// Every raw pattern must parse with the registry's own parser (400 naming it).
 fn check_patterns(raw: &[String]) -> Result<(), ApiError> {
     if raw.len() > PATTERNS_MAX {
-        return Err(ApiError::invalid_field("topic_patterns", "must hold at most 64 patterns"));
+        return Err(ApiError::invalid_field(
+            "topic_patterns",
+            "must hold at most 64 patterns",
+        ));
     }
     for p in raw.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         if p.chars().count() > PATTERN_MAX {
@@ -299,7 +317,9 @@ fn check_patterns(raw: &[String]) -> Result<(), ApiError> {
             ));
         }
         Pattern::parse(p).map_err(|e| {
-            ApiError::BadRequest(format!("Invalid topic pattern '{p}' in topic_patterns: {e}").into())
+            ApiError::BadRequest(
+                format!("Invalid topic pattern '{p}' in topic_patterns: {e}").into(),
+            )
         })?;
     }
     Ok(())
@@ -331,7 +351,10 @@ async fn load(state: &AppState, uuid: &str) -> Result<Subscription, ApiError> {
     get, path = "/api/v1/webhooks/", tag = "Webhooks",
     responses((status = 200, description = "Every subscription, oldest first (a bare array)", body = Vec<WebhookView>))
 )]
-pub async fn list_webhooks(_a: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_webhooks(
+    _a: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let rows = repo::list(&state.db).await?;
     Ok(HttpResponse::Ok().json(rows.iter().map(WebhookView::from).collect::<Vec<_>>()))
 }
@@ -340,7 +363,10 @@ pub async fn list_webhooks(_a: Admin, state: web::Data<AppState>) -> Result<Http
     get, path = "/api/v1/webhooks", tag = "Webhooks",
     responses((status = 200, description = "Same as `GET /api/v1/webhooks/`", body = Vec<WebhookView>))
 )]
-pub async fn list_webhooks_bare(a: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn list_webhooks_bare(
+    a: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     list_webhooks(a, state).await
 }
 
@@ -360,7 +386,10 @@ pub async fn create_webhook(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.limits.check(Bucket::WebhookCreate, &client_ip(&req))?;
+    state
+        .auth
+        .limits
+        .check(Bucket::WebhookCreate, &client_ip(&req))?;
     let body: CreateWebhook = parse_json(&body)?;
     let name = check_name(&body.name)?;
     let url = check_url_shape(&body.url)?;
@@ -381,7 +410,8 @@ pub async fn create_webhook(
         name,
         url,
         secret: secret.clone(),
-        topic_patterns: serde_json::to_string(&patterns).map_err(|e| ApiError::internal(e.to_string()))?,
+        topic_patterns: serde_json::to_string(&patterns)
+            .map_err(|e| ApiError::internal(e.to_string()))?,
         format: body.format.as_str().to_owned(),
         enabled: body.enabled,
         consecutive_failures: 0,
@@ -572,7 +602,14 @@ pub async fn test_webhook(
     );
     let format = Format::parse(&row.format).unwrap_or_default();
     let secs = now as i64;
-    let req = render(format, &row.secret, &body, secs, secs, settings.dashboard_url.as_deref());
+    let req = render(
+        format,
+        &row.secret,
+        &body,
+        secs,
+        secs,
+        settings.dashboard_url.as_deref(),
+    );
     let res = egress.send(&row.url, &req).await;
     Ok(HttpResponse::Ok().json(TestResult {
         delivered: res.error.is_none(),
@@ -696,8 +733,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/webhooks/{uuid}", web::delete().to(delete_webhook))
         .route("/webhooks/{uuid}/test", web::post().to(test_webhook))
         .route("/webhooks/{uuid}/replay", web::post().to(replay_dead))
-        .route("/webhooks/{uuid}/deliveries", web::get().to(list_deliveries))
-        .route("/webhooks/{uuid}/deliveries/{id}", web::get().to(get_delivery))
+        .route(
+            "/webhooks/{uuid}/deliveries",
+            web::get().to(list_deliveries),
+        )
+        .route(
+            "/webhooks/{uuid}/deliveries/{id}",
+            web::get().to(get_delivery),
+        )
         .route(
             "/webhooks/{uuid}/deliveries/{id}/replay",
             web::post().to(replay_one),

@@ -83,9 +83,11 @@ pub async fn update(
 
 /// Delete a subscription (its deliveries and attempts go with it); whether it existed.
 pub async fn delete(db: &Db, uuid: &str) -> Result<bool, DbError> {
-    let n = db_run!(db, |c| diesel::delete(webhook_subscriptions::table.find(uuid))
-        .execute(c)
-        .await)?;
+    let n = db_run!(db, |c| diesel::delete(
+        webhook_subscriptions::table.find(uuid)
+    )
+    .execute(c)
+    .await)?;
     Ok(n > 0)
 }
 
