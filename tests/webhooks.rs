@@ -6,137 +6,20 @@
 
 mod common;
 
-use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine as _;
 use decnetd::actors::topics::{AttackerObserved, Event};
 use decnetd::app::RunningApp;
 use decnetd::config::Settings;
 use decnetd::testkit;
-use parking_lot::Mutex;
+use decnetd::testkit::receiver::{Hit, Receiver};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-// ---------------------------------------------------------------- a receiver on loopback
-
-#[derive(Debug, Clone)]
-struct Hit {
-    at: Instant,
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct RecvState {
-    hits: Vec<Hit>,
-    script: VecDeque<u16>,
-    default: u16,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    state: Arc<Mutex<RecvState>>,
-    url: String,
-    server: actix_web::dev::ServerHandle,
-}
-
-async fn recv(
-    req: HttpRequest,
-    body: web::Bytes,
-    st: web::Data<Arc<Mutex<RecvState>>>,
-) -> HttpResponse {
-    let mut s = st.lock();
-    let status = s.script.pop_front().unwrap_or(s.default);
-    let headers = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect();
-    s.hits.push(Hit {
-        at: Instant::now(),
-        status,
-        headers,
-        body: body.to_vec(),
-    });
-    let code = actix_web::http::StatusCode::from_u16(status).unwrap();
-    let mut res = HttpResponse::build(code);
-    if (300..400).contains(&status) {
-        res.insert_header(("Location", "http://127.0.0.1:9/elsewhere"));
-    }
-    res.body("ok")
-}
-
 async fn receiver(default: u16) -> Receiver {
-    receiver_on(default, None).await
-}
-
-async fn receiver_on(default: u16, port: Option<u16>) -> Receiver {
-    let state = Arc::new(Mutex::new(RecvState {
-        default,
-        ..RecvState::default()
-    }));
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let data = web::Data::new(Arc::clone(&state));
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::to(recv))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    let handle = server.handle();
-    actix_rt::spawn(server);
-    Receiver {
-        state,
-        url: format!("http://{addr}/hook"),
-        server: handle,
-    }
-}
-
-impl Receiver {
-    fn hits(&self) -> Vec<Hit> {
-        self.state.lock().hits.clone()
-    }
-    fn script(&self, codes: &[u16]) {
-        self.state.lock().script.extend(codes.iter().copied());
-    }
-    fn set_default(&self, code: u16) {
-        self.state.lock().default = code;
-    }
-    /// Event ids acknowledged with a 2xx, with how often each was acknowledged.
-    fn acked(&self) -> HashMap<String, usize> {
-        let mut out = HashMap::new();
-        for h in self
-            .state
-            .lock()
-            .hits
-            .iter()
-            .filter(|h| (200..300).contains(&h.status))
-        {
-            *out.entry(
-                h.headers
-                    .get("x-decnet-event-id")
-                    .cloned()
-                    .unwrap_or_default(),
-            )
-            .or_insert(0) += 1;
-        }
-        out
-    }
+    Receiver::start(default).expect("receiver on loopback")
 }
 
 // ---------------------------------------------------------------- daemon helpers
@@ -1069,6 +952,6 @@ async fn kill_9_while_1000_deliveries_are_queued_loses_nothing() {
             "{backend}: exactly once per event"
         );
         eprintln!("{backend}: {refused_before} refused attempts before kill -9; 1000/1000 delivered once after restart");
-        r.server.stop(false).await;
+        r.stop().await;
     }
 }
