@@ -67,8 +67,9 @@ async fn daemon(dir: &Path, db_url: Option<String>, ingester: bool) -> RunningAp
     s.workers.disabled = decnetd::actors::supervisor::DISPLAY_ORDER
         .iter()
         .filter(|n| {
-            !matches!(**n, "webhooks" | "heartbeat" | "api" | "bus")
-                && !(ingester && **n == "ingester")
+            let keep = matches!(**n, "webhooks" | "heartbeat" | "api" | "bus")
+                || (ingester && **n == "ingester");
+            !keep
         })
         .map(|n| n.to_string())
         .collect();

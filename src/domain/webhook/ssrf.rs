@@ -51,7 +51,7 @@ pub fn check_url(raw: &str) -> Result<Target, Forbidden> {
     }
     let (host, literal) = match url.host() {
         None => return Err(Forbidden::NoHost),
-        Some(url::Host::Domain(d)) if d.is_empty() => return Err(Forbidden::NoHost),
+        Some(url::Host::Domain("")) => return Err(Forbidden::NoHost),
         Some(url::Host::Domain(d)) => (d.to_owned(), None),
         Some(url::Host::Ipv4(a)) => (a.to_string(), Some(IpAddr::V4(a))),
         Some(url::Host::Ipv6(a)) => (a.to_string(), Some(IpAddr::V6(a))),
