@@ -41,23 +41,15 @@ fn observed(i: usize) -> Event {
 }
 
 fn subscription(name: &str, url: &str) -> Subscription {
-    let now = now_utc();
-    Subscription {
-        uuid: uuid::Uuid::new_v4().to_string(),
-        name: name.into(),
-        url: url.into(),
-        secret: "bench-secret-0123456789".into(),
-        topic_patterns: r#"["attacker.>"]"#.into(),
-        format: "generic".into(),
-        enabled: true,
-        consecutive_failures: 0,
-        last_success_at: None,
-        last_failure_at: None,
-        last_error: None,
-        auto_disabled_at: None,
-        created_at: now,
-        updated_at: now,
-    }
+    let patterns = ["attacker.>".to_owned()];
+    Subscription::fresh(
+        name,
+        url,
+        "bench-secret-0123456789",
+        &patterns,
+        "generic",
+        true,
+    )
 }
 
 async fn daemon(dir: &Path, db_url: Option<String>, ingester: bool) -> RunningApp {

@@ -366,36 +366,25 @@ async fn ssrf_refused_at_create_and_at_delivery() {
     // At delivery: a row that points at loopback (written behind the API's back, as if the
     // name had been rebound after creation) ends dead with zero attempts.
     let r = receiver(200).await;
-    let now = decnetd::db::now_utc();
-    decnetd::db::repo::webhooks::create(
-        &app.state.db,
-        decnetd::db::models::webhooks::Subscription {
-            uuid: "00000000-0000-4000-8000-000000000001".into(),
-            name: "rebound".into(),
-            url: r.url.clone(),
-            secret: "0123456789abcdef".into(),
-            topic_patterns: r#"["attacker.>"]"#.into(),
-            format: "generic".into(),
-            enabled: true,
-            consecutive_failures: 0,
-            last_success_at: None,
-            last_failure_at: None,
-            last_error: None,
-            auto_disabled_at: None,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await
-    .unwrap();
+    let row = decnetd::db::models::webhooks::Subscription::fresh(
+        "rebound",
+        &r.url,
+        "0123456789abcdef",
+        &["attacker.>".to_owned()],
+        "generic",
+        true,
+    );
+    let uuid = row.uuid.clone();
+    decnetd::db::repo::webhooks::create(&app.state.db, row)
+        .await
+        .unwrap();
     app.state
         .registry
         .publish(Event::WebhookSubscriptionsChanged);
     dispatcher_ready(&app, 1).await;
     app.state.registry.publish(observed("203.0.113.1"));
-    let uuid = "00000000-0000-4000-8000-000000000001";
     let dead = testkit::eventually(Duration::from_secs(10), || async {
-        let v = deliveries(&app, &admin, uuid, "&status=dead").await;
+        let v = deliveries(&app, &admin, &uuid, "&status=dead").await;
         (v["total"] == 1).then_some(v)
     })
     .await

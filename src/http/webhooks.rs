@@ -15,8 +15,8 @@ use crate::actors::webhooks::egress::{check_destination, policy, Egress};
 use crate::db::models::webhooks::{
     Attempt, Delivery, Subscription, SubscriptionChanges, DEAD, DELIVERED, PENDING,
 };
+use crate::db::now_utc;
 use crate::db::repo::webhooks as repo;
-use crate::db::{new_uuid, now_utc};
 use crate::domain::webhook::sign::encode_secret;
 use crate::domain::webhook::{merge_patterns, render, EventBody, Format, SimpleEvent};
 use crate::http::auth::{client_ip, Admin, Bucket};
@@ -403,25 +403,15 @@ pub async fn create_webhook(
         return Err(ApiError::conflict("Webhook name already exists"));
     }
     check_ssrf(&state, &url).await?;
-    let now = now_utc();
     let secret = secret.unwrap_or_else(|| generate_secret(body.format));
-    let row = Subscription {
-        uuid: new_uuid(),
-        name,
-        url,
-        secret: secret.clone(),
-        topic_patterns: serde_json::to_string(&patterns)
-            .map_err(|e| ApiError::internal(e.to_string()))?,
-        format: body.format.as_str().to_owned(),
-        enabled: body.enabled,
-        consecutive_failures: 0,
-        last_success_at: None,
-        last_failure_at: None,
-        last_error: None,
-        auto_disabled_at: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let row = Subscription::fresh(
+        &name,
+        &url,
+        &secret,
+        &patterns,
+        body.format.as_str(),
+        body.enabled,
+    );
     let row = repo::create(&state.db, row).await.map_err(|e| {
         if e.is_unique_violation() {
             ApiError::conflict("Webhook name already exists")

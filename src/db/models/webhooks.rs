@@ -32,6 +32,35 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A new row (fresh uuid, timestamps now, counters zero, no breaker stamp).
+    pub fn fresh(
+        name: &str,
+        url: &str,
+        secret: &str,
+        patterns: &[String],
+        format: &str,
+        enabled: bool,
+    ) -> Subscription {
+        let now = crate::db::now_utc();
+        Subscription {
+            uuid: crate::db::new_uuid(),
+            name: name.to_owned(),
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            // A list of strings always serialises.
+            topic_patterns: serde_json::to_string(patterns).unwrap_or_else(|_| "[]".to_owned()),
+            format: format.to_owned(),
+            enabled,
+            consecutive_failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            last_error: None,
+            auto_disabled_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The stored pattern list (an unreadable value reads as empty).
     pub fn patterns(&self) -> Vec<String> {
         serde_json::from_str(&self.topic_patterns).unwrap_or_default()
