@@ -734,8 +734,13 @@ async fn breaker_opens_then_patch_reenables_and_replay_delivers_dead_letters() {
         .await
         .expect("replayed dead letters delivered");
         assert!(acked.values().all(|n| *n == 1), "{acked:?}");
-        let d = deliveries(&app, &admin, &uuid, "&status=delivered").await;
-        assert_eq!(d["total"], 3);
+        // The receiver acknowledges before the outcome is committed: wait for the rows.
+        let d = testkit::eventually(Duration::from_secs(5), || async {
+            let d = deliveries(&app, &admin, &uuid, "&status=delivered").await;
+            (d["total"] == 3).then_some(d)
+        })
+        .await
+        .expect("three delivered rows");
         let (_, w) = call(
             &base,
             Method::GET,
