@@ -247,6 +247,7 @@ pub struct Settings {
     pub fleet: FleetSettings,
     pub realism: RealismSettings,
     pub canary: CanarySettings,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for Settings {
@@ -270,6 +271,7 @@ impl Default for Settings {
             fleet: FleetSettings::default(),
             realism: RealismSettings::default(),
             canary: CanarySettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -937,6 +939,116 @@ impl CanarySettings {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Skip the SSRF address-class check (§5.5): private receivers allowed.
+    pub allow_private: bool,
+    /// Allow loopback receivers only (127.0.0.0/8, ::1): tests and local development.
+    pub allow_loopback: bool,
+    /// Consecutive failed deliveries that open a subscription's breaker (minimum 1).
+    pub circuit_threshold: u32,
+    /// Deliveries in flight at once, all subscriptions together.
+    pub concurrency: usize,
+    /// Per-attempt timeout, seconds.
+    pub timeout_s: f64,
+    /// First retry delay, seconds (doubles per attempt, ±20 % jitter).
+    pub retry_base_s: f64,
+    /// Attempts per delivery before it becomes a dead letter.
+    pub max_attempts: u32,
+    /// Subscriptions are re-read at least this often, seconds.
+    pub reload_s: f64,
+    /// Retry period while the registry is unavailable, seconds (minimum 5).
+    pub bus_reconnect_s: f64,
+    /// Delivered outbox rows are kept this long, hours.
+    pub retention_h: f64,
+    /// Public dashboard URL for links in Slack/Teams/Discord messages.
+    pub dashboard_url: Option<String>,
+    /// Registry buffer of the dispatcher's subscriptions (events waiting to be written).
+    pub buffer: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            allow_private: false,
+            allow_loopback: false,
+            circuit_threshold: 5,
+            concurrency: 10,
+            timeout_s: 10.0,
+            retry_base_s: 1.0,
+            max_attempts: 4,
+            reload_s: 60.0,
+            bus_reconnect_s: 60.0,
+            retention_h: 168.0,
+            dashboard_url: None,
+            buffer: 65536,
+        }
+    }
+}
+
+impl WebhookSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply(
+            "DECNET_WEBHOOK_ALLOW_PRIVATE",
+            &mut self.allow_private,
+            parse_true,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_ALLOW_LOOPBACK",
+            &mut self.allow_loopback,
+            parse_true,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_CIRCUIT_THRESHOLD",
+            &mut self.circuit_threshold,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_CONCURRENCY",
+            &mut self.concurrency,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_TIMEOUT_SECS",
+            &mut self.timeout_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_RETRY_BASE_SECS",
+            &mut self.retry_base_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_MAX_ATTEMPTS",
+            &mut self.max_attempts,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_RELOAD_SECS",
+            &mut self.reload_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_BUS_RECONNECT_SECS",
+            &mut self.bus_reconnect_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_RETENTION_HOURS",
+            &mut self.retention_h,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_WEBHOOK_DASHBOARD_URL",
+            &mut self.dashboard_url,
+            parse_opt_string,
+        )?;
+        env.apply("DECNET_WEBHOOK_BUFFER", &mut self.buffer, parse_positive)?;
+        Ok(())
+    }
+}
+
 /// Values that are never acceptable as a secret (compared case-insensitively).
 pub const KNOWN_BAD_SECRETS: [&str; 5] = [
     "fallback-secret-key-change-me",
@@ -999,6 +1111,7 @@ impl Settings {
         self.fleet.apply_env(env)?;
         self.realism.apply_env(env)?;
         self.canary.apply_env(env)?;
+        self.webhooks.apply_env(env)?;
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 //! on an ephemeral loopback port, and users with known passwords. Real parts only: a real
 //! database file or server, the real registry, actors and HTTP server.
 
+pub mod receiver;
+
 use std::path::Path;
 use std::time::Duration;
 

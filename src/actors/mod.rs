@@ -15,6 +15,7 @@ pub mod registry;
 pub mod supervisor;
 pub mod tick_worker;
 pub mod topics;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("planner", move |exit| {
             planner::Planner::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new(webhooks::NAME, move |exit| {
+            webhooks::WebhookDispatcher::new(d.clone(), exit)
         }));
     }
     let disabled = &deps.settings.workers.disabled;

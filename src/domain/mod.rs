@@ -5,3 +5,4 @@ pub mod intel;
 pub mod par;
 pub mod realism;
 pub mod syslog;
+pub mod webhook;

@@ -16,6 +16,7 @@ pub mod sse;
 pub mod state;
 pub mod stream;
 pub mod users;
+pub mod webhooks;
 pub mod workers;
 
 use actix_web::body::MessageBody;
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: std::sync::Arc<Vec<Strin
                 .configure(intel::configure)
                 .configure(realism::configure)
                 .configure(fleet::configure)
+                .configure(webhooks::configure)
                 // last, so that a real route of an area always wins
                 .configure(out_of_scope)
                 .default_service(web::to(error::fallback)),

@@ -18,7 +18,9 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::http::state::AppState;
-use crate::http::{clustering, fleet, health, intake, intel, realism, stream, users, workers};
+use crate::http::{
+    clustering, fleet, health, intake, intel, realism, stream, users, webhooks, workers,
+};
 
 /// Body of every error response.
 #[derive(Debug, serde::Serialize, ToSchema)]
@@ -156,6 +158,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         intel::ApiDoc::openapi(),
         realism::ApiDoc::openapi(),
         fleet::ApiDoc::openapi(),
+        webhooks::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),
     ] {
         doc.merge(part);

@@ -53,3 +53,4 @@ pub mod realism;
 pub mod state;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;

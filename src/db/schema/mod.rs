@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod intake;
 pub mod intel;
 pub mod realism;
+pub mod webhooks;
 
 #[allow(unused_imports)] // empty until the clustering tables land
 pub use self::clustering::*;
@@ -20,3 +21,4 @@ pub use self::fleet::*;
 pub use self::intake::*;
 pub use self::intel::*;
 pub use self::realism::*;
+pub use self::webhooks::*;
