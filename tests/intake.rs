@@ -92,10 +92,8 @@ fn write_lines(path: &Path, lines: &[String]) {
 fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
     lines
         .iter()
-        .map(|l| decnetd::actors::ingester::RawLine {
-            bytes: l.as_bytes().to_vec(),
-            source_worker: None,
-            source: "test".into(),
+        .map(|l| {
+            decnetd::actors::ingester::RawLine::new(l.as_bytes().to_vec(), "test".into(), None)
         })
         .collect()
 }
@@ -1118,4 +1116,194 @@ async fn reuse_pass_follows_every_credential_write(db: &Db) {
     let again = p.reuse_pass(min).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].deckies, vec!["d4", "d5"]);
+}
+
+// ---------------------------------------------------------------- hostile bytes (issue 14)
+
+/// Lines no text column holds as they are: NUL (PostgreSQL rejects it), invalid UTF-8 (two
+/// lines differing only in their invalid bytes), control characters, garbage with both, and
+/// a JSON record whose decoded text holds NUL. None may stop intake or merge with another.
+fn hostile() -> Vec<Vec<u8>> {
+    vec![
+        b"<134>1 2026-06-01T10:00:00Z nul-decky ssh - auth_attempt [relay@55555 src_ip=\"203.0.113.9\" username=\"ro\0ot\" secret_printable=\"pa\0ss\" secret_b64=\"cGEAc3M=\"] pass\0word".to_vec(),
+        b"<134>1 2026-06-01T10:00:01Z bin-decky telnet - input [relay@55555 src_ip=\"203.0.113.10\"] data \xff\xfe end".to_vec(),
+        b"<134>1 2026-06-01T10:00:01Z bin-decky telnet - input [relay@55555 src_ip=\"203.0.113.10\"] data \xfe\xff end".to_vec(),
+        b"<134>1 2026-06-01T10:00:02Z ctl-decky ssh - command [relay@55555 src_ip=\"203.0.113.11\"] \x01\x1b[31mred\x7f\x08\ttab\x0b".to_vec(),
+        b"\0\0\0 binary junk".to_vec(),
+        b"junk \xff".to_vec(),
+        b"junk \xfe".to_vec(),
+        br#"{"timestamp": "2026-06-01T10:00:03Z", "decky": "json-decky", "service": "ssh", "event_type": "login", "attacker_ip": "203.0.113.12", "fields": {"username": "a\u0000b"}, "msg": "m\u0000", "raw_line": "x"}"#.to_vec(),
+    ]
+}
+
+/// Records (4) and quarantined lines (4) of [`hostile`].
+const HOSTILE_RECORDS: usize = 4;
+const HOSTILE_QUARANTINED: usize = 4;
+
+/// Every hostile line is stored exactly once, its bytes recoverable from its row.
+async fn assert_hostile_stored(db: &Db, what: &str) {
+    let lines = hostile();
+    let logs = repo::all_logs(db).await.unwrap();
+    let (_, quarantine) = repo::list_quarantine(db, 1000, 0).await.unwrap();
+    let mut stored: Vec<Vec<u8>> = logs
+        .iter()
+        .map(|l| {
+            l.raw_bytes
+                .clone()
+                .unwrap_or_else(|| l.raw_line.clone().into_bytes())
+        })
+        .chain(quarantine.iter().map(|q| {
+            q.raw_bytes
+                .clone()
+                .unwrap_or_else(|| q.raw_line.clone().into_bytes())
+        }))
+        .collect();
+    stored.sort();
+    let mut want = lines.clone();
+    want.sort();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect::<Vec<_>>(),
+        "{what}: rows"
+    );
+    assert_eq!(stored, want, "{what}: exact bytes");
+    assert_eq!(logs.len(), HOSTILE_RECORDS, "{what}: log rows");
+    assert_eq!(
+        quarantine.len(),
+        HOSTILE_QUARANTINED,
+        "{what}: quarantine rows"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| !l.raw_line.contains('\0') && !l.decky.contains('\0')),
+        "{what}: no NUL in text"
+    );
+}
+
+on_both_backends!(hostile_bytes_are_stored_exactly_by_replay_and_tail);
+
+async fn hostile_bytes_are_stored_exactly_by_replay_and_tail(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.log");
+    let mut body = Vec::new();
+    for l in hostile() {
+        body.extend_from_slice(&l);
+        body.push(b'\n');
+    }
+    std::fs::write(&file, &body).unwrap();
+    // `decnetd ingest`
+    let sum = ingest_files(db, None, &ingest_settings(), &[file.clone()], false)
+        .await
+        .expect("a NUL byte must not abort the replay");
+    assert_eq!(sum.logs_inserted as usize, HOSTILE_RECORDS);
+    assert_hostile_stored(db, "replay").await;
+    // the live tail reads the same file: everything is already there, nothing doubles
+    let mut tail = FileTail::load(db, &file).await.unwrap();
+    let counters = Arc::new(IngestCounters::default());
+    let mut p = Pipeline::new(db.clone(), None, &ingest_settings(), counters);
+    let TailRead::Lines(lines, end) = tail.read(100).unwrap() else {
+        panic!("tail read nothing")
+    };
+    assert_eq!(end, body.len() as u64);
+    p.commit(&lines, Some(end)).await.expect("tail commit");
+    assert_hostile_stored(db, "tail after replay").await;
+}
+
+/// The daemon's own loop and listeners on one backend: the file tail, newline-framed and
+/// octet-counted TCP, and TLS each store the hostile corpus exactly.
+async fn hostile_through_the_daemon(db_url: Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    let pki = make_pki();
+    let lines = hostile();
+    for way in ["tail", "tcp-newline", "tcp-octet", "tls"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = daemon_settings(dir.path());
+        s.db.url = db_url.clone().map(decnetd::config::Secret::new);
+        let port = free_port();
+        let mut newline = Vec::new();
+        let mut octet = Vec::new();
+        for l in &lines {
+            newline.extend_from_slice(l);
+            newline.push(b'\n');
+            octet.extend_from_slice(format!("{} ", l.len()).as_bytes());
+            octet.extend_from_slice(l);
+        }
+        match way {
+            "tail" => std::fs::write(&s.ingest.log_file, &newline).unwrap(),
+            "tls" => {
+                for (name, pem) in [
+                    ("ca.pem", &pki.ca_pem),
+                    ("srv.pem", &pki.server_pem),
+                    ("srv.key", &pki.server_key),
+                ] {
+                    std::fs::write(dir.path().join(name), pem).unwrap();
+                }
+                s.ingest.syslog_tls_host = "127.0.0.1".into();
+                s.ingest.syslog_tls_port = port;
+                s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
+                s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
+                s.ingest.tls_key = Some(dir.path().join("srv.key"));
+            }
+            _ => s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}")),
+        }
+        let app = testkit::start(s).await.unwrap();
+        match way {
+            "tail" => {}
+            "tls" => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                tls_send(port, &pki, &octet).await;
+            }
+            _ => {
+                let mut sock = connect_retry(port).await;
+                let payload = if way == "tcp-newline" {
+                    &newline
+                } else {
+                    &octet
+                };
+                sock.write_all(payload).await.unwrap();
+                sock.shutdown().await.unwrap();
+            }
+        }
+        let db = &app.state.db;
+        let ok = testkit::eventually(Duration::from_secs(30), || async {
+            let n = repo::count_logs(db).await.ok()?;
+            let (q, _) = repo::list_quarantine(db, 1, 0).await.ok()?;
+            (n as usize >= HOSTILE_RECORDS && q as usize >= HOSTILE_QUARANTINED).then_some(())
+        })
+        .await;
+        if ok.is_none() {
+            let h = app.state.status.extra_of("ingester");
+            panic!("{way}: rows did not arrive; health {h:?}");
+        }
+        assert_hostile_stored(db, way).await;
+        app.stop().await;
+    }
+}
+
+async fn connect_retry(port: u16) -> tokio::net::TcpStream {
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("listener on {port} not up")
+}
+
+#[actix_rt::test]
+async fn hostile_bytes_through_every_daemon_path_sqlite() {
+    hostile_through_the_daemon(None).await;
+}
+
+#[actix_rt::test]
+async fn hostile_bytes_through_every_daemon_path_postgres() {
+    let Some(url) = common::pg_database_url().await else {
+        return;
+    };
+    hostile_through_the_daemon(Some(url)).await;
 }

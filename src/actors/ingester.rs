@@ -43,8 +43,8 @@ use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::iso;
 use crate::domain::syslog::reuse::Finding;
 use crate::domain::syslog::{
-    extract, parse_json_record, parse_line_bytes, Admission, CollectorFilter, ExtractConfig,
-    ParseError, TrustedProxies,
+    extract, parse_json_record, parse_line, storable_text, Admission, CollectorFilter,
+    ExtractConfig, ParseError, TrustedProxies,
 };
 
 /// `state` key of the file offset.
@@ -82,6 +82,30 @@ pub struct RawLine {
     pub source_worker: Option<String>,
     /// Where it came from (`file:…`, `tcp:…`, `tls:…`, `cli:…`), for quarantine rows.
     pub source: Arc<str>,
+    /// Set when the reader already knows the line cannot be a record (a framing error, an
+    /// oversize line): it is quarantined with this reason without being parsed.
+    pub rejected: Option<Reject>,
+}
+
+/// Why a reader rejected a line before parsing (quarantine `reason_code` and `reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Stable reason code (`framing`).
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl RawLine {
+    /// A line as received.
+    pub fn new(bytes: Vec<u8>, source: Arc<str>, source_worker: Option<String>) -> Self {
+        RawLine {
+            bytes,
+            source_worker,
+            source,
+            rejected: None,
+        }
+    }
 }
 
 /// Counters shown in the worker's health `extra`.
@@ -161,35 +185,83 @@ enum Parsed {
     Record(Box<PreparedRecord>),
 }
 
+/// A quarantine row for `l`: its text as the text columns can hold it, and its exact bytes
+/// (hashed before any lossy conversion) when that text is not exactly them.
+fn quarantine_row(
+    l: &RawLine,
+    text: &str,
+    exact: bool,
+    code: &str,
+    reason: String,
+    now: chrono::NaiveDateTime,
+) -> NewQuarantined {
+    NewQuarantined {
+        received_at: now,
+        source: l.source.to_string(),
+        reason_code: code.to_owned(),
+        reason,
+        raw_line: text.to_owned(),
+        line_hash: repo::bytes_hash(&l.bytes),
+        raw_bytes: (!exact).then(|| l.bytes.clone()),
+    }
+}
+
+/// A JSON record holding an escaped NUL (`\u0000`) decodes to text no PostgreSQL text column
+/// can hold; it is quarantined whole (its own bytes are plain UTF-8).
+const JSON_NUL: &[u8] = b"\\u0000";
+
 fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Parsed {
+    let text = storable_text(&l.bytes);
+    let exact = matches!(text, std::borrow::Cow::Borrowed(_));
+    if let Some(reject) = &l.rejected {
+        return Parsed::Quarantined(quarantine_row(
+            l,
+            &text,
+            exact,
+            reject.code,
+            reject.reason.clone(),
+            now,
+        ));
+    }
     let parsed = if l.bytes.first() == Some(&b'{') {
-        parse_json_record(&String::from_utf8_lossy(&l.bytes))
+        if l.bytes.windows(JSON_NUL.len()).any(|w| w == JSON_NUL) {
+            return Parsed::Quarantined(quarantine_row(
+                l,
+                &text,
+                exact,
+                "nul",
+                "JSON record holds a NUL character (\\u0000), which text columns cannot store"
+                    .into(),
+                now,
+            ));
+        }
+        parse_json_record(&text)
     } else {
-        parse_line_bytes(&l.bytes)
+        parse_line(&text)
     };
     let mut rec = match parsed {
         Ok(r) => r,
         Err(ParseError::Empty) => return Parsed::Empty,
         Err(e) => {
-            let raw = String::from_utf8_lossy(&l.bytes).into_owned();
-            return Parsed::Quarantined(NewQuarantined {
-                received_at: now,
-                source: l.source.to_string(),
-                reason_code: e.code().to_owned(),
-                reason: e.to_string(),
-                line_hash: repo::text_hash(&raw),
-                raw_line: raw,
-            });
+            return Parsed::Quarantined(quarantine_row(
+                l,
+                &text,
+                exact,
+                e.code(),
+                e.to_string(),
+                now,
+            ))
         }
     };
     if rec.raw_line.is_empty() {
-        rec.raw_line = String::from_utf8_lossy(&l.bytes).into_owned();
+        rec.raw_line = text.into_owned();
     }
     if l.source_worker.is_some() {
         rec.source_worker.clone_from(&l.source_worker);
     }
     let x = extract(&rec, cfg);
-    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now)))
+    let raw_bytes = (!exact).then(|| l.bytes.clone());
+    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now, raw_bytes)))
 }
 
 /// A batch after the pure, per-line part of intake (parse, extract, key), ready for
@@ -594,20 +666,12 @@ impl FileTail {
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            lines.push(RawLine {
-                bytes: line.to_vec(),
-                source_worker: None,
-                source: self.source.clone(),
-            });
+            lines.push(RawLine::new(line.to_vec(), self.source.clone(), None));
             consumed += nl + 1;
         }
         if lines.is_empty() && buf.len() == READ_CHUNK {
             // A single line longer than the read window: take it whole so the tail moves on.
-            lines.push(RawLine {
-                bytes: buf.clone(),
-                source_worker: None,
-                source: self.source.clone(),
-            });
+            lines.push(RawLine::new(buf.clone(), self.source.clone(), None));
             consumed = buf.len();
         }
         if lines.is_empty() {
@@ -662,11 +726,7 @@ impl ReplayReader {
             while matches!(buf.last(), Some(b'\n' | b'\r')) {
                 buf.pop();
             }
-            lines.push(RawLine {
-                bytes: buf,
-                source_worker: None,
-                source: self.source.clone(),
-            });
+            lines.push(RawLine::new(buf, self.source.clone(), None));
         }
         Ok((lines, bytes))
     }

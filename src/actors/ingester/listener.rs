@@ -253,13 +253,9 @@ async fn send(
     source: &Arc<str>,
     worker: &Option<String>,
 ) -> bool {
-    tx.send(RawLine {
-        bytes,
-        source_worker: worker.clone(),
-        source: source.clone(),
-    })
-    .await
-    .is_ok()
+    tx.send(RawLine::new(bytes, source.clone(), worker.clone()))
+        .await
+        .is_ok()
 }
 
 /// The local address of a listener (tests).
