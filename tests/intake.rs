@@ -1307,3 +1307,300 @@ async fn hostile_bytes_through_every_daemon_path_postgres() {
     };
     hostile_through_the_daemon(Some(url)).await;
 }
+
+// ---------------------------------------------------------------- framing (issue 14)
+
+fn good(i: u32) -> String {
+    format!(
+        r#"<134>1 2026-06-02T10:00:{i:02}Z frame-{i} ssh - connect [relay@55555 src_ip="192.0.2.{i}"]"#
+    )
+}
+
+/// Junk, bad prefixes, oversize and truncated frames are quarantined (`framing`) and counted;
+/// the connection goes on and every good neighbour lands; the file tail applies the same
+/// limit (one quarantine row keeping the head of a 10 MB line).
+#[actix_rt::test]
+async fn framing_errors_are_quarantined_and_neighbours_land() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.max_frame_bytes = 2048;
+    // the tail: a good line, a 10 MB line, a good line
+    let mut body = format!("{}\n", good(8)).into_bytes();
+    body.extend(std::iter::repeat_n(b'x', 10 << 20));
+    body.push(b'\n');
+    body.extend(format!("{}\n", good(9)).into_bytes());
+    std::fs::write(&s.ingest.log_file, &body).unwrap();
+    let app = testkit::start(s).await.unwrap();
+
+    // A: newline framing with digit-led junk and an oversize line
+    let mut a = connect_retry(port).await;
+    let long = format!("<13>1 {}", "y".repeat(5000));
+    let wire = format!(
+        "220 mail ESMTP ready\n{}\n2026-12-06 12:00:00 plain text\n{}\n{long}\n{}\n",
+        good(1),
+        good(2),
+        good(3)
+    );
+    a.write_all(wire.as_bytes()).await.unwrap();
+    // B: octet counting with a bad prefix, an oversize frame and a frame cut short at the end
+    let mut b = connect_retry(port).await;
+    let frame = |l: &str| format!("{} {l}", l.len());
+    let big = format!("<13>1 {}", "z".repeat(3000));
+    let wire = format!(
+        "{}12 xxxxxxxxxxxxxxxxxx{}{}{}500 <13>1 cut short",
+        frame(&good(5)),
+        frame(&good(6)),
+        frame(&big),
+        frame(&good(7)),
+    );
+    b.write_all(wire.as_bytes()).await.unwrap();
+    b.shutdown().await.unwrap();
+    // A is still open after its bad frames: one more line on it, then close
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.write_all(format!("{}\n", good(4)).as_bytes())
+        .await
+        .unwrap();
+    a.shutdown().await.unwrap();
+
+    let db = &app.state.db;
+    let want_logs = 9;
+    let want_framing = 7;
+    let ok = testkit::eventually(Duration::from_secs(30), || async {
+        let n = repo::count_logs(db).await.ok()?;
+        let (_, q) = repo::list_quarantine(db, 100, 0).await.ok()?;
+        let f = q.iter().filter(|q| q.reason_code == "framing").count();
+        (n >= want_logs && f >= want_framing).then_some(())
+    })
+    .await;
+    let logs = repo::all_logs(db).await.unwrap();
+    let (_, q) = repo::list_quarantine(db, 100, 0).await.unwrap();
+    assert!(
+        ok.is_some(),
+        "logs {:?}\nquarantine {:?}",
+        logs.iter().map(|l| &l.decky).collect::<Vec<_>>(),
+        q.iter()
+            .map(|q| (&q.reason_code, &q.reason))
+            .collect::<Vec<_>>()
+    );
+    let mut deckies: Vec<_> = logs.iter().map(|l| l.decky.clone()).collect();
+    deckies.sort();
+    assert_eq!(
+        deckies,
+        (1..=9).map(|i| format!("frame-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(q.len(), want_framing, "{q:?}");
+    assert!(q.iter().all(|q| q.reason_code == "framing"));
+    let tail_row = q
+        .iter()
+        .find(|q| q.source.starts_with("file:"))
+        .expect("the 10 MB line is quarantined once");
+    assert_eq!(tail_row.raw_line, "x".repeat(2048), "its head is kept");
+    assert!(
+        tail_row.reason.contains(&(10usize << 20).to_string()),
+        "{}",
+        tail_row.reason
+    );
+    assert!(q.iter().any(|q| q.raw_line == "220 mail ESMTP ready"));
+    assert!(
+        q.iter()
+            .any(|q| q.reason.contains("ended 15 bytes into a frame of 500")),
+        "{q:?}"
+    );
+    let counted = testkit::eventually(Duration::from_secs(10), || async {
+        let extra = app.state.status.extra_of("ingester")?;
+        (extra.get("frames_rejected")?.as_u64()? >= 6).then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "{:?}",
+        app.state.status.extra_of("ingester")
+    );
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- TLS 1.3 write-and-close (issue 14)
+
+/// `n` distinct lines.
+fn numbered(n: u32, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"<134>1 2026-06-03T10:{:02}:{:02}.{:06}Z {tag}-{} ssh - connect [relay@55555 src_ip="192.0.2.{}" seq="{i}"]"#,
+                (i / 60) % 60,
+                i % 60,
+                i,
+                i % 8,
+                1 + i % 200
+            )
+        })
+        .collect()
+}
+
+/// A TLS 1.3 forwarder that writes everything and closes without ever reading (the reference
+/// forwarder's stack): session tickets the server sent after the handshake would sit unread
+/// in its socket, its close would reset the connection and the kernel would discard what
+/// decnetd had not read yet. Every line must land.
+#[actix_rt::test]
+async fn tls13_write_and_close_client_loses_nothing() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki();
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("srv.pem", &pki.server_pem),
+        ("srv.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.path().join(name), pem).unwrap();
+    }
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tls_host = "127.0.0.1".into();
+    s.ingest.syslog_tls_port = port;
+    s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
+    s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
+    s.ingest.tls_key = Some(dir.path().join("srv.key"));
+    let app = testkit::start(s).await.unwrap();
+    let lines = numbered(20_000, "tls13");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pki.ca_der.clone())).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from(pki.client_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.client_key_der.clone())),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = connect_retry(port).await;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let mut wire = Vec::new();
+    for l in &lines {
+        wire.extend_from_slice(format!("{} {l}", l.len()).as_bytes());
+    }
+    tls.write_all(&wire).await.unwrap();
+    tls.shutdown().await.unwrap();
+    drop(tls); // never read: whatever the server sent stays unread
+
+    let db = &app.state.db;
+    let want = lines.len() as i64;
+    let got = testkit::eventually(Duration::from_secs(90), || async {
+        let n = repo::count_logs(db).await.ok()?;
+        (n >= want).then_some(n)
+    })
+    .await;
+    let n = repo::count_logs(db).await.unwrap();
+    assert!(got.is_some(), "{n} of {want} lines landed");
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- stop, caps, timeouts (issue 14)
+
+/// A graceful stop while a sender streams: the listener stops accepting, reads what the
+/// connection still delivers, and every line is committed before the ingester ends.
+#[actix_rt::test]
+async fn stop_while_a_sender_streams_loses_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.batch_size = 500;
+    s.workers.shutdown_grace_s = 30.0;
+    let app = testkit::start(s).await.unwrap();
+    let lines = numbered(10_000, "stream");
+    let mut wire = Vec::new();
+    for l in &lines {
+        wire.extend_from_slice(l.as_bytes());
+        wire.push(b'\n');
+    }
+    let mut sock = connect_retry(port).await;
+    let sender = tokio::spawn(async move {
+        for chunk in wire.chunks(64 * 1024) {
+            sock.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sock.shutdown().await.unwrap();
+    });
+    let db = app.state.db.clone();
+    let started = testkit::eventually(Duration::from_secs(30), || async {
+        (repo::count_logs(&db).await.ok()? > 0).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "nothing arrived");
+    app.stop().await;
+    sender.await.unwrap();
+    let n = repo::count_logs(&db).await.unwrap();
+    assert_eq!(n, lines.len() as i64, "lines lost on stop");
+}
+
+/// Idle connections beyond the cap are closed at accept, idle ones time out, and neither the
+/// file tail nor a later sender is held up.
+#[actix_rt::test]
+async fn connection_cap_and_idle_timeout_keep_intake_going() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.max_connections = 20;
+    s.ingest.idle_timeout_s = 1.0;
+    let log_file = s.ingest.log_file.clone();
+    let app = testkit::start(s).await.unwrap();
+    let first = connect_retry(port).await;
+    let mut idle = vec![first];
+    for _ in 0..59 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // the tail keeps going while the listener is full
+    write_lines(&log_file, &numbered(10, "tail"));
+    let db = app.state.db.clone();
+    let tail = testkit::eventually(Duration::from_secs(20), || async {
+        (repo::count_logs(&db).await.ok()? >= 10).then_some(())
+    })
+    .await;
+    assert!(tail.is_some(), "the tail stalled");
+    // once the idle ones time out, a sender gets in and lands everything
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lines = numbered(200, "late");
+    let mut sock = connect_retry(port).await;
+    for l in &lines {
+        sock.write_all(format!("{l}\n").as_bytes()).await.unwrap();
+    }
+    sock.shutdown().await.unwrap();
+    let all = testkit::eventually(Duration::from_secs(20), || async {
+        (repo::count_logs(&db).await.ok()? >= 210).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "late sender lost lines");
+    let _ = testkit::eventually(Duration::from_secs(10), || async {
+        let extra = app.state.status.extra_of("ingester")?;
+        (extra.get("timeouts")?.as_u64()? >= 20).then_some(())
+    })
+    .await;
+    let extra = app.state.status.extra_of("ingester").unwrap_or_default();
+    let get = |k: &str| extra.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(get("connections_refused") >= 40, "{extra:?}");
+    assert!(get("timeouts") >= 20, "{extra:?}");
+    drop(idle);
+    app.stop().await;
+}

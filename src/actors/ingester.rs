@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::actors::heartbeat::start_beating;
 use crate::actors::topics::{
@@ -39,6 +39,7 @@ use crate::db::repo::intake::{
 };
 use crate::db::{now_utc, repo::state, Db, DbError};
 use crate::domain::syslog::collector::PendingAdmissions;
+use crate::domain::syslog::framing::FrameError;
 use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::iso;
 use crate::domain::syslog::reuse::Finding;
@@ -106,7 +107,28 @@ impl RawLine {
             rejected: None,
         }
     }
+
+    /// Bytes a reader could not frame (quarantined with reason `framing`).
+    pub fn rejected(
+        bytes: Vec<u8>,
+        source: Arc<str>,
+        source_worker: Option<String>,
+        why: &FrameError,
+    ) -> Self {
+        RawLine {
+            bytes,
+            source_worker,
+            source,
+            rejected: Some(Reject {
+                code: FRAMING,
+                reason: why.to_string(),
+            }),
+        }
+    }
 }
+
+/// Quarantine reason code of rejected frames and oversize lines.
+pub const FRAMING: &str = "framing";
 
 /// Counters shown in the worker's health `extra`.
 #[derive(Debug, Default)]
@@ -122,6 +144,9 @@ pub struct IngestCounters {
     pub batches: AtomicU64,
     pub db_errors: AtomicU64,
     pub connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub tail_errors: AtomicU64,
     pub frames_rejected: AtomicU64,
     pub reuse_findings: AtomicU64,
     pub profile_passes: AtomicU64,
@@ -148,6 +173,9 @@ impl IngestCounters {
             ("batches", &self.batches),
             ("db_errors", &self.db_errors),
             ("connections", &self.connections),
+            ("connections_refused", &self.connections_refused),
+            ("timeouts", &self.timeouts),
+            ("tail_errors", &self.tail_errors),
             ("frames_rejected", &self.frames_rejected),
             ("reuse_findings", &self.reuse_findings),
             ("profile_passes", &self.profile_passes),
@@ -201,7 +229,12 @@ fn quarantine_row(
         reason_code: code.to_owned(),
         reason,
         raw_line: text.to_owned(),
-        line_hash: repo::bytes_hash(&l.bytes),
+        line_hash: match &l.rejected {
+            // Only the head of an oversize frame is kept: its reason (with the length)
+            // keeps two frames with one head apart.
+            Some(r) => repo::bytes_hash(&[&l.bytes[..], b"\0", r.reason.as_bytes()].concat()),
+            None => repo::bytes_hash(&l.bytes),
+        },
         raw_bytes: (!exact).then(|| l.bytes.clone()),
     }
 }
@@ -590,6 +623,9 @@ pub struct FileTail {
     /// Committed byte offset.
     pub position: u64,
     inode: Option<u64>,
+    /// Longest line read as a line (`max_frame_bytes`); a longer one becomes one quarantine
+    /// row (reason `framing`) keeping its first `max_line` bytes.
+    pub max_line: usize,
 }
 
 #[cfg(unix)]
@@ -628,6 +664,7 @@ impl FileTail {
             source: Arc::from(format!("file:{}", path.display())),
             position,
             inode: None,
+            max_line: IngestSettings::default().max_frame_bytes,
         })
     }
 
@@ -655,9 +692,10 @@ impl FileTail {
             .unwrap_or(READ_CHUNK)
             .min(READ_CHUNK);
         let mut buf = Vec::with_capacity(want);
-        f.take(want as u64).read_to_end(&mut buf)?;
+        (&mut f).take(want as u64).read_to_end(&mut buf)?;
         let mut lines = Vec::new();
         let mut consumed = 0usize;
+        let max = self.max_line.max(1);
         while lines.len() < max_lines {
             let Some(nl) = buf[consumed..].iter().position(|&b| b == b'\n') else {
                 break;
@@ -666,18 +704,56 @@ impl FileTail {
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            lines.push(RawLine::new(line.to_vec(), self.source.clone(), None));
+            lines.push(self.line_or_oversize(line, line.len()));
             consumed += nl + 1;
         }
-        if lines.is_empty() && buf.len() == READ_CHUNK {
-            // A single line longer than the read window: take it whole so the tail moves on.
-            lines.push(RawLine::new(buf.clone(), self.source.clone(), None));
-            consumed = buf.len();
+        if lines.len() < max_lines && buf.len() - consumed > max {
+            // A line longer than the limit whose end is past the read window: find its end
+            // in the file and quarantine it once, keeping its head. Still unterminated: wait.
+            let start = self.position + consumed as u64;
+            if let Some(end) = find_newline(&mut f, start + (buf.len() - consumed) as u64)? {
+                let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+                lines.push(self.line_or_oversize(&buf[consumed..], len));
+                return Ok(TailRead::Lines(lines, end + 1));
+            }
         }
         if lines.is_empty() {
             return Ok(TailRead::Idle);
         }
         Ok(TailRead::Lines(lines, self.position + consumed as u64))
+    }
+}
+
+impl FileTail {
+    /// `line` (of `len` bytes in the file) as a line, or its head as a rejected one when it
+    /// is over the limit.
+    fn line_or_oversize(&self, line: &[u8], len: usize) -> RawLine {
+        if len <= self.max_line.max(1) {
+            return RawLine::new(line.to_vec(), self.source.clone(), None);
+        }
+        let head = line[..self.max_line.max(1).min(line.len())].to_vec();
+        let why = FrameError::Oversize {
+            len,
+            max: self.max_line,
+        };
+        RawLine::rejected(head, self.source.clone(), None, &why)
+    }
+}
+
+/// Offset of the first newline at or after `from`, reading forward in chunks.
+fn find_newline(f: &mut std::fs::File, from: u64) -> std::io::Result<Option<u64>> {
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            return Ok(Some(at + i as u64));
+        }
+        at += n as u64;
     }
 }
 
@@ -854,28 +930,80 @@ pub async fn ingest_files(
     Ok(summary)
 }
 
+/// The listeners and the lines they delivered, handed from one ingester generation to the
+/// next when a run ends in error (a requested stop drains and drops them).
+pub struct LiveIntake {
+    listeners: Option<listener::Listeners>,
+    rx: listener::LineReceiver,
+    /// Received but not yet committed.
+    pending: Vec<RawLine>,
+}
+
+/// What outlives one ingester actor (one per daemon, captured by the worker factory): the
+/// counters, and the [`LiveIntake`] of a run that failed, so its successor neither reopens
+/// the sockets nor loses the lines already read from them.
+#[derive(Clone, Default)]
+pub struct IntakeHub {
+    live: Arc<std::sync::Mutex<Option<LiveIntake>>>,
+    counters: Arc<IngestCounters>,
+}
+
+impl IntakeHub {
+    fn take(&self) -> Option<LiveIntake> {
+        self.live.lock().ok().and_then(|mut g| g.take())
+    }
+
+    fn put(&self, l: LiveIntake) {
+        if let Ok(mut g) = self.live.lock() {
+            *g = Some(l);
+        }
+    }
+}
+
 /// The ingester actor. It owns one async loop (file tail, listener lines, reuse passes);
-/// `Shutdown` asks the loop to flush what it holds and end.
+/// `Shutdown` asks the loop to drain the listeners, commit everything and end.
 pub struct Ingester {
     deps: Deps,
     beat: Beat,
     exit: ExitGuard,
     counters: Arc<IngestCounters>,
     stop_tx: Option<watch::Sender<bool>>,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
+    hub: IntakeHub,
 }
 
 impl Ingester {
-    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
+    pub fn new(deps: Deps, hub: IntakeHub, exit: ExitGuard) -> Self {
         let beat = deps.beat("ingester");
         Ingester {
             deps,
             beat,
             exit,
-            counters: Arc::new(IngestCounters::default()),
+            counters: hub.counters.clone(),
             stop_tx: None,
-            listeners: Vec::new(),
+            hub,
         }
+    }
+
+    /// The previous run's listeners and lines, or fresh ones.
+    fn live_intake(&self, s: &IngestSettings) -> Result<LiveIntake, IngestError> {
+        if let Some(live) = self.hub.take() {
+            tracing::info!(
+                pending = live.pending.len(),
+                "ingester: resuming the previous run's listeners and lines"
+            );
+            return Ok(live);
+        }
+        let (tx, rx) = listener::line_channel(
+            s.batch_size.max(1) * 20,
+            listener::CHANNEL_MAX_BYTES,
+            s.max_frame_bytes,
+        );
+        let listeners = listener::start_all(s, tx, self.counters.clone())?;
+        Ok(LiveIntake {
+            listeners,
+            rx,
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -894,16 +1022,15 @@ impl Actor for Ingester {
     fn started(&mut self, ctx: &mut Context<Self>) {
         start_beating(ctx, self);
         let s = self.deps.settings.ingest.clone();
-        let (line_tx, line_rx) = mpsc::channel::<RawLine>(s.batch_size.max(1) * 20);
-        match listener::start_all(&s, line_tx, self.counters.clone()) {
-            Ok(handles) => self.listeners = handles,
+        let live = match self.live_intake(&s) {
+            Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "ingester: listener failed to start");
                 self.exit.fail(e.to_string());
                 ctx.stop();
                 return;
             }
-        }
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.stop_tx = Some(stop_tx);
         let pipeline = Pipeline::new(
@@ -914,22 +1041,18 @@ impl Actor for Ingester {
         );
         let db = self.deps.db.clone();
         ctx.spawn(
-            run_loop(db, pipeline, s, line_rx, stop_rx)
+            run_loop(db, pipeline, s, live, stop_rx)
                 .into_actor(self)
-                .map(|res, act, ctx| {
+                .map(|(res, live), act, ctx| {
                     if let Err(e) = res {
                         tracing::error!(error = %e, "ingester loop failed");
                         act.exit.fail(e.to_string());
+                        // The successor resumes these sockets and lines.
+                        act.hub.put(live);
                     }
                     ctx.stop();
                 }),
         );
-    }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        for h in self.listeners.drain(..) {
-            h.abort();
-        }
     }
 }
 
@@ -971,16 +1094,89 @@ async fn commit_with_retry(
     }
 }
 
+/// Longest a stop waits for the listeners to hand over what their connections still held
+/// (beyond [`listener::DRAIN_MAX`], for the last lines to cross the channel).
+const STOP_DRAIN_MAX: Duration = Duration::from_secs(7);
+
+/// The ingester loop; hands its [`LiveIntake`] back (with the lines not committed) so that
+/// a failed run's successor resumes it.
 async fn run_loop(
+    db: Db,
+    pipeline: Pipeline,
+    s: IngestSettings,
+    mut live: LiveIntake,
+    stop: watch::Receiver<bool>,
+) -> (Result<(), IngestError>, LiveIntake) {
+    let res = run(db, pipeline, s, &mut live, stop).await;
+    (res, live)
+}
+
+/// Commit the pending lines (`Ok(false)` when the stop made the commit give up).
+async fn flush(
+    pipeline: &mut Pipeline,
+    pending: &mut Vec<RawLine>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<CommitOutcome>, IngestError> {
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let out = commit_with_retry(pipeline, pending, None, stop).await?;
+    if out.is_some() {
+        pending.clear();
+    }
+    Ok(out)
+}
+
+/// On stop: the listeners stop accepting and hand over what their connections still hold;
+/// everything received is committed.
+async fn drain_on_stop(
+    pipeline: &mut Pipeline,
+    live: &mut LiveIntake,
+    batch: usize,
+    listeners_open: bool,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    if let Some(l) = &live.listeners {
+        l.drain();
+    }
+    let until = tokio::time::Instant::now() + STOP_DRAIN_MAX;
+    while listeners_open {
+        tokio::select! {
+            l = live.rx.recv() => match l {
+                Some(l) => {
+                    live.pending.push(l);
+                    if live.pending.len() >= batch {
+                        flush(pipeline, &mut live.pending, stop).await?;
+                    }
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep_until(until) => {
+                tracing::warn!("ingester: listeners still draining at the stop deadline");
+                break;
+            }
+        }
+    }
+    flush(pipeline, &mut live.pending, stop).await?;
+    pipeline.profile_if_due(true).await;
+    Ok(())
+}
+
+async fn run(
     db: Db,
     mut pipeline: Pipeline,
     s: IngestSettings,
-    mut lines_rx: mpsc::Receiver<RawLine>,
+    live: &mut LiveIntake,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let mut tail = loop {
         match FileTail::load(&db, &s.log_file).await {
-            Ok(t) => break t,
+            Ok(t) => {
+                break FileTail {
+                    max_line: s.max_frame_bytes,
+                    ..t
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "ingester: cannot load the file offset; retrying in 5 s");
                 tokio::select! {
@@ -999,8 +1195,8 @@ async fn run_loop(
     reuse_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reuse_dirty = true;
     let mut last_reuse = tokio::time::Instant::now();
-    let mut pending: Vec<RawLine> = Vec::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut deadline: Option<tokio::time::Instant> =
+        (!live.pending.is_empty()).then(tokio::time::Instant::now);
     let mut listeners_open = true;
 
     loop {
@@ -1009,33 +1205,27 @@ async fn run_loop(
         tokio::select! {
             biased;
             _ = stop.changed() => {
-                if !pending.is_empty() {
-                    commit_with_retry(&mut pipeline, &pending, None, &stop).await?;
-                }
-                pipeline.profile_if_due(true).await;
-                return Ok(());
+                return drain_on_stop(&mut pipeline, live, batch, listeners_open, &stop).await;
             }
-            line = lines_rx.recv(), if listeners_open => match line {
+            line = live.rx.recv(), if listeners_open => match line {
                 Some(l) => {
-                    if pending.is_empty() {
+                    if live.pending.is_empty() {
                         deadline = Some(tokio::time::Instant::now() + max_wait);
                     }
-                    pending.push(l);
-                    if pending.len() >= batch {
-                        if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                    live.pending.push(l);
+                    if live.pending.len() >= batch {
+                        if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                             reuse_dirty |= !out.captured.is_empty();
                         }
-                        pending.clear();
                         deadline = None;
                     }
                 }
                 None => listeners_open = false,
             },
             _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
-                if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                     reuse_dirty |= !out.captured.is_empty();
                 }
-                pending.clear();
                 deadline = None;
             }
             _ = tail_tick.tick() => {
@@ -1044,7 +1234,16 @@ async fn run_loop(
                     if *stop.borrow() {
                         break;
                     }
-                    let read = tail.read(batch).map_err(|source| IngestError::Io { path: s.log_file.clone(), source })?;
+                    // A read error (EMFILE while listeners hold every descriptor, a file being
+                    // replaced) is retried on the next tick; it never ends the ingester.
+                    let read = match tail.read(batch) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            pipeline.counters.tail_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(path = %s.log_file.display(), error = %e, "ingester: cannot read the ingest file; retrying");
+                            break;
+                        }
+                    };
                     match read {
                         TailRead::Idle => break,
                         TailRead::Reset => {
@@ -1068,7 +1267,7 @@ async fn run_loop(
         }
         // Attacker rows catch up as soon as the input pauses (and every
         // `profile_interval_ms` while it does not); the reuse pass reads their uuids.
-        pipeline.profile_if_due(pending.is_empty()).await;
+        pipeline.profile_if_due(live.pending.is_empty()).await;
         if reuse_dirty && last_reuse.elapsed() >= Duration::from_secs(1) {
             reuse_dirty = false;
             last_reuse = tokio::time::Instant::now();
