@@ -1604,3 +1604,66 @@ async fn connection_cap_and_idle_timeout_keep_intake_going() {
     drop(idle);
     app.stop().await;
 }
+
+// ---------------------------------------------------------------- rotation while down (issue 14)
+
+/// The daemon's tail loop in miniature: read and commit until the file stays idle.
+async fn tail_until_idle(db: &Db, path: &Path) {
+    let mut tail = FileTail::load(db, path).await.unwrap();
+    let mut p = Pipeline::new(
+        db.clone(),
+        None,
+        &ingest_settings(),
+        Arc::new(IngestCounters::default()),
+    );
+    let mut idle = 0;
+    while idle < 3 {
+        match tail.read(1000).unwrap() {
+            TailRead::Idle => idle += 1,
+            TailRead::Reset => {
+                decnetd::db::repo::state::set(
+                    db,
+                    "ingest_worker_position",
+                    &serde_json::json!({"position": 0}),
+                )
+                .await
+                .unwrap();
+            }
+            TailRead::Lines(lines, end) => {
+                p.set_tail_identity(tail.identity());
+                p.commit(&lines, Some(end)).await.unwrap();
+                tail.position = end;
+            }
+        }
+    }
+}
+
+on_both_backends!(rotation_while_down_loses_nothing);
+
+/// Rotated while the daemon was down: the stored offset belongs to the old file (identified
+/// by inode and head), so the old file is finished and the new one read from 0; with the old
+/// file gone, the new one is still read from 0.
+async fn rotation_while_down_loses_nothing(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("decnet.log");
+    write_lines(&f, &numbered(100, "before"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(repo::count_logs(db).await.unwrap(), 100);
+    // down: 50 more lines reach the old file, then it is rotated and a new one started
+    write_lines(&f, &numbered(50, "unread"));
+    std::fs::rename(&f, dir.path().join("decnet.log.1")).unwrap();
+    write_lines(&f, &numbered(30, "after"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(
+        repo::count_logs(db).await.unwrap(),
+        180,
+        "old file finished, new one from 0"
+    );
+    // down again: rotated and the old file deleted
+    std::fs::remove_file(dir.path().join("decnet.log.1")).unwrap();
+    std::fs::rename(&f, dir.path().join("decnet.log.1")).unwrap();
+    std::fs::remove_file(dir.path().join("decnet.log.1")).unwrap();
+    write_lines(&f, &numbered(20, "third"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(repo::count_logs(db).await.unwrap(), 200, "new file from 0");
+}

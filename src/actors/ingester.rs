@@ -200,6 +200,10 @@ pub struct Pipeline {
     last_profile: Option<std::time::Instant>,
     /// After a failed pass, no retry before this (not even when idle).
     profile_retry_at: Option<std::time::Instant>,
+    /// Identity of the tailed file, stored with every position ([`FileTail::identity`]).
+    tail_identity: Option<Map<String, Value>>,
+    /// The supervisor's shutdown grace (bounds the drain of a stop).
+    pub shutdown_grace_s: f64,
 }
 
 /// Wait before retrying a failed profiler pass (the daemon loop wakes every 200 ms, and an
@@ -352,7 +356,14 @@ impl Pipeline {
             profile_interval: Duration::from_millis(s.profile_interval_ms),
             last_profile: None,
             profile_retry_at: None,
+            tail_identity: None,
+            shutdown_grace_s: crate::config::Settings::default().workers.shutdown_grace_s,
         }
+    }
+
+    /// The identity of the tailed file to store beside the next positions.
+    pub fn set_tail_identity(&mut self, identity: Option<Map<String, Value>>) {
+        self.tail_identity = identity;
     }
 
     /// Shared counters.
@@ -427,7 +438,11 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let (mut input, pending, filtered) = self.prepare(parsed);
         let prepared = started.elapsed();
-        input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
+        input.position = position.map(|p| {
+            let mut v = self.tail_identity.clone().unwrap_or_default();
+            v.insert("position".into(), json!(p));
+            (POSITION_KEY.to_owned(), Value::Object(v))
+        });
         let input = Arc::new(input);
         let out = repo::commit_batch(&self.db, Arc::clone(&input)).await?;
         tracing::debug!(
@@ -623,6 +638,12 @@ pub struct FileTail {
     /// Committed byte offset.
     pub position: u64,
     inode: Option<u64>,
+    /// Identity stored with the offset, checked on the first read after a start.
+    stored: Option<FileIdentity>,
+    /// Identity of the file being read (`inode` + head fingerprint).
+    identity: Option<FileIdentity>,
+    /// A rotated file being finished (found by its inode) before the new one is read from 0.
+    old_path: Option<PathBuf>,
     /// Longest line read as a line (`max_frame_bytes`); a longer one becomes one quarantine
     /// row (reason `framing`) keeping its first `max_line` bytes.
     pub max_line: usize,
@@ -636,6 +657,65 @@ fn inode_of(m: &std::fs::Metadata) -> Option<u64> {
 
 #[cfg(not(unix))]
 fn inode_of(_m: &std::fs::Metadata) -> Option<u64> {
+    None
+}
+
+/// Bytes of a file's head fingerprinted with its inode.
+const HEAD_BYTES: usize = 1024;
+
+/// Which file an offset belongs to: its inode and a sha256 of its first `head_len` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    head_len: usize,
+    head_sha: String,
+}
+
+impl FileIdentity {
+    fn of(f: &mut std::fs::File, inode: u64) -> std::io::Result<Self> {
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        f.seek(SeekFrom::Start(0))?;
+        f.take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+        Ok(FileIdentity {
+            inode,
+            head_len: head.len(),
+            head_sha: repo::bytes_hash(&head),
+        })
+    }
+
+    /// Whether `f` (of inode `inode`) is the file this identity was taken from.
+    fn matches(&self, f: &mut std::fs::File, inode: Option<u64>) -> std::io::Result<bool> {
+        if inode != Some(self.inode) {
+            return Ok(false);
+        }
+        let mut head = Vec::with_capacity(self.head_len);
+        f.seek(SeekFrom::Start(0))?;
+        f.take(self.head_len as u64).read_to_end(&mut head)?;
+        Ok(head.len() == self.head_len && repo::bytes_hash(&head) == self.head_sha)
+    }
+
+    fn from_state(v: &Value) -> Option<Self> {
+        Some(FileIdentity {
+            inode: v.get("inode")?.as_u64()?,
+            head_len: usize::try_from(v.get("head_len")?.as_u64()?).ok()?,
+            head_sha: v.get("head_sha")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// The file in `dir` (other than `skip`) whose inode is `inode`.
+#[cfg(unix)]
+fn find_by_inode(dir: &Path, inode: u64, skip: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p != skip)
+        .find(|p| std::fs::metadata(p).ok().as_ref().and_then(inode_of) == Some(inode))
+}
+
+#[cfg(not(unix))]
+fn find_by_inode(_dir: &Path, _inode: u64, _skip: &Path) -> Option<PathBuf> {
     None
 }
 
@@ -664,27 +744,95 @@ impl FileTail {
             source: Arc::from(format!("file:{}", path.display())),
             position,
             inode: None,
+            stored: stored.as_ref().and_then(FileIdentity::from_state),
+            identity: None,
+            old_path: None,
             max_line: IngestSettings::default().max_frame_bytes,
         })
     }
 
+    /// The identity of the file being read, as stored beside its offset.
+    pub fn identity(&self) -> Option<Map<String, Value>> {
+        let id = self.identity.as_ref()?;
+        let mut m = Map::new();
+        m.insert("inode".into(), json!(id.inode));
+        m.insert("head_len".into(), json!(id.head_len));
+        m.insert("head_sha".into(), json!(id.head_sha));
+        Some(m)
+    }
+
+    /// Back to offset 0 of the live path.
+    fn reset(&mut self, why: &str) -> TailRead {
+        tracing::info!(path = %self.path.display(), old = self.position, why, "ingest file: reading from 0");
+        self.position = 0;
+        self.identity = None;
+        self.old_path = None;
+        self.inode = None;
+        TailRead::Reset
+    }
+
+    /// The file was replaced (rotation): finish the old one when it is still in the same
+    /// directory (found by inode) with unread bytes, else start the new one from 0.
+    fn rotated(&mut self, old_inode: u64) -> TailRead {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match find_by_inode(dir, old_inode, &self.path) {
+            Some(old) if std::fs::metadata(&old).is_ok_and(|m| m.len() > self.position) => {
+                tracing::info!(old = %old.display(), position = self.position, "ingest file rotated; finishing the old file first");
+                self.old_path = Some(old);
+                TailRead::Idle
+            }
+            _ => self.reset("rotated"),
+        }
+    }
+
     /// Read up to `max_lines` complete lines after the committed offset.
     pub fn read(&mut self, max_lines: usize) -> Result<TailRead, std::io::Error> {
-        let mut f = match std::fs::File::open(&self.path) {
+        let path = self.old_path.clone().unwrap_or_else(|| self.path.clone());
+        let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TailRead::Idle),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.old_path.is_some() {
+                    return Ok(self.reset("rotated file gone"));
+                }
+                return Ok(TailRead::Idle);
+            }
             Err(e) => return Err(e),
         };
         let meta = f.metadata()?;
         let ino = inode_of(&meta);
-        let rotated = matches!((self.inode, ino), (Some(a), Some(b)) if a != b);
-        self.inode = ino;
-        if meta.len() < self.position || (rotated && self.position > 0) {
-            tracing::info!(path = %self.path.display(), old = self.position, "ingest file truncated or rotated; reading from 0");
-            self.position = 0;
-            return Ok(TailRead::Reset);
+        if self.old_path.is_none() {
+            // Rotated or replaced while down: the stored identity is not this file's.
+            if let Some(st) = self.stored.take() {
+                if !st.matches(&mut f, ino)? {
+                    self.identity = Some(st.clone());
+                    return Ok(self.rotated(st.inode));
+                }
+                self.identity = Some(st);
+            }
+            if let (Some(was), Some(now)) = (self.identity.as_ref().map(|i| i.inode), ino) {
+                if was != now && self.position > 0 {
+                    return Ok(self.rotated(was));
+                }
+            }
+            let rotated = matches!((self.inode, ino), (Some(a), Some(b)) if a != b);
+            self.inode = ino;
+            if meta.len() < self.position || (rotated && self.position > 0) {
+                return Ok(self.reset("truncated"));
+            }
+            if let Some(i) = ino {
+                if self
+                    .identity
+                    .as_ref()
+                    .is_none_or(|id| id.head_len < HEAD_BYTES || id.inode != i)
+                {
+                    self.identity = Some(FileIdentity::of(&mut f, i)?);
+                }
+            }
         }
-        if meta.len() == self.position {
+        if meta.len() <= self.position {
+            if self.old_path.is_some() {
+                return Ok(self.reset("rotated file finished"));
+            }
             return Ok(TailRead::Idle);
         }
         f.seek(SeekFrom::Start(self.position))?;
@@ -1033,12 +1181,13 @@ impl Actor for Ingester {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.stop_tx = Some(stop_tx);
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             self.deps.db.clone(),
             Some(self.deps.registry.clone()),
             &s,
             self.counters.clone(),
         );
+        pipeline.shutdown_grace_s = self.deps.settings.workers.shutdown_grace_s;
         let db = self.deps.db.clone();
         ctx.spawn(
             run_loop(db, pipeline, s, live, stop_rx)
@@ -1094,9 +1243,10 @@ async fn commit_with_retry(
     }
 }
 
-/// Longest a stop waits for the listeners to hand over what their connections still held
-/// (beyond [`listener::DRAIN_MAX`], for the last lines to cross the channel).
-const STOP_DRAIN_MAX: Duration = Duration::from_secs(7);
+/// The drain window of a stop: the supervisor's shutdown grace less time to commit.
+pub fn drain_window(shutdown_grace_s: f64) -> Duration {
+    Duration::from_secs_f64((shutdown_grace_s - 2.0).max(1.0))
+}
 
 /// The ingester loop; hands its [`LiveIntake`] back (with the lines not committed) so that
 /// a failed run's successor resumes it.
@@ -1136,10 +1286,12 @@ async fn drain_on_stop(
     listeners_open: bool,
     stop: &watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
+    let window = drain_window(pipeline.shutdown_grace_s);
     if let Some(l) = &live.listeners {
-        l.drain();
+        // Connections stop reading a little before the loop stops waiting for them.
+        l.drain(window.saturating_sub(Duration::from_millis(500)));
     }
-    let until = tokio::time::Instant::now() + STOP_DRAIN_MAX;
+    let until = tokio::time::Instant::now() + window;
     while listeners_open {
         tokio::select! {
             l = live.rx.recv() => match l {
@@ -1252,6 +1404,7 @@ async fn run(
                             }
                         }
                         TailRead::Lines(lines, end) => {
+                            pipeline.set_tail_identity(tail.identity());
                             match commit_with_retry(&mut pipeline, &lines, Some(end), &stop).await? {
                                 Some(out) => {
                                     tail.position = end;

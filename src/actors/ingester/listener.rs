@@ -17,11 +17,12 @@
 //! `max_connections` connections (more are accepted and closed at once), closes connections
 //! idle for `idle_timeout_s` and handshakes not done in `handshake_timeout_s`. On
 //! [`Listeners::drain`] they stop accepting, read what every connection still delivers (until
-//! its end, [`DRAIN_IDLE`] of silence, or [`DRAIN_MAX`]), send it, and end.
+//! its end, [`DRAIN_IDLE`] of silence, or the drain window given to `drain`), send it, and
+//! end.
 
 use std::io::BufReader;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,8 +43,6 @@ pub const CHANNEL_MAX_BYTES: usize = 8 << 20;
 const LINE_OVERHEAD: usize = 64;
 /// While draining, a connection silent this long is done.
 pub const DRAIN_IDLE: Duration = Duration::from_millis(250);
-/// While draining, no connection is read for longer than this.
-pub const DRAIN_MAX: Duration = Duration::from_secs(5);
 /// File descriptors kept free for the database, the tailed file and the HTTP server when the
 /// connection cap is fitted to the open-files limit.
 const FD_RESERVE: u64 = 256;
@@ -108,6 +107,12 @@ impl LineReceiver {
     }
 }
 
+/// A connection's view of the listeners' stop: the token and the drain window.
+struct Stop {
+    token: CancellationToken,
+    window: Arc<AtomicU64>,
+}
+
 /// Connection limits of one listener.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -119,13 +124,17 @@ struct Limits {
 /// The running listeners (their own thread). Dropping the handle drains them.
 pub struct Listeners {
     stop: CancellationToken,
+    /// Drain window in milliseconds, set by [`Listeners::drain`].
+    window: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Listeners {
     /// Stop accepting; every connection sends what it still receives (see the module doc),
     /// then the listeners end and their senders are dropped.
-    pub fn drain(&self) {
+    pub fn drain(&self, within: Duration) {
+        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        self.window.store(ms, Ordering::Relaxed);
         self.stop.cancel();
     }
 
@@ -235,6 +244,8 @@ pub fn start_all(
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
+    let window = Arc::new(AtomicU64::new(0));
+    let drain_window = window.clone();
     let thread = std::thread::Builder::new()
         .name("syslog-listeners".into())
         .spawn(move || {
@@ -261,7 +272,7 @@ pub fn start_all(
                                 limits,
                                 cap,
                                 counters.clone(),
-                                token.clone(),
+                                (token.clone(), drain_window.clone()),
                             ));
                         }
                         Err(e) => tracing::error!(%addr, error = %e, "syslog TCP listener"),
@@ -278,7 +289,7 @@ pub fn start_all(
                                 limits,
                                 cap,
                                 counters.clone(),
-                                token.clone(),
+                                (token.clone(), drain_window.clone()),
                             ));
                         }
                         Err(e) => tracing::error!(%addr, error = %e, "syslog TLS listener"),
@@ -292,6 +303,7 @@ pub fn start_all(
         .map_err(|e| IngestError::Listener(format!("listener thread: {e}")))?;
     Ok(Some(Listeners {
         stop,
+        window,
         thread: Some(thread),
     }))
 }
@@ -356,7 +368,7 @@ async fn serve(
     limits: Limits,
     cap: usize,
     counters: Arc<IngestCounters>,
-    stop: CancellationToken,
+    (stop, window): (CancellationToken, Arc<AtomicU64>),
 ) {
     let slots = Arc::new(Semaphore::new(cap));
     let mut conns = JoinSet::new();
@@ -383,7 +395,11 @@ async fn serve(
             drop(sock);
             continue;
         };
-        let (tx, counters, stop, tls) = (tx.clone(), counters.clone(), stop.clone(), tls.clone());
+        let (tx, counters, tls) = (tx.clone(), counters.clone(), tls.clone());
+        let stop = Stop {
+            token: stop.clone(),
+            window: window.clone(),
+        };
         conns.spawn(async move {
             match tls {
                 None => {
@@ -409,7 +425,7 @@ async fn tls_connection(
     tx: &LineSender,
     limits: Limits,
     counters: &IngestCounters,
-    stop: &CancellationToken,
+    stop: &Stop,
 ) {
     let stream = match tokio::time::timeout(limits.handshake, acceptor.accept(sock)).await {
         Ok(Ok(s)) => s,
@@ -458,7 +474,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
     tx: &LineSender,
     limits: Limits,
     counters: &IngestCounters,
-    stop: &CancellationToken,
+    stop: &Stop,
 ) {
     let mut dec = FrameDecoder::new(limits.max_frame);
     let mut buf = vec![0u8; 16 * 1024];
@@ -470,8 +486,9 @@ async fn read_frames<S: AsyncRead + Unpin>(
         };
         let read = tokio::select! {
             biased;
-            _ = stop.cancelled(), if drain_until.is_none() => {
-                drain_until = Some(tokio::time::Instant::now() + DRAIN_MAX);
+            _ = stop.token.cancelled(), if drain_until.is_none() => {
+                let window = Duration::from_millis(stop.window.load(Ordering::Relaxed));
+                drain_until = Some(tokio::time::Instant::now() + window);
                 continue;
             }
             r = tokio::time::timeout(wait, s.read(&mut buf)) => r,
