@@ -1197,9 +1197,15 @@ async fn hostile_bytes_are_stored_exactly_by_replay_and_tail(db: &Db) {
     }
     std::fs::write(&file, &body).unwrap();
     // `decnetd ingest`
-    let sum = ingest_files(db, None, &ingest_settings(), &[file.clone()], false)
-        .await
-        .expect("a NUL byte must not abort the replay");
+    let sum = ingest_files(
+        db,
+        None,
+        &ingest_settings(),
+        std::slice::from_ref(&file),
+        false,
+    )
+    .await
+    .expect("a NUL byte must not abort the replay");
     assert_eq!(sum.logs_inserted as usize, HOSTILE_RECORDS);
     assert_hostile_stored(db, "replay").await;
     // the live tail reads the same file: everything is already there, nothing doubles

@@ -1292,7 +1292,8 @@ async fn drain_on_stop(
         l.drain(window.saturating_sub(Duration::from_millis(500)));
     }
     let until = tokio::time::Instant::now() + window;
-    while listeners_open {
+    let mut open = listeners_open;
+    while open {
         tokio::select! {
             l = live.rx.recv() => match l {
                 Some(l) => {
@@ -1301,11 +1302,11 @@ async fn drain_on_stop(
                         flush(pipeline, &mut live.pending, stop).await?;
                     }
                 }
-                None => break,
+                None => open = false,
             },
             _ = tokio::time::sleep_until(until) => {
                 tracing::warn!("ingester: listeners still draining at the stop deadline");
-                break;
+                open = false;
             }
         }
     }

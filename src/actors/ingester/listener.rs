@@ -177,15 +177,15 @@ pub fn raise_nofile_limit() -> Option<u64> {
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
                 tracing::info!(
-                    from = r.rlim_cur as u64,
-                    to = r.rlim_max as u64,
+                    from = r.rlim_cur,
+                    to = r.rlim_max,
                     "open-files soft limit raised"
                 );
                 r = want;
             }
         }
     }
-    Some(r.rlim_cur as u64)
+    Some(r.rlim_cur)
 }
 
 #[cfg(not(unix))]
