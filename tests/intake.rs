@@ -513,6 +513,22 @@ fn make_pki() -> Pki {
     }
 }
 
+/// Write the server PKI into `dir` and turn the TLS listener on at `port`.
+fn with_tls(s: &mut Settings, dir: &Path, pki: &Pki, port: u16) {
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("srv.pem", &pki.server_pem),
+        ("srv.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    s.ingest.syslog_tls_host = "127.0.0.1".into();
+    s.ingest.syslog_tls_port = port;
+    s.ingest.tls_ca = Some(dir.join("ca.pem"));
+    s.ingest.tls_cert = Some(dir.join("srv.pem"));
+    s.ingest.tls_key = Some(dir.join("srv.key"));
+}
+
 async fn tls_send(port: u16, pki: &Pki, payload: &[u8]) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use tokio::io::AsyncWriteExt;
@@ -610,20 +626,9 @@ async fn same_corpus_three_ways_gives_identical_rows() {
     // 3. TLS with a client certificate; CN recorded as source_worker
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki();
-    for (name, pem) in [
-        ("ca.pem", &pki.ca_pem),
-        ("srv.pem", &pki.server_pem),
-        ("srv.key", &pki.server_key),
-    ] {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
     let mut s = daemon_settings(dir.path());
     let port = free_port();
-    s.ingest.syslog_tls_host = "127.0.0.1".into();
-    s.ingest.syslog_tls_port = port;
-    s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
-    s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
-    s.ingest.tls_key = Some(dir.path().join("srv.key"));
+    with_tls(&mut s, dir.path(), &pki, port);
     let app = testkit::start(s).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     tls_send(port, &pki, &octet_frames(&lines)).await;
@@ -1241,20 +1246,7 @@ async fn hostile_through_the_daemon(db_url: Option<String>) {
         }
         match way {
             "tail" => std::fs::write(&s.ingest.log_file, &newline).unwrap(),
-            "tls" => {
-                for (name, pem) in [
-                    ("ca.pem", &pki.ca_pem),
-                    ("srv.pem", &pki.server_pem),
-                    ("srv.key", &pki.server_key),
-                ] {
-                    std::fs::write(dir.path().join(name), pem).unwrap();
-                }
-                s.ingest.syslog_tls_host = "127.0.0.1".into();
-                s.ingest.syslog_tls_port = port;
-                s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
-                s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
-                s.ingest.tls_key = Some(dir.path().join("srv.key"));
-            }
+            "tls" => with_tls(&mut s, dir.path(), &pki, port),
             _ => s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}")),
         }
         let app = testkit::start(s).await.unwrap();
@@ -1456,20 +1448,9 @@ async fn tls13_write_and_close_client_loses_nothing() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki();
-    for (name, pem) in [
-        ("ca.pem", &pki.ca_pem),
-        ("srv.pem", &pki.server_pem),
-        ("srv.key", &pki.server_key),
-    ] {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
     let mut s = daemon_settings(dir.path());
     let port = free_port();
-    s.ingest.syslog_tls_host = "127.0.0.1".into();
-    s.ingest.syslog_tls_port = port;
-    s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
-    s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
-    s.ingest.tls_key = Some(dir.path().join("srv.key"));
+    with_tls(&mut s, dir.path(), &pki, port);
     let app = testkit::start(s).await.unwrap();
     let lines = numbered(20_000, "tls13");
 
