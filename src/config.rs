@@ -541,8 +541,16 @@ pub struct IngestSettings {
     pub tls_ca: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
-    /// Largest accepted syslog frame, bytes.
+    /// Largest accepted syslog frame (and tailed line), bytes; a larger one is quarantined
+    /// (reason `framing`) keeping its first `max_frame_bytes` bytes.
     pub max_frame_bytes: usize,
+    /// Open connections per syslog listener (further ones are accepted and closed at once);
+    /// lowered at start to what the open-files limit leaves.
+    pub max_connections: usize,
+    /// A syslog connection that sends nothing for this long is closed, seconds.
+    pub idle_timeout_s: f64,
+    /// A TLS handshake not finished in this time is abandoned, seconds.
+    pub handshake_timeout_s: f64,
     /// APP-NAMEs never stored (native daemon noise; the raw file keeps them).
     pub drop_apps: Vec<String>,
     /// Event types rate-limited per (ip, decky, service, type).
@@ -574,6 +582,9 @@ impl Default for IngestSettings {
             tls_cert: None,
             tls_key: None,
             max_frame_bytes: 65536,
+            max_connections: 512,
+            idle_timeout_s: 300.0,
+            handshake_timeout_s: 10.0,
             drop_apps: crate::domain::syslog::collector::DEFAULT_DROP_APPS
                 .split(',')
                 .map(str::to_owned)
@@ -622,6 +633,21 @@ impl IngestSettings {
             "DECNET_SYSLOG_MAX_FRAME",
             &mut self.max_frame_bytes,
             parse_positive,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_MAX_CONNECTIONS",
+            &mut self.max_connections,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_IDLE_TIMEOUT_S",
+            &mut self.idle_timeout_s,
+            parse_seconds,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_HANDSHAKE_TIMEOUT_S",
+            &mut self.handshake_timeout_s,
+            parse_seconds,
         )?;
         env.apply(
             "DECNET_COLLECTOR_DROP_APPS",

@@ -92,10 +92,8 @@ fn write_lines(path: &Path, lines: &[String]) {
 fn raw(lines: &[String]) -> Vec<decnetd::actors::ingester::RawLine> {
     lines
         .iter()
-        .map(|l| decnetd::actors::ingester::RawLine {
-            bytes: l.as_bytes().to_vec(),
-            source_worker: None,
-            source: "test".into(),
+        .map(|l| {
+            decnetd::actors::ingester::RawLine::new(l.as_bytes().to_vec(), "test".into(), None)
         })
         .collect()
 }
@@ -515,6 +513,22 @@ fn make_pki() -> Pki {
     }
 }
 
+/// Write the server PKI into `dir` and turn the TLS listener on at `port`.
+fn with_tls(s: &mut Settings, dir: &Path, pki: &Pki, port: u16) {
+    for (name, pem) in [
+        ("ca.pem", &pki.ca_pem),
+        ("srv.pem", &pki.server_pem),
+        ("srv.key", &pki.server_key),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    s.ingest.syslog_tls_host = "127.0.0.1".into();
+    s.ingest.syslog_tls_port = port;
+    s.ingest.tls_ca = Some(dir.join("ca.pem"));
+    s.ingest.tls_cert = Some(dir.join("srv.pem"));
+    s.ingest.tls_key = Some(dir.join("srv.key"));
+}
+
 async fn tls_send(port: u16, pki: &Pki, payload: &[u8]) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use tokio::io::AsyncWriteExt;
@@ -612,20 +626,9 @@ async fn same_corpus_three_ways_gives_identical_rows() {
     // 3. TLS with a client certificate; CN recorded as source_worker
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki();
-    for (name, pem) in [
-        ("ca.pem", &pki.ca_pem),
-        ("srv.pem", &pki.server_pem),
-        ("srv.key", &pki.server_key),
-    ] {
-        std::fs::write(dir.path().join(name), pem).unwrap();
-    }
     let mut s = daemon_settings(dir.path());
     let port = free_port();
-    s.ingest.syslog_tls_host = "127.0.0.1".into();
-    s.ingest.syslog_tls_port = port;
-    s.ingest.tls_ca = Some(dir.path().join("ca.pem"));
-    s.ingest.tls_cert = Some(dir.path().join("srv.pem"));
-    s.ingest.tls_key = Some(dir.path().join("srv.key"));
+    with_tls(&mut s, dir.path(), &pki, port);
     let app = testkit::start(s).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     tls_send(port, &pki, &octet_frames(&lines)).await;
@@ -1118,4 +1121,536 @@ async fn reuse_pass_follows_every_credential_write(db: &Db) {
     let again = p.reuse_pass(min).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].deckies, vec!["d4", "d5"]);
+}
+
+// ---------------------------------------------------------------- hostile bytes (issue 14)
+
+/// Lines no text column holds as they are: NUL (PostgreSQL rejects it), invalid UTF-8 (two
+/// lines differing only in their invalid bytes), control characters, garbage with both, and
+/// a JSON record whose decoded text holds NUL. None may stop intake or merge with another.
+fn hostile() -> Vec<Vec<u8>> {
+    vec![
+        b"<134>1 2026-06-01T10:00:00Z nul-decky ssh - auth_attempt [relay@55555 src_ip=\"203.0.113.9\" username=\"ro\0ot\" secret_printable=\"pa\0ss\" secret_b64=\"cGEAc3M=\"] pass\0word".to_vec(),
+        b"<134>1 2026-06-01T10:00:01Z bin-decky telnet - input [relay@55555 src_ip=\"203.0.113.10\"] data \xff\xfe end".to_vec(),
+        b"<134>1 2026-06-01T10:00:01Z bin-decky telnet - input [relay@55555 src_ip=\"203.0.113.10\"] data \xfe\xff end".to_vec(),
+        b"<134>1 2026-06-01T10:00:02Z ctl-decky ssh - command [relay@55555 src_ip=\"203.0.113.11\"] \x01\x1b[31mred\x7f\x08\ttab\x0b".to_vec(),
+        b"\0\0\0 binary junk".to_vec(),
+        b"junk \xff".to_vec(),
+        b"junk \xfe".to_vec(),
+        br#"{"timestamp": "2026-06-01T10:00:03Z", "decky": "json-decky", "service": "ssh", "event_type": "login", "attacker_ip": "203.0.113.12", "fields": {"username": "a\u0000b"}, "msg": "m\u0000", "raw_line": "x"}"#.to_vec(),
+    ]
+}
+
+/// Records (4) and quarantined lines (4) of [`hostile`].
+const HOSTILE_RECORDS: usize = 4;
+const HOSTILE_QUARANTINED: usize = 4;
+
+/// Every hostile line is stored exactly once, its bytes recoverable from its row.
+async fn assert_hostile_stored(db: &Db, what: &str) {
+    let lines = hostile();
+    let logs = repo::all_logs(db).await.unwrap();
+    let (_, quarantine) = repo::list_quarantine(db, 1000, 0).await.unwrap();
+    let mut stored: Vec<Vec<u8>> = logs
+        .iter()
+        .map(|l| {
+            l.raw_bytes
+                .clone()
+                .unwrap_or_else(|| l.raw_line.clone().into_bytes())
+        })
+        .chain(quarantine.iter().map(|q| {
+            q.raw_bytes
+                .clone()
+                .unwrap_or_else(|| q.raw_line.clone().into_bytes())
+        }))
+        .collect();
+    stored.sort();
+    let mut want = lines.clone();
+    want.sort();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect::<Vec<_>>(),
+        "{what}: rows"
+    );
+    assert_eq!(stored, want, "{what}: exact bytes");
+    assert_eq!(logs.len(), HOSTILE_RECORDS, "{what}: log rows");
+    assert_eq!(
+        quarantine.len(),
+        HOSTILE_QUARANTINED,
+        "{what}: quarantine rows"
+    );
+    assert!(
+        logs.iter()
+            .all(|l| !l.raw_line.contains('\0') && !l.decky.contains('\0')),
+        "{what}: no NUL in text"
+    );
+}
+
+on_both_backends!(hostile_bytes_are_stored_exactly_by_replay_and_tail);
+
+async fn hostile_bytes_are_stored_exactly_by_replay_and_tail(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hostile.log");
+    let mut body = Vec::new();
+    for l in hostile() {
+        body.extend_from_slice(&l);
+        body.push(b'\n');
+    }
+    std::fs::write(&file, &body).unwrap();
+    // `decnetd ingest`
+    let sum = ingest_files(
+        db,
+        None,
+        &ingest_settings(),
+        std::slice::from_ref(&file),
+        false,
+    )
+    .await
+    .expect("a NUL byte must not abort the replay");
+    assert_eq!(sum.logs_inserted as usize, HOSTILE_RECORDS);
+    assert_hostile_stored(db, "replay").await;
+    // the live tail reads the same file: everything is already there, nothing doubles
+    let mut tail = FileTail::load(db, &file).await.unwrap();
+    let counters = Arc::new(IngestCounters::default());
+    let mut p = Pipeline::new(db.clone(), None, &ingest_settings(), counters);
+    let TailRead::Lines(lines, end) = tail.read(100).unwrap() else {
+        panic!("tail read nothing")
+    };
+    assert_eq!(end, body.len() as u64);
+    p.commit(&lines, Some(end)).await.expect("tail commit");
+    assert_hostile_stored(db, "tail after replay").await;
+}
+
+/// The daemon's own loop and listeners on one backend: the file tail, newline-framed and
+/// octet-counted TCP, and TLS each store the hostile corpus exactly.
+async fn hostile_through_the_daemon(db_url: Option<String>) {
+    use tokio::io::AsyncWriteExt;
+    let pki = make_pki();
+    let lines = hostile();
+    for way in ["tail", "tcp-newline", "tcp-octet", "tls"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = daemon_settings(dir.path());
+        s.db.url = db_url.clone().map(decnetd::config::Secret::new);
+        let port = free_port();
+        let mut newline = Vec::new();
+        let mut octet = Vec::new();
+        for l in &lines {
+            newline.extend_from_slice(l);
+            newline.push(b'\n');
+            octet.extend_from_slice(format!("{} ", l.len()).as_bytes());
+            octet.extend_from_slice(l);
+        }
+        match way {
+            "tail" => std::fs::write(&s.ingest.log_file, &newline).unwrap(),
+            "tls" => with_tls(&mut s, dir.path(), &pki, port),
+            _ => s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}")),
+        }
+        let app = testkit::start(s).await.unwrap();
+        match way {
+            "tail" => {}
+            "tls" => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                tls_send(port, &pki, &octet).await;
+            }
+            _ => {
+                let mut sock = connect_retry(port).await;
+                let payload = if way == "tcp-newline" {
+                    &newline
+                } else {
+                    &octet
+                };
+                sock.write_all(payload).await.unwrap();
+                sock.shutdown().await.unwrap();
+            }
+        }
+        let db = &app.state.db;
+        let ok = testkit::eventually(Duration::from_secs(30), || async {
+            let n = repo::count_logs(db).await.ok()?;
+            let (q, _) = repo::list_quarantine(db, 1, 0).await.ok()?;
+            (n as usize >= HOSTILE_RECORDS && q as usize >= HOSTILE_QUARANTINED).then_some(())
+        })
+        .await;
+        if ok.is_none() {
+            let h = app.state.status.extra_of("ingester");
+            panic!("{way}: rows did not arrive; health {h:?}");
+        }
+        assert_hostile_stored(db, way).await;
+        app.stop().await;
+    }
+}
+
+async fn connect_retry(port: u16) -> tokio::net::TcpStream {
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("listener on {port} not up")
+}
+
+#[actix_rt::test]
+async fn hostile_bytes_through_every_daemon_path_sqlite() {
+    hostile_through_the_daemon(None).await;
+}
+
+#[actix_rt::test]
+async fn hostile_bytes_through_every_daemon_path_postgres() {
+    let Some(url) = common::pg_database_url().await else {
+        return;
+    };
+    hostile_through_the_daemon(Some(url)).await;
+}
+
+// ---------------------------------------------------------------- framing (issue 14)
+
+fn good(i: u32) -> String {
+    format!(
+        r#"<134>1 2026-06-02T10:00:{i:02}Z frame-{i} ssh - connect [relay@55555 src_ip="192.0.2.{i}"]"#
+    )
+}
+
+/// Junk, bad prefixes, oversize and truncated frames are quarantined (`framing`) and counted;
+/// the connection goes on and every good neighbour lands; the file tail applies the same
+/// limit (one quarantine row keeping the head of a 10 MB line).
+#[actix_rt::test]
+async fn framing_errors_are_quarantined_and_neighbours_land() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.max_frame_bytes = 2048;
+    // the tail: a good line, a 10 MB line, a good line
+    let mut body = format!("{}\n", good(8)).into_bytes();
+    body.extend(std::iter::repeat_n(b'x', 10 << 20));
+    body.push(b'\n');
+    body.extend(format!("{}\n", good(9)).into_bytes());
+    std::fs::write(&s.ingest.log_file, &body).unwrap();
+    let app = testkit::start(s).await.unwrap();
+
+    // A: newline framing with digit-led junk and an oversize line
+    let mut a = connect_retry(port).await;
+    let long = format!("<13>1 {}", "y".repeat(5000));
+    let wire = format!(
+        "220 mail ESMTP ready\n{}\n2026-12-06 12:00:00 plain text\n{}\n{long}\n{}\n",
+        good(1),
+        good(2),
+        good(3)
+    );
+    a.write_all(wire.as_bytes()).await.unwrap();
+    // B: octet counting with a bad prefix, an oversize frame and a frame cut short at the end
+    let mut b = connect_retry(port).await;
+    let frame = |l: &str| format!("{} {l}", l.len());
+    let big = format!("<13>1 {}", "z".repeat(3000));
+    let wire = format!(
+        "{}12 xxxxxxxxxxxxxxxxxx{}{}{}500 <13>1 cut short",
+        frame(&good(5)),
+        frame(&good(6)),
+        frame(&big),
+        frame(&good(7)),
+    );
+    b.write_all(wire.as_bytes()).await.unwrap();
+    b.shutdown().await.unwrap();
+    // A is still open after its bad frames: one more line on it, then close
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.write_all(format!("{}\n", good(4)).as_bytes())
+        .await
+        .unwrap();
+    a.shutdown().await.unwrap();
+
+    let db = &app.state.db;
+    let want_logs = 9;
+    let want_framing = 7;
+    let ok = testkit::eventually(Duration::from_secs(30), || async {
+        let n = repo::count_logs(db).await.ok()?;
+        let (_, q) = repo::list_quarantine(db, 100, 0).await.ok()?;
+        let f = q.iter().filter(|q| q.reason_code == "framing").count();
+        (n >= want_logs && f >= want_framing).then_some(())
+    })
+    .await;
+    let logs = repo::all_logs(db).await.unwrap();
+    let (_, q) = repo::list_quarantine(db, 100, 0).await.unwrap();
+    assert!(
+        ok.is_some(),
+        "logs {:?}\nquarantine {:?}",
+        logs.iter().map(|l| &l.decky).collect::<Vec<_>>(),
+        q.iter()
+            .map(|q| (&q.reason_code, &q.reason))
+            .collect::<Vec<_>>()
+    );
+    let mut deckies: Vec<_> = logs.iter().map(|l| l.decky.clone()).collect();
+    deckies.sort();
+    assert_eq!(
+        deckies,
+        (1..=9).map(|i| format!("frame-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(q.len(), want_framing, "{q:?}");
+    assert!(q.iter().all(|q| q.reason_code == "framing"));
+    let tail_row = q
+        .iter()
+        .find(|q| q.source.starts_with("file:"))
+        .expect("the 10 MB line is quarantined once");
+    assert_eq!(tail_row.raw_line, "x".repeat(2048), "its head is kept");
+    assert!(
+        tail_row.reason.contains(&(10usize << 20).to_string()),
+        "{}",
+        tail_row.reason
+    );
+    assert!(q.iter().any(|q| q.raw_line == "220 mail ESMTP ready"));
+    assert!(
+        q.iter()
+            .any(|q| q.reason.contains("ended 15 bytes into a frame of 500")),
+        "{q:?}"
+    );
+    let counted = testkit::eventually(Duration::from_secs(10), || async {
+        let extra = app.state.status.extra_of("ingester")?;
+        (extra.get("frames_rejected")?.as_u64()? >= 6).then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "{:?}",
+        app.state.status.extra_of("ingester")
+    );
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- TLS 1.3 write-and-close (issue 14)
+
+/// `n` distinct lines.
+fn numbered(n: u32, tag: &str) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"<134>1 2026-06-03T10:{:02}:{:02}.{:06}Z {tag}-{} ssh - connect [relay@55555 src_ip="192.0.2.{}" seq="{i}"]"#,
+                (i / 60) % 60,
+                i % 60,
+                i,
+                i % 8,
+                1 + i % 200
+            )
+        })
+        .collect()
+}
+
+/// A TLS 1.3 forwarder that writes everything and closes without ever reading (the reference
+/// forwarder's stack): session tickets the server sent after the handshake would sit unread
+/// in its socket, its close would reset the connection and the kernel would discard what
+/// decnetd had not read yet. Every line must land.
+#[actix_rt::test]
+async fn tls13_write_and_close_client_loses_nothing() {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    with_tls(&mut s, dir.path(), &pki, port);
+    let app = testkit::start(s).await.unwrap();
+    let lines = numbered(20_000, "tls13");
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pki.ca_der.clone())).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![CertificateDer::from(pki.client_der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.client_key_der.clone())),
+        )
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = connect_retry(port).await;
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let mut wire = Vec::new();
+    for l in &lines {
+        wire.extend_from_slice(format!("{} {l}", l.len()).as_bytes());
+    }
+    tls.write_all(&wire).await.unwrap();
+    tls.shutdown().await.unwrap();
+    drop(tls); // never read: whatever the server sent stays unread
+
+    let db = &app.state.db;
+    let want = lines.len() as i64;
+    let got = testkit::eventually(Duration::from_secs(90), || async {
+        let n = repo::count_logs(db).await.ok()?;
+        (n >= want).then_some(n)
+    })
+    .await;
+    let n = repo::count_logs(db).await.unwrap();
+    assert!(got.is_some(), "{n} of {want} lines landed");
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- stop, caps, timeouts (issue 14)
+
+/// A graceful stop while a sender streams: the listener stops accepting, reads what the
+/// connection still delivers, and every line is committed before the ingester ends.
+#[actix_rt::test]
+async fn stop_while_a_sender_streams_loses_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.batch_size = 500;
+    s.workers.shutdown_grace_s = 30.0;
+    let app = testkit::start(s).await.unwrap();
+    let lines = numbered(10_000, "stream");
+    let mut wire = Vec::new();
+    for l in &lines {
+        wire.extend_from_slice(l.as_bytes());
+        wire.push(b'\n');
+    }
+    let mut sock = connect_retry(port).await;
+    let sender = tokio::spawn(async move {
+        for chunk in wire.chunks(64 * 1024) {
+            sock.write_all(chunk).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sock.shutdown().await.unwrap();
+    });
+    let db = app.state.db.clone();
+    let started = testkit::eventually(Duration::from_secs(30), || async {
+        (repo::count_logs(&db).await.ok()? > 0).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "nothing arrived");
+    app.stop().await;
+    sender.await.unwrap();
+    let n = repo::count_logs(&db).await.unwrap();
+    assert_eq!(n, lines.len() as i64, "lines lost on stop");
+}
+
+/// Idle connections beyond the cap are closed at accept, idle ones time out, and neither the
+/// file tail nor a later sender is held up.
+#[actix_rt::test]
+async fn connection_cap_and_idle_timeout_keep_intake_going() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.max_connections = 20;
+    s.ingest.idle_timeout_s = 1.0;
+    let log_file = s.ingest.log_file.clone();
+    let app = testkit::start(s).await.unwrap();
+    let first = connect_retry(port).await;
+    let mut idle = vec![first];
+    for _ in 0..59 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    // the tail keeps going while the listener is full
+    write_lines(&log_file, &numbered(10, "tail"));
+    let db = app.state.db.clone();
+    let tail = testkit::eventually(Duration::from_secs(20), || async {
+        (repo::count_logs(&db).await.ok()? >= 10).then_some(())
+    })
+    .await;
+    assert!(tail.is_some(), "the tail stalled");
+    // once the idle ones time out, a sender gets in and lands everything
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lines = numbered(200, "late");
+    let mut sock = connect_retry(port).await;
+    for l in &lines {
+        sock.write_all(format!("{l}\n").as_bytes()).await.unwrap();
+    }
+    sock.shutdown().await.unwrap();
+    let all = testkit::eventually(Duration::from_secs(20), || async {
+        (repo::count_logs(&db).await.ok()? >= 210).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "late sender lost lines");
+    let _ = testkit::eventually(Duration::from_secs(10), || async {
+        let extra = app.state.status.extra_of("ingester")?;
+        (extra.get("timeouts")?.as_u64()? >= 20).then_some(())
+    })
+    .await;
+    let extra = app.state.status.extra_of("ingester").unwrap_or_default();
+    let get = |k: &str| extra.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    assert!(get("connections_refused") >= 40, "{extra:?}");
+    assert!(get("timeouts") >= 20, "{extra:?}");
+    drop(idle);
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------- rotation while down (issue 14)
+
+/// The daemon's tail loop in miniature: read and commit until the file stays idle.
+async fn tail_until_idle(db: &Db, path: &Path) {
+    let mut tail = FileTail::load(db, path).await.unwrap();
+    let mut p = Pipeline::new(
+        db.clone(),
+        None,
+        &ingest_settings(),
+        Arc::new(IngestCounters::default()),
+    );
+    let mut idle = 0;
+    while idle < 3 {
+        match tail.read(1000).unwrap() {
+            TailRead::Idle => idle += 1,
+            TailRead::Reset => {
+                decnetd::db::repo::state::set(
+                    db,
+                    "ingest_worker_position",
+                    &serde_json::json!({"position": 0}),
+                )
+                .await
+                .unwrap();
+            }
+            TailRead::Lines(lines, end) => {
+                p.set_tail_identity(tail.identity());
+                p.commit(&lines, Some(end)).await.unwrap();
+                tail.position = end;
+            }
+        }
+    }
+}
+
+on_both_backends!(rotation_while_down_loses_nothing);
+
+/// Rotated while the daemon was down: the stored offset belongs to the old file (identified
+/// by inode and head), so the old file is finished and the new one read from 0; with the old
+/// file gone, the new one is still read from 0.
+async fn rotation_while_down_loses_nothing(db: &Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("decnet.log");
+    write_lines(&f, &numbered(100, "before"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(repo::count_logs(db).await.unwrap(), 100);
+    // down: 50 more lines reach the old file, then it is rotated and a new one started
+    write_lines(&f, &numbered(50, "unread"));
+    std::fs::rename(&f, dir.path().join("decnet.log.1")).unwrap();
+    write_lines(&f, &numbered(30, "after"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(
+        repo::count_logs(db).await.unwrap(),
+        180,
+        "old file finished, new one from 0"
+    );
+    // down again: rotated and the old file deleted
+    std::fs::remove_file(dir.path().join("decnet.log.1")).unwrap();
+    std::fs::rename(&f, dir.path().join("decnet.log.1")).unwrap();
+    std::fs::remove_file(dir.path().join("decnet.log.1")).unwrap();
+    write_lines(&f, &numbered(20, "third"));
+    tail_until_idle(db, &f).await;
+    assert_eq!(repo::count_logs(db).await.unwrap(), 200, "new file from 0");
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::actors::heartbeat::start_beating;
 use crate::actors::topics::{
@@ -39,12 +39,13 @@ use crate::db::repo::intake::{
 };
 use crate::db::{now_utc, repo::state, Db, DbError};
 use crate::domain::syslog::collector::PendingAdmissions;
+use crate::domain::syslog::framing::FrameError;
 use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::iso;
 use crate::domain::syslog::reuse::Finding;
 use crate::domain::syslog::{
-    extract, parse_json_record, parse_line_bytes, Admission, CollectorFilter, ExtractConfig,
-    ParseError, TrustedProxies,
+    extract, parse_json_record, parse_line, storable_text, Admission, CollectorFilter,
+    ExtractConfig, ParseError, TrustedProxies,
 };
 
 /// `state` key of the file offset.
@@ -82,7 +83,52 @@ pub struct RawLine {
     pub source_worker: Option<String>,
     /// Where it came from (`file:…`, `tcp:…`, `tls:…`, `cli:…`), for quarantine rows.
     pub source: Arc<str>,
+    /// Set when the reader already knows the line cannot be a record (a framing error, an
+    /// oversize line): it is quarantined with this reason without being parsed.
+    pub rejected: Option<Reject>,
 }
+
+/// Why a reader rejected a line before parsing (quarantine `reason_code` and `reason`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Stable reason code (`framing`).
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl RawLine {
+    /// A line as received.
+    pub fn new(bytes: Vec<u8>, source: Arc<str>, source_worker: Option<String>) -> Self {
+        RawLine {
+            bytes,
+            source_worker,
+            source,
+            rejected: None,
+        }
+    }
+
+    /// Bytes a reader could not frame (quarantined with reason `framing`).
+    pub fn rejected(
+        bytes: Vec<u8>,
+        source: Arc<str>,
+        source_worker: Option<String>,
+        why: &FrameError,
+    ) -> Self {
+        RawLine {
+            bytes,
+            source_worker,
+            source,
+            rejected: Some(Reject {
+                code: FRAMING,
+                reason: why.to_string(),
+            }),
+        }
+    }
+}
+
+/// Quarantine reason code of rejected frames and oversize lines.
+pub const FRAMING: &str = "framing";
 
 /// Counters shown in the worker's health `extra`.
 #[derive(Debug, Default)]
@@ -98,6 +144,9 @@ pub struct IngestCounters {
     pub batches: AtomicU64,
     pub db_errors: AtomicU64,
     pub connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub tail_errors: AtomicU64,
     pub frames_rejected: AtomicU64,
     pub reuse_findings: AtomicU64,
     pub profile_passes: AtomicU64,
@@ -124,6 +173,9 @@ impl IngestCounters {
             ("batches", &self.batches),
             ("db_errors", &self.db_errors),
             ("connections", &self.connections),
+            ("connections_refused", &self.connections_refused),
+            ("timeouts", &self.timeouts),
+            ("tail_errors", &self.tail_errors),
             ("frames_rejected", &self.frames_rejected),
             ("reuse_findings", &self.reuse_findings),
             ("profile_passes", &self.profile_passes),
@@ -148,6 +200,10 @@ pub struct Pipeline {
     last_profile: Option<std::time::Instant>,
     /// After a failed pass, no retry before this (not even when idle).
     profile_retry_at: Option<std::time::Instant>,
+    /// Identity of the tailed file, stored with every position ([`FileTail::identity`]).
+    tail_identity: Option<Map<String, Value>>,
+    /// The supervisor's shutdown grace (bounds the drain of a stop).
+    pub shutdown_grace_s: f64,
 }
 
 /// Wait before retrying a failed profiler pass (the daemon loop wakes every 200 ms, and an
@@ -161,35 +217,88 @@ enum Parsed {
     Record(Box<PreparedRecord>),
 }
 
+/// A quarantine row for `l`: its text as the text columns can hold it, and its exact bytes
+/// (hashed before any lossy conversion) when that text is not exactly them.
+fn quarantine_row(
+    l: &RawLine,
+    text: &str,
+    exact: bool,
+    code: &str,
+    reason: String,
+    now: chrono::NaiveDateTime,
+) -> NewQuarantined {
+    NewQuarantined {
+        received_at: now,
+        source: l.source.to_string(),
+        reason_code: code.to_owned(),
+        reason,
+        raw_line: text.to_owned(),
+        line_hash: match &l.rejected {
+            // Only the head of an oversize frame is kept: its reason (with the length)
+            // keeps two frames with one head apart.
+            Some(r) => repo::bytes_hash(&[&l.bytes[..], b"\0", r.reason.as_bytes()].concat()),
+            None => repo::bytes_hash(&l.bytes),
+        },
+        raw_bytes: (!exact).then(|| l.bytes.clone()),
+    }
+}
+
+/// A JSON record holding an escaped NUL (`\u0000`) decodes to text no PostgreSQL text column
+/// can hold; it is quarantined whole (its own bytes are plain UTF-8).
+const JSON_NUL: &[u8] = b"\\u0000";
+
 fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Parsed {
+    let text = storable_text(&l.bytes);
+    let exact = matches!(text, std::borrow::Cow::Borrowed(_));
+    if let Some(reject) = &l.rejected {
+        return Parsed::Quarantined(quarantine_row(
+            l,
+            &text,
+            exact,
+            reject.code,
+            reject.reason.clone(),
+            now,
+        ));
+    }
     let parsed = if l.bytes.first() == Some(&b'{') {
-        parse_json_record(&String::from_utf8_lossy(&l.bytes))
+        if l.bytes.windows(JSON_NUL.len()).any(|w| w == JSON_NUL) {
+            return Parsed::Quarantined(quarantine_row(
+                l,
+                &text,
+                exact,
+                "nul",
+                "JSON record holds a NUL character (\\u0000), which text columns cannot store"
+                    .into(),
+                now,
+            ));
+        }
+        parse_json_record(&text)
     } else {
-        parse_line_bytes(&l.bytes)
+        parse_line(&text)
     };
     let mut rec = match parsed {
         Ok(r) => r,
         Err(ParseError::Empty) => return Parsed::Empty,
         Err(e) => {
-            let raw = String::from_utf8_lossy(&l.bytes).into_owned();
-            return Parsed::Quarantined(NewQuarantined {
-                received_at: now,
-                source: l.source.to_string(),
-                reason_code: e.code().to_owned(),
-                reason: e.to_string(),
-                line_hash: repo::text_hash(&raw),
-                raw_line: raw,
-            });
+            return Parsed::Quarantined(quarantine_row(
+                l,
+                &text,
+                exact,
+                e.code(),
+                e.to_string(),
+                now,
+            ))
         }
     };
     if rec.raw_line.is_empty() {
-        rec.raw_line = String::from_utf8_lossy(&l.bytes).into_owned();
+        rec.raw_line = text.into_owned();
     }
     if l.source_worker.is_some() {
         rec.source_worker.clone_from(&l.source_worker);
     }
     let x = extract(&rec, cfg);
-    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now)))
+    let raw_bytes = (!exact).then(|| l.bytes.clone());
+    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now, raw_bytes)))
 }
 
 /// A batch after the pure, per-line part of intake (parse, extract, key), ready for
@@ -247,7 +356,14 @@ impl Pipeline {
             profile_interval: Duration::from_millis(s.profile_interval_ms),
             last_profile: None,
             profile_retry_at: None,
+            tail_identity: None,
+            shutdown_grace_s: crate::config::Settings::default().workers.shutdown_grace_s,
         }
+    }
+
+    /// The identity of the tailed file to store beside the next positions.
+    pub fn set_tail_identity(&mut self, identity: Option<Map<String, Value>>) {
+        self.tail_identity = identity;
     }
 
     /// Shared counters.
@@ -322,7 +438,11 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let (mut input, pending, filtered) = self.prepare(parsed);
         let prepared = started.elapsed();
-        input.position = position.map(|p| (POSITION_KEY.to_owned(), json!({ "position": p })));
+        input.position = position.map(|p| {
+            let mut v = self.tail_identity.clone().unwrap_or_default();
+            v.insert("position".into(), json!(p));
+            (POSITION_KEY.to_owned(), Value::Object(v))
+        });
         let input = Arc::new(input);
         let out = repo::commit_batch(&self.db, Arc::clone(&input)).await?;
         tracing::debug!(
@@ -518,6 +638,15 @@ pub struct FileTail {
     /// Committed byte offset.
     pub position: u64,
     inode: Option<u64>,
+    /// Identity stored with the offset, checked on the first read after a start.
+    stored: Option<FileIdentity>,
+    /// Identity of the file being read (`inode` + head fingerprint).
+    identity: Option<FileIdentity>,
+    /// A rotated file being finished (found by its inode) before the new one is read from 0.
+    old_path: Option<PathBuf>,
+    /// Longest line read as a line (`max_frame_bytes`); a longer one becomes one quarantine
+    /// row (reason `framing`) keeping its first `max_line` bytes.
+    pub max_line: usize,
 }
 
 #[cfg(unix)]
@@ -528,6 +657,65 @@ fn inode_of(m: &std::fs::Metadata) -> Option<u64> {
 
 #[cfg(not(unix))]
 fn inode_of(_m: &std::fs::Metadata) -> Option<u64> {
+    None
+}
+
+/// Bytes of a file's head fingerprinted with its inode.
+const HEAD_BYTES: usize = 1024;
+
+/// Which file an offset belongs to: its inode and a sha256 of its first `head_len` bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileIdentity {
+    inode: u64,
+    head_len: usize,
+    head_sha: String,
+}
+
+impl FileIdentity {
+    fn of(f: &mut std::fs::File, inode: u64) -> std::io::Result<Self> {
+        let mut head = Vec::with_capacity(HEAD_BYTES);
+        f.seek(SeekFrom::Start(0))?;
+        f.take(HEAD_BYTES as u64).read_to_end(&mut head)?;
+        Ok(FileIdentity {
+            inode,
+            head_len: head.len(),
+            head_sha: repo::bytes_hash(&head),
+        })
+    }
+
+    /// Whether `f` (of inode `inode`) is the file this identity was taken from.
+    fn matches(&self, f: &mut std::fs::File, inode: Option<u64>) -> std::io::Result<bool> {
+        if inode != Some(self.inode) {
+            return Ok(false);
+        }
+        let mut head = Vec::with_capacity(self.head_len);
+        f.seek(SeekFrom::Start(0))?;
+        f.take(self.head_len as u64).read_to_end(&mut head)?;
+        Ok(head.len() == self.head_len && repo::bytes_hash(&head) == self.head_sha)
+    }
+
+    fn from_state(v: &Value) -> Option<Self> {
+        Some(FileIdentity {
+            inode: v.get("inode")?.as_u64()?,
+            head_len: usize::try_from(v.get("head_len")?.as_u64()?).ok()?,
+            head_sha: v.get("head_sha")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// The file in `dir` (other than `skip`) whose inode is `inode`.
+#[cfg(unix)]
+fn find_by_inode(dir: &Path, inode: u64, skip: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p != skip)
+        .find(|p| std::fs::metadata(p).ok().as_ref().and_then(inode_of) == Some(inode))
+}
+
+#[cfg(not(unix))]
+fn find_by_inode(_dir: &Path, _inode: u64, _skip: &Path) -> Option<PathBuf> {
     None
 }
 
@@ -556,26 +744,95 @@ impl FileTail {
             source: Arc::from(format!("file:{}", path.display())),
             position,
             inode: None,
+            stored: stored.as_ref().and_then(FileIdentity::from_state),
+            identity: None,
+            old_path: None,
+            max_line: IngestSettings::default().max_frame_bytes,
         })
+    }
+
+    /// The identity of the file being read, as stored beside its offset.
+    pub fn identity(&self) -> Option<Map<String, Value>> {
+        let id = self.identity.as_ref()?;
+        let mut m = Map::new();
+        m.insert("inode".into(), json!(id.inode));
+        m.insert("head_len".into(), json!(id.head_len));
+        m.insert("head_sha".into(), json!(id.head_sha));
+        Some(m)
+    }
+
+    /// Back to offset 0 of the live path.
+    fn reset(&mut self, why: &str) -> TailRead {
+        tracing::info!(path = %self.path.display(), old = self.position, why, "ingest file: reading from 0");
+        self.position = 0;
+        self.identity = None;
+        self.old_path = None;
+        self.inode = None;
+        TailRead::Reset
+    }
+
+    /// The file was replaced (rotation): finish the old one when it is still in the same
+    /// directory (found by inode) with unread bytes, else start the new one from 0.
+    fn rotated(&mut self, old_inode: u64) -> TailRead {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match find_by_inode(dir, old_inode, &self.path) {
+            Some(old) if std::fs::metadata(&old).is_ok_and(|m| m.len() > self.position) => {
+                tracing::info!(old = %old.display(), position = self.position, "ingest file rotated; finishing the old file first");
+                self.old_path = Some(old);
+                TailRead::Idle
+            }
+            _ => self.reset("rotated"),
+        }
     }
 
     /// Read up to `max_lines` complete lines after the committed offset.
     pub fn read(&mut self, max_lines: usize) -> Result<TailRead, std::io::Error> {
-        let mut f = match std::fs::File::open(&self.path) {
+        let path = self.old_path.clone().unwrap_or_else(|| self.path.clone());
+        let mut f = match std::fs::File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TailRead::Idle),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.old_path.is_some() {
+                    return Ok(self.reset("rotated file gone"));
+                }
+                return Ok(TailRead::Idle);
+            }
             Err(e) => return Err(e),
         };
         let meta = f.metadata()?;
         let ino = inode_of(&meta);
-        let rotated = matches!((self.inode, ino), (Some(a), Some(b)) if a != b);
-        self.inode = ino;
-        if meta.len() < self.position || (rotated && self.position > 0) {
-            tracing::info!(path = %self.path.display(), old = self.position, "ingest file truncated or rotated; reading from 0");
-            self.position = 0;
-            return Ok(TailRead::Reset);
+        if self.old_path.is_none() {
+            // Rotated or replaced while down: the stored identity is not this file's.
+            if let Some(st) = self.stored.take() {
+                if !st.matches(&mut f, ino)? {
+                    self.identity = Some(st.clone());
+                    return Ok(self.rotated(st.inode));
+                }
+                self.identity = Some(st);
+            }
+            if let (Some(was), Some(now)) = (self.identity.as_ref().map(|i| i.inode), ino) {
+                if was != now && self.position > 0 {
+                    return Ok(self.rotated(was));
+                }
+            }
+            let rotated = matches!((self.inode, ino), (Some(a), Some(b)) if a != b);
+            self.inode = ino;
+            if meta.len() < self.position || (rotated && self.position > 0) {
+                return Ok(self.reset("truncated"));
+            }
+            if let Some(i) = ino {
+                if self
+                    .identity
+                    .as_ref()
+                    .is_none_or(|id| id.head_len < HEAD_BYTES || id.inode != i)
+                {
+                    self.identity = Some(FileIdentity::of(&mut f, i)?);
+                }
+            }
         }
-        if meta.len() == self.position {
+        if meta.len() <= self.position {
+            if self.old_path.is_some() {
+                return Ok(self.reset("rotated file finished"));
+            }
             return Ok(TailRead::Idle);
         }
         f.seek(SeekFrom::Start(self.position))?;
@@ -583,9 +840,10 @@ impl FileTail {
             .unwrap_or(READ_CHUNK)
             .min(READ_CHUNK);
         let mut buf = Vec::with_capacity(want);
-        f.take(want as u64).read_to_end(&mut buf)?;
+        (&mut f).take(want as u64).read_to_end(&mut buf)?;
         let mut lines = Vec::new();
         let mut consumed = 0usize;
+        let max = self.max_line.max(1);
         while lines.len() < max_lines {
             let Some(nl) = buf[consumed..].iter().position(|&b| b == b'\n') else {
                 break;
@@ -594,26 +852,56 @@ impl FileTail {
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            lines.push(RawLine {
-                bytes: line.to_vec(),
-                source_worker: None,
-                source: self.source.clone(),
-            });
+            lines.push(self.line_or_oversize(line, line.len()));
             consumed += nl + 1;
         }
-        if lines.is_empty() && buf.len() == READ_CHUNK {
-            // A single line longer than the read window: take it whole so the tail moves on.
-            lines.push(RawLine {
-                bytes: buf.clone(),
-                source_worker: None,
-                source: self.source.clone(),
-            });
-            consumed = buf.len();
+        if lines.len() < max_lines && buf.len() - consumed > max {
+            // A line longer than the limit whose end is past the read window: find its end
+            // in the file and quarantine it once, keeping its head. Still unterminated: wait.
+            let start = self.position + consumed as u64;
+            if let Some(end) = find_newline(&mut f, start + (buf.len() - consumed) as u64)? {
+                let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+                lines.push(self.line_or_oversize(&buf[consumed..], len));
+                return Ok(TailRead::Lines(lines, end + 1));
+            }
         }
         if lines.is_empty() {
             return Ok(TailRead::Idle);
         }
         Ok(TailRead::Lines(lines, self.position + consumed as u64))
+    }
+}
+
+impl FileTail {
+    /// `line` (of `len` bytes in the file) as a line, or its head as a rejected one when it
+    /// is over the limit.
+    fn line_or_oversize(&self, line: &[u8], len: usize) -> RawLine {
+        if len <= self.max_line.max(1) {
+            return RawLine::new(line.to_vec(), self.source.clone(), None);
+        }
+        let head = line[..self.max_line.max(1).min(line.len())].to_vec();
+        let why = FrameError::Oversize {
+            len,
+            max: self.max_line,
+        };
+        RawLine::rejected(head, self.source.clone(), None, &why)
+    }
+}
+
+/// Offset of the first newline at or after `from`, reading forward in chunks.
+fn find_newline(f: &mut std::fs::File, from: u64) -> std::io::Result<Option<u64>> {
+    f.seek(SeekFrom::Start(from))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+            return Ok(Some(at + i as u64));
+        }
+        at += n as u64;
     }
 }
 
@@ -662,11 +950,7 @@ impl ReplayReader {
             while matches!(buf.last(), Some(b'\n' | b'\r')) {
                 buf.pop();
             }
-            lines.push(RawLine {
-                bytes: buf,
-                source_worker: None,
-                source: self.source.clone(),
-            });
+            lines.push(RawLine::new(buf, self.source.clone(), None));
         }
         Ok((lines, bytes))
     }
@@ -794,28 +1078,80 @@ pub async fn ingest_files(
     Ok(summary)
 }
 
+/// The listeners and the lines they delivered, handed from one ingester generation to the
+/// next when a run ends in error (a requested stop drains and drops them).
+pub struct LiveIntake {
+    listeners: Option<listener::Listeners>,
+    rx: listener::LineReceiver,
+    /// Received but not yet committed.
+    pending: Vec<RawLine>,
+}
+
+/// What outlives one ingester actor (one per daemon, captured by the worker factory): the
+/// counters, and the [`LiveIntake`] of a run that failed, so its successor neither reopens
+/// the sockets nor loses the lines already read from them.
+#[derive(Clone, Default)]
+pub struct IntakeHub {
+    live: Arc<std::sync::Mutex<Option<LiveIntake>>>,
+    counters: Arc<IngestCounters>,
+}
+
+impl IntakeHub {
+    fn take(&self) -> Option<LiveIntake> {
+        self.live.lock().ok().and_then(|mut g| g.take())
+    }
+
+    fn put(&self, l: LiveIntake) {
+        if let Ok(mut g) = self.live.lock() {
+            *g = Some(l);
+        }
+    }
+}
+
 /// The ingester actor. It owns one async loop (file tail, listener lines, reuse passes);
-/// `Shutdown` asks the loop to flush what it holds and end.
+/// `Shutdown` asks the loop to drain the listeners, commit everything and end.
 pub struct Ingester {
     deps: Deps,
     beat: Beat,
     exit: ExitGuard,
     counters: Arc<IngestCounters>,
     stop_tx: Option<watch::Sender<bool>>,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
+    hub: IntakeHub,
 }
 
 impl Ingester {
-    pub fn new(deps: Deps, exit: ExitGuard) -> Self {
+    pub fn new(deps: Deps, hub: IntakeHub, exit: ExitGuard) -> Self {
         let beat = deps.beat("ingester");
         Ingester {
             deps,
             beat,
             exit,
-            counters: Arc::new(IngestCounters::default()),
+            counters: hub.counters.clone(),
             stop_tx: None,
-            listeners: Vec::new(),
+            hub,
         }
+    }
+
+    /// The previous run's listeners and lines, or fresh ones.
+    fn live_intake(&self, s: &IngestSettings) -> Result<LiveIntake, IngestError> {
+        if let Some(live) = self.hub.take() {
+            tracing::info!(
+                pending = live.pending.len(),
+                "ingester: resuming the previous run's listeners and lines"
+            );
+            return Ok(live);
+        }
+        let (tx, rx) = listener::line_channel(
+            s.batch_size.max(1) * 20,
+            listener::CHANNEL_MAX_BYTES,
+            s.max_frame_bytes,
+        );
+        let listeners = listener::start_all(s, tx, self.counters.clone())?;
+        Ok(LiveIntake {
+            listeners,
+            rx,
+            pending: Vec::new(),
+        })
     }
 }
 
@@ -834,42 +1170,38 @@ impl Actor for Ingester {
     fn started(&mut self, ctx: &mut Context<Self>) {
         start_beating(ctx, self);
         let s = self.deps.settings.ingest.clone();
-        let (line_tx, line_rx) = mpsc::channel::<RawLine>(s.batch_size.max(1) * 20);
-        match listener::start_all(&s, line_tx, self.counters.clone()) {
-            Ok(handles) => self.listeners = handles,
+        let live = match self.live_intake(&s) {
+            Ok(l) => l,
             Err(e) => {
                 tracing::error!(error = %e, "ingester: listener failed to start");
                 self.exit.fail(e.to_string());
                 ctx.stop();
                 return;
             }
-        }
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         self.stop_tx = Some(stop_tx);
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             self.deps.db.clone(),
             Some(self.deps.registry.clone()),
             &s,
             self.counters.clone(),
         );
+        pipeline.shutdown_grace_s = self.deps.settings.workers.shutdown_grace_s;
         let db = self.deps.db.clone();
         ctx.spawn(
-            run_loop(db, pipeline, s, line_rx, stop_rx)
+            run_loop(db, pipeline, s, live, stop_rx)
                 .into_actor(self)
-                .map(|res, act, ctx| {
+                .map(|(res, live), act, ctx| {
                     if let Err(e) = res {
                         tracing::error!(error = %e, "ingester loop failed");
                         act.exit.fail(e.to_string());
+                        // The successor resumes these sockets and lines.
+                        act.hub.put(live);
                     }
                     ctx.stop();
                 }),
         );
-    }
-
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
-        for h in self.listeners.drain(..) {
-            h.abort();
-        }
     }
 }
 
@@ -911,16 +1243,93 @@ async fn commit_with_retry(
     }
 }
 
+/// The drain window of a stop: the supervisor's shutdown grace less time to commit.
+pub fn drain_window(shutdown_grace_s: f64) -> Duration {
+    Duration::from_secs_f64((shutdown_grace_s - 2.0).max(1.0))
+}
+
+/// The ingester loop; hands its [`LiveIntake`] back (with the lines not committed) so that
+/// a failed run's successor resumes it.
 async fn run_loop(
+    db: Db,
+    pipeline: Pipeline,
+    s: IngestSettings,
+    mut live: LiveIntake,
+    stop: watch::Receiver<bool>,
+) -> (Result<(), IngestError>, LiveIntake) {
+    let res = run(db, pipeline, s, &mut live, stop).await;
+    (res, live)
+}
+
+/// Commit the pending lines (`Ok(false)` when the stop made the commit give up).
+async fn flush(
+    pipeline: &mut Pipeline,
+    pending: &mut Vec<RawLine>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<CommitOutcome>, IngestError> {
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    let out = commit_with_retry(pipeline, pending, None, stop).await?;
+    if out.is_some() {
+        pending.clear();
+    }
+    Ok(out)
+}
+
+/// On stop: the listeners stop accepting and hand over what their connections still hold;
+/// everything received is committed.
+async fn drain_on_stop(
+    pipeline: &mut Pipeline,
+    live: &mut LiveIntake,
+    batch: usize,
+    listeners_open: bool,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), IngestError> {
+    let window = drain_window(pipeline.shutdown_grace_s);
+    if let Some(l) = &live.listeners {
+        // Connections stop reading a little before the loop stops waiting for them.
+        l.drain(window.saturating_sub(Duration::from_millis(500)));
+    }
+    let until = tokio::time::Instant::now() + window;
+    let mut open = listeners_open;
+    while open {
+        tokio::select! {
+            l = live.rx.recv() => match l {
+                Some(l) => {
+                    live.pending.push(l);
+                    if live.pending.len() >= batch {
+                        flush(pipeline, &mut live.pending, stop).await?;
+                    }
+                }
+                None => open = false,
+            },
+            _ = tokio::time::sleep_until(until) => {
+                tracing::warn!("ingester: listeners still draining at the stop deadline");
+                open = false;
+            }
+        }
+    }
+    flush(pipeline, &mut live.pending, stop).await?;
+    pipeline.profile_if_due(true).await;
+    Ok(())
+}
+
+async fn run(
     db: Db,
     mut pipeline: Pipeline,
     s: IngestSettings,
-    mut lines_rx: mpsc::Receiver<RawLine>,
+    live: &mut LiveIntake,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let mut tail = loop {
         match FileTail::load(&db, &s.log_file).await {
-            Ok(t) => break t,
+            Ok(t) => {
+                break FileTail {
+                    max_line: s.max_frame_bytes,
+                    ..t
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "ingester: cannot load the file offset; retrying in 5 s");
                 tokio::select! {
@@ -939,8 +1348,8 @@ async fn run_loop(
     reuse_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reuse_dirty = true;
     let mut last_reuse = tokio::time::Instant::now();
-    let mut pending: Vec<RawLine> = Vec::new();
-    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut deadline: Option<tokio::time::Instant> =
+        (!live.pending.is_empty()).then(tokio::time::Instant::now);
     let mut listeners_open = true;
 
     loop {
@@ -949,33 +1358,27 @@ async fn run_loop(
         tokio::select! {
             biased;
             _ = stop.changed() => {
-                if !pending.is_empty() {
-                    commit_with_retry(&mut pipeline, &pending, None, &stop).await?;
-                }
-                pipeline.profile_if_due(true).await;
-                return Ok(());
+                return drain_on_stop(&mut pipeline, live, batch, listeners_open, &stop).await;
             }
-            line = lines_rx.recv(), if listeners_open => match line {
+            line = live.rx.recv(), if listeners_open => match line {
                 Some(l) => {
-                    if pending.is_empty() {
+                    if live.pending.is_empty() {
                         deadline = Some(tokio::time::Instant::now() + max_wait);
                     }
-                    pending.push(l);
-                    if pending.len() >= batch {
-                        if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                    live.pending.push(l);
+                    if live.pending.len() >= batch {
+                        if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                             reuse_dirty |= !out.captured.is_empty();
                         }
-                        pending.clear();
                         deadline = None;
                     }
                 }
                 None => listeners_open = false,
             },
             _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
-                if let Some(out) = commit_with_retry(&mut pipeline, &pending, None, &stop).await? {
+                if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                     reuse_dirty |= !out.captured.is_empty();
                 }
-                pending.clear();
                 deadline = None;
             }
             _ = tail_tick.tick() => {
@@ -984,7 +1387,16 @@ async fn run_loop(
                     if *stop.borrow() {
                         break;
                     }
-                    let read = tail.read(batch).map_err(|source| IngestError::Io { path: s.log_file.clone(), source })?;
+                    // A read error (EMFILE while listeners hold every descriptor, a file being
+                    // replaced) is retried on the next tick; it never ends the ingester.
+                    let read = match tail.read(batch) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            pipeline.counters.tail_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(path = %s.log_file.display(), error = %e, "ingester: cannot read the ingest file; retrying");
+                            break;
+                        }
+                    };
                     match read {
                         TailRead::Idle => break,
                         TailRead::Reset => {
@@ -993,6 +1405,7 @@ async fn run_loop(
                             }
                         }
                         TailRead::Lines(lines, end) => {
+                            pipeline.set_tail_identity(tail.identity());
                             match commit_with_retry(&mut pipeline, &lines, Some(end), &stop).await? {
                                 Some(out) => {
                                     tail.position = end;
@@ -1008,7 +1421,7 @@ async fn run_loop(
         }
         // Attacker rows catch up as soon as the input pauses (and every
         // `profile_interval_ms` while it does not); the reuse pass reads their uuids.
-        pipeline.profile_if_due(pending.is_empty()).await;
+        pipeline.profile_if_due(live.pending.is_empty()).await;
         if reuse_dirty && last_reuse.elapsed() >= Duration::from_secs(1) {
             reuse_dirty = false;
             last_reuse = tokio::time::Instant::now();

@@ -61,8 +61,10 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
     }
     {
         let d = deps.clone();
+        // Outlives each ingester generation: listeners and their queued lines survive a restart.
+        let hub = ingester::IntakeHub::default();
         specs.push(WorkerSpec::new("ingester", move |exit| {
-            ingester::Ingester::new(d.clone(), exit)
+            ingester::Ingester::new(d.clone(), hub.clone(), exit)
         }));
     }
     {

@@ -1,67 +1,311 @@
 //! Syslog listeners: plain TCP (loopback) and TLS with client-certificate verification
-//! (RFC 5425, the swarm port). Frames are RFC 6587 octet-counted or newline-terminated
-//! ([`FrameDecoder`]); a bad length prefix or an oversize frame closes only that connection.
-//! Every frame becomes a [`RawLine`] sent to the ingester loop (bounded channel: a slow
-//! database applies back-pressure to the sockets). Over TLS the peer certificate's CN is
-//! recorded as `source_worker`; a peer without a CN is closed before anything is read.
+//! (RFC 5425, the swarm port). Frames are RFC 6587 octet-counted or newline-terminated, the
+//! framing decided per connection ([`FrameDecoder`]); junk, bad prefixes, oversize frames and
+//! a frame cut short at the end are quarantined with reason `framing` and counted
+//! (`frames_rejected`), and the connection goes on with the next frame.
+//!
+//! Every frame becomes a [`RawLine`] sent to the ingester loop over a channel bounded by lines
+//! **and** bytes ([`line_channel`]): a slow database applies back-pressure to the sockets, and
+//! at most [`CHANNEL_MAX_BYTES`] of received lines wait in memory. Over TLS the peer
+//! certificate's CN is recorded as `source_worker`; a peer without a CN is closed before
+//! anything is read. No TLS 1.3 session tickets are sent: a forwarder that writes and closes
+//! without reading would otherwise reset the connection over the unread tickets, and the
+//! kernel would discard what decnetd had not read yet.
+//!
+//! The listeners run on their own thread and runtime ([`Listeners`]), so a restarted
+//! ingester keeps the sockets and the channel of its predecessor. Each listener holds at most
+//! `max_connections` connections (more are accepted and closed at once), closes connections
+//! idle for `idle_timeout_s` and handshakes not done in `handshake_timeout_s`. On
+//! [`Listeners::drain`] they stop accepting, read what every connection still delivers (until
+//! its end, [`DRAIN_IDLE`] of silence, or the drain window given to `drain`), send it, and
+//! end.
 
 use std::io::BufReader;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::{IngestCounters, IngestError, RawLine};
 use crate::config::IngestSettings;
-use crate::domain::syslog::framing::FrameDecoder;
+use crate::domain::syslog::framing::{Frame, FrameDecoder};
 
-fn bind(addr: &str) -> Result<TcpListener, IngestError> {
-    let std_listener = std::net::TcpListener::bind(addr)
+/// Most bytes of received lines waiting in the listener channel (besides its line bound).
+pub const CHANNEL_MAX_BYTES: usize = 8 << 20;
+/// Per-line overhead counted against [`CHANNEL_MAX_BYTES`].
+const LINE_OVERHEAD: usize = 64;
+/// While draining, a connection silent this long is done.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(250);
+/// File descriptors kept free for the database, the tailed file and the HTTP server when the
+/// connection cap is fitted to the open-files limit.
+const FD_RESERVE: u64 = 256;
+
+/// Sending half of the listener channel (bounded by lines and bytes).
+#[derive(Clone)]
+pub struct LineSender {
+    tx: mpsc::Sender<RawLine>,
+    bytes: Arc<Semaphore>,
+    max_cost: usize,
+}
+
+/// Receiving half of the listener channel.
+pub struct LineReceiver {
+    rx: mpsc::Receiver<RawLine>,
+    bytes: Arc<Semaphore>,
+    max_cost: usize,
+}
+
+fn cost(l: &RawLine, max: usize) -> u32 {
+    u32::try_from((l.bytes.len() + LINE_OVERHEAD).min(max)).unwrap_or(u32::MAX)
+}
+
+/// A channel holding at most `lines` lines and about `bytes` bytes of them (never less than
+/// one frame of `max_frame` bytes).
+pub fn line_channel(lines: usize, bytes: usize, max_frame: usize) -> (LineSender, LineReceiver) {
+    let (tx, rx) = mpsc::channel(lines.max(1));
+    let max_cost = bytes.max(max_frame + LINE_OVERHEAD).min(u32::MAX as usize);
+    let sem = Arc::new(Semaphore::new(max_cost));
+    (
+        LineSender {
+            tx,
+            bytes: sem.clone(),
+            max_cost,
+        },
+        LineReceiver {
+            rx,
+            bytes: sem,
+            max_cost,
+        },
+    )
+}
+
+impl LineSender {
+    /// Send one line, waiting while the channel is full; `false` when the receiver is gone.
+    pub async fn send(&self, l: RawLine) -> bool {
+        let c = cost(&l, self.max_cost);
+        match self.bytes.acquire_many(c).await {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        self.tx.send(l).await.is_ok()
+    }
+}
+
+impl LineReceiver {
+    /// The next line; `None` once every sender is gone and the channel is empty.
+    pub async fn recv(&mut self) -> Option<RawLine> {
+        let l = self.rx.recv().await?;
+        self.bytes.add_permits(cost(&l, self.max_cost) as usize);
+        Some(l)
+    }
+}
+
+/// A connection's view of the listeners' stop: the token and the drain window.
+struct Stop {
+    token: CancellationToken,
+    window: Arc<AtomicU64>,
+}
+
+/// Connection limits of one listener.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame: usize,
+    idle: Duration,
+    handshake: Duration,
+}
+
+/// The running listeners (their own thread). Dropping the handle drains them.
+pub struct Listeners {
+    stop: CancellationToken,
+    /// Drain window in milliseconds, set by [`Listeners::drain`].
+    window: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Stop accepting; every connection sends what it still receives (see the module doc),
+    /// then the listeners end and their senders are dropped.
+    pub fn drain(&self, within: Duration) {
+        let ms = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        self.window.store(ms, Ordering::Relaxed);
+        self.stop.cancel();
+    }
+
+    /// Whether the listener thread has ended.
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn bind(addr: &str) -> Result<std::net::TcpListener, IngestError> {
+    let l = std::net::TcpListener::bind(addr)
         .map_err(|e| IngestError::Listener(format!("bind {addr}: {e}")))?;
-    std_listener
-        .set_nonblocking(true)
+    l.set_nonblocking(true)
         .map_err(|e| IngestError::Listener(format!("{addr}: {e}")))?;
-    TcpListener::from_std(std_listener).map_err(|e| IngestError::Listener(format!("{addr}: {e}")))
+    Ok(l)
+}
+
+/// Raise the open-files soft limit to the hard limit; the (new) soft limit.
+#[cfg(unix)]
+pub fn raise_nofile_limit() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return None;
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                tracing::info!(
+                    from = r.rlim_cur,
+                    to = r.rlim_max,
+                    "open-files soft limit raised"
+                );
+                r = want;
+            }
+        }
+    }
+    Some(r.rlim_cur)
+}
+
+#[cfg(not(unix))]
+pub fn raise_nofile_limit() -> Option<u64> {
+    None
+}
+
+/// The per-listener connection cap: the configured one, lowered so that `listeners` full
+/// listeners still leave [`FD_RESERVE`] descriptors under the open-files limit.
+pub fn connection_cap(configured: usize, nofile: Option<u64>, listeners: usize) -> usize {
+    let Some(limit) = nofile else {
+        return configured.max(1);
+    };
+    let room = limit.saturating_sub(FD_RESERVE) / listeners.max(1) as u64;
+    configured
+        .min(usize::try_from(room).unwrap_or(usize::MAX))
+        .max(1)
 }
 
 /// Start the configured listeners (plain TCP when `syslog_tcp_bind` is set, TLS when the
-/// CA, certificate and key are all set). Must run inside a tokio runtime.
+/// CA, certificate and key are all set) on their own thread; `Ok(None)` when none is set.
 pub fn start_all(
     s: &IngestSettings,
-    tx: mpsc::Sender<RawLine>,
+    tx: LineSender,
     counters: Arc<IngestCounters>,
-) -> Result<Vec<JoinHandle<()>>, IngestError> {
-    let mut handles = Vec::new();
-    if let Some(addr) = &s.syslog_tcp_bind {
-        let l = bind(addr)?;
-        tracing::info!(%addr, "syslog TCP listener up");
-        handles.push(tokio::spawn(serve_tcp(
-            l,
-            tx.clone(),
-            s.max_frame_bytes,
-            counters.clone(),
-        )));
+) -> Result<Option<Listeners>, IngestError> {
+    let tcp = match &s.syslog_tcp_bind {
+        Some(addr) => Some((addr.clone(), bind(addr)?)),
+        None => None,
+    };
+    let tls = match (&s.tls_ca, &s.tls_cert, &s.tls_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            let cfg = tls_config(ca, cert, key)?;
+            let addr = format!("{}:{}", s.syslog_tls_host, s.syslog_tls_port);
+            let l = bind(&addr)?;
+            Some((addr, l, cfg))
+        }
+        _ => None,
+    };
+    let count = usize::from(tcp.is_some()) + usize::from(tls.is_some());
+    if count == 0 {
+        return Ok(None);
     }
-    if let (Some(ca), Some(cert), Some(key)) = (&s.tls_ca, &s.tls_cert, &s.tls_key) {
-        let cfg = tls_config(ca, cert, key)?;
-        let addr = format!("{}:{}", s.syslog_tls_host, s.syslog_tls_port);
-        let l = bind(&addr)?;
-        tracing::info!(%addr, "syslog TLS listener up");
-        handles.push(tokio::spawn(serve_tls(
-            l,
-            cfg,
-            tx,
-            s.max_frame_bytes,
-            counters,
-        )));
+    let cap = connection_cap(s.max_connections, raise_nofile_limit(), count);
+    if cap < s.max_connections {
+        tracing::warn!(
+            configured = s.max_connections,
+            cap,
+            "syslog connection cap lowered to fit the open-files limit"
+        );
     }
-    Ok(handles)
+    let limits = Limits {
+        max_frame: s.max_frame_bytes,
+        idle: Duration::from_secs_f64(s.idle_timeout_s.max(0.001)),
+        handshake: Duration::from_secs_f64(s.handshake_timeout_s.max(0.001)),
+    };
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let window = Arc::new(AtomicU64::new(0));
+    let drain_window = window.clone();
+    let thread = std::thread::Builder::new()
+        .name("syslog-listeners".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "syslog listeners: no runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let mut loops = JoinSet::new();
+                if let Some((addr, l)) = tcp {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tracing::info!(%addr, cap, "syslog TCP listener up");
+                            loops.spawn(serve(
+                                l,
+                                None,
+                                tx.clone(),
+                                limits,
+                                cap,
+                                counters.clone(),
+                                (token.clone(), drain_window.clone()),
+                            ));
+                        }
+                        Err(e) => tracing::error!(%addr, error = %e, "syslog TCP listener"),
+                    }
+                }
+                if let Some((addr, l, cfg)) = tls {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tracing::info!(%addr, cap, "syslog TLS listener up");
+                            loops.spawn(serve(
+                                l,
+                                Some(tokio_rustls::TlsAcceptor::from(cfg)),
+                                tx.clone(),
+                                limits,
+                                cap,
+                                counters.clone(),
+                                (token.clone(), drain_window.clone()),
+                            ));
+                        }
+                        Err(e) => tracing::error!(%addr, error = %e, "syslog TLS listener"),
+                    }
+                }
+                drop(tx);
+                while loops.join_next().await.is_some() {}
+                tracing::info!("syslog listeners drained");
+            });
+        })
+        .map_err(|e| IngestError::Listener(format!("listener thread: {e}")))?;
+    Ok(Some(Listeners {
+        stop,
+        window,
+        thread: Some(thread),
+    }))
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngestError> {
@@ -86,7 +330,8 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, IngestError> {
         .ok_or_else(|| IngestError::Listener(format!("{}: no private key found", path.display())))
 }
 
-/// Server config requiring a client certificate signed by `ca` (TLS 1.2+).
+/// Server config requiring a client certificate signed by `ca` (TLS 1.2+), sending no
+/// TLS 1.3 session tickets (see the module doc).
 pub fn tls_config(
     ca: &Path,
     cert: &Path,
@@ -105,42 +350,108 @@ pub fn tls_config(
     )
     .build()
     .map_err(|e| IngestError::Listener(format!("client verifier: {e}")))?;
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| IngestError::Listener(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(read_certs(cert)?, read_key(key)?)
         .map_err(|e| IngestError::Listener(format!("server certificate: {e}")))?;
+    cfg.send_tls13_tickets = 0;
     Ok(Arc::new(cfg))
 }
 
-/// Accept plain TCP connections forever.
-pub async fn serve_tcp(
+/// Accept connections until `stop`, then wait for every connection to drain.
+async fn serve(
     l: TcpListener,
-    tx: mpsc::Sender<RawLine>,
-    max_frame: usize,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tx: LineSender,
+    limits: Limits,
+    cap: usize,
     counters: Arc<IngestCounters>,
+    (stop, window): (CancellationToken, Arc<AtomicU64>),
 ) {
+    let slots = Arc::new(Semaphore::new(cap));
+    let mut conns = JoinSet::new();
     loop {
-        match l.accept().await {
-            Ok((sock, peer)) => {
-                counters.connections.fetch_add(1, Ordering::Relaxed);
-                let source: Arc<str> = Arc::from(format!("tcp:{peer}"));
-                tokio::spawn(read_frames(
-                    sock,
-                    source,
-                    None,
-                    tx.clone(),
-                    max_frame,
-                    counters.clone(),
-                ));
-            }
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = l.accept() => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let (sock, peer) = match accepted {
+            Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "syslog TCP accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                // EMFILE and friends: wait, never end the listener (or anything else).
+                tracing::warn!(error = %e, "syslog accept failed");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
             }
-        }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            counters.connections_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, cap, "syslog connection cap reached; closing");
+            drop(sock);
+            continue;
+        };
+        let (tx, counters, tls) = (tx.clone(), counters.clone(), tls.clone());
+        let stop = Stop {
+            token: stop.clone(),
+            window: window.clone(),
+        };
+        conns.spawn(async move {
+            match tls {
+                None => {
+                    counters.connections.fetch_add(1, Ordering::Relaxed);
+                    let source: Arc<str> = Arc::from(format!("tcp:{peer}"));
+                    read_frames(sock, source, None, &tx, limits, &counters, &stop).await;
+                }
+                Some(acceptor) => {
+                    tls_connection(acceptor, sock, peer, &tx, limits, &counters, &stop).await;
+                }
+            }
+            drop(slot);
+        });
     }
+    drop(l);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    sock: TcpStream,
+    peer: std::net::SocketAddr,
+    tx: &LineSender,
+    limits: Limits,
+    counters: &IngestCounters,
+    stop: &Stop,
+) {
+    let stream = match tokio::time::timeout(limits.handshake, acceptor.accept(sock)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "syslog TLS handshake refused");
+            return;
+        }
+        Err(_) => {
+            counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "syslog TLS handshake timed out");
+            return;
+        }
+    };
+    let cn = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| common_name(c.as_ref()));
+    let Some(cn) = cn else {
+        tracing::warn!(%peer, "syslog TLS peer certificate has no CN; closing");
+        return;
+    };
+    counters.connections.fetch_add(1, Ordering::Relaxed);
+    let source: Arc<str> = Arc::from(format!("tls:{cn}@{peer}"));
+    read_frames(stream, source, Some(cn), tx, limits, counters, stop).await;
 }
 
 /// The first CN of a DER certificate's subject.
@@ -153,116 +464,92 @@ pub fn common_name(der: &[u8]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Accept TLS connections forever.
-pub async fn serve_tls(
-    l: TcpListener,
-    cfg: Arc<rustls::ServerConfig>,
-    tx: mpsc::Sender<RawLine>,
-    max_frame: usize,
-    counters: Arc<IngestCounters>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    loop {
-        let (sock, peer) = match l.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "syslog TLS accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        let counters = counters.clone();
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(sock).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "syslog TLS handshake refused");
-                    return;
-                }
-            };
-            let cn = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| common_name(c.as_ref()));
-            let Some(cn) = cn else {
-                tracing::warn!(%peer, "syslog TLS peer certificate has no CN; closing");
-                return;
-            };
-            counters.connections.fetch_add(1, Ordering::Relaxed);
-            let source: Arc<str> = Arc::from(format!("tls:{cn}@{peer}"));
-            read_frames(stream, source, Some(cn), tx, max_frame, counters).await;
-        });
-    }
-}
-
-/// Read frames from one connection until EOF or a framing error.
-pub async fn read_frames<S: AsyncRead + Unpin>(
+/// Read frames from one connection until its end, a read error (what arrived before it is
+/// still framed and sent), `idle` of silence, or — after `stop` — the drain limits. Rejected
+/// frames are sent too, to be quarantined.
+async fn read_frames<S: AsyncRead + Unpin>(
     mut s: S,
     source: Arc<str>,
     worker: Option<String>,
-    tx: mpsc::Sender<RawLine>,
-    max_frame: usize,
-    counters: Arc<IngestCounters>,
+    tx: &LineSender,
+    limits: Limits,
+    counters: &IngestCounters,
+    stop: &Stop,
 ) {
-    let mut dec = FrameDecoder::new(max_frame);
+    let mut dec = FrameDecoder::new(limits.max_frame);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
-        let n = match s.read(&mut buf).await {
-            Ok(n) => n,
-            Err(e) => {
+        let wait = match drain_until {
+            Some(end) => DRAIN_IDLE.min(end.saturating_duration_since(tokio::time::Instant::now())),
+            None => limits.idle,
+        };
+        let read = tokio::select! {
+            biased;
+            _ = stop.token.cancelled(), if drain_until.is_none() => {
+                let window = Duration::from_millis(stop.window.load(Ordering::Relaxed));
+                drain_until = Some(tokio::time::Instant::now() + window);
+                continue;
+            }
+            r = tokio::time::timeout(wait, s.read(&mut buf)) => r,
+        };
+        let n = match read {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 tracing::debug!(%source, error = %e, "syslog connection read failed");
-                return;
+                0
+            }
+            Err(_) => {
+                if drain_until.is_none() {
+                    counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%source, "syslog connection idle; closing");
+                }
+                0
             }
         };
         if n == 0 {
-            // A final newline-less line at EOF is still a frame.
-            if dec.buffered() > 0 {
-                dec.push(b"\n");
-                if let Ok(Some(f)) = dec.next_frame() {
-                    let _ = send(&tx, f, &source, &worker).await;
-                }
-            }
-            return;
+            dec.finish();
+        } else {
+            dec.push(&buf[..n]);
         }
-        dec.push(&buf[..n]);
-        loop {
-            match dec.next_frame() {
-                Ok(Some(f)) => {
-                    if !send(&tx, f, &source, &worker).await {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    counters.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%source, error = %e, "syslog framing error; closing the connection");
-                    return;
-                }
+        while let Some(f) = dec.next_frame() {
+            if !send(tx, f, &source, &worker, counters).await {
+                return;
             }
+        }
+        if n == 0 {
+            return;
         }
     }
 }
 
 async fn send(
-    tx: &mpsc::Sender<RawLine>,
-    bytes: Vec<u8>,
+    tx: &LineSender,
+    frame: Frame,
     source: &Arc<str>,
     worker: &Option<String>,
+    counters: &IngestCounters,
 ) -> bool {
-    tx.send(RawLine {
-        bytes,
-        source_worker: worker.clone(),
-        source: source.clone(),
-    })
-    .await
-    .is_ok()
+    let line = match frame {
+        Frame::Line(bytes) => RawLine::new(bytes, source.clone(), worker.clone()),
+        Frame::Rejected(bytes, why) => {
+            counters.frames_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%source, error = %why, "syslog frame rejected; quarantined");
+            RawLine::rejected(bytes, source.clone(), worker.clone(), &why)
+        }
+    };
+    tx.send(line).await
 }
 
-/// The local address of a listener (tests).
-pub fn local_addr(l: &TcpListener) -> Option<SocketAddr> {
-    l.local_addr().ok()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_the_open_files_limit() {
+        assert_eq!(connection_cap(512, None, 2), 512);
+        assert_eq!(connection_cap(512, Some(1024), 2), 384);
+        assert_eq!(connection_cap(512, Some(1 << 20), 2), 512);
+        assert_eq!(connection_cap(512, Some(100), 1), 1);
+    }
 }

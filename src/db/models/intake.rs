@@ -28,6 +28,9 @@ pub struct Log {
     pub source_worker: Option<String>,
     #[serde(skip)]
     pub line_hash: String,
+    /// The received bytes when `raw_line` is not exactly them.
+    #[serde(skip)]
+    pub raw_bytes: Option<Vec<u8>>,
 }
 
 /// A log line to insert.
@@ -44,6 +47,7 @@ pub struct NewLog {
     pub msg: Option<String>,
     pub source_worker: Option<String>,
     pub line_hash: String,
+    pub raw_bytes: Option<Vec<u8>>,
 }
 
 /// A stored bounty.
@@ -202,6 +206,9 @@ pub struct Quarantined {
     pub raw_line: String,
     #[serde(skip)]
     pub line_hash: String,
+    /// The received bytes when `raw_line` is not exactly them.
+    #[serde(skip)]
+    pub raw_bytes: Option<Vec<u8>>,
 }
 
 /// A line to quarantine.
@@ -214,4 +221,5 @@ pub struct NewQuarantined {
     pub reason: String,
     pub raw_line: String,
     pub line_hash: String,
+    pub raw_bytes: Option<Vec<u8>>,
 }

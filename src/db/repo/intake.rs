@@ -32,7 +32,12 @@ use crate::{db_run, db_tx};
 
 /// Hex sha256 of a text (dedup keys).
 pub fn text_hash(s: &str) -> String {
-    crate::domain::syslog::credential::sha256_hex(s.as_bytes())
+    bytes_hash(s.as_bytes())
+}
+
+/// Hex sha256 of received bytes (dedup keys of lines, computed before any lossy conversion).
+pub fn bytes_hash(b: &[u8]) -> String {
+    crate::domain::syslog::credential::sha256_hex(b)
 }
 
 /// Dedup key of a stored line (`logs.line_hash`): 16 hex digits of its timestamp
@@ -40,9 +45,9 @@ pub fn text_hash(s: &str) -> String {
 /// sha256. The time prefix keeps the unique index append-mostly, since lines arrive roughly
 /// in time order: a batch touches a few index pages instead of one per row, which was the
 /// largest single cost of a SQLite commit.
-pub fn line_key(timestamp: Option<NaiveDateTime>, raw: &str) -> String {
+pub fn line_key(timestamp: Option<NaiveDateTime>, raw: impl AsRef<[u8]>) -> String {
     let micros = timestamp.map_or(0, |t| t.and_utc().timestamp_micros().max(0));
-    let hash = text_hash(raw);
+    let hash = bytes_hash(raw.as_ref());
     format!("{micros:016x}{}", &hash[..32])
 }
 
@@ -59,7 +64,18 @@ pub struct PreparedRecord {
 
 impl PreparedRecord {
     /// Build the row for `record`; `now` is used when its timestamp did not parse.
-    pub fn new(record: Record, extraction: Extraction, now: NaiveDateTime) -> Self {
+    /// `raw_bytes`: the received bytes when `record.raw_line` is not exactly them (see
+    /// [`storable_text`](crate::domain::syslog::storable_text)); they are kept and keyed.
+    pub fn new(
+        record: Record,
+        extraction: Extraction,
+        now: NaiveDateTime,
+        raw_bytes: Option<Vec<u8>>,
+    ) -> Self {
+        let line_hash = match &raw_bytes {
+            Some(b) => line_key(record.timestamp, b),
+            None => line_key(record.timestamp, &record.raw_line),
+        };
         let log = NewLog {
             timestamp: record.timestamp.unwrap_or(now),
             decky: record.decky.clone(),
@@ -70,7 +86,8 @@ impl PreparedRecord {
             fields: record.fields().to_json(),
             msg: (!record.msg.is_empty()).then(|| record.msg.clone()),
             source_worker: record.source_worker.clone(),
-            line_hash: line_key(record.timestamp, &record.raw_line),
+            line_hash,
+            raw_bytes,
         };
         PreparedRecord {
             log,

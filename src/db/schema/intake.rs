@@ -21,6 +21,9 @@ diesel::table! {
         source_worker -> Nullable<Text>,
         /// sha256 of `raw_line` (unique: replays do not double rows).
         line_hash -> Text,
+        /// The received bytes when `raw_line` is not exactly them (invalid UTF-8 or NUL,
+        /// replaced by U+FFFD in the text columns); NULL otherwise.
+        raw_bytes -> Nullable<Binary>,
     }
 }
 
@@ -143,6 +146,8 @@ diesel::table! {
         reason -> Text,
         raw_line -> Text,
         line_hash -> Text,
+        /// The received bytes when `raw_line` is not exactly them; NULL otherwise.
+        raw_bytes -> Nullable<Binary>,
     }
 }
 

@@ -1,31 +1,134 @@
-//! Syslog-over-TCP framing (RFC 6587 / RFC 5425): octet-counted frames
-//! (`<len> SP <bytes>`, length ≤ 10 digits) and newline-terminated frames,
-//! decided per frame by its first byte. Pure state machine over pushed bytes.
+//! Syslog-over-TCP framing (RFC 6587 / RFC 5425), decided **per connection**: the stream is
+//! octet-counted (`<len> SP <bytes>`, length ≤ 10 digits) only when its first frame is a
+//! length prefix followed by a syslog `<PRI>`; otherwise it is newline-framed. Nothing is
+//! dropped silently and no input closes the connection: junk, oversize frames and a frame
+//! cut short at the end of the stream come out as [`Frame::Rejected`] (the caller
+//! quarantines them with reason `framing`), and decoding goes on with the next frame.
+//!
+//! * Newline mode: every line is a frame; a line that starts with a digit (`220 mail ESMTP`,
+//!   `2026-12-06 …`, or a length prefix on a newline stream) is rejected, its neighbours land.
+//! * Octet mode: a prefix not followed by `<` (or malformed) starts junk that runs to the next
+//!   newline or the next valid prefix; a line starting with a non-digit is read
+//!   newline-terminated, as senders that mix the two framings write it.
+//! * A frame over the limit is skipped as it streams (never buffered whole) and rejected once,
+//!   keeping its first `max` bytes.
+//!
+//! Pure state machine over pushed bytes.
 
 use thiserror::Error;
 
-/// Why the connection must be closed.
+/// Why a frame was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FrameError {
-    /// More than 10 digits, a non-digit before the space, or a zero length.
+    /// More than 10 digits, a non-space after the digits, or a zero length.
     #[error("bad octet-count length prefix")]
     BadLength,
-    /// A frame larger than the configured maximum.
-    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    /// A length prefix not followed by a syslog `<PRI>`, or a digit-led line on a newline
+    /// stream.
+    #[error("digit-led data that is not an octet-counted syslog frame (no '<PRI>' after a length prefix)")]
+    NotSyslog,
+    /// A frame larger than the configured maximum (only its head is kept).
+    #[error("frame of {len} bytes exceeds the {max}-byte limit; its first {max} bytes are kept")]
     Oversize {
         /// Announced or accumulated length.
         len: usize,
         /// Limit.
         max: usize,
     },
+    /// The stream ended inside an octet-counted frame.
+    #[error("stream ended {got} bytes into a frame of {want} announced bytes")]
+    Truncated {
+        /// Bytes received after the prefix.
+        got: usize,
+        /// Announced length.
+        want: usize,
+    },
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A syslog line (terminators trimmed).
+    Line(Vec<u8>),
+    /// Bytes that are not a frame (at most `max` of them), and why.
+    Rejected(Vec<u8>, FrameError),
+}
+
+/// The framing of a connection, decided by its first frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Not enough bytes yet.
+    Undecided,
+    /// RFC 6587 §3.4.1 octet counting.
+    OctetCounted,
+    /// RFC 6587 §3.4.2 non-transparent framing (LF).
+    Newline,
+}
+
+/// A frame being skipped because it is over the limit.
+#[derive(Debug, Clone)]
+struct Skip {
+    head: Vec<u8>,
+    seen: usize,
+    /// Bytes still to skip (octet-counted), or `None`: skip to the next newline.
+    remaining: Option<usize>,
+    announced: usize,
+}
+
+/// What a prefix at the start of a buffer is.
+enum Prefix {
+    /// `len SP <`: the frame starts after `start` bytes.
+    Valid { len: usize, start: usize },
+    /// `len SP` followed by something else than `<`: a frame only on a stream already
+    /// octet-counted, and only when what follows it looks like the next frame.
+    Plain { len: usize, start: usize },
+    /// Not a valid prefix (or not followed by `<`).
+    Invalid(FrameError),
+    /// Need more bytes to tell.
+    Incomplete,
+}
+
+fn prefix(buf: &[u8]) -> Prefix {
+    let digits = buf.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits > 10 {
+        return Prefix::Invalid(FrameError::BadLength);
+    }
+    let Some(&sep) = buf.get(digits) else {
+        return Prefix::Incomplete;
+    };
+    if digits == 0 || sep != b' ' {
+        return Prefix::Invalid(FrameError::BadLength);
+    }
+    let Some(len) = std::str::from_utf8(&buf[..digits])
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    else {
+        return Prefix::Invalid(FrameError::BadLength);
+    };
+    match buf.get(digits + 1) {
+        None => Prefix::Incomplete,
+        Some(b'<') => Prefix::Valid {
+            len,
+            start: digits + 1,
+        },
+        Some(_) => Prefix::Plain {
+            len,
+            start: digits + 1,
+        },
+    }
 }
 
 /// Incremental decoder; feed bytes with [`push`](Self::push), take frames with
-/// [`next_frame`](Self::next_frame).
+/// [`next_frame`](Self::next_frame), call [`finish`](Self::finish) at the end of the stream
+/// and take the last frames.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
     max: usize,
+    mode: Mode,
+    skip: Option<Skip>,
+    eof: bool,
 }
 
 impl FrameDecoder {
@@ -34,6 +137,9 @@ impl FrameDecoder {
         Self {
             buf: Vec::new(),
             max: max_frame.max(1),
+            mode: Mode::Undecided,
+            skip: None,
+            eof: false,
         }
     }
 
@@ -42,74 +148,237 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The end of the stream: what is left comes out of [`next_frame`](Self::next_frame)
+    /// (a partial line as a line, a partial octet-counted frame as rejected).
+    pub fn finish(&mut self) {
+        self.eof = true;
+    }
+
     /// Bytes buffered but not yet framed.
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
 
-    /// The next complete frame, `Ok(None)` when more bytes are needed, or an error after
-    /// which the connection must be closed.
-    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        // Skip stray line terminators between frames.
-        let skip = self
+    /// The framing decided for this connection.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
+    fn head(&self, n: usize) -> Vec<u8> {
+        self.buf[..n.min(self.max)].to_vec()
+    }
+
+    /// The next frame, or `None` when more bytes are needed (or, after
+    /// [`finish`](Self::finish), when nothing is left).
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        if let Some(f) = self.skipping() {
+            return Some(f);
+        }
+        if self.skip.is_some() {
+            return None;
+        }
+        // Stray line terminators between frames.
+        let blank = self
             .buf
             .iter()
             .take_while(|b| matches!(b, b'\n' | b'\r'))
             .count();
-        if skip > 0 {
-            self.buf.drain(..skip);
+        if blank > 0 {
+            self.buf.drain(..blank);
         }
-        let Some(&first) = self.buf.first() else {
-            return Ok(None);
-        };
-        if first.is_ascii_digit() {
-            let digits = self.buf.iter().take_while(|b| b.is_ascii_digit()).count();
-            if digits > 10 {
-                return Err(FrameError::BadLength);
-            }
-            let Some(&sep) = self.buf.get(digits) else {
-                return Ok(None);
+        let first = *self.buf.first()?;
+        if self.mode == Mode::Undecided {
+            self.mode = if !first.is_ascii_digit() {
+                Mode::Newline
+            } else {
+                match prefix(&self.buf) {
+                    Prefix::Valid { .. } => Mode::OctetCounted,
+                    Prefix::Plain { .. } | Prefix::Invalid(_) => Mode::Newline,
+                    Prefix::Incomplete if self.eof => Mode::Newline,
+                    Prefix::Incomplete => return None,
+                }
             };
-            if sep != b' ' {
-                return Err(FrameError::BadLength);
-            }
-            let len: usize = std::str::from_utf8(&self.buf[..digits])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(FrameError::BadLength)?;
-            if len == 0 {
-                return Err(FrameError::BadLength);
-            }
-            if len > self.max {
-                return Err(FrameError::Oversize { len, max: self.max });
-            }
-            let start = digits + 1;
-            if self.buf.len() < start + len {
-                return Ok(None);
-            }
-            let frame = self.buf[start..start + len].to_vec();
-            self.buf.drain(..start + len);
-            return Ok(Some(trim_eol(frame)));
         }
-        match self.buf.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                if i > self.max {
-                    return Err(FrameError::Oversize {
+        if first.is_ascii_digit() && self.mode == Mode::OctetCounted {
+            return self.octet_frame();
+        }
+        self.line(first.is_ascii_digit())
+    }
+
+    /// A newline-terminated line (rejected when `digit_led`).
+    fn line(&mut self, digit_led: bool) -> Option<Frame> {
+        let reject = |bytes: Vec<u8>| {
+            if digit_led {
+                Frame::Rejected(bytes, FrameError::NotSyslog)
+            } else {
+                Frame::Line(trim_eol(bytes))
+            }
+        };
+        match memchr(b'\n', &self.buf) {
+            Some(i) if i > self.max => {
+                let head = self.head(i);
+                self.buf.drain(..=i);
+                Some(Frame::Rejected(
+                    head,
+                    FrameError::Oversize {
                         len: i,
                         max: self.max,
-                    });
-                }
-                let frame = self.buf[..i].to_vec();
-                self.buf.drain(..=i);
-                Ok(Some(trim_eol(frame)))
+                    },
+                ))
             }
-            None if self.buf.len() > self.max => Err(FrameError::Oversize {
-                len: self.buf.len(),
-                max: self.max,
-            }),
-            None => Ok(None),
+            Some(i) => {
+                let mut f = self.take(i + 1);
+                f.pop();
+                Some(reject(f))
+            }
+            None if self.buf.len() > self.max => {
+                self.skip = Some(Skip {
+                    head: self.head(self.buf.len()),
+                    seen: self.buf.len(),
+                    remaining: None,
+                    announced: 0,
+                });
+                self.buf.clear();
+                self.skipping()
+            }
+            None if self.eof => {
+                let f = std::mem::take(&mut self.buf);
+                Some(reject(f))
+            }
+            None => None,
         }
     }
+
+    /// An octet-counted frame at the start of the buffer (which starts with a digit).
+    fn octet_frame(&mut self) -> Option<Frame> {
+        let p = prefix(&self.buf);
+        match p {
+            Prefix::Valid { len, start } | Prefix::Plain { len, start } if len > self.max => {
+                let have = (self.buf.len() - start).min(len);
+                let head = self.buf[start..start + have.min(self.max)].to_vec();
+                self.buf.drain(..start + have);
+                self.skip = Some(Skip {
+                    head,
+                    seen: have,
+                    remaining: Some(len - have),
+                    announced: len,
+                });
+                self.skipping()
+            }
+            Prefix::Valid { len, start } | Prefix::Plain { len, start }
+                if self.buf.len() >= start + len =>
+            {
+                // A frame without `<PRI>` (a forwarded garbage line) counts only when the
+                // next frame visibly starts right after it.
+                let next = self.buf.get(start + len);
+                if matches!(p, Prefix::Plain { .. })
+                    && !next.is_none_or(|b| b.is_ascii_digit() || matches!(b, b'<' | b'\n' | b'\r'))
+                {
+                    return self.junk(FrameError::NotSyslog);
+                }
+                let mut f = self.take(start + len);
+                f.drain(..start);
+                Some(Frame::Line(trim_eol(f)))
+            }
+            Prefix::Valid { len, start } | Prefix::Plain { len, start } if self.eof => {
+                let got = self.buf.len() - start;
+                let f = std::mem::take(&mut self.buf);
+                Some(Frame::Rejected(f, FrameError::Truncated { got, want: len }))
+            }
+            Prefix::Valid { .. } | Prefix::Plain { .. } => None,
+            Prefix::Incomplete if !self.eof => None,
+            Prefix::Incomplete => {
+                let f = std::mem::take(&mut self.buf);
+                Some(Frame::Rejected(f, FrameError::BadLength))
+            }
+            Prefix::Invalid(why) => self.junk(why),
+        }
+    }
+
+    /// Junk at the start of an octet-counted stream: it runs to the next newline or to the
+    /// next valid length prefix, whichever comes first.
+    fn junk(&mut self, why: FrameError) -> Option<Frame> {
+        let nl = memchr(b'\n', &self.buf);
+        let limit = nl.unwrap_or(self.buf.len());
+        let next = (1..limit).find(|&i| {
+            !self.buf[i - 1].is_ascii_digit()
+                && self.buf[i].is_ascii_digit()
+                && matches!(prefix(&self.buf[i..]), Prefix::Valid { .. })
+        });
+        let end = match (next, nl) {
+            (Some(i), _) => i,
+            (None, Some(i)) => i + 1,
+            (None, None) if self.eof => self.buf.len(),
+            (None, None) if self.buf.len() > self.max => {
+                // Keep the tail that may hold the start of the next prefix (≤ 12 bytes).
+                let keep = self.buf.len().min(12);
+                let end = self.buf.len() - keep;
+                let head = self.head(end);
+                self.buf.drain(..end);
+                return Some(Frame::Rejected(head, why));
+            }
+            (None, None) => return None,
+        };
+        let head = self.head(end);
+        self.buf.drain(..end);
+        Some(Frame::Rejected(trim_eol(head), why))
+    }
+
+    /// Progress on a frame being skipped: the rejected frame once its end is seen.
+    fn skipping(&mut self) -> Option<Frame> {
+        let s = self.skip.as_mut()?;
+        let done = match s.remaining {
+            Some(rem) => {
+                let n = rem.min(self.buf.len());
+                let room = self.max.saturating_sub(s.head.len()).min(n);
+                s.head.extend_from_slice(&self.buf[..room]);
+                self.buf.drain(..n);
+                s.seen += n;
+                s.remaining = Some(rem - n);
+                rem == n
+            }
+            None => match memchr(b'\n', &self.buf) {
+                Some(i) => {
+                    self.buf.drain(..=i);
+                    s.seen += i;
+                    true
+                }
+                None => {
+                    s.seen += self.buf.len();
+                    self.buf.clear();
+                    false
+                }
+            },
+        };
+        if !done && !self.eof {
+            return None;
+        }
+        let s = self.skip.take()?;
+        let why = match s.remaining {
+            Some(rem) if rem > 0 => FrameError::Truncated {
+                got: s.seen,
+                want: s.announced,
+            },
+            Some(_) => FrameError::Oversize {
+                len: s.announced,
+                max: self.max,
+            },
+            None => FrameError::Oversize {
+                len: s.seen,
+                max: self.max,
+            },
+        };
+        Some(Frame::Rejected(trim_eol(s.head), why))
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
 }
 
 fn trim_eol(mut f: Vec<u8>) -> Vec<u8> {
@@ -124,80 +393,190 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn all(d: &mut FrameDecoder) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(f) = d.next_frame()? {
-            out.push(f);
-        }
-        Ok(out)
+    fn all(d: &mut FrameDecoder) -> Vec<Frame> {
+        std::iter::from_fn(|| d.next_frame()).collect()
+    }
+
+    fn line(s: &[u8]) -> Frame {
+        Frame::Line(s.to_vec())
     }
 
     #[test]
-    fn octet_counted_and_newline_frames_mix() {
+    fn octet_counted_stream_with_mixed_newline_frames() {
         let mut d = FrameDecoder::new(100);
-        d.push(b"5 <1>1 3 abc<13>1 line two\n<14>1 par");
+        d.push(b"8 <1>1 abc<13>1 line two\n<14>1 par");
         assert_eq!(
-            all(&mut d).unwrap(),
-            vec![
-                b"<1>1 ".to_vec(),
-                b"abc".to_vec(),
-                b"<13>1 line two".to_vec()
-            ]
+            all(&mut d),
+            vec![line(b"<1>1 abc"), line(b"<13>1 line two")]
         );
+        assert_eq!(d.mode(), Mode::OctetCounted);
         d.push(b"tial\r\n");
-        assert_eq!(all(&mut d).unwrap(), vec![b"<14>1 partial".to_vec()]);
+        assert_eq!(all(&mut d), vec![line(b"<14>1 partial")]);
         assert_eq!(d.buffered(), 0);
     }
 
     #[test]
     fn split_anywhere() {
-        let wire = b"11 hello world12 second frame";
+        let wire = b"10 <1>1 hello11 <2>1 second";
         for cut in 0..wire.len() {
             let mut d = FrameDecoder::new(64);
             d.push(&wire[..cut]);
-            let mut got = all(&mut d).unwrap();
+            let mut got = all(&mut d);
             d.push(&wire[cut..]);
-            got.extend(all(&mut d).unwrap());
+            got.extend(all(&mut d));
+            d.finish();
+            got.extend(all(&mut d));
             assert_eq!(
                 got,
-                vec![b"hello world".to_vec(), b"second frame".to_vec()],
+                vec![line(b"<1>1 hello"), line(b"<2>1 second")],
                 "cut {cut}"
             );
         }
     }
 
     #[test]
-    fn bad_prefix_and_oversize() {
+    fn digit_led_junk_on_a_newline_stream_is_rejected_and_neighbours_land() {
+        for first in [&b"<13>1 a\n"[..], b"220 mail ESMTP ready\n"] {
+            let mut d = FrameDecoder::new(100);
+            d.push(first);
+            d.push(b"2026-12-06 12:00:00 plain text\n<13>1 b\n57 words follow\n<13>1 c");
+            d.finish();
+            let got = all(&mut d);
+            assert_eq!(d.mode(), Mode::Newline);
+            let lines: Vec<_> = got
+                .iter()
+                .filter_map(|f| match f {
+                    Frame::Line(l) => Some(l.clone()),
+                    Frame::Rejected(..) => None,
+                })
+                .collect();
+            assert!(lines.ends_with(&[b"<13>1 b".to_vec(), b"<13>1 c".to_vec()]));
+            let rejected = got
+                .iter()
+                .filter(|f| matches!(f, Frame::Rejected(_, FrameError::NotSyslog)))
+                .count();
+            assert_eq!(rejected, 2 + usize::from(first[0] == b'2'), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn bad_prefix_in_an_octet_stream_resyncs_at_the_next_frame() {
+        let mut d = FrameDecoder::new(100);
+        d.push(b"6 <1>1 a12 xxxxxxxxxxxxx6 <2>1 b0 junk\n6 <3>1 c4 junk5 <4>xx");
+        d.finish();
+        assert_eq!(
+            all(&mut d),
+            vec![
+                line(b"<1>1 a"),
+                Frame::Rejected(b"12 xxxxxxxxxxxxx".to_vec(), FrameError::NotSyslog),
+                line(b"<2>1 b"),
+                Frame::Rejected(b"0 junk".to_vec(), FrameError::BadLength),
+                line(b"<3>1 c"),
+                line(b"junk"),
+                line(b"<4>xx"),
+            ]
+        );
+    }
+
+    #[test]
+    fn oversize_frames_keep_their_head_and_the_next_frame_lands() {
+        // octet-counted, announced over the limit, arriving in pieces
         let mut d = FrameDecoder::new(10);
-        d.push(b"12345678901 x");
-        assert_eq!(d.next_frame(), Err(FrameError::BadLength));
+        d.push(b"4 <1>a20 <2345");
+        let mut got = all(&mut d);
+        d.push(b"6789012345678904 <3>b");
+        got.extend(all(&mut d));
+        assert_eq!(
+            got,
+            vec![
+                line(b"<1>a"),
+                Frame::Rejected(
+                    b"<234567890".to_vec(),
+                    FrameError::Oversize { len: 20, max: 10 }
+                ),
+                line(b"<3>b"),
+            ]
+        );
+        // newline, never buffered whole
         let mut d = FrameDecoder::new(10);
-        d.push(b"12x");
-        assert_eq!(d.next_frame(), Err(FrameError::BadLength));
-        let mut d = FrameDecoder::new(10);
-        d.push(b"0 ");
-        assert_eq!(d.next_frame(), Err(FrameError::BadLength));
-        let mut d = FrameDecoder::new(10);
-        d.push(b"11 ");
+        d.push(b"<13>1 this is way too long ");
         assert_eq!(
             d.next_frame(),
-            Err(FrameError::Oversize { len: 11, max: 10 })
+            None,
+            "still skipping: the end is not known yet"
         );
-        let mut d = FrameDecoder::new(10);
-        d.push(b"<13>1 this is way too long without newline");
-        assert!(matches!(d.next_frame(), Err(FrameError::Oversize { .. })));
+        assert_eq!(d.buffered(), 0);
+        d.push(b"and goes on\n<13>1 ok\n");
+        assert_eq!(
+            all(&mut d),
+            vec![
+                Frame::Rejected(
+                    b"<13>1 this".to_vec(),
+                    FrameError::Oversize { len: 38, max: 10 }
+                ),
+                line(b"<13>1 ok"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_frame_cut_short_at_the_end_is_rejected_not_lost() {
+        let mut d = FrameDecoder::new(100);
+        d.push(b"4 <1>a20 <2>1 cut");
+        assert_eq!(all(&mut d), vec![line(b"<1>a")]);
+        d.finish();
+        assert_eq!(
+            all(&mut d),
+            vec![Frame::Rejected(
+                b"20 <2>1 cut".to_vec(),
+                FrameError::Truncated { got: 8, want: 20 }
+            )]
+        );
+        // a partial newline line at the end is still a line
+        let mut d = FrameDecoder::new(100);
+        d.push(b"<13>1 last words");
+        assert_eq!(all(&mut d), vec![]);
+        d.finish();
+        assert_eq!(all(&mut d), vec![line(b"<13>1 last words")]);
+    }
+
+    #[test]
+    fn prefixes_that_are_not_frames() {
+        for wire in [
+            &b"12345678901 <x"[..],
+            b"12x",
+            b"0 <1>",
+            b"99999999 xx",
+            b"12",
+        ] {
+            let mut d = FrameDecoder::new(10);
+            d.push(wire);
+            d.finish();
+            let got = all(&mut d);
+            assert!(
+                matches!(&got[..], [Frame::Rejected(b, _)] if wire.starts_with(b)),
+                "{got:?}"
+            );
+        }
     }
 
     proptest! {
+        /// No input panics, every frame respects the limit, and every received byte is
+        /// accounted for: a line, a rejected frame, or a terminator between frames.
         #[test]
-        fn arbitrary_bytes_never_panic(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
+        fn arbitrary_bytes_never_panic_and_end_empty(chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
             let mut d = FrameDecoder::new(32);
             for c in chunks {
                 d.push(&c);
-                while let Ok(Some(f)) = d.next_frame() {
-                    prop_assert!(f.len() <= 32);
+                while let Some(f) = d.next_frame() {
+                    match f {
+                        Frame::Line(l) | Frame::Rejected(l, _) => prop_assert!(l.len() <= 32 || d.mode() == Mode::OctetCounted && l.len() <= 32),
+                    }
                 }
             }
+            d.finish();
+            while d.next_frame().is_some() {}
+            prop_assert_eq!(d.buffered(), 0);
         }
     }
 }

@@ -27,7 +27,9 @@ pub use fields::Fields;
 pub use headers::TrustedProxies;
 pub use ip::{parse_host_port, select_attacker_ip, HostPort, UNKNOWN_IP};
 pub use observation::{merge_profile, AttackerDelta, AttackerProfile, ObservationBatch};
-pub use parser::{parse_json_record, parse_line, parse_line_bytes, parse_timestamp, Record};
+pub use parser::{
+    parse_json_record, parse_line, parse_line_bytes, parse_timestamp, storable_text, Record,
+};
 pub use reuse::{candidate_groups, correlate, Change, CredentialRow, Finding, ReuseGroup};
 
 #[cfg(test)]

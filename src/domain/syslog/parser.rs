@@ -60,9 +60,21 @@ impl Record {
     }
 }
 
-/// Parse raw bytes (invalid UTF-8 is replaced, never rejected).
+/// Parse raw bytes (invalid UTF-8 and NUL are replaced, never rejected; see [`storable_text`]).
 pub fn parse_line_bytes(bytes: &[u8]) -> Result<Record, ParseError> {
-    parse_line(&String::from_utf8_lossy(bytes))
+    parse_line(&storable_text(bytes))
+}
+
+/// The text of a received line as every text column can hold it: the bytes themselves
+/// (borrowed) when they are UTF-8 without NUL, otherwise a copy with each invalid sequence and
+/// each NUL replaced by U+FFFD (PostgreSQL `text` cannot hold NUL). `Cow::Owned` therefore
+/// means "not exact": the caller keeps the raw bytes beside the text.
+pub fn storable_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if !s.contains('\0') => Cow::Borrowed(s),
+        Ok(s) => Cow::Owned(s.replace('\0', "\u{FFFD}")),
+        Err(_) => Cow::Owned(String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")),
+    }
 }
 
 /// Parse one RFC 5424 line (spec §3 rules 1–6).

@@ -695,3 +695,22 @@ proptest! {
         prop_assert_eq!(r.msg.as_str(), "tail");
     }
 }
+
+#[test]
+fn storable_text_is_exact_or_says_it_is_not() {
+    use super::storable_text;
+    use std::borrow::Cow;
+    assert!(matches!(
+        storable_text(b"<13>1 ok \x01\x1b\t"),
+        Cow::Borrowed("<13>1 ok \x01\x1b\t")
+    ));
+    let nul = storable_text(b"a\0b");
+    assert!(matches!(nul, Cow::Owned(_)));
+    assert_eq!(nul, "a\u{FFFD}b");
+    assert_eq!(storable_text(b"x\xff\xfey"), "x\u{FFFD}\u{FFFD}y");
+    assert_eq!(
+        storable_text(b"x\xfe\xffy"),
+        storable_text(b"x\xff\xfey"),
+        "only the bytes tell them apart"
+    );
+}
