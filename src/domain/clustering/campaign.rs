@@ -330,18 +330,24 @@ pub fn temporal_overlap(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
     (overlap / total).min(1.0)
 }
 
-fn cohort_tokens(f: &IdentityFeatures) -> BTreeSet<(&'static str, String)> {
-    f.asn_cohort
-        .iter()
-        .map(|a| ("asn", a.to_string()))
-        .chain(f.tooling_cohort.iter().map(|t| ("tool", t.clone())))
-        .chain(f.decky_set.iter().map(|d| ("decky", d.clone())))
-        .collect()
-}
-
-/// Cohort `c`: Jaccard of tagged ASN / tool / decky tokens.
+/// Cohort `c`: Jaccard of tagged ASN / tool / decky tokens. The three tags are disjoint
+/// namespaces, so the intersection and union are sums over them (no token set is built).
 pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
-    jaccard(&cohort_tokens(a), &cohort_tokens(b))
+    let inter = a.asn_cohort.intersection(&b.asn_cohort).count()
+        + a.tooling_cohort.intersection(&b.tooling_cohort).count()
+        + a.decky_set.intersection(&b.decky_set).count();
+    let total = a.asn_cohort.len()
+        + b.asn_cohort.len()
+        + a.tooling_cohort.len()
+        + b.tooling_cohort.len()
+        + a.decky_set.len()
+        + b.decky_set.len();
+    let union = total - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 /// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
@@ -417,6 +423,20 @@ pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignSco
     }
 }
 
+/// Cheap exact pre-check: false only when the pair cannot reach the threshold even with
+/// overlap and cohort at their maxima (so the full score, which allocates, is skipped).
+fn could_link(a: &IdentityFeatures, b: &IdentityFeatures) -> bool {
+    let s = shared_infra(a, b);
+    let k = keystroke(a, b);
+    let h = weigh_handoff(&handoff_deckies(a, b), s, k).0;
+    HANDOFF_MULTIPLIER * h
+        + SHARED_INFRA_MULTIPLIER * s
+        + OVERLAP_MULTIPLIER
+        + COHORT_MULTIPLIER
+        + KEYSTROKE_MULTIPLIER * k
+        >= CAMPAIGN_EDGE_THRESHOLD
+}
+
 /// Orientation order: earlier earliest session first, identities without windows last, then
 /// uuid, then input position.
 fn orientation(
@@ -485,6 +505,9 @@ impl CampaignForest<'_> {
             return;
         }
         let (a, b) = self.oriented(i, j);
+        if !could_link(&self.features[a], &self.features[b]) {
+            return;
+        }
         let score = campaign_score(&self.features[a], &self.features[b]);
         if score.is_edge() && self.uf.union(a, b) {
             self.edges.push(CampaignEvidence {

@@ -122,6 +122,12 @@ fn copy_rows(
                 .iter()
                 .map(|c| format!("{tag}.{c}"))
                 .collect();
+            // Row-level summaries of what the sessions carry: every projection reads the
+            // sessions when there are any, so the copies leave these out.
+            if !row.sessions.is_empty() {
+                row.credentials = Vec::new();
+                row.commands_by_phase = BTreeMap::new();
+            }
             for s in &mut row.sessions {
                 s.start_ts = (s.start_ts + delta).round();
                 s.payload_hash = s.payload_hash.as_ref().map(fresh);
