@@ -192,23 +192,12 @@ fn non_empty(v: &Option<String>) -> Option<&String> {
     v.as_ref().filter(|s| !s.is_empty())
 }
 
-/// Identity projection of a row (spec §7.3).
+/// Identity projection of a row (spec §7.3): the partition-deciding signals
+/// ([`identity_signals`]) plus credentials and commands per phase.
 pub fn identity_projection(row: &FixtureRow) -> Observation {
-    let mut o = Observation {
-        observation_id: row.row_id.clone(),
-        ja3: row.ja3.clone().filter(|s| !s.is_empty()),
-        hassh: row.hassh.clone().filter(|s| !s.is_empty()),
-        asn: row.asn,
-        ..Observation::default()
-    };
-    o.payload_hashes
-        .extend(row.payload_hashes.iter().filter(|s| !s.is_empty()).cloned());
-    o.c2_endpoints
-        .extend(row.c2_endpoints.iter().filter(|s| !s.is_empty()).cloned());
+    let mut o = identity_signals(row);
     o.credentials.extend(row.credentials.iter().cloned());
     for s in &row.sessions {
-        o.payload_hashes.extend(non_empty(&s.payload_hash).cloned());
-        o.c2_endpoints.extend(non_empty(&s.c2_callback).cloned());
         o.credentials.extend(s.credentials_tried.iter().cloned());
         if !s.commands.is_empty() {
             o.commands_by_phase
@@ -439,18 +428,7 @@ pub fn run_pipeline(rows: &[FixtureRow]) -> Pipeline {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) const SHARED: [(&str, &str); 4] = [
-        ("lone_wolf", include_str!("testdata/lone_wolf.json")),
-        (
-            "multi_operator",
-            include_str!("testdata/multi_operator.json"),
-        ),
-        (
-            "shared_wordlist",
-            include_str!("testdata/shared_wordlist.json"),
-        ),
-        ("vpn_hopping", include_str!("testdata/vpn_hopping.json")),
-    ];
+    pub(crate) use crate::domain::clustering::scale::SHARED_FIXTURES as SHARED;
 
     pub(crate) fn load(text: &str) -> (Fixture, Value) {
         let fx = Fixture::from_json(text).unwrap_or_else(|e| panic!("{e}"));
