@@ -227,6 +227,8 @@ fn campaign_maintenance(
                 handoff_decky: e.score.handoff_decky.clone(),
                 shared_tokens: Value::from(e.score.shared_tokens.clone()).to_string(),
                 created_at: now,
+                handoff_corroboration: e.score.handoff_corroboration.map(|c| c.as_str().to_owned()),
+                handoff_deckies: Value::from(e.score.handoff_deckies.clone()).to_string(),
             })
             .collect();
         let formed = tick.plan.formed.iter().any(|f| f.uuid == u.campaign_uuid);

@@ -194,6 +194,11 @@ pub struct CampaignEvidenceView {
     pub cohort: f64,
     pub keystroke: f64,
     pub handoff_decky: Option<String>,
+    /// Every decky on which the pair handed off.
+    pub handoff_deckies: Vec<String>,
+    /// What backed the handoff: `shared_infra`, `keystroke` or `repeated_handoff`; null for a
+    /// lone handoff (weighed 0.45, never an edge on its own) or no handoff.
+    pub handoff_corroboration: Option<String>,
     /// Shared payload hashes / C2 endpoints.
     pub shared_tokens: Vec<String>,
 }
@@ -210,6 +215,8 @@ impl From<CampaignEvidenceRow> for CampaignEvidenceView {
             cohort: e.cohort,
             keystroke: e.keystroke,
             handoff_decky: e.handoff_decky,
+            handoff_deckies: serde_json::from_str(&e.handoff_deckies).unwrap_or_default(),
+            handoff_corroboration: e.handoff_corroboration,
             shared_tokens: serde_json::from_str(&e.shared_tokens).unwrap_or_default(),
         }
     }

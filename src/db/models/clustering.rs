@@ -181,6 +181,10 @@ pub struct CampaignEvidenceRow {
     pub shared_tokens: String,
     #[serde(skip)]
     pub created_at: NaiveDateTime,
+    /// What backed the handoff (`shared_infra`, `keystroke`, `repeated_handoff`), if anything.
+    pub handoff_corroboration: Option<String>,
+    /// JSON list of every decky with a handoff between the pair.
+    pub handoff_deckies: String,
 }
 
 /// A new campaign evidence edge.
@@ -199,6 +203,8 @@ pub struct NewCampaignEvidence {
     pub handoff_decky: Option<String>,
     pub shared_tokens: String,
     pub created_at: NaiveDateTime,
+    pub handoff_corroboration: Option<String>,
+    pub handoff_deckies: String,
 }
 
 /// An observation (attacker) row as the clustering routes show it (the column subset the

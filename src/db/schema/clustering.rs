@@ -76,6 +76,8 @@ diesel::table! {
         handoff_decky -> Nullable<Text>,
         shared_tokens -> Text,
         created_at -> Timestamp,
+        handoff_corroboration -> Nullable<Text>,
+        handoff_deckies -> Text,
     }
 }
 

@@ -29,6 +29,12 @@ pub const CAMPAIGN_EDGE_THRESHOLD: f64 = 1.0;
 pub const HANDOFF_WINDOW_S: f64 = 86_400.0;
 /// Keystroke centroids this many bits apart (or more) score 0.
 pub const KD_HAMMING_MAX: u32 = 8;
+/// Weight of a phase handoff nothing else backs (clustering.md §10.7: on a small fleet one
+/// coincidence is not proof). With overlap (≤ 0.4) and cohort (≤ 0.1) at their maxima the pair
+/// still stays below the threshold.
+pub const HANDOFF_UNCORROBORATED: f64 = 0.45;
+/// Handoffs on this many distinct deckies corroborate each other.
+pub const REPEATED_HANDOFF_DECKIES: usize = 2;
 /// Phases that hand a decky over.
 pub const OUT_PHASES: [&str; 2] = ["command_and_control", "persistence"];
 /// Phases that pick a decky up.
@@ -204,8 +210,8 @@ impl IdentityFeatures {
     }
 }
 
-/// Directed handoff out → in: the decky on which it happened, if any.
-fn handoff_directed(out: &IdentityFeatures, inn: &IdentityFeatures) -> Option<String> {
+/// Directed handoffs out → in: every decky on which one happened, appended to `out_deckies`.
+fn handoffs_directed(out: &IdentityFeatures, inn: &IdentityFeatures, deckies: &mut Vec<String>) {
     for (decky, last_phase) in &out.last_phase_per_decky {
         let Some(first_phase) = inn.first_phase_per_decky.get(decky) else {
             continue;
@@ -221,18 +227,75 @@ fn handoff_directed(out: &IdentityFeatures, inn: &IdentityFeatures) -> Option<St
             continue;
         };
         let gap = in_first - out_last;
-        if (0.0..=HANDOFF_WINDOW_S).contains(&gap) {
-            return Some(decky.clone());
+        if (0.0..=HANDOFF_WINDOW_S).contains(&gap) && !deckies.contains(decky) {
+            deckies.push(decky.clone());
         }
     }
-    None
 }
 
-/// Phase handoff `h` (symmetric): 1 and the decky when either direction hands off.
+/// Every decky on which `a` hands off to `b` or `b` to `a` (sorted, distinct).
+pub fn handoff_deckies(a: &IdentityFeatures, b: &IdentityFeatures) -> Vec<String> {
+    let mut deckies = Vec::new();
+    handoffs_directed(a, b, &mut deckies);
+    handoffs_directed(b, a, &mut deckies);
+    deckies.sort();
+    deckies
+}
+
+/// Phase handoff as the reference defines it (symmetric): 1 and the first decky when either
+/// direction hands off. [`campaign_score`] weighs it by its corroboration.
 pub fn phase_handoff(a: &IdentityFeatures, b: &IdentityFeatures) -> (f64, Option<String>) {
-    match handoff_directed(a, b).or_else(|| handoff_directed(b, a)) {
+    match handoff_deckies(a, b).into_iter().next() {
         Some(decky) => (1.0, Some(decky)),
         None => (0.0, None),
+    }
+}
+
+/// What backs a phase handoff (why a handoff may link on its own weight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffCorroboration {
+    /// The pair shares at least one payload hash or C2 endpoint.
+    SharedInfra,
+    /// The pair's keystroke centroids are within [`KD_HAMMING_MAX`] bits.
+    Keystroke,
+    /// The pair hands off on at least [`REPEATED_HANDOFF_DECKIES`] distinct deckies.
+    RepeatedHandoff,
+}
+
+impl HandoffCorroboration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SharedInfra => "shared_infra",
+            Self::Keystroke => "keystroke",
+            Self::RepeatedHandoff => "repeated_handoff",
+        }
+    }
+}
+
+/// Decide how much a handoff weighs: `(h, corroboration)`. A corroborated handoff scores 1; a
+/// lone one [`HANDOFF_UNCORROBORATED`] (below the threshold with every weak term at its
+/// maximum), 0 without any handoff.
+pub fn weigh_handoff(
+    deckies: &[String],
+    shared_infra: f64,
+    keystroke: f64,
+) -> (f64, Option<HandoffCorroboration>) {
+    if deckies.is_empty() {
+        return (0.0, None);
+    }
+    let corroboration = if shared_infra > 0.0 {
+        Some(HandoffCorroboration::SharedInfra)
+    } else if keystroke > 0.0 {
+        Some(HandoffCorroboration::Keystroke)
+    } else if deckies.len() >= REPEATED_HANDOFF_DECKIES {
+        Some(HandoffCorroboration::RepeatedHandoff)
+    } else {
+        None
+    };
+    match corroboration {
+        Some(c) => (1.0, Some(c)),
+        None => (HANDOFF_UNCORROBORATED, None),
     }
 }
 
@@ -267,18 +330,24 @@ pub fn temporal_overlap(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
     (overlap / total).min(1.0)
 }
 
-fn cohort_tokens(f: &IdentityFeatures) -> BTreeSet<(&'static str, String)> {
-    f.asn_cohort
-        .iter()
-        .map(|a| ("asn", a.to_string()))
-        .chain(f.tooling_cohort.iter().map(|t| ("tool", t.clone())))
-        .chain(f.decky_set.iter().map(|d| ("decky", d.clone())))
-        .collect()
-}
-
-/// Cohort `c`: Jaccard of tagged ASN / tool / decky tokens.
+/// Cohort `c`: Jaccard of tagged ASN / tool / decky tokens. The three tags are disjoint
+/// namespaces, so the intersection and union are sums over them (no token set is built).
 pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
-    jaccard(&cohort_tokens(a), &cohort_tokens(b))
+    let inter = a.asn_cohort.intersection(&b.asn_cohort).count()
+        + a.tooling_cohort.intersection(&b.tooling_cohort).count()
+        + a.decky_set.intersection(&b.decky_set).count();
+    let total = a.asn_cohort.len()
+        + b.asn_cohort.len()
+        + a.tooling_cohort.len()
+        + b.tooling_cohort.len()
+        + a.decky_set.len()
+        + b.decky_set.len();
+    let union = total - inter;
+    if union == 0 {
+        0.0
+    } else {
+        inter as f64 / union as f64
+    }
 }
 
 /// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
@@ -305,8 +374,12 @@ pub struct CampaignScore {
     pub cohort: f64,
     pub keystroke: f64,
     pub weight: f64,
-    /// The decky of the handoff, when `handoff` fired.
+    /// The (first) decky of the handoff, when one happened.
     pub handoff_decky: Option<String>,
+    /// Every decky with a handoff between the pair.
+    pub handoff_deckies: Vec<String>,
+    /// What backs the handoff (`None`: a lone handoff, weighed [`HANDOFF_UNCORROBORATED`]).
+    pub handoff_corroboration: Option<HandoffCorroboration>,
     /// Shared payload hashes / C2 endpoints.
     pub shared_tokens: Vec<String>,
 }
@@ -317,13 +390,16 @@ impl CampaignScore {
     }
 }
 
-/// `weight(A, B) = 1.0·h + 1.0·s + 0.4·t(A,B) + 0.1·c + 0.6·k`, summed in that order.
+/// `weight(A, B) = 1.0·h + 1.0·s + 0.4·t(A,B) + 0.1·c + 0.6·k`, summed in that order, where
+/// `h` is the handoff weighed by its corroboration ([`weigh_handoff`]).
 pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignScore {
-    let (handoff, handoff_decky) = phase_handoff(a, b);
+    let handoff_deckies = handoff_deckies(a, b);
     let shared_infra = shared_infra(a, b);
     let overlap = temporal_overlap(a, b);
     let cohort = cohort(a, b);
     let keystroke = keystroke(a, b);
+    let (handoff, handoff_corroboration) = weigh_handoff(&handoff_deckies, shared_infra, keystroke);
+    let handoff_decky = handoff_deckies.first().cloned();
     let weight = HANDOFF_MULTIPLIER * handoff
         + SHARED_INFRA_MULTIPLIER * shared_infra
         + OVERLAP_MULTIPLIER * overlap
@@ -341,8 +417,24 @@ pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignSco
         keystroke,
         weight,
         handoff_decky,
+        handoff_deckies,
+        handoff_corroboration,
         shared_tokens,
     }
+}
+
+/// Cheap exact pre-check: false only when the pair cannot reach the threshold even with
+/// overlap and cohort at their maxima (so the full score, which allocates, is skipped).
+fn could_link(a: &IdentityFeatures, b: &IdentityFeatures) -> bool {
+    let s = shared_infra(a, b);
+    let k = keystroke(a, b);
+    let h = weigh_handoff(&handoff_deckies(a, b), s, k).0;
+    HANDOFF_MULTIPLIER * h
+        + SHARED_INFRA_MULTIPLIER * s
+        + OVERLAP_MULTIPLIER
+        + COHORT_MULTIPLIER
+        + KEYSTROKE_MULTIPLIER * k
+        >= CAMPAIGN_EDGE_THRESHOLD
 }
 
 /// Orientation order: earlier earliest session first, identities without windows last, then
@@ -413,6 +505,9 @@ impl CampaignForest<'_> {
             return;
         }
         let (a, b) = self.oriented(i, j);
+        if !could_link(&self.features[a], &self.features[b]) {
+            return;
+        }
         let score = campaign_score(&self.features[a], &self.features[b]);
         if score.is_edge() && self.uf.union(a, b) {
             self.edges.push(CampaignEvidence {
@@ -623,7 +718,121 @@ mod tests {
         let b = on(feat("b"), "d1", "discovery", 3_600.0, 3_700.0);
         assert_eq!(phase_handoff(&a, &b), (1.0, Some("d1".into())));
         assert_eq!(phase_handoff(&b, &a), (1.0, Some("d1".into())));
-        assert!(campaign_score(&a, &b).is_edge(), "handoff alone links");
+        let lone = campaign_score(&a, &b);
+        assert_eq!(lone.handoff, HANDOFF_UNCORROBORATED);
+        assert_eq!(lone.handoff_corroboration, None);
+        assert!(
+            !lone.is_edge(),
+            "a lone handoff is a coincidence on a small fleet"
+        );
+    }
+
+    /// Two unrelated campaigns whose sessions happen to meet on a shared decky (one actor's
+    /// command-and-control session, another's discovery session an hour later) stay apart; an
+    /// access broker handing a foothold to a buyer still links, backed by a second handoff or
+    /// by shared infrastructure, and the evidence says which.
+    #[test]
+    fn coincidental_handoff_stays_apart_real_operator_change_links() {
+        // Unrelated: broker X's C2 beacon on d3, then stranger Y's discovery on d3.
+        let x = on(
+            tokens(feat("x"), &["payload-x"], &["c2.x"]),
+            "d3",
+            "command_and_control",
+            1_000.0,
+            1_005.0,
+        );
+        let y = on(
+            tokens(feat("y"), &["payload-y"], &[]),
+            "d3",
+            "discovery",
+            4_600.0,
+            4_605.0,
+        );
+        // A broker persists on two deckies; the buyer starts on both within hours.
+        let broker = on(
+            on(feat("broker"), "d1", "persistence", 10_000.0, 10_010.0),
+            "d2",
+            "persistence",
+            11_000.0,
+            11_010.0,
+        );
+        let buyer = on(
+            on(feat("buyer"), "d1", "discovery", 20_000.0, 20_005.0),
+            "d2",
+            "lateral_movement",
+            21_000.0,
+            21_005.0,
+        );
+        // A second broker/buyer pair meets on one decky only, but reuses the broker's C2.
+        let seller = tokens(
+            on(feat("seller"), "d4", "command_and_control", 0.0, 5.0),
+            &[],
+            &["c2.s"],
+        );
+        let renter = tokens(
+            on(feat("renter"), "d4", "discovery", 900.0, 905.0),
+            &["p.r"],
+            &["c2.s"],
+        );
+
+        let lone = campaign_score(&x, &y);
+        assert_eq!(lone.handoff_deckies, vec!["d3".to_owned()]);
+        assert!(!lone.is_edge(), "{lone:?}");
+        let repeated = campaign_score(&broker, &buyer);
+        assert_eq!(
+            repeated.handoff_deckies,
+            vec!["d1".to_owned(), "d2".to_owned()]
+        );
+        assert_eq!(
+            repeated.handoff_corroboration,
+            Some(HandoffCorroboration::RepeatedHandoff)
+        );
+        assert!(repeated.is_edge());
+        let infra = campaign_score(&seller, &renter);
+        assert_eq!(
+            infra.handoff_corroboration,
+            Some(HandoffCorroboration::SharedInfra)
+        );
+        assert_eq!(infra.handoff, 1.0);
+        assert!(infra.is_edge() && infra.shared_infra < 1.0, "{infra:?}");
+
+        let fs = vec![x, y, broker, buyer, seller, renter];
+        let c = cluster_identities(&fs);
+        let labels = c.label_map(&fs);
+        assert_ne!(labels["x"], labels["y"]);
+        assert_eq!(labels["broker"], labels["buyer"]);
+        assert_eq!(labels["seller"], labels["renter"]);
+        assert_eq!(c.components.len(), 4);
+        let why: Vec<Option<HandoffCorroboration>> = c
+            .evidence
+            .iter()
+            .flatten()
+            .map(|e| e.score.handoff_corroboration)
+            .collect();
+        assert!(why.contains(&Some(HandoffCorroboration::RepeatedHandoff)));
+        assert!(why.contains(&Some(HandoffCorroboration::SharedInfra)));
+    }
+
+    #[test]
+    fn lone_handoff_stays_below_threshold_with_every_weak_term_at_its_maximum() {
+        // Same decky, same ASN, B's windows cover A's entirely, and a handoff on the decky.
+        let mut a = on(feat("a"), "d1", "persistence", 0.0, 100.0);
+        let mut b = on(feat("b"), "d1", "discovery", 100.0, 200.0);
+        b.session_windows.push((0.0, 100.0));
+        a.asn_cohort.insert(1);
+        b.asn_cohort.insert(1);
+        let s = campaign_score(&a, &b);
+        assert_eq!((s.overlap, s.cohort), (1.0, 1.0));
+        assert!(!s.is_edge() && s.weight < CAMPAIGN_EDGE_THRESHOLD, "{s:?}");
+        // A keystroke match corroborates the handoff.
+        a.kd_digraph_simhash = Some(0xabcd);
+        b.kd_digraph_simhash = Some(0xabcf);
+        let s = campaign_score(&a, &b);
+        assert_eq!(
+            s.handoff_corroboration,
+            Some(HandoffCorroboration::Keystroke)
+        );
+        assert!(s.is_edge());
     }
 
     #[test]
@@ -831,7 +1040,39 @@ mod tests {
                 created_at_ts: Some(500.0),
             }],
         );
-        assert!(campaign_score(&f, &next).is_edge());
+        let lone = campaign_score(&f, &next);
+        assert_eq!(lone.handoff_decky.as_deref(), Some("d1"));
+        assert!(
+            !lone.is_edge(),
+            "one handoff alone does not cross the threshold"
+        );
+        // The same identity picking up a second decky the first one left: repeated handoff.
+        let mut both = entries.clone();
+        both.push(TtpPhaseEntry {
+            decky_id: Some("d5".into()),
+            tactic: Some("TA0011".into()),
+            created_at_ts: Some(30.0),
+        });
+        let f2 = IdentityFeatures::from_stored("i", None, None, None, &both);
+        let next2 = IdentityFeatures::from_stored(
+            "k",
+            None,
+            None,
+            None,
+            &[
+                TtpPhaseEntry {
+                    decky_id: Some("d1".into()),
+                    tactic: Some("TA0008".into()),
+                    created_at_ts: Some(500.0),
+                },
+                TtpPhaseEntry {
+                    decky_id: Some("d5".into()),
+                    tactic: Some("TA0007".into()),
+                    created_at_ts: Some(600.0),
+                },
+            ],
+        );
+        assert!(campaign_score(&f2, &next2).is_edge());
         let elsewhere = IdentityFeatures::from_stored(
             "m",
             None,
@@ -862,9 +1103,21 @@ mod tests {
         let fs = vec![
             tokens(feat("e"), &["p"], &["c"]),
             tokens(feat("d"), &["p"], &["c"]),
-            on(feat("c"), "d1", "persistence", 0.0, 10.0),
-            on(feat("b"), "d1", "discovery", 100.0, 110.0),
-            on(feat("a"), "d1", "discovery", 90_000.0, 90_001.0),
+            tokens(
+                on(feat("c"), "d1", "persistence", 0.0, 10.0),
+                &["pc"],
+                &["c2"],
+            ),
+            tokens(
+                on(feat("b"), "d1", "discovery", 100.0, 110.0),
+                &["pb"],
+                &["c2"],
+            ),
+            tokens(
+                on(feat("a"), "d1", "discovery", 90_000.0, 90_001.0),
+                &["pa"],
+                &["c2x"],
+            ),
             IdentityFeatures {
                 kd_digraph_simhash: Some(0xdead_beef),
                 ..feat("f")

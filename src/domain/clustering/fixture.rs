@@ -192,23 +192,12 @@ fn non_empty(v: &Option<String>) -> Option<&String> {
     v.as_ref().filter(|s| !s.is_empty())
 }
 
-/// Identity projection of a row (spec §7.3).
+/// Identity projection of a row (spec §7.3): the partition-deciding signals
+/// ([`identity_signals`]) plus credentials and commands per phase.
 pub fn identity_projection(row: &FixtureRow) -> Observation {
-    let mut o = Observation {
-        observation_id: row.row_id.clone(),
-        ja3: row.ja3.clone().filter(|s| !s.is_empty()),
-        hassh: row.hassh.clone().filter(|s| !s.is_empty()),
-        asn: row.asn,
-        ..Observation::default()
-    };
-    o.payload_hashes
-        .extend(row.payload_hashes.iter().filter(|s| !s.is_empty()).cloned());
-    o.c2_endpoints
-        .extend(row.c2_endpoints.iter().filter(|s| !s.is_empty()).cloned());
+    let mut o = identity_signals(row);
     o.credentials.extend(row.credentials.iter().cloned());
     for s in &row.sessions {
-        o.payload_hashes.extend(non_empty(&s.payload_hash).cloned());
-        o.c2_endpoints.extend(non_empty(&s.c2_callback).cloned());
         o.credentials.extend(s.credentials_tried.iter().cloned());
         if !s.commands.is_empty() {
             o.commands_by_phase
@@ -256,6 +245,12 @@ pub fn row_campaign_projection(row: &FixtureRow) -> IdentityFeatures {
 /// Merge the per-row projections of one predicted identity (spec §4.4 step 3). Rows are taken
 /// in row-id order, so ties (same first/last second on a decky) go to the smaller row id.
 pub fn merge_features(identity_uuid: &str, mut rows: Vec<IdentityFeatures>) -> IdentityFeatures {
+    if rows.len() == 1 {
+        if let Some(mut only) = rows.pop() {
+            only.identity_uuid = identity_uuid.to_owned();
+            return only;
+        }
+    }
     rows.sort_by(|a, b| a.identity_uuid.cmp(&b.identity_uuid));
     let mut out = IdentityFeatures {
         identity_uuid: identity_uuid.to_owned(),
@@ -332,6 +327,36 @@ impl Pipeline {
     }
 }
 
+/// The part of the identity projection that decides the partition: JA3, HASSH, ASN, payload
+/// hashes and C2 endpoints. Credentials and commands feed only the medium and low tiers, which
+/// can never create an edge (spec §3.2), so the partition is the same as with
+/// [`identity_projection`]; only the evidence weights leave those tiers out. The scoring harness
+/// uses it to keep 100k-row sets small.
+pub fn identity_signals(row: &FixtureRow) -> Observation {
+    let mut o = Observation {
+        observation_id: row.row_id.clone(),
+        ja3: row.ja3.clone().filter(|s| !s.is_empty()),
+        hassh: row.hassh.clone().filter(|s| !s.is_empty()),
+        asn: row.asn,
+        ..Observation::default()
+    };
+    o.payload_hashes
+        .extend(row.payload_hashes.iter().filter(|s| !s.is_empty()).cloned());
+    o.c2_endpoints
+        .extend(row.c2_endpoints.iter().filter(|s| !s.is_empty()).cloned());
+    for s in &row.sessions {
+        o.payload_hashes.extend(non_empty(&s.payload_hash).cloned());
+        o.c2_endpoints.extend(non_empty(&s.c2_callback).cloned());
+    }
+    o
+}
+
+/// Run the identity kernel over the partition-deciding projection ([`identity_signals`]).
+pub fn run_identity_signals(rows: &[FixtureRow]) -> IdentityClustering {
+    let observations: Vec<Observation> = rows.iter().map(identity_signals).collect();
+    kernel::cluster(&observations)
+}
+
 /// Run the identity kernel over the rows.
 pub fn run_identity(rows: &[FixtureRow]) -> (Vec<Observation>, IdentityClustering) {
     let observations: Vec<Observation> = rows.iter().map(identity_projection).collect();
@@ -339,7 +364,26 @@ pub fn run_identity(rows: &[FixtureRow]) -> (Vec<Observation>, IdentityClusterin
     (observations, identities)
 }
 
-/// Build campaign features per predicted identity and run the campaign kernel.
+/// Whether a row carries anything a campaign edge can start from: a payload hash or C2
+/// endpoint (shared infra) or a session in a handoff phase. Fixture rows carry no keystroke
+/// centroid, so an identity none of whose rows qualifies scores `h = s = k = 0` against
+/// everyone, stays below the threshold (overlap and cohort top out at 0.5) and is a singleton
+/// campaign whatever its other features say.
+fn can_link(row: &FixtureRow) -> bool {
+    let handoff_phase =
+        |p: &str| campaign::OUT_PHASES.contains(&p) || campaign::IN_PHASES.contains(&p);
+    row.payload_hashes.iter().any(|s| !s.is_empty())
+        || row.c2_endpoints.iter().any(|s| !s.is_empty())
+        || row.sessions.iter().any(|s| {
+            handoff_phase(&s.phase)
+                || non_empty(&s.payload_hash).is_some()
+                || non_empty(&s.c2_callback).is_some()
+        })
+}
+
+/// Build campaign features per predicted identity and run the campaign kernel. Identities that
+/// cannot link (see [`can_link`]) get an empty feature set with their label only: same
+/// partition, a fraction of the memory on noise-heavy sets.
 pub fn run_campaign(
     rows: &[FixtureRow],
     identities: &IdentityClustering,
@@ -349,6 +393,12 @@ pub fn run_campaign(
         .iter()
         .zip(&identities.labels)
         .map(|(members, label)| {
+            if !members.iter().any(|&m| can_link(&rows[m])) {
+                return IdentityFeatures {
+                    identity_uuid: label.clone(),
+                    ..IdentityFeatures::default()
+                };
+            }
             merge_features(
                 label,
                 members
@@ -378,18 +428,7 @@ pub fn run_pipeline(rows: &[FixtureRow]) -> Pipeline {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) const SHARED: [(&str, &str); 4] = [
-        ("lone_wolf", include_str!("testdata/lone_wolf.json")),
-        (
-            "multi_operator",
-            include_str!("testdata/multi_operator.json"),
-        ),
-        (
-            "shared_wordlist",
-            include_str!("testdata/shared_wordlist.json"),
-        ),
-        ("vpn_hopping", include_str!("testdata/vpn_hopping.json")),
-    ];
+    pub(crate) use crate::domain::clustering::scale::SHARED_FIXTURES as SHARED;
 
     pub(crate) fn load(text: &str) -> (Fixture, Value) {
         let fx = Fixture::from_json(text).unwrap_or_else(|e| panic!("{e}"));
@@ -405,6 +444,58 @@ pub(crate) mod tests {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn signal_projection_gives_the_full_projection_partition() {
+        let templates =
+            crate::domain::clustering::scale::shared_templates().unwrap_or_else(|e| panic!("{e}"));
+        let fx = crate::domain::clustering::scale::build(
+            &templates,
+            &crate::domain::clustering::scale::ScaleParams {
+                rows: 3_000,
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (_, full) = run_identity(&fx.rows);
+        let lean = run_identity_signals(&fx.rows);
+        assert_eq!(full.component_of, lean.component_of);
+        assert_eq!(full.labels, lean.labels);
+    }
+
+    /// Leaving out the features of identities that cannot link changes no partition.
+    #[test]
+    fn skipping_unlinkable_identities_keeps_the_partition() {
+        let templates =
+            crate::domain::clustering::scale::shared_templates().unwrap_or_else(|e| panic!("{e}"));
+        let params = crate::domain::clustering::scale::ScaleParams {
+            rows: 3_000,
+            rounds_per_day: 1.0,
+            ..Default::default()
+        };
+        let fx = crate::domain::clustering::scale::build(&templates, &params)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, identities) = run_identity(&fx.rows);
+        let (light, fast) = run_campaign(&fx.rows, &identities);
+        let full: Vec<IdentityFeatures> = identities
+            .components
+            .iter()
+            .zip(&identities.labels)
+            .map(|(m, l)| {
+                merge_features(
+                    l,
+                    m.iter()
+                        .map(|&i| row_campaign_projection(&fx.rows[i]))
+                        .collect(),
+                )
+            })
+            .collect();
+        assert!(light.iter().filter(|f| f.decky_set.is_empty()).count() > 1_000);
+        let slow = campaign::cluster_identities(&full);
+        assert_eq!(fast.labels.len(), slow.labels.len());
+        assert!(fast.components.len() < full.len(), "some campaigns link");
+        assert_eq!(fast.label_map(&light), slow.label_map(&full));
     }
 
     #[test]

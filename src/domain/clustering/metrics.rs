@@ -158,9 +158,9 @@ fn singleton_recall(predicted: &[usize], truth: &[usize], c: &Contingency) -> f6
 }
 
 /// Score a prediction against the truth. Both maps must cover exactly the same items.
-pub fn score<L: Eq + Hash + Ord>(
-    predicted: &BTreeMap<String, L>,
-    truth: &BTreeMap<String, L>,
+pub fn score<K: Ord, L: Eq + Hash + Ord>(
+    predicted: &BTreeMap<K, L>,
+    truth: &BTreeMap<K, L>,
 ) -> Result<Scores, MetricError> {
     let missing = truth.keys().filter(|k| !predicted.contains_key(*k)).count();
     let extra = predicted.keys().filter(|k| !truth.contains_key(*k)).count();

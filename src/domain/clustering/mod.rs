@@ -9,6 +9,7 @@
 //! * [`dsl`] — the campaign DSL and its expansion into fixture rows.
 //! * [`tick`] — the pure part of each layer's tick (what the actors call).
 //! * [`synth`] — seeded synthetic workloads for benches.
+//! * [`scale`] — scale sets: fixture campaigns copied onto a small shared fleet, with truth.
 //!
 //! No I/O, no clock (except the elapsed-time figure of [`eval::evaluate`]), no actix, no diesel.
 
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod observation;
 pub mod reconcile;
 pub mod rollup;
+pub mod scale;
 pub mod synth;
 pub mod tick;
 pub mod union_find;

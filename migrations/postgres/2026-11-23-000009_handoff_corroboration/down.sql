@@ -1,0 +1,2 @@
+ALTER TABLE campaign_evidence DROP COLUMN handoff_deckies;
+ALTER TABLE campaign_evidence DROP COLUMN handoff_corroboration;
