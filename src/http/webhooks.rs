@@ -45,7 +45,7 @@ pub struct CreateWebhook {
     pub name: String,
     /// http(s) URL of a public destination (SSRF guard: private, loopback, link-local,
     /// shared, reserved and multicast addresses are refused with 422).
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: String,
     /// HMAC key, 16..256 characters; generated when omitted or blank.
     #[serde(default)]
@@ -72,7 +72,7 @@ fn yes() -> bool {
 pub struct UpdateWebhook {
     #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: Option<String>,
     /// Rotates the key (never echoed); blank is ignored.
     pub secret: Option<String>,
