@@ -14,12 +14,11 @@ use crate::db::models::NewUser;
 use crate::db::repo;
 use crate::http::auth::{
     client_ip, hash_password, login_username_key, validate_new_password, verify_password, Admin,
-    AnyUser, Bucket, Role, Viewer, TICKET_TTL,
+    AnyUser, Bucket, Role, Viewer, MAX_PASSWORD_CHARS, TICKET_TTL,
 };
 use crate::http::error::{parse_json, ApiError, JsonBody};
 use crate::http::state::AppState;
 
-const MAX_LOGIN_PASSWORD_CHARS: usize = 72;
 const MAX_USERNAME_CHARS: usize = 64;
 
 // ---- schemas -------------------------------------------------------------------------------
@@ -216,7 +215,7 @@ pub async fn login(
     limits.check(Bucket::LoginIp, &client_ip(&req))?;
     limits.check(Bucket::LoginUser, &login_username_key(&body))?;
     let body: LoginRequest = parse_json(&body)?;
-    if body.password.chars().count() > MAX_LOGIN_PASSWORD_CHARS {
+    if body.password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(ApiError::invalid_field(
             "password",
             "must be at most 72 characters",
@@ -256,7 +255,7 @@ pub async fn logout(user: AnyUser, state: web::Data<AppState>) -> Result<HttpRes
     responses(
         (status = 200, description = "Password changed; every earlier token of the user is revoked", body = MessageResponse),
         (status = 401, description = "Incorrect old password"),
-        (status = 422, description = "New password longer than 72 bytes"),
+        (status = 422, description = "A password longer than 72 characters"),
         (status = 429, description = "Rate limit exceeded: 5 per 1 minute (per IP)"),
     )
 )]
@@ -271,7 +270,7 @@ pub async fn change_password(
         .limits
         .check(Bucket::ChangePassword, &client_ip(&req))?;
     let body: ChangePasswordRequest = parse_json(&body)?;
-    if body.old_password.chars().count() > MAX_LOGIN_PASSWORD_CHARS {
+    if body.old_password.chars().count() > MAX_PASSWORD_CHARS {
         return Err(ApiError::invalid_field(
             "old_password",
             "must be at most 72 characters",
