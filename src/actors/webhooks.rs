@@ -27,7 +27,7 @@ use crate::actors::registry::{epoch_now, SubscriptionCloser};
 use crate::actors::topics::{Envelope, Event, Pattern};
 use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
 use crate::db::models::webhooks::{
-    Attempt, AttemptRecord, Delivery, NewDelivery, RecordOutcome, Subscription, DEAD, DELIVERED,
+    Attempt, AttemptRecord, Delivery, NewDelivery, Subscription, DEAD, DELIVERED,
     PENDING,
 };
 use crate::db::repo::webhooks as repo;
@@ -82,7 +82,11 @@ pub struct WebhookDispatcher {
     closers: Vec<SubscriptionCloser>,
     control: Option<SubscriptionCloser>,
     buffer: Vec<NewDelivery>,
-    flushing: bool,
+    /// Attempts concluded but not yet recorded (their deliveries stay in `in_flight`).
+    records: Vec<Concluded>,
+    /// One write transaction at a time (outbox rows or attempt records): the dispatcher never
+    /// holds more than one of the database's write slots, so ingest is not starved by it.
+    writing: bool,
     flush_scheduled: bool,
     in_flight: HashSet<i64>,
     pumping: bool,
@@ -115,7 +119,8 @@ impl WebhookDispatcher {
             closers: Vec::new(),
             control: None,
             buffer: Vec::new(),
-            flushing: false,
+            records: Vec::new(),
+            writing: false,
             flush_scheduled: false,
             in_flight: HashSet::new(),
             pumping: false,
@@ -286,21 +291,31 @@ impl WebhookDispatcher {
             });
         }
         if self.buffer.len() >= FLUSH_ROWS {
-            self.flush(ctx);
+            self.write(ctx);
         } else if !self.flush_scheduled {
             self.flush_scheduled = true;
             ctx.run_later(FLUSH_DELAY, |act, ctx| {
                 act.flush_scheduled = false;
-                act.flush(ctx);
+                act.write(ctx);
             });
         }
     }
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.buffer.is_empty() {
+    /// Start the next write when none is running: attempt records first (they free delivery
+    /// slots), then outbox rows. Whatever arrives meanwhile is group-committed by the next one.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing {
             return;
         }
-        self.flushing = true;
+        if !self.records.is_empty() {
+            self.write_records(ctx);
+        } else if !self.buffer.is_empty() {
+            self.write_outbox(ctx);
+        }
+    }
+
+    fn write_outbox(&mut self, ctx: &mut Context<Self>) {
+        self.writing = true;
         let rows = std::mem::take(&mut self.buffer);
         let db = self.deps.db.clone();
         ctx.spawn(
@@ -310,12 +325,12 @@ impl WebhookDispatcher {
             }
             .into_actor(self)
             .map(|(rows, res), act, ctx| {
-                act.flushing = false;
+                act.writing = false;
                 match res {
                     Ok(n) => {
                         act.counters.enqueued += n as u64;
                         act.pump(ctx);
-                        act.flush(ctx);
+                        act.write(ctx);
                     }
                     Err(e) => {
                         act.counters.failed_writes += 1;
@@ -323,10 +338,62 @@ impl WebhookDispatcher {
                         let mut rows = rows;
                         rows.append(&mut act.buffer);
                         act.buffer = rows;
-                        ctx.run_later(Duration::from_secs(1), |act, ctx| act.flush(ctx));
+                        act.writing = true;
+                        ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                            act.writing = false;
+                            act.write(ctx);
+                        });
                     }
                 }
             }),
+        );
+    }
+
+    fn write_records(&mut self, ctx: &mut Context<Self>) {
+        self.writing = true;
+        let done = std::mem::take(&mut self.records);
+        let recs: Vec<AttemptRecord> = done.iter().map(|c| c.record.clone()).collect();
+        let db = self.deps.db.clone();
+        let breaker = self.breaker;
+        ctx.spawn(
+            async move { repo::record_many(&db, recs, breaker, now_utc()).await }
+                .into_actor(self)
+                .map(move |res, act, ctx| {
+                    act.writing = false;
+                    match res {
+                        Ok(outcomes) => {
+                            let mut tripped = false;
+                            for (c, out) in done.into_iter().zip(outcomes) {
+                                act.in_flight.remove(&c.record.delivery_id);
+                                act.count(c.status);
+                                tripped |= out.tripped;
+                                if let Some(wait) = c.retry_in {
+                                    ctx.run_later(wait, |act, ctx| act.pump(ctx));
+                                }
+                            }
+                            if tripped {
+                                tracing::warn!(worker = NAME, "circuit breaker opened; subscription disabled");
+                                act.deps.registry.publish(Event::WebhookSubscriptionsChanged);
+                            }
+                            act.write(ctx);
+                            act.pump(ctx);
+                        }
+                        Err(e) => {
+                            // Keep them (and their deliveries in flight, so no second send)
+                            // and try again shortly.
+                            act.counters.failed_writes += 1;
+                            tracing::warn!(worker = NAME, error = %e, records = done.len(), "cannot record attempts; retrying in 1 s");
+                            let mut done = done;
+                            done.append(&mut act.records);
+                            act.records = done;
+                            act.writing = true;
+                            ctx.run_later(Duration::from_secs(1), |act, ctx| {
+                                act.writing = false;
+                                act.write(ctx);
+                            });
+                        }
+                    }
+                }),
         );
     }
 
@@ -373,39 +440,19 @@ impl WebhookDispatcher {
 
     fn deliver(&mut self, del: Delivery, sub: Subscription, ctx: &mut Context<Self>) {
         let Some(egress) = self.egress.clone() else {
+            self.in_flight.remove(&del.id);
             return;
         };
-        let db = self.deps.db.clone();
         let policy = self.policy;
-        let breaker = self.breaker;
         let dashboard = self.deps.settings.webhooks.dashboard_url.clone();
-        let id = del.id;
         ctx.spawn(
-            async move {
-                let out = attempt(&egress, &del, &sub, policy, dashboard.as_deref()).await;
-                let res = repo::record(&db, out.record, breaker, now_utc()).await;
-                (out.retry_in, out.status, res)
-            }
-            .into_actor(self)
-            .map(move |(retry_in, status, res), act, ctx| {
-                act.in_flight.remove(&id);
-                act.count(status);
-                match res {
-                    Ok(RecordOutcome { tripped }) => {
-                        if tripped {
-                            tracing::warn!(worker = NAME, "circuit breaker opened; subscription disabled");
-                            act.deps.registry.publish(Event::WebhookSubscriptionsChanged);
-                        }
-                        if let Some(wait) = retry_in {
-                            ctx.run_later(wait, |act, ctx| act.pump(ctx));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = NAME, delivery = id, error = %e, "cannot record attempt")
-                    }
-                }
-                act.pump(ctx);
-            }),
+            async move { attempt(&egress, &del, &sub, policy, dashboard.as_deref()).await }
+                .into_actor(self)
+                .map(|out, act, ctx| {
+                    // Recorded by the next group commit; the delivery stays in flight until then.
+                    act.records.push(out);
+                    act.write(ctx);
+                }),
         );
     }
 
@@ -547,6 +594,7 @@ impl Beating for WebhookDispatcher {
         m.insert("patterns".into(), Value::from(self.subscribed.len()));
         m.insert("in_flight".into(), Value::from(self.in_flight.len()));
         m.insert("buffered".into(), Value::from(self.buffer.len()));
+        m.insert("unrecorded".into(), Value::from(self.records.len()));
         m.insert("events_matched".into(), Value::from(c.events_matched));
         m.insert("enqueued".into(), Value::from(c.enqueued));
         m.insert("attempts".into(), Value::from(c.attempts));
@@ -608,11 +656,12 @@ impl Handler<Shutdown> for WebhookDispatcher {
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Context<Self>) {
         // Rows still in the write buffer are lost with the process; everything already in
         // the outbox (pending or retrying) resumes at the next start.
-        if !self.buffer.is_empty() {
+        if !self.buffer.is_empty() || !self.records.is_empty() {
             tracing::warn!(
                 worker = NAME,
                 rows = self.buffer.len(),
-                "stopping with unwritten webhook deliveries"
+                unrecorded = self.records.len(),
+                "stopping with unwritten webhook deliveries (unrecorded attempts are sent again at the next start)"
             );
         }
         ctx.stop();

@@ -155,77 +155,98 @@ pub async fn next_due(db: &Db) -> Result<Option<NaiveDateTime>, DbError> {
         .await)?)
 }
 
-/// Record an attempt (or a refusal before any attempt) and, when the delivery ended,
-/// the subscription's bookkeeping (§5.6): success resets the failure count; a dead delivery
-/// increments it and opens the breaker at the threshold (disable + `auto_disabled_at`).
+/// Record an attempt (or a refusal before any attempt); see [`record_many`].
 pub async fn record(
     db: &Db,
     rec: AttemptRecord,
     breaker: Breaker,
     now: NaiveDateTime,
 ) -> Result<RecordOutcome, DbError> {
+    let mut out = record_many(db, vec![rec], breaker, now).await?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Record a batch of attempts in ONE transaction (the dispatcher group-commits them, so that
+/// it holds at most one write transaction however many deliveries finish at once), in order,
+/// with, for each delivery that ended, the subscription's bookkeeping (§5.6): success resets
+/// the failure count; a dead delivery increments it and opens the breaker at the threshold
+/// (disable + `auto_disabled_at`). Returns one outcome per record, in the same order.
+pub async fn record_many(
+    db: &Db,
+    recs: Vec<AttemptRecord>,
+    breaker: Breaker,
+    now: NaiveDateTime,
+) -> Result<Vec<RecordOutcome>, DbError> {
     use webhook_attempts::dsl as a;
+    if recs.is_empty() {
+        return Ok(Vec::new());
+    }
     db_tx!(db, |c| {
-        let tried = i32::from(rec.attempt.is_some());
-        if let Some(att) = &rec.attempt {
-            diesel::insert_into(webhook_attempts::table)
-                .values((
-                    a::delivery_id.eq(att.delivery_id),
-                    a::attempt.eq(att.attempt),
-                    a::status_code.eq(att.status_code),
-                    a::error.eq(&att.error),
-                    a::duration_ms.eq(att.duration_ms),
-                    a::attempted_at.eq(att.attempted_at),
-                ))
-                .execute(c)
-                .await?;
-        }
-        let delivered_at = (rec.status == DELIVERED).then_some(now);
-        let n = diesel::update(webhook_deliveries::table.find(rec.delivery_id))
-            .set((
-                d::status.eq(rec.status),
-                d::attempts.eq(d::attempts + tried),
-                d::next_attempt_at.eq(rec.next_attempt_at),
-                d::last_status_code.eq(rec.status_code),
-                d::last_error.eq(&rec.error),
-                d::updated_at.eq(now),
-                d::delivered_at.eq(delivered_at),
-            ))
-            .execute(c)
-            .await?;
-        let mut out = RecordOutcome::default();
-        if n == 0 {
-            return Ok(out); // the subscription was deleted meanwhile
-        }
-        let sub = webhook_subscriptions::table.find(&rec.subscription_uuid);
-        if rec.status == DELIVERED {
-            diesel::update(sub)
-                .set((
-                    s::consecutive_failures.eq(breaker.on_success().consecutive_failures),
-                    s::last_success_at.eq(Some(now)),
-                    s::last_error.eq(None::<String>),
-                ))
-                .execute(c)
-                .await?;
-        } else if rec.status == DEAD {
-            let (failures, enabled): (i32, bool) = diesel::update(sub)
-                .set((
-                    s::consecutive_failures.eq(s::consecutive_failures + 1),
-                    s::last_failure_at.eq(Some(now)),
-                    s::last_error.eq(&rec.error),
-                ))
-                .returning((s::consecutive_failures, s::enabled))
-                .get_result(c)
-                .await?;
-            if enabled && breaker.on_failure(failures - 1).trip {
-                diesel::update(sub)
-                    .set((s::enabled.eq(false), s::auto_disabled_at.eq(Some(now))))
+        let mut outcomes = Vec::with_capacity(recs.len());
+        for rec in &recs {
+            let tried = i32::from(rec.attempt.is_some());
+            if let Some(att) = &rec.attempt {
+                diesel::insert_into(webhook_attempts::table)
+                    .values((
+                        a::delivery_id.eq(att.delivery_id),
+                        a::attempt.eq(att.attempt),
+                        a::status_code.eq(att.status_code),
+                        a::error.eq(&att.error),
+                        a::duration_ms.eq(att.duration_ms),
+                        a::attempted_at.eq(att.attempted_at),
+                    ))
                     .execute(c)
                     .await?;
-                out.tripped = true;
             }
+            let delivered_at = (rec.status == DELIVERED).then_some(now);
+            let n = diesel::update(webhook_deliveries::table.find(rec.delivery_id))
+                .set((
+                    d::status.eq(rec.status),
+                    d::attempts.eq(d::attempts + tried),
+                    d::next_attempt_at.eq(rec.next_attempt_at),
+                    d::last_status_code.eq(rec.status_code),
+                    d::last_error.eq(&rec.error),
+                    d::updated_at.eq(now),
+                    d::delivered_at.eq(delivered_at),
+                ))
+                .execute(c)
+                .await?;
+            let mut out = RecordOutcome::default();
+            if n == 0 {
+                outcomes.push(out); // the subscription was deleted meanwhile
+                continue;
+            }
+            let sub = webhook_subscriptions::table.find(&rec.subscription_uuid);
+            if rec.status == DELIVERED {
+                diesel::update(sub)
+                    .set((
+                        s::consecutive_failures.eq(breaker.on_success().consecutive_failures),
+                        s::last_success_at.eq(Some(now)),
+                        s::last_error.eq(None::<String>),
+                    ))
+                    .execute(c)
+                    .await?;
+            } else if rec.status == DEAD {
+                let (failures, enabled): (i32, bool) = diesel::update(sub)
+                    .set((
+                        s::consecutive_failures.eq(s::consecutive_failures + 1),
+                        s::last_failure_at.eq(Some(now)),
+                        s::last_error.eq(&rec.error),
+                    ))
+                    .returning((s::consecutive_failures, s::enabled))
+                    .get_result(c)
+                    .await?;
+                if enabled && breaker.on_failure(failures - 1).trip {
+                    diesel::update(sub)
+                        .set((s::enabled.eq(false), s::auto_disabled_at.eq(Some(now))))
+                        .execute(c)
+                        .await?;
+                    out.tripped = true;
+                }
+            }
+            outcomes.push(out);
         }
-        Ok(out)
+        Ok(outcomes)
     })
 }
 
