@@ -949,3 +949,111 @@ async fn kill_9_while_1000_deliveries_are_queued_loses_nothing() {
         r.stop().await;
     }
 }
+
+/// Live ingest beside five `attacker.>` subscriptions on a two-connection pool: the
+/// dispatcher group-commits its attempt records (one write transaction at a time), so the
+/// file tail commits every line, no write of either side fails, and every event reaches every
+/// receiver exactly once. Both backends.
+#[actix_rt::test]
+async fn ingest_beside_five_subscriptions_on_a_small_pool_loses_and_repeats_nothing() {
+    let lines = 3000;
+    for (backend, pg) in backends().await {
+        let dir = tempfile::tempdir().unwrap();
+        let app = start_at(dir.path(), pg, |s| {
+            s.db.pool_size = 2;
+            s.workers.disabled.retain(|n| n != "ingester");
+        })
+        .await;
+        let admin = testkit::token_for(&app, "wh-admin", "admin").await;
+        let mut receivers = Vec::new();
+        for i in 0..5 {
+            let r = receiver(200).await;
+            create(
+                &app,
+                &admin,
+                json!({"name": format!("sub-{i}"), "url": r.url, "topic_patterns": ["attacker.>"]}),
+            )
+            .await;
+            receivers.push(r);
+        }
+        dispatcher_ready(&app, 1).await;
+
+        let corpus = dir.path().join("corpus.log");
+        let st = std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/bench/gen_corpus.py"
+            ))
+            .arg(&corpus)
+            .arg(lines.to_string())
+            .arg("300")
+            .status()
+            .expect("python3");
+        assert!(st.success(), "gen_corpus.py");
+        std::fs::copy(&corpus, dir.path().join("ingest.log")).unwrap();
+
+        let extra = |worker: &str, key: &str| {
+            app.state
+                .status
+                .extra_of(worker)
+                .and_then(|e| e.get(key).and_then(Value::as_u64))
+                .unwrap_or(0)
+        };
+        let read = testkit::eventually(Duration::from_secs(120), || async {
+            let n = extra("ingester", "lines");
+            (n >= lines as u64 && extra("ingester", "batches") > 0).then_some(n)
+        })
+        .await;
+        assert!(
+            read.is_some(),
+            "{backend}: ingester read {} lines",
+            extra("ingester", "lines")
+        );
+        // Every event matched by the dispatcher ends delivered, once per subscription.
+        let settled = testkit::eventually(Duration::from_secs(180), || async {
+            let (pending, _, _) = decnetd::db::repo::webhooks::outbox_counts(&app.state.db)
+                .await
+                .ok()?;
+            let matched = extra("webhooks", "events_matched");
+            let acked: Vec<usize> = receivers.iter().map(|r| r.acked().len()).collect();
+            (pending == 0
+                && extra("webhooks", "buffered") == 0
+                && matched > 0
+                && acked.iter().all(|&n| n as u64 == matched))
+            .then_some(matched)
+        })
+        .await;
+        let matched = extra("webhooks", "events_matched");
+        assert!(
+            settled.is_some(),
+            "{backend}: {matched} events matched; receivers acked {:?}",
+            receivers
+                .iter()
+                .map(|r| r.acked().len())
+                .collect::<Vec<_>>()
+        );
+        for (i, r) in receivers.iter().enumerate() {
+            let twice: Vec<_> = r.acked().into_iter().filter(|(_, n)| *n > 1).collect();
+            assert!(
+                twice.is_empty(),
+                "{backend}: receiver {i} got repeats {twice:?}"
+            );
+        }
+        assert_eq!(
+            extra("webhooks", "failed_writes"),
+            0,
+            "{backend}: dispatcher write failures"
+        );
+        assert_eq!(
+            extra("ingester", "db_errors"),
+            0,
+            "{backend}: ingest commit failures"
+        );
+        let logs = extra("ingester", "logs_inserted") + extra("ingester", "duplicates");
+        assert!(logs > 0, "{backend}: nothing committed");
+        app.stop().await;
+        for r in receivers {
+            r.stop().await;
+        }
+    }
+}

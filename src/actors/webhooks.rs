@@ -27,8 +27,7 @@ use crate::actors::registry::{epoch_now, SubscriptionCloser};
 use crate::actors::topics::{Envelope, Event, Pattern};
 use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
 use crate::db::models::webhooks::{
-    Attempt, AttemptRecord, Delivery, NewDelivery, Subscription, DEAD, DELIVERED,
-    PENDING,
+    Attempt, AttemptRecord, Delivery, NewDelivery, Subscription, DEAD, DELIVERED, PENDING,
 };
 use crate::db::repo::webhooks as repo;
 use crate::db::{now_utc, DbError};
