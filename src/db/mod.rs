@@ -25,6 +25,7 @@ mod spawner;
 mod types;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::result::{ConnectionError, DatabaseErrorKind};
@@ -75,8 +76,9 @@ const POOL_CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Cheap to clone (the pools are reference-counted).
 #[derive(Clone)]
 pub enum Db {
-    /// Embedded SQLite (WAL, `synchronous=NORMAL`, `busy_timeout=5000`, `foreign_keys=ON`).
-    Sqlite(Pool<SqliteConn>),
+    /// Embedded SQLite (WAL, `synchronous=NORMAL`, `busy_timeout=5000`, `foreign_keys=ON`),
+    /// with a FIFO write gate in front of its single write lock (see [`SqlitePool`]).
+    Sqlite(SqlitePool),
     /// PostgreSQL over tokio-postgres (no libpq).
     Pg(Pool<AsyncPgConnection>),
 }
@@ -92,6 +94,52 @@ impl std::fmt::Debug for Db {
             .field("size", &status.size)
             .field("max_size", &status.max_size)
             .finish()
+    }
+}
+
+/// The SQLite pool plus a FIFO gate for write transactions.
+///
+/// SQLite has one write lock, and a writer that finds it taken sleeps in the busy handler
+/// (1, 2, 5 … 100 ms) and retries: whoever asks at the right moment wins. A worker that commits
+/// back to back (the webhook dispatcher under load, a clusterer) could win every time and
+/// starve the ingester's batch commits for seconds. `db_tx!` therefore queues for the gate —
+/// tokio's semaphore is first come, first served — BEFORE taking a pooled connection, so
+/// writers take turns in arrival order and waiting writers do not hold connections that
+/// readers need. Dereferences to the pool for everything else.
+#[derive(Clone)]
+pub struct SqlitePool {
+    pool: Pool<SqliteConn>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl SqlitePool {
+    fn new(pool: Pool<SqliteConn>) -> Self {
+        SqlitePool {
+            pool,
+            gate: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// Wait (in arrival order, at most the pool's wait timeout) for this database's write
+    /// turn; the turn ends when the permit is dropped (used by `db_tx!`).
+    #[doc(hidden)]
+    pub async fn write_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, DbError> {
+        match tokio::time::timeout(POOL_WAIT_TIMEOUT, Arc::clone(&self.gate).acquire_owned()).await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(DbError::Pool("write gate closed".into())),
+            Err(_elapsed) => Err(DbError::Pool(format!(
+                "no write turn within {} s",
+                POOL_WAIT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+impl std::ops::Deref for SqlitePool {
+    type Target = Pool<SqliteConn>;
+    fn deref(&self) -> &Pool<SqliteConn> {
+        &self.pool
     }
 }
 
@@ -216,7 +264,7 @@ impl Db {
     pub async fn connect(url: &str, pool_size: usize) -> Result<Db, DbError> {
         let size = pool_size.max(1);
         let db = match parse_url(url)? {
-            Target::Sqlite(path) => Db::Sqlite(sqlite_pool(path, size)?),
+            Target::Sqlite(path) => Db::Sqlite(SqlitePool::new(sqlite_pool(path, size)?)),
             Target::Postgres(url) => Db::Pg(pg_pool(url, size)?),
         };
         db.ping()
@@ -461,29 +509,38 @@ macro_rules! db_run {
 macro_rules! db_tx {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
-            $crate::db::Db::Sqlite(pool) => match pool.get().await {
-                Err(e) => Err($crate::db::DbError::from(e)),
-                Ok(obj) => {
-                    let mut guard = $crate::db::TxGuard::new(obj);
-                    let res = match guard.conn() {
-                        Err(e) => Err(e),
-                        Ok(conn) => {
-                            let conn: &mut $crate::db::SqliteConn = conn;
-                            match $crate::db::sqlite_tx_begin(conn).await {
+            $crate::db::Db::Sqlite(pool) => match pool.write_turn().await {
+                Err(e) => Err(e),
+                Ok(turn) => {
+                    let res = match pool.get().await {
+                        Err(e) => Err($crate::db::DbError::from(e)),
+                        Ok(obj) => {
+                            let mut guard = $crate::db::TxGuard::new(obj);
+                            let res = match guard.conn() {
                                 Err(e) => Err(e),
-                                Ok(()) => {
-                                    let body: ::std::result::Result<_, $crate::db::DbError> =
-                                        async {
-                                            let $c: &mut $crate::db::SqliteConn = &mut *conn;
-                                            $body
+                                Ok(conn) => {
+                                    let conn: &mut $crate::db::SqliteConn = conn;
+                                    match $crate::db::sqlite_tx_begin(conn).await {
+                                        Err(e) => Err(e),
+                                        Ok(()) => {
+                                            let body: ::std::result::Result<
+                                                _,
+                                                $crate::db::DbError,
+                                            > = async {
+                                                let $c: &mut $crate::db::SqliteConn = &mut *conn;
+                                                $body
+                                            }
+                                            .await;
+                                            $crate::db::sqlite_tx_finish(conn, body).await
                                         }
-                                        .await;
-                                    $crate::db::sqlite_tx_finish(conn, body).await
+                                    }
                                 }
-                            }
+                            };
+                            guard.release();
+                            res
                         }
                     };
-                    guard.release();
+                    drop(turn);
                     res
                 }
             },
