@@ -11,7 +11,7 @@ use crate::db::models::webhooks::{
     SubscriptionChanges, DEAD, DELIVERED, PENDING,
 };
 use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_subscriptions};
-use crate::db::{Db, DbError};
+use crate::db::{AnyConnMut, AsAnyConn, Db, DbError, PG_BATCH_ROWS};
 use crate::domain::webhook::Breaker;
 use crate::{db_run, db_tx};
 
@@ -109,17 +109,40 @@ pub async fn enqueue(db: &Db, rows: Vec<NewDelivery>) -> Result<usize, DbError> 
     if rows.is_empty() {
         return Ok(0);
     }
+    // One blocking hop for the whole batch on SQLite (a hop per row cost ~30 µs a row and
+    // held the write lock that long), multi-row statements on PostgreSQL.
     db_tx!(db, |c| {
-        let mut inserted = 0;
-        for row in &rows {
-            inserted += diesel::insert_into(webhook_deliveries::table)
-                .values(row)
-                .on_conflict((d::subscription_uuid, d::event_id))
-                .do_nothing()
-                .execute(c)
-                .await?;
-        }
-        Ok(inserted)
+        let n = match c.as_any_conn() {
+            AnyConnMut::Sqlite(conn) => {
+                conn.spawn_blocking(move |sync| {
+                    let mut inserted = 0;
+                    for row in &rows {
+                        inserted += diesel::RunQueryDsl::execute(
+                            diesel::insert_into(webhook_deliveries::table)
+                                .values(row)
+                                .on_conflict((d::subscription_uuid, d::event_id))
+                                .do_nothing(),
+                            sync,
+                        )?;
+                    }
+                    Ok(inserted)
+                })
+                .await?
+            }
+            AnyConnMut::Pg(conn) => {
+                let mut inserted = 0;
+                for chunk in rows.chunks(PG_BATCH_ROWS) {
+                    inserted += diesel::insert_into(webhook_deliveries::table)
+                        .values(chunk)
+                        .on_conflict((d::subscription_uuid, d::event_id))
+                        .do_nothing()
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                inserted
+            }
+        };
+        Ok(n)
     })
 }
 
@@ -166,24 +189,16 @@ pub async fn record(
     Ok(out.pop().unwrap_or_default())
 }
 
-/// Record a batch of attempts in ONE transaction (the dispatcher group-commits them, so that
-/// it holds at most one write transaction however many deliveries finish at once), in order,
-/// with, for each delivery that ended, the subscription's bookkeeping (§5.6): success resets
-/// the failure count; a dead delivery increments it and opens the breaker at the threshold
-/// (disable + `auto_disabled_at`). Returns one outcome per record, in the same order.
-pub async fn record_many(
-    db: &Db,
-    recs: Vec<AttemptRecord>,
-    breaker: Breaker,
-    now: NaiveDateTime,
-) -> Result<Vec<RecordOutcome>, DbError> {
-    use webhook_attempts::dsl as a;
-    if recs.is_empty() {
-        return Ok(Vec::new());
-    }
-    db_tx!(db, |c| {
-        let mut outcomes = Vec::with_capacity(recs.len());
-        for rec in &recs {
+/// The statements of [`record_many`], written once for the sync SQLite connection and the
+/// async PostgreSQL one (`await` given for the latter). Uses `?` on diesel errors and
+/// evaluates to the outcomes, one per record, in order.
+macro_rules! record_body {
+    ($c:expr, $recs:expr, $breaker:expr, $now:expr $(, $aw:ident)?) => {{
+        use webhook_attempts::dsl as a;
+        let (breaker, now): (Breaker, NaiveDateTime) = ($breaker, $now);
+        let c = $c;
+        let mut outcomes = Vec::new();
+        for rec in $recs {
             let tried = i32::from(rec.attempt.is_some());
             if let Some(att) = &rec.attempt {
                 diesel::insert_into(webhook_attempts::table)
@@ -195,8 +210,8 @@ pub async fn record_many(
                         a::duration_ms.eq(att.duration_ms),
                         a::attempted_at.eq(att.attempted_at),
                     ))
-                    .execute(c)
-                    .await?;
+                    .execute(&mut *c)
+                    $(.$aw)??;
             }
             let delivered_at = (rec.status == DELIVERED).then_some(now);
             let n = diesel::update(webhook_deliveries::table.find(rec.delivery_id))
@@ -209,8 +224,8 @@ pub async fn record_many(
                     d::updated_at.eq(now),
                     d::delivered_at.eq(delivered_at),
                 ))
-                .execute(c)
-                .await?;
+                .execute(&mut *c)
+                $(.$aw)??;
             let mut out = RecordOutcome::default();
             if n == 0 {
                 outcomes.push(out); // the subscription was deleted meanwhile
@@ -224,8 +239,8 @@ pub async fn record_many(
                         s::last_success_at.eq(Some(now)),
                         s::last_error.eq(None::<String>),
                     ))
-                    .execute(c)
-                    .await?;
+                    .execute(&mut *c)
+                    $(.$aw)??;
             } else if rec.status == DEAD {
                 let (failures, enabled): (i32, bool) = diesel::update(sub)
                     .set((
@@ -234,20 +249,68 @@ pub async fn record_many(
                         s::last_error.eq(&rec.error),
                     ))
                     .returning((s::consecutive_failures, s::enabled))
-                    .get_result(c)
-                    .await?;
+                    .get_result(&mut *c)
+                    $(.$aw)??;
                 if enabled && breaker.on_failure(failures - 1).trip {
                     diesel::update(sub)
                         .set((s::enabled.eq(false), s::auto_disabled_at.eq(Some(now))))
-                        .execute(c)
-                        .await?;
+                        .execute(&mut *c)
+                        $(.$aw)??;
                     out.tripped = true;
                 }
             }
             outcomes.push(out);
         }
-        Ok(outcomes)
+        outcomes
+    }};
+}
+
+/// Record a batch of attempts in ONE transaction (the dispatcher group-commits them, so that
+/// it holds at most one write transaction however many deliveries finish at once), in order,
+/// with, for each delivery that ended, the subscription's bookkeeping (§5.6): success resets
+/// the failure count; a dead delivery increments it and opens the breaker at the threshold
+/// (disable + `auto_disabled_at`). Returns one outcome per record, in the same order.
+pub async fn record_many(
+    db: &Db,
+    recs: Vec<AttemptRecord>,
+    breaker: Breaker,
+    now: NaiveDateTime,
+) -> Result<Vec<RecordOutcome>, DbError> {
+    if recs.is_empty() {
+        return Ok(Vec::new());
+    }
+    db_tx!(db, |c| {
+        let out = match c.as_any_conn() {
+            // One blocking hop for the whole batch (see `enqueue`).
+            AnyConnMut::Sqlite(conn) => {
+                conn.spawn_blocking(move |sync| sync_body::record(sync, &recs, breaker, now))
+                    .await?
+            }
+            AnyConnMut::Pg(conn) => record_body!(&mut *conn, &recs, breaker, now, await),
+        };
+        Ok(out)
     })
+}
+
+/// [`record_body!`] expanded for sync diesel (its `RunQueryDsl`, not diesel-async's).
+mod sync_body {
+    use chrono::NaiveDateTime;
+    use diesel::prelude::*;
+
+    use crate::db::models::webhooks::{AttemptRecord, RecordOutcome, DEAD, DELIVERED};
+    use crate::db::schema::{webhook_attempts, webhook_deliveries, webhook_subscriptions};
+    use crate::domain::webhook::Breaker;
+    use webhook_deliveries::dsl as d;
+    use webhook_subscriptions::dsl as s;
+
+    pub(super) fn record(
+        c: &mut SqliteConnection,
+        recs: &[AttemptRecord],
+        breaker: Breaker,
+        now: NaiveDateTime,
+    ) -> QueryResult<Vec<RecordOutcome>> {
+        Ok(record_body!(c, recs, breaker, now))
+    }
 }
 
 /// Deliveries of a subscription, newest first, optionally of one status.
