@@ -483,6 +483,24 @@ impl WebhookDispatcher {
     }
 }
 
+/// Nice value of the dispatcher's thread (Linux schedules threads individually): on a busy
+/// machine the kernel serves ingest, the API and the other workers first, and deliveries —
+/// durable in the outbox, so a delay loses nothing — take the idle time.
+const DISPATCHER_NICE: libc::c_int = 10;
+
+/// Lower this (the dispatcher's arbiter) thread's scheduling priority by [`DISPATCHER_NICE`].
+/// Lowering needs no privilege; a failure only means deliveries compete at normal priority.
+fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority reads its plain integer arguments.
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, DISPATCHER_NICE)
+    };
+    if rc != 0 {
+        tracing::debug!(worker = NAME, error = %std::io::Error::last_os_error(), "cannot lower the dispatcher's priority");
+    }
+}
+
 /// What one attempt concluded.
 struct Concluded {
     record: AttemptRecord,
@@ -617,6 +635,7 @@ impl Actor for WebhookDispatcher {
                 return;
             }
         }
+        lower_thread_priority();
         start_beating(ctx, self);
         self.subscribe_control(ctx);
         self.reload(ctx);
