@@ -120,6 +120,7 @@ impl RunningApp {
     }
 
     async fn drain(&self) {
+        crate::systemd::stopping();
         self.api_beat.abort();
         let grace = Duration::from_secs_f64(self.state.settings.workers.shutdown_grace_s);
         self.state.supervisor.shutdown(grace).await;

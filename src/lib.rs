@@ -8,4 +8,5 @@ pub mod domain;
 pub mod http;
 pub mod intel;
 pub mod private_fs;
+pub mod systemd;
 pub mod testkit;

@@ -270,6 +270,8 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("decnetd: listening on {}", app.base_url());
+    decnetd::systemd::ready_when_answering(&app.base_url(), std::time::Duration::from_secs(60))
+        .await;
     app.wait().await.map_err(|e| e.to_string())
 }
 

@@ -249,6 +249,12 @@ impl Actor for HeartbeatActor {
                     start_beating(ctx, act);
                 }),
         );
+        // systemd's watchdog (`WatchdogSec=`): fed from this worker's thread, so a wedged
+        // actor system stops feeding it and systemd restarts the service.
+        if let Some(period) = crate::systemd::watchdog_period() {
+            crate::systemd::watchdog();
+            ctx.run_interval(period, |_act, _ctx| crate::systemd::watchdog());
+        }
     }
 }
 
