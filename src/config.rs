@@ -610,7 +610,7 @@ impl Default for IngestSettings {
             profile_interval_ms: 1000,
             syslog_relp_bind: None,
             syslog_relp_tls: false,
-            channel_max_bytes: 8 << 20,
+            channel_max_bytes: crate::actors::ingester::listener::CHANNEL_MAX_BYTES,
         }
     }
 }

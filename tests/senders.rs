@@ -231,8 +231,7 @@ async fn count(db: &Db) -> i64 {
 
 /// Wait until `want` rows are stored (or `within` passes); the count.
 async fn wait_rows(db: &Db, want: i64, within: Duration) -> i64 {
-    let _ = testkit::eventually(within, || async { (count(db).await >= want).then_some(()) })
-        .await;
+    let _ = testkit::eventually(within, || async { (count(db).await >= want).then_some(()) }).await;
     count(db).await
 }
 
@@ -627,7 +626,9 @@ async fn kill_9_three_times_while_rsyslog_streams_over_relp_loses_nothing() {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_exact(&db, &lines, "RELP across three kill -9").await;
-    eprintln!("kill -9 at {at:?} rows of {total}; after restart: {total} rows, 0 lost, 0 duplicated");
+    eprintln!(
+        "kill -9 at {at:?} rows of {total}; after restart: {total} rows, 0 lost, 0 duplicated"
+    );
 }
 
 /// SIGTERM of `decnetd serve` while rsyslogd streams over plain TCP: the listener stops
@@ -713,10 +714,7 @@ async fn two_thousand_idle_connections_under_a_1024_soft_limit() {
         child: None,
         dir: dir.path().to_path_buf(),
         env: vec![
-            (
-                "DECNET_SYSLOG_TCP_BIND".into(),
-                format!("127.0.0.1:{port}"),
-            ),
+            ("DECNET_SYSLOG_TCP_BIND".into(), format!("127.0.0.1:{port}")),
             ("DECNET_SYSLOG_MAX_CONNECTIONS".into(), "4096".into()),
         ],
         nofile: Some((1024, hard)),
@@ -763,10 +761,124 @@ async fn two_thousand_idle_connections_under_a_1024_soft_limit() {
         .unwrap_or(0);
     assert_eq!(n, all.len() as i64, "rsyslogd: {}", rs.output());
     assert_exact(&db, &all, "tail + stream under 2,000 idle connections").await;
-    assert!(fds > 2_000, "the daemon holds the crowd ({fds} descriptors)");
+    assert!(
+        fds > 2_000,
+        "the daemon holds the crowd ({fds} descriptors)"
+    );
     let per_conn = (rss_held.saturating_sub(rss_before) as f64) * 1024.0 / 2_000.0;
     eprintln!(
         "2,000 idle connections held ({fds} fds, soft limit 1024 → raised to {hard}): RSS {rss_before} KiB → {rss_held} KiB, ≈ {per_conn:.0} bytes per held connection"
     );
     drop(idle);
+}
+
+// ---------------------------------------------------------------- the RELP session, by hand
+
+/// The RELP listener in process, driven by a hand-written client: `open` is answered with the
+/// offers, every `syslog` frame is answered `200 OK` only once its row is committed (when an
+/// acknowledgement is read, at least that many rows are already visible in the database), an
+/// unknown command gets `500`, and `close` is answered after every acknowledgement. Needs no
+/// rsyslogd.
+#[actix_rt::test]
+async fn relp_acknowledges_only_committed_messages() {
+    use decnetd::domain::syslog::relp::{Command, RelpDecoder};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = testkit::settings(dir.path(), None);
+    s.ingest.log_file = dir.path().join("ingest.log");
+    let port = free_port();
+    s.ingest.syslog_relp_bind = Some(format!("127.0.0.1:{port}"));
+    s.workers.disabled = decnetd::actors::supervisor::DISPLAY_ORDER
+        .iter()
+        .filter(|n| !matches!(**n, "ingester" | "heartbeat" | "api" | "bus"))
+        .map(|n| n.to_string())
+        .collect();
+    let app = testkit::start(s).await.unwrap();
+    let db = app.state.db.clone();
+    let mut sock = None;
+    for _ in 0..100 {
+        if let Ok(c) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            sock = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sock = sock.expect("RELP listener up");
+    let frame = |txnr: u64, cmd: &str, data: &[u8]| {
+        let mut f = format!("{txnr} {cmd} {}", data.len()).into_bytes();
+        if !data.is_empty() {
+            f.push(b' ');
+            f.extend_from_slice(data);
+        }
+        f.push(b'\n');
+        f
+    };
+    let lines = corpus(2_000, "ack");
+    let mut wire = frame(
+        1,
+        "open",
+        b"relp_version=0\nrelp_software=test\ncommands=syslog",
+    );
+    for (i, l) in lines.iter().enumerate() {
+        wire.extend(frame(2 + i as u64, "syslog", l.as_bytes()));
+    }
+    let unknown = 2 + lines.len() as u64;
+    wire.extend(frame(unknown, "starttls", b""));
+    let close = unknown + 1;
+    wire.extend(frame(close, "close", b""));
+    sock.write_all(&wire).await.unwrap();
+
+    let mut dec = RelpDecoder::new(1 << 20);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut acked, mut opened, mut refused, mut closed) = (0i64, false, false, false);
+    let mut lagging = Vec::new();
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(60), sock.read(&mut buf))
+            .await
+            .expect("responses keep coming")
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        dec.push(&buf[..n]);
+        let visible = repo::count_logs(&db).await.unwrap();
+        while let Some(f) = dec.next_frame() {
+            let f = f.unwrap();
+            assert_eq!(f.command, Command::Other("rsp".into()));
+            match f.txnr {
+                1 => {
+                    assert!(f.data.starts_with(b"200 OK\n"), "{:?}", f.data);
+                    opened = true;
+                }
+                t if t == unknown => {
+                    assert!(f.data.starts_with(b"500 "), "{:?}", f.data);
+                    refused = true;
+                }
+                t if t == close => {
+                    assert_eq!(acked, lines.len() as i64, "close answered before every ack");
+                    assert!(f.data.is_empty());
+                    closed = true;
+                }
+                _ => {
+                    assert_eq!(f.data, b"200 OK");
+                    acked += 1;
+                    // read after the acknowledgements arrived: their rows must be visible
+                    if visible < acked {
+                        lagging.push((acked, visible));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        opened && refused && closed,
+        "open {opened}, 500 {refused}, close {closed}"
+    );
+    assert_eq!(acked, lines.len() as i64);
+    assert!(
+        lagging.is_empty(),
+        "acknowledged before committed: {lagging:?}"
+    );
+    assert_exact(&db, &lines, "hand RELP").await;
+    app.stop().await;
 }

@@ -5,7 +5,8 @@
 //!   table **in the same transaction** as the batch's rows, truncation/rotation detected, a
 //!   partial last line left for the next read;
 //! * the syslog listeners (plain TCP on loopback, TLS with client certificates), RFC 6587
-//!   octet-counted or newline framed, see [`listener`];
+//!   octet-counted or newline framed, and RELP, whose messages are acknowledged only after
+//!   their batch commits (a line's [`Ack`], sent by the commit), see [`listener`];
 //! * [`ingest_files`], the core of `decnetd ingest FILE…`.
 //!
 //! Parsing, extraction, aggregation and correlation are the pure functions of

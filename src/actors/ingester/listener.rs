@@ -4,9 +4,14 @@
 //! a frame cut short at the end are quarantined with reason `framing` and counted
 //! (`frames_rejected`), and the connection goes on with the next frame.
 //!
+//! A third listener speaks RELP (`syslog_relp_bind`, optionally over the same TLS): each
+//! message carries an [`Ack`] and is answered `200 OK` only once the ingester committed the
+//! batch holding it ([`relp_session`]).
+//!
 //! Every frame becomes a [`RawLine`] sent to the ingester loop over a channel bounded by lines
 //! **and** bytes ([`line_channel`]): a slow database applies back-pressure to the sockets, and
-//! at most [`CHANNEL_MAX_BYTES`] of received lines wait in memory. Over TLS the peer
+//! at most `channel_max_bytes` (default [`CHANNEL_MAX_BYTES`]) of received lines wait in
+//! memory. Over TLS the peer
 //! certificate's CN is recorded as `source_worker`; a peer without a CN is closed before
 //! anything is read. No TLS 1.3 session tickets are sent: a forwarder that writes and closes
 //! without reading would otherwise reset the connection over the unread tickets, and the
@@ -38,7 +43,8 @@ use crate::config::IngestSettings;
 use crate::domain::syslog::framing::{Frame, FrameDecoder, FrameError};
 use crate::domain::syslog::relp::{self, Command, RelpDecoder};
 
-/// Most bytes of received lines waiting in the listener channel (besides its line bound).
+/// Default of `channel_max_bytes`: most bytes of received lines waiting in the listener
+/// channel (besides its line bound).
 pub const CHANNEL_MAX_BYTES: usize = 8 << 20;
 /// Per-line overhead counted against [`CHANNEL_MAX_BYTES`].
 const LINE_OVERHEAD: usize = 64;
