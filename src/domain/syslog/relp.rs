@@ -361,7 +361,7 @@ mod tests {
         }
     }
 
-    const SESSION: &[u8] = b"1 open 85 relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n2 syslog 11 <13>1 hello\n3 syslog 3 abc\n4 close 0\n";
+    const SESSION: &[u8] = b"1 open 86 relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n2 syslog 11 <13>1 hello\n3 syslog 3 abc\n4 close 0\n";
 
     #[test]
     fn a_librelp_session_decodes() {
