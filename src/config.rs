@@ -567,6 +567,16 @@ pub struct IngestSettings {
     /// (logs → `attackers`) runs at most this often while lines keep arriving, and at once when
     /// the input goes idle. 0 = after every batch.
     pub profile_interval_ms: u64,
+    /// RELP listener (`host:port`, rsyslog `omrelp`): a message is acknowledged only once
+    /// its batch is committed; unset = off.
+    pub syslog_relp_bind: Option<String>,
+    /// Run the RELP listener over TLS with client certificates (the `tls_*` CA, certificate
+    /// and key, all three required).
+    pub syslog_relp_tls: bool,
+    /// Most bytes of received syslog lines waiting for the ingester (besides the bound of
+    /// 20 × `batch_size` lines): what a `kill -9` can lose of plain TCP/TLS syslog at most,
+    /// beyond the batch being committed and the kernel's socket buffers.
+    pub channel_max_bytes: usize,
 }
 
 impl Default for IngestSettings {
@@ -598,6 +608,9 @@ impl Default for IngestSettings {
             reuse_min_targets: 2,
             reuse_poll_s: 60.0,
             profile_interval_ms: 1000,
+            syslog_relp_bind: None,
+            syslog_relp_tls: false,
+            channel_max_bytes: crate::actors::ingester::listener::CHANNEL_MAX_BYTES,
         }
     }
 }
@@ -679,6 +692,21 @@ impl IngestSettings {
             "DECNET_PROFILE_INTERVAL_MS",
             &mut self.profile_interval_ms,
             parse_u64,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_RELP_BIND",
+            &mut self.syslog_relp_bind,
+            parse_opt_string,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_RELP_TLS",
+            &mut self.syslog_relp_tls,
+            parse_true,
+        )?;
+        env.apply(
+            "DECNET_SYSLOG_CHANNEL_MAX_BYTES",
+            &mut self.channel_max_bytes,
+            parse_positive,
         )?;
         Ok(())
     }

@@ -5,7 +5,8 @@
 //!   table **in the same transaction** as the batch's rows, truncation/rotation detected, a
 //!   partial last line left for the next read;
 //! * the syslog listeners (plain TCP on loopback, TLS with client certificates), RFC 6587
-//!   octet-counted or newline framed, see [`listener`];
+//!   octet-counted or newline framed, and RELP, whose messages are acknowledged only after
+//!   their batch commits (a line's [`Ack`], sent by the commit), see [`listener`];
 //! * [`ingest_files`], the core of `decnetd ingest FILE…`.
 //!
 //! Parsing, extraction, aggregation and correlation are the pure functions of
@@ -52,6 +53,9 @@ use crate::domain::syslog::{
 pub const POSITION_KEY: &str = "ingest_worker_position";
 /// Largest read from the ingest file at once.
 const READ_CHUNK: usize = 4 << 20;
+/// Longest wait before committing a batch holding a line a RELP sender waits to see
+/// acknowledged (lines arriving meanwhile join the batch).
+const ACK_LINGER: Duration = Duration::from_millis(5);
 /// Consecutive failed commits after which the worker stops (the supervisor restarts it).
 const MAX_CONSECUTIVE_FAILURES: u32 = 8;
 
@@ -86,6 +90,33 @@ pub struct RawLine {
     /// Set when the reader already knows the line cannot be a record (a framing error, an
     /// oversize line): it is quarantined with this reason without being parsed.
     pub rejected: Option<Reject>,
+    /// Where to report that the batch holding this line committed (RELP acknowledges a
+    /// message only then).
+    pub ack: Option<Ack>,
+}
+
+/// A committed line's acknowledgement: its RELP transaction number, sent to its connection.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    /// RELP TXNR.
+    pub txnr: u64,
+    /// The connection's acknowledgement queue.
+    pub to: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl PartialEq for Ack {
+    fn eq(&self, o: &Self) -> bool {
+        self.txnr == o.txnr && self.to.same_channel(&o.to)
+    }
+}
+
+impl Eq for Ack {}
+
+impl Ack {
+    /// Tell the connection (gone connections are ignored: their client resends).
+    pub fn send(&self) {
+        let _ = self.to.send(self.txnr);
+    }
 }
 
 /// Why a reader rejected a line before parsing (quarantine `reason_code` and `reason`).
@@ -105,6 +136,7 @@ impl RawLine {
             source_worker,
             source,
             rejected: None,
+            ack: None,
         }
     }
 
@@ -123,7 +155,14 @@ impl RawLine {
                 code: FRAMING,
                 reason: why.to_string(),
             }),
+            ack: None,
         }
+    }
+
+    /// The same line, acknowledged through `ack` once its batch commits.
+    pub fn with_ack(mut self, ack: Ack) -> Self {
+        self.ack = Some(ack);
+        self
     }
 }
 
@@ -148,6 +187,7 @@ pub struct IngestCounters {
     pub timeouts: AtomicU64,
     pub tail_errors: AtomicU64,
     pub frames_rejected: AtomicU64,
+    pub relp_acks: AtomicU64,
     pub reuse_findings: AtomicU64,
     pub profile_passes: AtomicU64,
     pub attackers_created: AtomicU64,
@@ -177,6 +217,7 @@ impl IngestCounters {
             ("timeouts", &self.timeouts),
             ("tail_errors", &self.tail_errors),
             ("frames_rejected", &self.frames_rejected),
+            ("relp_acks", &self.relp_acks),
             ("reuse_findings", &self.reuse_findings),
             ("profile_passes", &self.profile_passes),
             ("attackers_created", &self.attackers_created),
@@ -1143,7 +1184,7 @@ impl Ingester {
         }
         let (tx, rx) = listener::line_channel(
             s.batch_size.max(1) * 20,
-            listener::CHANNEL_MAX_BYTES,
+            s.channel_max_bytes,
             s.max_frame_bytes,
         );
         let listeners = listener::start_all(s, tx, self.counters.clone())?;
@@ -1272,6 +1313,10 @@ async fn flush(
     }
     let out = commit_with_retry(pipeline, pending, None, stop).await?;
     if out.is_some() {
+        // Committed: RELP senders may forget these messages now.
+        for a in pending.iter().filter_map(|l| l.ack.as_ref()) {
+            a.send();
+        }
         pending.clear();
     }
     Ok(out)
@@ -1364,6 +1409,13 @@ async fn run(
                 Some(l) => {
                     if live.pending.is_empty() {
                         deadline = Some(tokio::time::Instant::now() + max_wait);
+                    }
+                    if l.ack.is_some() {
+                        // A RELP sender waits for this acknowledgement (with a bounded window
+                        // of unacknowledged messages): commit soon instead of waiting for a
+                        // full batch.
+                        let soon = tokio::time::Instant::now() + ACK_LINGER;
+                        deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
                     }
                     live.pending.push(l);
                     if live.pending.len() >= batch {

@@ -4,9 +4,14 @@
 //! a frame cut short at the end are quarantined with reason `framing` and counted
 //! (`frames_rejected`), and the connection goes on with the next frame.
 //!
+//! A third listener speaks RELP (`syslog_relp_bind`, optionally over the same TLS): each
+//! message carries an [`Ack`] and is answered `200 OK` only once the ingester committed the
+//! batch holding it ([`relp_session`]).
+//!
 //! Every frame becomes a [`RawLine`] sent to the ingester loop over a channel bounded by lines
 //! **and** bytes ([`line_channel`]): a slow database applies back-pressure to the sockets, and
-//! at most [`CHANNEL_MAX_BYTES`] of received lines wait in memory. Over TLS the peer
+//! at most `channel_max_bytes` (default [`CHANNEL_MAX_BYTES`]) of received lines wait in
+//! memory. Over TLS the peer
 //! certificate's CN is recorded as `source_worker`; a peer without a CN is closed before
 //! anything is read. No TLS 1.3 session tickets are sent: a forwarder that writes and closes
 //! without reading would otherwise reset the connection over the unread tickets, and the
@@ -27,17 +32,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{IngestCounters, IngestError, RawLine};
+use super::{Ack, IngestCounters, IngestError, RawLine};
 use crate::config::IngestSettings;
-use crate::domain::syslog::framing::{Frame, FrameDecoder};
+use crate::domain::syslog::framing::{Frame, FrameDecoder, FrameError};
+use crate::domain::syslog::relp::{self, Command, RelpDecoder};
 
-/// Most bytes of received lines waiting in the listener channel (besides its line bound).
+/// Default of `channel_max_bytes`: most bytes of received lines waiting in the listener
+/// channel (besides its line bound).
 pub const CHANNEL_MAX_BYTES: usize = 8 << 20;
 /// Per-line overhead counted against [`CHANNEL_MAX_BYTES`].
 const LINE_OVERHEAD: usize = 64;
@@ -225,7 +232,23 @@ pub fn start_all(
         }
         _ => None,
     };
-    let count = usize::from(tcp.is_some()) + usize::from(tls.is_some());
+    let relp = match &s.syslog_relp_bind {
+        Some(addr) => {
+            let tls = match (s.syslog_relp_tls, &s.tls_ca, &s.tls_cert, &s.tls_key) {
+                (false, ..) => None,
+                (true, Some(ca), Some(cert), Some(key)) => Some(tls_config(ca, cert, key)?),
+                (true, ..) => return Err(IngestError::Listener(
+                    "DECNET_SYSLOG_RELP_TLS needs DECNET_SYSLOG_TLS_CA, DECNET_SYSLOG_TLS_CERT \
+                         and DECNET_SYSLOG_TLS_KEY"
+                        .into(),
+                )),
+            };
+            Some((addr.clone(), bind(addr)?, tls))
+        }
+        None => None,
+    };
+    let count =
+        usize::from(tcp.is_some()) + usize::from(tls.is_some()) + usize::from(relp.is_some());
     if count == 0 {
         return Ok(None);
     }
@@ -267,7 +290,7 @@ pub fn start_all(
                             tracing::info!(%addr, cap, "syslog TCP listener up");
                             loops.spawn(serve(
                                 l,
-                                None,
+                                (Proto::Syslog, None),
                                 tx.clone(),
                                 limits,
                                 cap,
@@ -284,7 +307,7 @@ pub fn start_all(
                             tracing::info!(%addr, cap, "syslog TLS listener up");
                             loops.spawn(serve(
                                 l,
-                                Some(tokio_rustls::TlsAcceptor::from(cfg)),
+                                (Proto::Syslog, Some(tokio_rustls::TlsAcceptor::from(cfg))),
                                 tx.clone(),
                                 limits,
                                 cap,
@@ -293,6 +316,23 @@ pub fn start_all(
                             ));
                         }
                         Err(e) => tracing::error!(%addr, error = %e, "syslog TLS listener"),
+                    }
+                }
+                if let Some((addr, l, cfg)) = relp {
+                    match TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tracing::info!(%addr, cap, tls = cfg.is_some(), "RELP listener up");
+                            loops.spawn(serve(
+                                l,
+                                (Proto::Relp, cfg.map(tokio_rustls::TlsAcceptor::from)),
+                                tx.clone(),
+                                limits,
+                                cap,
+                                counters.clone(),
+                                (token.clone(), drain_window.clone()),
+                            ));
+                        }
+                        Err(e) => tracing::error!(%addr, error = %e, "RELP listener"),
                     }
                 }
                 drop(tx);
@@ -363,7 +403,7 @@ pub fn tls_config(
 /// Accept connections until `stop`, then wait for every connection to drain.
 async fn serve(
     l: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    (proto, tls): (Proto, Option<tokio_rustls::TlsAcceptor>),
     tx: LineSender,
     limits: Limits,
     cap: usize,
@@ -401,42 +441,71 @@ async fn serve(
             window: window.clone(),
         };
         conns.spawn(async move {
-            match tls {
-                None => {
+            match (proto, tls) {
+                (Proto::Syslog, None) => {
                     counters.connections.fetch_add(1, Ordering::Relaxed);
                     let source: Arc<str> = Arc::from(format!("tcp:{peer}"));
                     read_frames(sock, source, None, &tx, limits, &counters, &stop).await;
                 }
-                Some(acceptor) => {
-                    tls_connection(acceptor, sock, peer, &tx, limits, &counters, &stop).await;
+                (Proto::Syslog, Some(acceptor)) => {
+                    if let Some((stream, cn)) =
+                        tls_accept(acceptor, sock, peer, limits, &counters).await
+                    {
+                        let source: Arc<str> = Arc::from(format!("tls:{cn}@{peer}"));
+                        read_frames(stream, source, Some(cn), &tx, limits, &counters, &stop).await;
+                    }
+                }
+                (Proto::Relp, None) => {
+                    counters.connections.fetch_add(1, Ordering::Relaxed);
+                    let source: Arc<str> = Arc::from(format!("relp:{peer}"));
+                    relp_session(sock, source, None, tx, limits, &counters, &stop).await;
+                }
+                (Proto::Relp, Some(acceptor)) => {
+                    if let Some((stream, cn)) =
+                        tls_accept(acceptor, sock, peer, limits, &counters).await
+                    {
+                        let source: Arc<str> = Arc::from(format!("relps:{cn}@{peer}"));
+                        relp_session(stream, source, Some(cn), tx, limits, &counters, &stop).await;
+                    }
                 }
             }
             drop(slot);
         });
     }
     drop(l);
+    // The connections hold their own senders: the channel closes when the last one ends.
+    drop(tx);
     while conns.join_next().await.is_some() {}
 }
 
-async fn tls_connection(
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy)]
+enum Proto {
+    /// RFC 6587 / RFC 5425 syslog frames, never acknowledged.
+    Syslog,
+    /// RELP: every message acknowledged once committed.
+    Relp,
+}
+
+/// The TLS handshake (bounded by the handshake timeout) and the peer certificate's CN; `None`
+/// when the handshake fails or the certificate has no CN (the connection is closed).
+async fn tls_accept(
     acceptor: tokio_rustls::TlsAcceptor,
     sock: TcpStream,
     peer: std::net::SocketAddr,
-    tx: &LineSender,
     limits: Limits,
     counters: &IngestCounters,
-    stop: &Stop,
-) {
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
     let stream = match tokio::time::timeout(limits.handshake, acceptor.accept(sock)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "syslog TLS handshake refused");
-            return;
+            return None;
         }
         Err(_) => {
             counters.timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, "syslog TLS handshake timed out");
-            return;
+            return None;
         }
     };
     let cn = stream
@@ -447,11 +516,10 @@ async fn tls_connection(
         .and_then(|c| common_name(c.as_ref()));
     let Some(cn) = cn else {
         tracing::warn!(%peer, "syslog TLS peer certificate has no CN; closing");
-        return;
+        return None;
     };
     counters.connections.fetch_add(1, Ordering::Relaxed);
-    let source: Arc<str> = Arc::from(format!("tls:{cn}@{peer}"));
-    read_frames(stream, source, Some(cn), tx, limits, counters, stop).await;
+    Some((stream, cn))
 }
 
 /// The first CN of a DER certificate's subject.
@@ -539,6 +607,166 @@ async fn send(
         }
     };
     tx.send(line).await
+}
+
+/// Longest a RELP session waits for the acknowledgements it still owes before closing (after
+/// the client's `close`, a protocol error, or a blocked write).
+pub const RELP_ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// One RELP session: `open` is answered with the server's offers; each `syslog` message is
+/// sent to the ingester carrying an [`Ack`], and its `200 OK` is written only when the
+/// ingester reports the batch committed; `close` is answered once every message before it
+/// is acknowledged. A grammar error, the client's end or a stop ends the session: messages
+/// not acknowledged by then are resent by the client on its next session (the line-hash key
+/// absorbs the duplicates). On a stop the session stops reading, gives up its sender (so
+/// the ingester's drain is not held), writes the acknowledgements of what is committed
+/// within the drain window, then `serverclose`.
+async fn relp_session<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
+    source: Arc<str>,
+    worker: Option<String>,
+    tx: LineSender,
+    limits: Limits,
+    counters: &IngestCounters,
+    stop: &Stop,
+) {
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let mut dec = RelpDecoder::new(limits.max_frame);
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<u64>();
+    let mut tx = Some(tx);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out: Vec<u8> = Vec::new();
+    // Messages handed to the ingester and not yet acknowledged.
+    let mut owed: u64 = 0;
+    // The client's `close` (answered once nothing is owed).
+    let mut closing: Option<u64> = None;
+    let mut reading = true;
+    // When reading stopped: how long acknowledgements may still be awaited.
+    let mut until: Option<tokio::time::Instant> = None;
+    loop {
+        if !out.is_empty() {
+            match tokio::time::timeout(RELP_ACK_WAIT, wr.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                _ => {
+                    tracing::debug!(%source, "RELP write failed; closing");
+                    return;
+                }
+            }
+        }
+        if !reading && owed == 0 {
+            let last = match closing {
+                Some(txnr) => relp::rsp(txnr, b""),
+                None => relp::SERVERCLOSE.to_vec(),
+            };
+            let _ = tokio::time::timeout(RELP_ACK_WAIT, async {
+                wr.write_all(&last).await?;
+                wr.shutdown().await
+            })
+            .await;
+            return;
+        }
+        let deadline = until.unwrap_or_else(|| tokio::time::Instant::now() + limits.idle);
+        tokio::select! {
+            biased;
+            Some(txnr) = ack_rx.recv() => {
+                owed = owed.saturating_sub(1);
+                out.extend_from_slice(&relp::ok(txnr));
+                let mut n = 1;
+                while let Ok(txnr) = ack_rx.try_recv() {
+                    owed = owed.saturating_sub(1);
+                    out.extend_from_slice(&relp::ok(txnr));
+                    n += 1;
+                }
+                counters.relp_acks.fetch_add(n, Ordering::Relaxed);
+            }
+            _ = stop.token.cancelled(), if until.is_none() => {
+                let window = Duration::from_millis(stop.window.load(Ordering::Relaxed));
+                until = Some(tokio::time::Instant::now() + window);
+                reading = false;
+                tx = None;
+            }
+            _ = tokio::time::sleep_until(deadline), if !reading => {
+                tracing::info!(%source, owed, "RELP session closing with acknowledgements owed (the client resends)");
+                owed = 0;
+            }
+            r = tokio::time::timeout(limits.idle, rd.read(&mut buf)), if reading => {
+                let n = match r {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%source, error = %e, "RELP read failed");
+                        return;
+                    }
+                    Err(_) => {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%source, "RELP session idle; closing");
+                        0
+                    }
+                };
+                if n == 0 {
+                    // The client is gone: what it sent is committed, what was not
+                    // acknowledged it resends next time.
+                    dec.finish();
+                    if let Some(Err(e)) = dec.next_frame() {
+                        counters.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%source, error = %e, "RELP stream cut short");
+                    }
+                    return;
+                }
+                dec.push(&buf[..n]);
+                while let Some(f) = dec.next_frame() {
+                    let f = match f {
+                        Ok(f) => f,
+                        Err(e) => {
+                            counters.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%source, error = %e, "RELP protocol error; closing the session");
+                            reading = false;
+                            break;
+                        }
+                    };
+                    match f.command {
+                        Command::Open if relp::offers_syslog(&f.data) => {
+                            out.extend_from_slice(&relp::open_ok(f.txnr));
+                        }
+                        Command::Open => {
+                            out.extend_from_slice(&relp::error(f.txnr, "only the syslog command is offered"));
+                            reading = false;
+                        }
+                        Command::Syslog => {
+                            let Some(sender) = &tx else { break };
+                            let line = match f.oversize {
+                                Some(len) => {
+                                    counters.frames_rejected.fetch_add(1, Ordering::Relaxed);
+                                    let why = FrameError::Oversize { len, max: limits.max_frame };
+                                    tracing::info!(%source, error = %why, "RELP message rejected; quarantined");
+                                    RawLine::rejected(f.data, source.clone(), worker.clone(), &why)
+                                }
+                                None => RawLine::new(f.message().to_vec(), source.clone(), worker.clone()),
+                            };
+                            owed += 1;
+                            if !sender.send(line.with_ack(Ack { txnr: f.txnr, to: ack_tx.clone() })).await {
+                                return;
+                            }
+                        }
+                        Command::Close => {
+                            closing = Some(f.txnr);
+                            reading = false;
+                        }
+                        Command::Other(c) => {
+                            out.extend_from_slice(&relp::error(f.txnr, &format!("unknown command {c}")));
+                        }
+                    }
+                    if !reading {
+                        break;
+                    }
+                }
+                if !reading {
+                    // Nothing more is read: the ingester's drain need not wait for us.
+                    tx = None;
+                    until = Some(tokio::time::Instant::now() + RELP_ACK_WAIT);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

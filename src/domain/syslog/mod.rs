@@ -14,6 +14,7 @@ pub mod ip;
 pub mod mail;
 pub mod observation;
 pub mod parser;
+pub mod relp;
 pub mod reuse;
 pub mod sd;
 pub mod search;
