@@ -723,3 +723,65 @@ impl Handler<Shutdown> for MailDripper {
         ctx.stop();
     }
 }
+
+// ---- the persona pool file (API and CLI) -------------------------------------------------
+
+/// Write validated personas to the pool file as pretty JSON (2-space indent, non-ASCII kept),
+/// creating parent directories (0700) and the file (0600).
+pub fn write_persona_pool(path: &Path, personas: &[Persona]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private_fs::create_dir_all(dir)?;
+    }
+    let mut text = serde_json::to_string_pretty(personas).map_err(std::io::Error::other)?;
+    text.push('\n');
+    crate::private_fs::write(path, text.as_bytes())
+}
+
+/// Outcome of `decnetd personas import`.
+#[derive(Debug)]
+pub struct ImportReport {
+    pub path: std::path::PathBuf,
+    pub imported: usize,
+    pub warnings: Vec<String>,
+}
+
+/// `decnetd personas import FILE [--output PATH]` (§3.5 CLI): validate, then write the valid
+/// personas (not the source bytes). Errors carry the operator-facing message.
+pub fn import_personas(
+    file: &Path,
+    output: Option<&Path>,
+    configured: Option<&Path>,
+) -> Result<ImportReport, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("Invalid JSON in {}: {e}", file.display()))?;
+    if !value.is_array() {
+        return Err(format!(
+            "{} must hold a JSON list of persona objects",
+            file.display()
+        ));
+    }
+    let parsed = crate::domain::realism::parse_personas(Some(&value), "en");
+    let mut warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    if parsed.personas.is_empty() {
+        return Err(format!(
+            "No valid personas in {} ({})",
+            file.display(),
+            warnings.join("; ")
+        ));
+    }
+    if parsed.personas.len() == 1 {
+        warnings.push("Warning: only one valid persona; mail needs at least two".into());
+    }
+    let path = output
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PersonaPool::resolve(configured));
+    write_persona_pool(&path, &parsed.personas)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(ImportReport {
+        path,
+        imported: parsed.personas.len(),
+        warnings,
+    })
+}
