@@ -254,7 +254,7 @@ pub async fn generate_email(
             if looks_like_email(&parsed.body) {
                 let subject = match plan {
                     ThreadPlan::Reply { subject, .. } => subject.clone(),
-                    ThreadPlan::New { .. } => parsed.subject,
+                    ThreadPlan::New { .. } => apply_em_dash_policy(sender, &parsed.subject),
                 };
                 return Generated {
                     subject,
@@ -391,8 +391,8 @@ impl MailCore {
             Ok(p) => p,
             Err(why) => return Ok(MailOutcome::Idle(why.as_str().to_owned())),
         };
-        let (sender, recipient) = (pair.sender, pair.recipient);
-        let parent = if rand::Rng::gen_bool(rng, reply_probability.clamp(0.0, 1.0)) {
+        let (mut sender, mut recipient) = (pair.sender, pair.recipient);
+        let parent_row = if rand::Rng::gen_bool(rng, reply_probability.clamp(0.0, 1.0)) {
             repo::list_orchestrator_email_threads(
                 &self.db,
                 &decky.uuid,
@@ -401,11 +401,18 @@ impl MailCore {
                 THREAD_LOOKUP_LIMIT,
             )
             .await?
-            .first()
-            .map(parent_of)
+            .into_iter()
+            .next()
         } else {
             None
         };
+        if let Some(row) = &parent_row {
+            // a reply comes from the parent's recipient: nobody answers their own mail
+            if row.sender_email.eq_ignore_ascii_case(&sender.email) {
+                std::mem::swap(&mut sender, &mut recipient);
+            }
+        }
+        let parent = parent_row.as_ref().map(parent_of);
         let plan = decide_thread(parent.as_ref(), sender, now, rng);
         let generated = generate_email(&self.llm, sender, recipient, &plan, rng).await;
         let record = self
