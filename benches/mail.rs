@@ -106,9 +106,12 @@ fn delivery_tick(c: &mut Criterion) {
             })
             .await
             .expect("start decky");
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("m.db").display()), 2)
-            .await
-            .expect("sqlite");
+        let db = Db::connect(
+            &format!("sqlite://{}", dir.path().join("m.db").display()),
+            2,
+        )
+        .await
+        .expect("sqlite");
         db.migrate().await.expect("migrate");
         fleet_repo::upsert(
             &db,
@@ -143,7 +146,11 @@ fn delivery_tick(c: &mut Criterion) {
     g.bench_function("delivery_tick", |b| {
         b.iter(|| {
             rt.block_on(async {
-                match core.tick(&pool, Utc::now(), 0.6, &mut rng).await.expect("tick") {
+                match core
+                    .tick(&pool, Utc::now(), 0.6, &mut rng)
+                    .await
+                    .expect("tick")
+                {
                     MailOutcome::Attempt(r) => assert!(r.success, "{r:?}"),
                     MailOutcome::Idle(why) => panic!("idle: {why}"),
                 }
