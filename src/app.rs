@@ -144,6 +144,7 @@ impl App {
         let mut settings = settings;
         ensure_dir(&settings.data_dir)?;
         warn_open_permissions(&settings);
+        crate::actors::mail_dripper::warn_if_no_personas(settings.realism.personas_path.as_deref());
         if settings.auth.jwt_secret.is_none() {
             settings.auth.jwt_secret = Some(load_or_generate_jwt_secret(&settings.data_dir)?);
         }

@@ -946,6 +946,10 @@ pub struct RealismSettings {
     /// Global persona pool file; unset = `/etc/decnet/email_personas.json` when that file
     /// exists or the directory is writable, else `~/.decnet/email_personas.json`.
     pub personas_path: Option<PathBuf>,
+    /// MailDripper tick interval, seconds.
+    pub mail_interval_s: f64,
+    /// Use the LLM configured under `/realism/llm` (false: templates only).
+    pub llm: bool,
 }
 
 impl Default for RealismSettings {
@@ -953,8 +957,19 @@ impl Default for RealismSettings {
         RealismSettings {
             planner_interval_s: 60.0,
             personas_path: None,
+            mail_interval_s: 300.0,
+            llm: true,
         }
     }
+}
+
+/// `DECNET_REALISM_LLM`: empty, `off`, `none`, `0`, `false`, `disabled` → off; else on.
+pub fn parse_llm_switch(raw: &str) -> Result<bool, String> {
+    let v = raw.trim().to_ascii_lowercase();
+    Ok(!matches!(
+        v.as_str(),
+        "" | "off" | "none" | "0" | "false" | "disabled"
+    ))
 }
 
 impl RealismSettings {
@@ -971,6 +986,12 @@ impl RealismSettings {
         if let Some(path) = current.or(legacy) {
             self.personas_path = Some(path);
         }
+        env.apply(
+            "DECNET_MAIL_INTERVAL_S",
+            &mut self.mail_interval_s,
+            parse_seconds,
+        )?;
+        env.apply("DECNET_REALISM_LLM", &mut self.llm, parse_llm_switch)?;
         Ok(())
     }
 }

@@ -76,12 +76,43 @@ enum Command {
         #[arg(long, default_value_t = 0.3)]
         noise: f64,
     },
+    /// Manage the global persona pool (mail senders and file authors).
+    Personas {
+        #[command(subcommand)]
+        action: PersonasCmd,
+    },
+    /// Seed-era name of `personas` (`emailgen import-personas FILE`).
+    Emailgen {
+        #[command(subcommand)]
+        action: EmailgenCmd,
+    },
     /// Replay RFC 5424 (or reference `.json`) log files into the database through the
     /// ingest pipeline; idempotent (already stored lines are skipped). Prints a JSON summary.
     Ingest {
         /// Files to read, in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PersonasCmd {
+    /// Validate a JSON list of personas and write the valid ones to the pool file.
+    Import {
+        file: PathBuf,
+        /// Write here instead of the resolved pool path.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmailgenCmd {
+    /// Same as `personas import`.
+    ImportPersonas {
+        file: PathBuf,
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
     },
 }
 
@@ -172,6 +203,12 @@ fn main() -> ExitCode {
         }
         // Handled before the settings are loaded (it needs neither settings nor a database).
         Command::ClusterEval { .. } => Ok(()),
+        Command::Personas {
+            action: PersonasCmd::Import { file, output },
+        }
+        | Command::Emailgen {
+            action: EmailgenCmd::ImportPersonas { file, output },
+        } => import_personas(&settings, &file, output.as_deref()),
         Command::Ingest { files } => actix_rt::System::new().block_on(ingest(settings, files)),
     };
     match result {
@@ -181,6 +218,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `decnetd personas import FILE [-o PATH]`.
+fn import_personas(
+    settings: &Settings,
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let report = decnetd::actors::mail_dripper::import_personas(
+        file,
+        output,
+        settings.realism.personas_path.as_deref(),
+    )?;
+    for w in &report.warnings {
+        eprintln!("{w}");
+    }
+    println!(
+        "imported {} persona(s) into {}",
+        report.imported,
+        report.path.display()
+    );
+    Ok(())
 }
 
 /// `decnetd cluster-eval FIXTURE.json` (needs no settings or database).

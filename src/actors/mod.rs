@@ -9,6 +9,7 @@ pub mod clusterer;
 pub mod enricher;
 pub mod heartbeat;
 pub mod ingester;
+pub mod mail_dripper;
 pub mod planner;
 pub mod reconciler;
 pub mod registry;
@@ -90,6 +91,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("planner", move |exit| {
             planner::Planner::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new(mail_dripper::NAME, move |exit| {
+            mail_dripper::MailDripper::new(d.clone(), exit)
         }));
     }
     {

@@ -73,6 +73,8 @@ pub enum PlannerError {
 pub struct PersonaPool {
     path: PathBuf,
     cache: parking_lot::Mutex<Option<(SystemTime, Arc<Vec<Persona>>)>>,
+    /// The last load found no valid persona (first run); `None` before the first load.
+    last_empty: parking_lot::Mutex<Option<bool>>,
 }
 
 impl PersonaPool {
@@ -80,6 +82,7 @@ impl PersonaPool {
         PersonaPool {
             path,
             cache: parking_lot::Mutex::new(None),
+            last_empty: parking_lot::Mutex::new(None),
         }
     }
 
@@ -111,9 +114,20 @@ impl PersonaPool {
         *self.cache.lock() = None;
     }
 
+    /// Why the pool cannot feed anyone (shown in `/workers`), when its last load was empty.
+    pub fn idle_reason(&self) -> Option<String> {
+        (*self.last_empty.lock() == Some(true)).then(|| no_personas_reason(&self.path))
+    }
+
     /// The valid personas of the pool; empty when the file is missing or unusable (never
     /// dummy personas). Empty results are not cached.
     pub async fn load(&self) -> Arc<Vec<Persona>> {
+        let list = self.load_inner().await;
+        *self.last_empty.lock() = Some(list.is_empty());
+        list
+    }
+
+    async fn load_inner(&self) -> Arc<Vec<Persona>> {
         let mtime_before = tokio::fs::metadata(&self.path)
             .await
             .and_then(|m| m.modified())
@@ -145,6 +159,15 @@ impl PersonaPool {
         }
         list
     }
+}
+
+/// The first-run message: no personas means no planted files and no mail, and how to fix it.
+pub fn no_personas_reason(path: &Path) -> String {
+    format!(
+        "no valid persona in {}: no files are planted and no mail flows; import a pool with \
+         `decnetd personas import config/email_personas.example.json` (or PUT /api/v1/realism/personas)",
+        path.display()
+    )
 }
 
 // ---- one action -----------------------------------------------------------------------------
@@ -801,6 +824,7 @@ impl Beating for Planner {
             "personas_path".into(),
             json!(self.pool.path().display().to_string()),
         );
+        m.insert("idle_reason".into(), json!(self.pool.idle_reason()));
         m
     }
 }
@@ -811,6 +835,14 @@ impl Actor for Planner {
     fn started(&mut self, ctx: &mut Context<Self>) {
         start_beating(ctx, self);
         self.refresh_config(ctx);
+        // probe the pool once so a first run shows its reason in /workers at once
+        let pool = self.pool.clone();
+        ctx.spawn(
+            async move {
+                pool.load().await;
+            }
+            .into_actor(self),
+        );
         // sleep first, then tick
         ctx.run_interval(self.interval(), |act, ctx| act.tick(ctx));
     }

@@ -2,6 +2,7 @@
 pub mod clustering;
 pub mod fleet;
 pub mod intel;
+pub mod mail;
 pub mod par;
 pub mod realism;
 pub mod syslog;

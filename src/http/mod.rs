@@ -9,6 +9,7 @@ pub mod health;
 pub mod intake;
 pub mod intel;
 pub mod live;
+pub mod mail;
 pub mod openapi;
 pub mod pagination;
 pub mod realism;
@@ -63,6 +64,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: std::sync::Arc<Vec<Strin
                 .configure(clustering::configure)
                 .configure(intel::configure)
                 .configure(realism::configure)
+                .configure(mail::configure)
                 .configure(fleet::configure)
                 .configure(webhooks::configure)
                 // last, so that a real route of an area always wins

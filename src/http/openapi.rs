@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::state::AppState;
 use crate::http::{
-    clustering, fleet, health, intake, intel, realism, stream, users, webhooks, workers,
+    clustering, fleet, health, intake, intel, mail, realism, stream, users, webhooks, workers,
 };
 
 /// Body of every error response.
@@ -157,6 +157,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         clustering::ApiDoc::openapi(),
         intel::ApiDoc::openapi(),
         realism::ApiDoc::openapi(),
+        mail::ApiDoc::openapi(),
         fleet::ApiDoc::openapi(),
         webhooks::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),

@@ -417,7 +417,7 @@ pub struct EventQuery {
     get, path = "/api/v1/orchestrator/events", tag = "Orchestrator",
     params(EventQuery),
     responses(
-        (status = 200, description = "Newest first; without `kind` traffic and file rows only", body = Page<EventRow>),
+        (status = 200, description = "Newest first; without `kind` traffic and file rows only; `kind=email` reads the MailDripper's rows adapted to this shape plus `subject`, `sender_email`, `recipient_email`, `language`, `thread_id`, `mail_decky_uuid`, `message_id`, `in_reply_to` (schema EmailEventRow)", body = Page<EventRow>),
         (status = 422, description = "Bad paging or kind")
     )
 )]
@@ -429,9 +429,8 @@ pub async fn list_orchestrator_events(
 ) -> Result<HttpResponse, ApiError> {
     let kind = kind_param(&query_map(&req)?)?;
     if kind.as_deref() == Some("email") {
-        // Emails live in `orchestrator_emails`, written by the MailDripper (a later issue);
-        // this table is never read for them.
-        return Ok(HttpResponse::Ok().json(page.page::<EventRow>(0, Vec::new())));
+        // Emails live in `orchestrator_emails` (MailDripper); this table is never read for them.
+        return crate::http::mail::list_email_events(&state.db, page).await;
     }
     let total = repo::count_orchestrator_events(&state.db, kind.as_deref()).await?;
     let rows =
@@ -516,9 +515,13 @@ pub async fn orchestrator_event_stats(
     let kind = kind_param(&q)?;
     let cutoff = now_utc() - TimeDelta::seconds(secs);
     let count = match kind.as_deref() {
-        // no email rows exist until the MailDripper lands
-        Some("email") => 0,
-        k => repo::count_orchestrator_failures(&state.db, cutoff, k).await?,
+        Some("email") => crate::db::repo::mail::count_email_failures(&state.db, cutoff).await?,
+        Some(k) => repo::count_orchestrator_failures(&state.db, cutoff, Some(k)).await?,
+        // no kind: events and emails
+        None => {
+            repo::count_orchestrator_failures(&state.db, cutoff, None).await?
+                + crate::db::repo::mail::count_email_failures(&state.db, cutoff).await?
+        }
     };
     Ok(HttpResponse::Ok().json(EventStats {
         since,

@@ -7,6 +7,7 @@ pub mod core;
 pub mod fleet;
 pub mod intake;
 pub mod intel;
+pub mod mail;
 pub mod realism;
 pub mod webhooks;
 

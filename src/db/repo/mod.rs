@@ -49,6 +49,7 @@ pub mod fleet;
 pub mod intake;
 pub mod intel;
 pub mod live;
+pub mod mail;
 pub mod realism;
 pub mod state;
 pub mod tokens;

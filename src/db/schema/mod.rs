@@ -10,6 +10,7 @@ pub mod core;
 pub mod fleet;
 pub mod intake;
 pub mod intel;
+pub mod mail;
 pub mod realism;
 pub mod webhooks;
 
@@ -20,5 +21,6 @@ pub use self::fleet::*;
 #[allow(unused_imports)] // empty until the intake tables land
 pub use self::intake::*;
 pub use self::intel::*;
+pub use self::mail::*;
 pub use self::realism::*;
 pub use self::webhooks::*;

@@ -85,6 +85,10 @@ pub struct Persona {
     pub active_hours: String,
     pub reply_latency: ReplyLatency,
     pub uses_llms_heavily: bool,
+    /// Optional IANA time zone of the persona's clock (`Europe/Madrid`); `None` = UTC.
+    /// Active hours and mail `Date` offsets are read on this clock (one clock for the
+    /// Planner and the MailDripper, realism.md §11.2).
+    pub timezone: Option<String>,
 }
 
 /// Why one persona entry is invalid.
@@ -115,6 +119,8 @@ pub enum PersonaError {
     ToneCustomRequired,
     #[error("at most {MAX_MANNERISMS} mannerisms are allowed")]
     TooManyMannerisms,
+    #[error("timezone must be an IANA time zone name such as Europe/Madrid")]
+    UnknownTimezone,
 }
 
 /// A dropped entry or an unusable document, reported by [`parse_personas`].
@@ -278,6 +284,12 @@ impl Persona {
             }
         };
 
+        let timezone = optional_str(obj, "timezone", 64)?.filter(|t| !t.trim().is_empty());
+        if let Some(tz) = &timezone {
+            tz.parse::<chrono_tz::Tz>()
+                .map_err(|_| PersonaError::UnknownTimezone)?;
+        }
+
         Ok(Persona {
             name,
             email,
@@ -290,7 +302,30 @@ impl Persona {
             active_hours,
             reply_latency,
             uses_llms_heavily,
+            timezone,
         })
+    }
+
+    /// The persona's time zone (UTC when unset or unknown).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    /// `now` on the persona's clock.
+    pub fn local_time(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono_tz::Tz> {
+        now.with_timezone(&self.tz())
+    }
+
+    /// Whether the persona is in its active hours at `now` (§3.3 on the persona's clock).
+    /// The one clock shared by the Planner and the MailDripper.
+    pub fn is_active(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.window().contains(&self.local_time(now))
     }
 
     /// The parsed active-hours window (fail-open).
@@ -531,11 +566,37 @@ mod tests {
     }
 
     #[test]
+    fn timezone_validated_and_shifts_the_clock() {
+        use chrono::TimeZone;
+        let mut v = valid();
+        v["timezone"] = json!("Mars/Olympus");
+        assert_eq!(Persona::from_value(&v), Err(PersonaError::UnknownTimezone));
+        v["timezone"] = json!("America/Santiago");
+        let p = Persona::from_value(&v).unwrap();
+        // 14:00 UTC in January is 11:00 in Santiago (UTC-3, summer time): in hours
+        let t = chrono::Utc.with_ymd_and_hms(2026, 1, 15, 14, 0, 0).unwrap();
+        assert!(p.is_active(t));
+        // 22:00 UTC is 19:00 there: out, while a UTC persona at 22:00 is out too
+        let late = chrono::Utc.with_ymd_and_hms(2026, 1, 15, 22, 0, 0).unwrap();
+        assert!(!p.is_active(late));
+        // 07:00 UTC is 04:00 in Santiago (out) but 16:00 in Tokyo (in)
+        v["timezone"] = json!("Asia/Tokyo");
+        let tokyo = Persona::from_value(&v).unwrap();
+        let early = chrono::Utc.with_ymd_and_hms(2026, 1, 15, 7, 0, 0).unwrap();
+        assert!(tokyo.is_active(early));
+        assert!(!p.is_active(early));
+        let utc = Persona::from_value(&valid()).unwrap();
+        assert!(!utc.is_active(early));
+        assert_eq!(utc.tz(), chrono_tz::UTC);
+    }
+
+    #[test]
     fn serialises_all_eleven_fields() {
         let p = Persona::from_value(&valid()).unwrap();
         let v = serde_json::to_value(&p).unwrap();
         let obj = v.as_object().unwrap();
-        assert_eq!(obj.len(), 11);
+        assert_eq!(obj.len(), 12);
+        assert_eq!(obj["timezone"], Value::Null);
         assert_eq!(obj["tone_custom"], Value::Null);
         assert_eq!(obj["tone"], json!("formal"));
         assert_eq!(obj["reply_latency"], json!("normal"));

@@ -127,7 +127,7 @@ pub fn eligible_pairs<'a>(
     deckies
         .iter()
         .flat_map(|d| d.personas.iter().map(move |p| (*d, p)))
-        .filter(|(_, p)| p.window().contains(&now))
+        .filter(|(_, p)| p.is_active(now))
         .collect()
 }
 
