@@ -165,7 +165,10 @@ impl App {
             RegistryHandle::disabled()
         };
         let docker = connect_docker(&settings).await;
+        let canary_hub =
+            Arc::new(crate::canary::CanaryHub::bind(&settings).map_err(AppError::Other)?);
         let deps = Deps {
+            canary: Arc::clone(&canary_hub),
             settings: Arc::clone(&settings),
             db: db.clone(),
             registry: registry.clone(),
@@ -186,7 +189,7 @@ impl App {
                 ..Backoff::default()
             },
         );
-        let state = AppState::new(
+        let mut state = AppState::new(
             Arc::clone(&settings),
             db,
             registry.clone(),
@@ -194,6 +197,7 @@ impl App {
             status,
             docker,
         );
+        state.canary = canary_hub;
 
         // the `api` heartbeat
         let beat = Beat::new(

@@ -159,6 +159,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         realism::ApiDoc::openapi(),
         fleet::ApiDoc::openapi(),
         webhooks::ApiDoc::openapi(),
+        crate::http::canary::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),
     ] {
         doc.merge(part);
