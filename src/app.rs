@@ -167,7 +167,10 @@ impl App {
             RegistryHandle::disabled()
         };
         let docker = connect_docker(&settings).await;
+        let canary_hub =
+            Arc::new(crate::canary::CanaryHub::bind(&settings).map_err(AppError::Other)?);
         let deps = Deps {
+            canary: Arc::clone(&canary_hub),
             settings: Arc::clone(&settings),
             db: db.clone(),
             registry: registry.clone(),
@@ -188,7 +191,7 @@ impl App {
                 ..Backoff::default()
             },
         );
-        let state = AppState::new(
+        let mut state = AppState::new(
             Arc::clone(&settings),
             db,
             registry.clone(),
@@ -196,6 +199,7 @@ impl App {
             status,
             docker,
         );
+        state.canary = canary_hub;
 
         // the `api` heartbeat
         let beat = Beat::new(

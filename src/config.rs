@@ -996,12 +996,44 @@ impl RealismSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CanarySettings {
-    /// Public canary callback base (checked by the public-binding validation).
+    /// Public canary callback base (checked by the public-binding validation); unset =
+    /// `http://localhost:8088`.
     pub http_base: Option<String>,
+    /// DNS zone of `<slug>.<zone>` callbacks; empty disables DNS embeds.
+    pub dns_zone: String,
+    /// `host:port` of the HTTP trigger receiver; unset = off.
+    pub http_bind: Option<String>,
+    /// `host:port` of the DNS trigger receiver (UDP and TCP); unset = off.
+    pub dns_bind: Option<String>,
+    /// Largest accepted blob upload, bytes.
+    pub blob_max_bytes: u64,
+    /// Blob store root; unset = `<data_dir>/canary/blobs`.
+    pub blob_dir: Option<PathBuf>,
+    /// Generators planted by baseline seeding.
+    pub baseline: Vec<String>,
 }
+
+impl Default for CanarySettings {
+    fn default() -> Self {
+        CanarySettings {
+            http_base: None,
+            dns_zone: String::new(),
+            http_bind: None,
+            dns_bind: None,
+            blob_max_bytes: 10 * 1024 * 1024,
+            blob_dir: None,
+            baseline: ["git_config", "env_file", "honeydoc", "aws_creds"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+}
+
+/// Default callback base when `DECNET_CANARY_HTTP_BASE` is unset.
+pub const DEFAULT_CANARY_HTTP_BASE: &str = "http://localhost:8088";
 
 impl CanarySettings {
     fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
@@ -1010,7 +1042,100 @@ impl CanarySettings {
             &mut self.http_base,
             parse_opt_string,
         )?;
+        env.apply("DECNET_CANARY_DNS_ZONE", &mut self.dns_zone, |raw| {
+            Ok(raw.trim().to_owned())
+        })?;
+        env.apply(
+            "DECNET_CANARY_HTTP_BIND",
+            &mut self.http_bind,
+            parse_opt_string,
+        )?;
+        env.apply(
+            "DECNET_CANARY_DNS_BIND",
+            &mut self.dns_bind,
+            parse_opt_string,
+        )?;
+        env.apply(
+            "DECNET_CANARY_BLOB_MAX_BYTES",
+            &mut self.blob_max_bytes,
+            parse_positive,
+        )?;
+        env.apply("DECNET_CANARY_BLOB_DIR", &mut self.blob_dir, parse_opt_path)?;
+        env.apply("DECNET_CANARY_BASELINE", &mut self.baseline, parse_list)?;
         Ok(())
+    }
+
+    /// Range checks; errors name the setting.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (name, v) in [
+            ("DECNET_CANARY_HTTP_BIND", &self.http_bind),
+            ("DECNET_CANARY_DNS_BIND", &self.dns_bind),
+        ] {
+            if let Some(v) = v {
+                v.parse::<std::net::SocketAddr>().map_err(|_| {
+                    invalid(
+                        name,
+                        format!("expected host:port (an IP and a port), got {v:?}"),
+                    )
+                })?;
+            }
+        }
+        if let Some(b) = &self.http_base {
+            let ok = url::Url::parse(b.trim())
+                .map(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .unwrap_or(false);
+            if !ok {
+                return Err(invalid(
+                    "DECNET_CANARY_HTTP_BASE",
+                    "expected an http(s):// URL with a host",
+                ));
+            }
+        }
+        let zone = crate::domain::canary::normalize_zone(&self.dns_zone);
+        if !zone.is_empty()
+            && (zone.len() > 200
+                || zone.split('.').any(|l| {
+                    l.is_empty()
+                        || l.len() > 63
+                        || !l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                }))
+        {
+            return Err(invalid(
+                "DECNET_CANARY_DNS_ZONE",
+                "expected a DNS name (letters, digits, '-', dot-separated labels)",
+            ));
+        }
+        if self.blob_max_bytes == 0 {
+            return Err(invalid(
+                "DECNET_CANARY_BLOB_MAX_BYTES",
+                "expected a positive integer",
+            ));
+        }
+        for g in &self.baseline {
+            if !crate::domain::canary::GENERATORS.contains(&g.as_str()) {
+                return Err(invalid(
+                    "DECNET_CANARY_BASELINE",
+                    format!("unknown generator {g:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The callback base in effect (trailing `/` removed).
+    pub fn effective_http_base(&self) -> String {
+        self.http_base
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(DEFAULT_CANARY_HTTP_BASE)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The normalised zone (may be empty).
+    pub fn zone(&self) -> String {
+        crate::domain::canary::normalize_zone(&self.dns_zone)
     }
 }
 
@@ -1214,6 +1339,7 @@ impl Settings {
             ));
         }
         self.intel.check()?;
+        self.canary.check()?;
         if self.workers.restart_backoff_initial_s > self.workers.restart_backoff_max_s {
             return Err(invalid(
                 "DECNET_RESTART_BACKOFF_INITIAL_S",

@@ -1,6 +1,7 @@
 //! decnetd: the mothership daemon of the DECNET honeypot deception network.
 pub mod actors;
 pub mod app;
+pub mod canary;
 pub mod config;
 pub mod db;
 pub mod docker;

@@ -5,6 +5,7 @@
 //! [`worker_specs`]. Its name must be one of [`supervisor::DISPLAY_ORDER`].
 
 pub mod campaign_clusterer;
+pub mod canary;
 pub mod clusterer;
 pub mod enricher;
 pub mod heartbeat;
@@ -37,6 +38,8 @@ pub struct Deps {
     pub registry: RegistryHandle,
     pub status: StatusBoard,
     pub docker: Option<Arc<dyn DeckyRuntime>>,
+    /// Sockets of the canary trigger receivers (bound at boot).
+    pub canary: Arc<crate::canary::CanaryHub>,
 }
 
 impl Deps {
@@ -103,6 +106,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new(webhooks::NAME, move |exit| {
             webhooks::WebhookDispatcher::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new(canary::NAME, move |exit| {
+            canary::CanaryPlanter::new(d.clone(), exit)
         }));
     }
     let disabled = &deps.settings.workers.disabled;

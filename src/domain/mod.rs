@@ -1,4 +1,5 @@
 //! Pure logic: no I/O, no actix, no diesel. Everything here is unit-tested on plain data.
+pub mod canary;
 pub mod clustering;
 pub mod fleet;
 pub mod intel;

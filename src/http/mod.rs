@@ -2,6 +2,7 @@
 //! OpenAPI. [`app`] builds the complete actix `App` (used by the daemon and the tests).
 
 pub mod auth;
+pub mod canary;
 pub mod clustering;
 pub mod error;
 pub mod fleet;
@@ -67,6 +68,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: std::sync::Arc<Vec<Strin
                 .configure(mail::configure)
                 .configure(fleet::configure)
                 .configure(webhooks::configure)
+                .configure(canary::configure)
                 // last, so that a real route of an area always wins
                 .configure(out_of_scope)
                 .default_service(web::to(error::fallback)),
@@ -156,12 +158,44 @@ async fn not_available(req: HttpRequest) -> Result<HttpResponse, error::ApiError
     Ok(HttpResponse::NotFound().json(serde_json::json!({ "detail": NOT_AVAILABLE })))
 }
 
+/// One running decky of the fleet view (dashboard-contract.md §10 K3: `{name, ip?}`; the
+/// synthetic-files page reads `uuid`).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeckyView {
+    /// `<host_uuid>:<name>` for fleet deckies.
+    pub uuid: String,
+    pub name: String,
+    pub ip: Option<String>,
+    pub services: Vec<String>,
+    /// `fleet`, `topology` or `shard`.
+    pub source: String,
+    pub topology_id: Option<String>,
+}
+
 #[utoipa::path(
     get, path = "/api/v1/deckies", tag = "Compatibility",
-    responses((status = 200, description = "Fleet management is not part of this build: always an empty list", body = Vec<Object>))
+    responses((status = 200, description = "The running deckies (fleet view), by name", body = Vec<DeckyView>))
 )]
-async fn empty_deckies(_v: Viewer) -> HttpResponse {
-    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
+async fn list_deckies(
+    _v: Viewer,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, error::ApiError> {
+    let rows = crate::db::repo::fleet::list_running_deckies(&state.db).await?;
+    let out: Vec<DeckyView> = rows
+        .into_iter()
+        .map(|d| DeckyView {
+            source: serde_json::to_value(d.source)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            uuid: d.uuid,
+            name: d.name,
+            ip: d.ip,
+            services: d.services,
+            topology_id: d.topology_id,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
 }
 
 #[utoipa::path(
@@ -185,7 +219,7 @@ async fn empty_ttp_attacker(_v: Viewer) -> HttpResponse {
 /// Pages the stock dashboard links to that this build does not serve: the empty answers the
 /// in-scope pages consume, and 404 `Not available in this build` for the rest (never 500).
 fn out_of_scope(cfg: &mut web::ServiceConfig) {
-    cfg.route("/deckies", web::get().to(empty_deckies))
+    cfg.route("/deckies", web::get().to(list_deckies))
         .route("/ttp/by-identity/{uuid}", web::get().to(empty_ttp_identity))
         .route("/ttp/by-attacker/{uuid}", web::get().to(empty_ttp_attacker))
         .route("/attackers/export/{format}", web::route().to(not_available))
@@ -217,7 +251,8 @@ fn out_of_scope(cfg: &mut web::ServiceConfig) {
 /// OpenAPI part of the compatibility routes (merged by `openapi.rs`).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(empty_deckies, empty_ttp_identity, empty_ttp_attacker),
+    paths(list_deckies, empty_ttp_identity, empty_ttp_attacker),
+    components(schemas(DeckyView)),
     tags((name = "Compatibility", description = "Empty answers for dashboard pages outside this build"))
 )]
 pub struct CompatDoc;

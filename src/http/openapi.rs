@@ -160,6 +160,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         mail::ApiDoc::openapi(),
         fleet::ApiDoc::openapi(),
         webhooks::ApiDoc::openapi(),
+        crate::http::canary::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),
     ] {
         doc.merge(part);

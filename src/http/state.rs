@@ -29,6 +29,8 @@ pub struct AppState {
     pub cors_origins: Arc<Vec<String>>,
     /// Data source of `GET /stream` (log rows and counts); see [`LiveSource`].
     pub live: Arc<dyn LiveSource>,
+    /// Sockets of the canary trigger receivers (addresses for health and tests).
+    pub canary: Arc<crate::canary::CanaryHub>,
 }
 
 impl AppState {
@@ -73,6 +75,7 @@ impl AppState {
             health: Arc::new(HealthCache::default()),
             cors_origins: Arc::new(cors_origins),
             live,
+            canary: Arc::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Every `Selectable` carries `check_for_backend(Sqlite, Pg)` so a column/type mismatch with
 //! either backend is a compile error.
 
+pub mod canary;
 pub mod clustering;
 pub mod core;
 pub mod fleet;
@@ -11,6 +12,7 @@ pub mod mail;
 pub mod realism;
 pub mod webhooks;
 
+pub use self::canary::*;
 #[allow(unused_imports)] // empty until the clustering tables land
 pub use self::clustering::*;
 pub use self::core::*;

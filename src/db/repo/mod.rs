@@ -44,6 +44,7 @@
 //! [`DbError::is_unique_violation`](crate::db::DbError::is_unique_violation) to map a duplicate
 //! to 409 and [`DbError::is_busy`](crate::db::DbError::is_busy) to decide on a retry.
 
+pub mod canary;
 pub mod clustering;
 pub mod fleet;
 pub mod intake;

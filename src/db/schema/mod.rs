@@ -5,6 +5,7 @@
 //! A table that joins a table of another file needs
 //! `diesel::allow_tables_to_appear_in_same_query!(a, b);` in the file declaring the later one.
 
+pub mod canary;
 pub mod clustering;
 pub mod core;
 pub mod fleet;
@@ -14,6 +15,7 @@ pub mod mail;
 pub mod realism;
 pub mod webhooks;
 
+pub use self::canary::*;
 #[allow(unused_imports)] // empty until the clustering tables land
 pub use self::clustering::*;
 pub use self::core::*;

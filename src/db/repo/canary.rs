@@ -1,0 +1,313 @@
+//! Canary repository (canary.md §4.4): blobs deduped by sha256 (race-safe insert-or-ignore),
+//! tokens (never deleted; the receiver sees only `planted` ones), triggers recorded with the
+//! token counters in one transaction.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+
+use crate::db::models::canary::{CanaryBlob, CanaryToken, CanaryTrigger, TokenFilter};
+use crate::db::schema::{attackers, canary_blobs, canary_tokens, canary_triggers};
+use crate::db::{Db, DbError};
+use crate::{db_run, db_tx};
+
+/// Insert `blob` unless a row with its sha256 exists; return the stored row (the first
+/// uploader's) and whether this call inserted it. Two concurrent uploads of the same bytes
+/// both succeed with the same row.
+pub async fn upsert_blob(db: &Db, blob: CanaryBlob) -> Result<(CanaryBlob, bool), DbError> {
+    use canary_blobs::dsl as b;
+    let sha = blob.sha256.clone();
+    let n = db_run!(db, |c| diesel::insert_into(canary_blobs::table)
+        .values(&blob)
+        .on_conflict(b::sha256)
+        .do_nothing()
+        .execute(c)
+        .await)?;
+    let row = db_run!(db, |c| canary_blobs::table
+        .filter(b::sha256.eq(&sha))
+        .select(CanaryBlob::as_select())
+        .first(c)
+        .await)?;
+    Ok((row, n > 0))
+}
+
+/// The blob `uuid`, if any.
+pub async fn get_blob(db: &Db, uuid: &str) -> Result<Option<CanaryBlob>, DbError> {
+    Ok(db_run!(db, |c| canary_blobs::table
+        .find(uuid)
+        .select(CanaryBlob::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// The blob with this sha256, if any.
+pub async fn get_blob_by_sha256(db: &Db, sha: &str) -> Result<Option<CanaryBlob>, DbError> {
+    use canary_blobs::dsl as b;
+    Ok(db_run!(db, |c| canary_blobs::table
+        .filter(b::sha256.eq(sha))
+        .select(CanaryBlob::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// Number of blobs.
+pub async fn count_blobs(db: &Db) -> Result<i64, DbError> {
+    Ok(db_run!(db, |c| canary_blobs::table
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
+/// One page of blobs, newest upload first (then uuid), each with the number of tokens in any
+/// state referencing it.
+pub async fn list_blobs(
+    db: &Db,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<(CanaryBlob, i64)>, DbError> {
+    use canary_blobs::dsl as b;
+    let rows = db_run!(db, |c| canary_blobs::table
+        .select(CanaryBlob::as_select())
+        .order((b::uploaded_at.desc(), b::uuid.asc()))
+        .limit(limit)
+        .offset(offset)
+        .load(c)
+        .await)?;
+    let ids: Vec<String> = rows.iter().map(|r| r.uuid.clone()).collect();
+    let counts = blob_token_counts(db, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let n = counts.get(&r.uuid).copied().unwrap_or(0);
+            (r, n)
+        })
+        .collect())
+}
+
+/// Tokens (any state) per blob uuid, for the given blobs.
+pub async fn blob_token_counts(
+    db: &Db,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, i64>, DbError> {
+    use canary_tokens::dsl as t;
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids = ids.to_vec();
+    let rows: Vec<(Option<String>, i64)> = db_run!(db, |c| canary_tokens::table
+        .filter(t::blob_uuid.eq_any(&ids))
+        .group_by(t::blob_uuid)
+        .select((t::blob_uuid, diesel::dsl::count_star()))
+        .load(c)
+        .await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(k, n)| k.map(|k| (k, n)))
+        .collect())
+}
+
+/// Outcome of [`delete_blob`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobDelete {
+    Deleted,
+    NotFound,
+    /// Some token (revoked included) references it.
+    Referenced,
+}
+
+/// Delete the blob row unless a token references it (checked in the same transaction).
+pub async fn delete_blob(db: &Db, uuid: &str) -> Result<BlobDelete, DbError> {
+    use canary_tokens::dsl as t;
+    let uuid = uuid.to_owned();
+    db_tx!(db, |c| {
+        let exists: i64 = canary_blobs::table
+            .find(&uuid)
+            .count()
+            .get_result(c)
+            .await?;
+        if exists == 0 {
+            return Ok(BlobDelete::NotFound);
+        }
+        let refs: i64 = canary_tokens::table
+            .filter(t::blob_uuid.eq(&uuid))
+            .count()
+            .get_result(c)
+            .await?;
+        if refs > 0 {
+            return Ok(BlobDelete::Referenced);
+        }
+        diesel::delete(canary_blobs::table.find(&uuid))
+            .execute(c)
+            .await?;
+        Ok(BlobDelete::Deleted)
+    })
+}
+
+/// Insert a token row.
+pub async fn create_token(db: &Db, token: &CanaryToken) -> Result<(), DbError> {
+    db_run!(db, |c| diesel::insert_into(canary_tokens::table)
+        .values(token)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The token `uuid` in any state.
+pub async fn get_token(db: &Db, uuid: &str) -> Result<Option<CanaryToken>, DbError> {
+    Ok(db_run!(db, |c| canary_tokens::table
+        .find(uuid)
+        .select(CanaryToken::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+/// The `planted` token whose slug is `slug` (exact; slugs are minted lowercase), else none.
+pub async fn get_token_by_slug(db: &Db, slug: &str) -> Result<Option<CanaryToken>, DbError> {
+    use canary_tokens::dsl as t;
+    Ok(db_run!(db, |c| canary_tokens::table
+        .filter(t::callback_token.eq(slug))
+        .filter(t::state.eq(crate::domain::canary::STATE_PLANTED))
+        .select(CanaryToken::as_select())
+        .first(c)
+        .await
+        .optional())?)
+}
+
+macro_rules! filtered_tokens {
+    ($f:expr) => {{
+        use canary_tokens::dsl as t;
+        let mut q = canary_tokens::table.into_boxed();
+        if let Some(v) = &$f.decky_name {
+            q = q.filter(t::decky_name.eq(v.clone()));
+        }
+        if let Some(v) = &$f.state {
+            q = q.filter(t::state.eq(v.clone()));
+        }
+        if let Some(v) = &$f.kind {
+            q = q.filter(t::kind.eq(v.clone()));
+        }
+        if let Some(v) = &$f.topology_id {
+            q = q.filter(t::topology_id.eq(v.clone()));
+        }
+        q
+    }};
+}
+
+/// Tokens matching `f`.
+pub async fn count_tokens(db: &Db, f: &TokenFilter) -> Result<i64, DbError> {
+    Ok(db_run!(db, |c| filtered_tokens!(f)
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
+/// One page of tokens matching `f`, newest `placed_at` first (then uuid).
+pub async fn list_tokens(
+    db: &Db,
+    f: &TokenFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CanaryToken>, DbError> {
+    use canary_tokens::dsl as t;
+    Ok(db_run!(db, |c| filtered_tokens!(f)
+        .select(CanaryToken::as_select())
+        .order((t::placed_at.desc(), t::uuid.asc()))
+        .limit(limit)
+        .offset(offset)
+        .load(c)
+        .await)?)
+}
+
+/// Set state and `last_error` (cleared when `None`); whether the row exists.
+pub async fn update_token_state(
+    db: &Db,
+    uuid: &str,
+    state: &str,
+    last_error: Option<&str>,
+) -> Result<bool, DbError> {
+    use canary_tokens::dsl as t;
+    let n = db_run!(db, |c| diesel::update(canary_tokens::table.find(uuid))
+        .set((t::state.eq(state), t::last_error.eq(last_error)))
+        .execute(c)
+        .await)?;
+    Ok(n > 0)
+}
+
+/// Insert the trigger and bump the token's `trigger_count` / `last_triggered_at` in one
+/// transaction; returns the trigger uuid.
+pub async fn record_trigger(db: &Db, trigger: &CanaryTrigger) -> Result<String, DbError> {
+    use canary_tokens::dsl as t;
+    let at: NaiveDateTime = trigger.occurred_at;
+    db_tx!(db, |c| {
+        diesel::insert_into(canary_triggers::table)
+            .values(trigger)
+            .execute(c)
+            .await?;
+        diesel::update(canary_tokens::table.find(&trigger.token_uuid))
+            .set((
+                t::trigger_count.eq(t::trigger_count + 1),
+                t::last_triggered_at.eq(Some(at)),
+            ))
+            .execute(c)
+            .await?;
+        Ok(trigger.uuid.clone())
+    })
+}
+
+/// Triggers of a token.
+pub async fn count_triggers(db: &Db, token_uuid: &str) -> Result<i64, DbError> {
+    use canary_triggers::dsl as g;
+    Ok(db_run!(db, |c| canary_triggers::table
+        .filter(g::token_uuid.eq(token_uuid))
+        .count()
+        .get_result(c)
+        .await)?)
+}
+
+/// One page of a token's triggers, newest first (then uuid).
+pub async fn list_triggers(
+    db: &Db,
+    token_uuid: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<CanaryTrigger>, DbError> {
+    use canary_triggers::dsl as g;
+    Ok(db_run!(db, |c| canary_triggers::table
+        .filter(g::token_uuid.eq(token_uuid))
+        .select(CanaryTrigger::as_select())
+        .order((g::occurred_at.desc(), g::uuid.asc()))
+        .limit(limit)
+        .offset(offset)
+        .load(c)
+        .await)?)
+}
+
+/// Set `attacker_id` of a trigger (idempotent); whether the row exists.
+pub async fn attribute_trigger(
+    db: &Db,
+    trigger_uuid: &str,
+    attacker_id: &str,
+) -> Result<bool, DbError> {
+    use canary_triggers::dsl as g;
+    let n = db_run!(db, |c| diesel::update(
+        canary_triggers::table.find(trigger_uuid)
+    )
+    .set(g::attacker_id.eq(Some(attacker_id)))
+    .execute(c)
+    .await)?;
+    Ok(n > 0)
+}
+
+/// The attacker (observation) row uuid of `ip`, if the intake has seen it.
+pub async fn attacker_for_ip(db: &Db, ip: &str) -> Result<Option<String>, DbError> {
+    use attackers::dsl as a;
+    Ok(db_run!(db, |c| attackers::table
+        .filter(a::ip.eq(ip))
+        .select(a::uuid)
+        .first::<String>(c)
+        .await
+        .optional())?)
+}

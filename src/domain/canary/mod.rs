@@ -1,0 +1,335 @@
+//! Canary tokens, pure part (spec canary.md §3, §6–§10): slugs, the artifact contract, the
+//! generator and instrumenter registries, the MIME sniffer and dispatch, placement paths and
+//! the DNS receiver's message handling. No I/O: every function maps bytes and strings to bytes
+//! and strings, so each is unit-tested on plain data.
+
+pub mod dns;
+pub mod generators;
+pub mod instrumenters;
+mod ooxml;
+pub mod paths;
+pub mod sniff;
+
+use rand::RngCore;
+use thiserror::Error;
+
+/// Generator names in registry order (§6; the order is part of the contract).
+pub const GENERATORS: [&str; 10] = [
+    "git_config",
+    "env_file",
+    "ssh_key",
+    "aws_creds",
+    "honeydoc",
+    "honeydoc_docx",
+    "honeydoc_pdf",
+    "mysql_dump",
+    "fingerprint_html",
+    "fingerprint_svg",
+];
+
+/// Instrumenter names in registry order (§6).
+pub const INSTRUMENTERS: [&str; 7] = [
+    "docx",
+    "xlsx",
+    "pdf",
+    "html",
+    "image",
+    "plain",
+    "passthrough",
+];
+
+/// Token kinds accepted by the API (§4.2).
+pub const KINDS: [&str; 3] = ["http", "dns", "aws_passive"];
+
+/// Token states (§4.2).
+pub const STATE_PLANTED: &str = "planted";
+pub const STATE_REVOKED: &str = "revoked";
+pub const STATE_FAILED: &str = "failed";
+
+/// Largest blob an instrumenter inflates from a zip (all members together): a zip bomb is a
+/// rejection, never an allocation of gigabytes.
+pub const MAX_INFLATED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Errors of generation and instrumentation.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CanaryError {
+    /// Unknown generator name (API 400).
+    #[error("unknown generator: '{0}'")]
+    UnknownGenerator(String),
+    /// Unknown instrumenter name.
+    #[error("Unknown canary instrumenter: '{0}'")]
+    UnknownInstrumenter(String),
+    /// The input cannot be instrumented safely, or the generator cannot run with this
+    /// context (API 400 at create, 409 at preview; §16.5).
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Inputs of every generator and instrumenter (§7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// The token's slug.
+    pub slug: String,
+    /// Public callback base, trailing `/` removed.
+    pub http_base: String,
+    /// Normalised DNS zone (may be empty).
+    pub dns_zone: String,
+    /// `linux` or `windows`.
+    pub persona: String,
+}
+
+impl Context {
+    /// A context with the base and zone normalised (§2).
+    pub fn new(slug: &str, http_base: &str, dns_zone: &str, persona: &str) -> Context {
+        Context {
+            slug: slug.to_owned(),
+            http_base: http_base.trim().trim_end_matches('/').to_owned(),
+            dns_zone: normalize_zone(dns_zone),
+            persona: if persona == "windows" {
+                "windows"
+            } else {
+                "linux"
+            }
+            .to_owned(),
+        }
+    }
+    /// `<base>/c/<slug>`.
+    pub fn url(&self) -> String {
+        format!("{}/c/{}", self.http_base, self.slug)
+    }
+    /// `<slug>.<zone>` when a zone is set.
+    pub fn dns_host(&self) -> Option<String> {
+        (!self.dns_zone.is_empty()).then(|| format!("{}.{}", self.slug, self.dns_zone))
+    }
+}
+
+/// Strip leading/trailing dots and whitespace, lowercase (§2).
+pub fn normalize_zone(zone: &str) -> String {
+    zone.trim().trim_matches('.').to_ascii_lowercase()
+}
+
+/// What a generator or instrumenter produces (§7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Absolute container path (generators leave it empty).
+    pub path: String,
+    pub content: Vec<u8>,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Seconds relative to now for the mtime (negative = backdated).
+    pub mtime_offset: i64,
+    pub generator: Option<String>,
+    pub instrumenter: Option<String>,
+    /// How the callback is embedded; never written to the decky.
+    pub notes: Vec<String>,
+    /// Only fingerprint generators.
+    pub fingerprint_nonce: Option<String>,
+}
+
+const DAY: i64 = 86_400;
+
+// ---- slugs ----------------------------------------------------------------------------------
+
+/// Characters of a slug: RFC 4648 base32, lowercase.
+pub const B32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+/// Length of a slug: 26 base32 characters carry 130 bits; the first 128 come from the CSPRNG.
+pub const SLUG_LEN: usize = 26;
+
+/// A fresh slug: 16 CSPRNG bytes as 26 lowercase base32 characters (`[a-z2-7]`). It is a valid
+/// DNS label and URL path segment, and case-folding resolvers (0x20 randomisation, lowercase
+/// normalisation) cannot make HTTP and DNS callbacks resolve differently (§16.2 decision).
+pub fn new_slug() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    encode_slug(&bytes)
+}
+
+/// Base32 (RFC 4648 alphabet, lowercase, unpadded) of 16 bytes.
+pub fn encode_slug(bytes: &[u8; 16]) -> String {
+    data_encoding::BASE32_NOPAD
+        .encode(bytes)
+        .to_ascii_lowercase()
+}
+
+/// The lookup form of a slug received from outside (lowercased); `None` when it cannot be a
+/// slug (wrong length or alphabet), so garbage never reaches the database.
+pub fn lookup_slug(raw: &str) -> Option<String> {
+    let s = raw.to_ascii_lowercase();
+    (s.len() == SLUG_LEN && s.bytes().all(|b| B32.contains(&b))).then_some(s)
+}
+
+// ---- dispatch -------------------------------------------------------------------------------
+
+/// Instrumenter for a stored MIME type (§6 table; case-insensitive, first prefix wins).
+pub fn instrumenter_for(content_type: &str) -> &'static str {
+    const TABLE: [(&str, &str); 13] = [
+        (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "docx",
+        ),
+        (
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "xlsx",
+        ),
+        ("application/pdf", "pdf"),
+        ("text/html", "html"),
+        ("application/xhtml+xml", "html"),
+        ("image/png", "image"),
+        ("image/jpeg", "image"),
+        ("image/gif", "image"),
+        ("text/", "plain"),
+        ("application/json", "plain"),
+        ("application/x-yaml", "plain"),
+        ("application/yaml", "plain"),
+        ("application/toml", "plain"),
+    ];
+    let m = content_type.trim().to_ascii_lowercase();
+    if m.is_empty() {
+        return "passthrough";
+    }
+    TABLE
+        .iter()
+        .find(|(p, _)| m.starts_with(p))
+        .map(|(_, i)| *i)
+        .unwrap_or("passthrough")
+}
+
+/// Run the named generator.
+pub fn generate(name: &str, ctx: &Context) -> Result<Artifact, CanaryError> {
+    generators::generate(name, ctx)
+}
+
+/// Run the named instrumenter on `blob` for `target_path`.
+pub fn instrument(
+    name: &str,
+    blob: &[u8],
+    ctx: &Context,
+    target_path: &str,
+) -> Result<Artifact, CanaryError> {
+    instrumenters::instrument(name, blob, ctx, target_path)
+}
+
+/// Token kind a generator implies (§8 table), used by seeding and the planner.
+pub fn kind_for_generator(generator: &str) -> &'static str {
+    match generator {
+        "aws_creds" => "aws_passive",
+        "ssh_key" | "mysql_dump" => "dns",
+        _ => "http",
+    }
+}
+
+/// Decode a stored `raw_headers` value (§4.3): anything but a JSON object is `{}`.
+pub fn decode_headers(raw: &str) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// True when `bytes` contain `decnet` in any case (the stealth rule of §7).
+pub fn leaks_name(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"decnet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_dns_safe_and_distinct() {
+        let a = new_slug();
+        let b = new_slug();
+        assert_ne!(a, b);
+        for s in [&a, &b] {
+            assert_eq!(s.len(), SLUG_LEN);
+            assert!(s
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c)));
+            assert_eq!(
+                lookup_slug(&s.to_ascii_uppercase()).as_deref(),
+                Some(s.as_str())
+            );
+        }
+        assert_eq!(encode_slug(&[0u8; 16]), "a".repeat(26));
+        assert_eq!(encode_slug(&[0xff; 16]), format!("{}4", "7".repeat(25)));
+        assert_eq!(lookup_slug("short"), None);
+        assert_eq!(lookup_slug(&"1".repeat(26)), None);
+    }
+
+    #[test]
+    fn dispatch_table() {
+        for (m, i) in [
+            (
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                "docx",
+            ),
+            (
+                "APPLICATION/VND.OPENXMLFORMATS-OFFICEDOCUMENT.SPREADSHEETML.SHEET",
+                "xlsx",
+            ),
+            ("application/pdf", "pdf"),
+            ("text/html; charset=utf-8", "html"),
+            ("application/xhtml+xml", "html"),
+            ("image/png", "image"),
+            ("image/gif", "image"),
+            ("text/plain", "plain"),
+            ("application/json", "plain"),
+            ("application/toml", "plain"),
+            ("application/xml", "passthrough"),
+            ("application/zip", "passthrough"),
+            ("application/octet-stream", "passthrough"),
+            ("audio/mpeg", "passthrough"),
+            ("", "passthrough"),
+        ] {
+            assert_eq!(instrumenter_for(m), i, "{m}");
+        }
+    }
+
+    #[test]
+    fn registries_in_contract_order() {
+        assert_eq!(GENERATORS[0], "git_config");
+        assert_eq!(GENERATORS[9], "fingerprint_svg");
+        assert_eq!(
+            INSTRUMENTERS,
+            [
+                "docx",
+                "xlsx",
+                "pdf",
+                "html",
+                "image",
+                "plain",
+                "passthrough"
+            ]
+        );
+        assert!(matches!(
+            generate("bogus", &Context::new("s", "", "", "linux")),
+            Err(CanaryError::UnknownGenerator(_))
+        ));
+        assert!(matches!(
+            instrument("bogus", b"x", &Context::new("s", "", "", "linux"), "/x"),
+            Err(CanaryError::UnknownInstrumenter(_))
+        ));
+    }
+
+    #[test]
+    fn headers_decode_fallbacks() {
+        for raw in ["", "not json", "[1,2,3]", "null"] {
+            assert!(decode_headers(raw).is_empty(), "{raw}");
+        }
+        assert_eq!(decode_headers(r#"{"a":"b"}"#).len(), 1);
+    }
+
+    #[test]
+    fn context_normalises() {
+        let c = Context::new("abc", "http://h:1/", ".Zone.Example.", "solaris");
+        assert_eq!(c.url(), "http://h:1/c/abc");
+        assert_eq!(c.dns_host().as_deref(), Some("abc.zone.example"));
+        assert_eq!(c.persona, "linux");
+    }
+
+    #[test]
+    fn name_leak_detector() {
+        assert!(leaks_name(b"xxDeCnEtxx"));
+        assert!(!leaks_name(b"decne"));
+    }
+}
