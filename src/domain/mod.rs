@@ -5,4 +5,5 @@ pub mod intel;
 pub mod par;
 pub mod realism;
 pub mod syslog;
+pub mod ttp;
 pub mod webhook;

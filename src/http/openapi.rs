@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::state::AppState;
 use crate::http::{
-    clustering, fleet, health, intake, intel, realism, stream, users, webhooks, workers,
+    clustering, fleet, health, intake, intel, realism, stream, ttp, users, webhooks, workers,
 };
 
 /// Body of every error response.
@@ -159,6 +159,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         realism::ApiDoc::openapi(),
         fleet::ApiDoc::openapi(),
         webhooks::ApiDoc::openapi(),
+        ttp::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),
     ] {
         doc.merge(part);

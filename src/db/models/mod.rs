@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod intake;
 pub mod intel;
 pub mod realism;
+pub mod ttp;
 pub mod webhooks;
 
 #[allow(unused_imports)] // empty until the clustering tables land

@@ -52,5 +52,6 @@ pub mod live;
 pub mod realism;
 pub mod state;
 pub mod tokens;
+pub mod ttp;
 pub mod users;
 pub mod webhooks;

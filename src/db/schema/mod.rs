@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod intake;
 pub mod intel;
 pub mod realism;
+pub mod ttp;
 pub mod webhooks;
 
 #[allow(unused_imports)] // empty until the clustering tables land
@@ -21,4 +22,5 @@ pub use self::fleet::*;
 pub use self::intake::*;
 pub use self::intel::*;
 pub use self::realism::*;
+pub use self::ttp::*;
 pub use self::webhooks::*;
