@@ -41,6 +41,9 @@ pub struct TtpTickOutcome {
     pub tagged: Vec<TtpTagged>,
 }
 
+/// Per observation: its identity, the new tag uuids, the distinct techniques.
+type NewTagsOf = (Option<String>, Vec<String>, BTreeSet<String>);
+
 /// One tagged line, before its observation is resolved.
 struct LineTags {
     log_id: i64,
@@ -94,8 +97,7 @@ fn tag_page(rows: &[(i64, String)]) -> Vec<LineTags> {
 /// One tagger tick: every page above the cursor, then the events.
 pub async fn run_ttp_tick(db: &Db) -> Result<TtpTickOutcome, TickError> {
     let mut out = TtpTickOutcome::default();
-    let mut per_attacker: BTreeMap<String, (Option<String>, Vec<String>, BTreeSet<String>)> =
-        BTreeMap::new();
+    let mut per_attacker: BTreeMap<String, NewTagsOf> = BTreeMap::new();
     loop {
         let page = repo::read_untagged(db, PAGE_LINES).await?;
         if page.rows.is_empty() {
