@@ -127,9 +127,15 @@ async fn lines_to_campaigns(db: &Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.log");
     write_lines(&file, &scenario());
-    ingest_files(db, None, &ingest_settings(), &[file.clone()], false)
-        .await
-        .expect("ingest");
+    ingest_files(
+        db,
+        None,
+        &ingest_settings(),
+        std::slice::from_ref(&file),
+        false,
+    )
+    .await
+    .expect("ingest");
 
     let out = run_ttp_tick(db).await.expect("ttp tick");
     assert_eq!(out.lines, 13, "every committed line read once");
