@@ -57,9 +57,9 @@ impl CampaignTickOutcome {
     }
 }
 
-/// One campaign tick against the database (no publishing). The daemon stores no TTP phase
-/// tags, so identities carry no phase maps here: shared infrastructure (payload / C2 roll-ups)
-/// and keystroke centroids are the production campaign signals.
+/// One campaign tick against the database (no publishing). Phase maps come from the stored
+/// TTP tags ([`crate::db::repo::ttp::ttp_decky_phases`]); a failing read gives no phase data
+/// (warning, not an error — spec §4.3).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
     let rows = repo::list_identities_for_clustering(db, None).await?;
     let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
@@ -77,9 +77,16 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             merged_into: c.merged_into_uuid.clone(),
         })
         .collect();
+    let phases = match crate::db::repo::ttp::ttp_decky_phases(db).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
+            HashMap::new()
+        }
+    };
     let input = rows.clone();
     let tick: CampaignTick = tokio::task::spawn_blocking(move || {
-        plan_campaign_tick(&input, &HashMap::new(), &entities, &mut new_uuid)
+        plan_campaign_tick(&input, &phases, &entities, &mut new_uuid)
     })
     .await
     .map_err(|e| TickError::Join(e.to_string()))?;
@@ -254,6 +261,8 @@ impl TickOutcome for CampaignTickOutcome {
 impl TickJob for CampaignJob {
     const NAME: &'static str = "campaign-clusterer";
     const WAKE_PATTERN: &'static str = "identity.>";
+    /// New TTP tags change the phase maps.
+    const EXTRA_WAKE_PATTERNS: &'static [&'static str] = &["ttp.tagged"];
     type Outcome = CampaignTickOutcome;
 
     fn run(db: Db) -> BoxFuture<'static, Result<CampaignTickOutcome, TickError>> {

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod supervisor;
 pub mod tick_worker;
 pub mod topics;
+pub mod ttp_tagger;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -81,6 +82,12 @@ pub fn worker_specs(deps: &Deps) -> Vec<WorkerSpec> {
         let d = deps.clone();
         specs.push(WorkerSpec::new("campaign-clusterer", move |exit| {
             campaign_clusterer::CampaignClusterer::new(d.clone(), exit)
+        }));
+    }
+    {
+        let d = deps.clone();
+        specs.push(WorkerSpec::new(ttp_tagger::NAME, move |exit| {
+            ttp_tagger::TtpTagger::new(d.clone(), exit)
         }));
     }
     {

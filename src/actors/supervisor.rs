@@ -25,12 +25,13 @@ use tokio::sync::{mpsc, Notify};
 use crate::actors::registry::RegistryHandle;
 
 /// The rows of the Workers panel, in display order (spec/platform.md §2.1 decision).
-pub const DISPLAY_ORDER: [&str; 12] = [
+pub const DISPLAY_ORDER: [&str; 13] = [
     "api",
     "bus",
     "ingester",
     "clusterer",
     "campaign-clusterer",
+    "ttp",
     "enricher",
     "planner",
     "mail-dripper",

@@ -114,6 +114,8 @@ pub trait TickJob: Unpin + 'static {
     const NAME: &'static str;
     /// Registry pattern whose events wake the worker.
     const WAKE_PATTERN: &'static str;
+    /// Further registry patterns whose events wake the worker.
+    const EXTRA_WAKE_PATTERNS: &'static [&'static str] = &[];
     type Outcome: TickOutcome;
     /// Run one tick against the database.
     fn run(
@@ -208,6 +210,9 @@ impl<J: TickJob> Actor for TickWorker<J> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         start_beating(ctx, self);
         subscribe_wakes(ctx, self.deps.registry.clone(), J::WAKE_PATTERN, J::NAME);
+        for pattern in J::EXTRA_WAKE_PATTERNS {
+            subscribe_wakes(ctx, self.deps.registry.clone(), pattern, J::NAME);
+        }
         let every = Duration::from_secs_f64(self.deps.settings.clustering.tick_s.max(0.05));
         ctx.run_interval(every, |act, ctx| act.request(ctx));
         self.request(ctx);

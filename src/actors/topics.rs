@@ -716,6 +716,21 @@ pub struct CampaignFormed {
     pub identity_uuids: Vec<String>,
 }
 
+/// `ttp.tagged`: new tag rows of one observation (only when at least one was written).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TtpTagged {
+    /// The observation.
+    pub attacker_uuid: String,
+    /// Its identity when it has one.
+    pub identity_uuid: Option<String>,
+    /// Always null: tags come from log lines, not from sessions.
+    pub session_id: Option<String>,
+    /// The new tag rows.
+    pub tag_uuids: Vec<String>,
+    /// Distinct techniques of the new rows.
+    pub techniques_added: Vec<String>,
+}
+
 /// `canary.{token_id}.placed`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CanaryPlaced {
@@ -863,6 +878,8 @@ pub enum Event {
     CampaignMerged(Merged),
     /// `campaign.unmerged`, type `unmerged`.
     CampaignUnmerged(Unmerged),
+    /// `ttp.tagged`, type `tagged`.
+    TtpTagged(TtpTagged),
     /// `canary.{token_id}.placed`, type `""`.
     CanaryPlaced(CanaryPlaced),
     /// `canary.{token_id}.triggered`, type `""`.
@@ -922,6 +939,7 @@ impl Event {
             Event::CampaignIdentityAssigned(_) => Ok("campaign.identity.assigned".to_owned()),
             Event::CampaignMerged(_) => Ok("campaign.merged".to_owned()),
             Event::CampaignUnmerged(_) => Ok("campaign.unmerged".to_owned()),
+            Event::TtpTagged(_) => Ok("ttp.tagged".to_owned()),
             Event::CanaryPlaced(c) => canary(&c.token_id, "placed"),
             Event::CanaryTriggered(c) => canary(&c.token_id, "triggered"),
             Event::CanaryRevoked(c) => canary(c.token_id(), "revoked"),
@@ -956,6 +974,7 @@ impl Event {
             Event::IdentityUnmerged(_) | Event::CampaignUnmerged(_) => "unmerged",
             Event::IdentityCampaignAssigned(_) => "campaign.assigned",
             Event::CampaignIdentityAssigned(_) => "identity.assigned",
+            Event::TtpTagged(_) => "tagged",
             Event::CanaryPlaced(_) | Event::CanaryTriggered(_) | Event::CanaryRevoked(_) => "",
         }
     }
@@ -1003,6 +1022,7 @@ impl Event {
             Event::IdentityCampaignAssigned(p) => to_object(p),
             Event::CampaignIdentityAssigned(p) => to_object(p),
             Event::CampaignFormed(p) => to_object(p),
+            Event::TtpTagged(p) => to_object(p),
             Event::CanaryPlaced(p) => to_object(p),
             Event::CanaryTriggered(p) => to_object(p),
             Event::CanaryRevoked(p) => to_object(p),

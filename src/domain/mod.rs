@@ -7,4 +7,5 @@ pub mod mail;
 pub mod par;
 pub mod realism;
 pub mod syslog;
+pub mod ttp;
 pub mod webhook;

@@ -17,6 +17,7 @@ pub mod realism;
 pub mod sse;
 pub mod state;
 pub mod stream;
+pub mod ttp;
 pub mod users;
 pub mod webhooks;
 pub mod workers;
@@ -69,6 +70,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, origins: std::sync::Arc<Vec<Strin
                 .configure(fleet::configure)
                 .configure(webhooks::configure)
                 .configure(canary::configure)
+                .configure(ttp::configure)
                 // last, so that a real route of an area always wins
                 .configure(out_of_scope)
                 .default_service(web::to(error::fallback)),
@@ -198,30 +200,10 @@ async fn list_deckies(
     Ok(HttpResponse::Ok().json(out))
 }
 
-#[utoipa::path(
-    get, path = "/api/v1/ttp/by-identity/{uuid}", tag = "Compatibility",
-    params(("uuid" = String, Path)),
-    responses((status = 200, description = "TTP tagging is not part of this build: always an empty list", body = Vec<Object>))
-)]
-async fn empty_ttp_identity(_v: Viewer) -> HttpResponse {
-    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
-}
-
-#[utoipa::path(
-    get, path = "/api/v1/ttp/by-attacker/{uuid}", tag = "Compatibility",
-    params(("uuid" = String, Path)),
-    responses((status = 200, description = "TTP tagging is not part of this build: always an empty list", body = Vec<Object>))
-)]
-async fn empty_ttp_attacker(_v: Viewer) -> HttpResponse {
-    HttpResponse::Ok().json(Vec::<serde_json::Value>::new())
-}
-
 /// Pages the stock dashboard links to that this build does not serve: the empty answers the
 /// in-scope pages consume, and 404 `Not available in this build` for the rest (never 500).
 fn out_of_scope(cfg: &mut web::ServiceConfig) {
     cfg.route("/deckies", web::get().to(list_deckies))
-        .route("/ttp/by-identity/{uuid}", web::get().to(empty_ttp_identity))
-        .route("/ttp/by-attacker/{uuid}", web::get().to(empty_ttp_attacker))
         .route("/attackers/export/{format}", web::route().to(not_available))
         .route(
             "/attackers/{uuid}/export/{format}",
@@ -251,7 +233,7 @@ fn out_of_scope(cfg: &mut web::ServiceConfig) {
 /// OpenAPI part of the compatibility routes (merged by `openapi.rs`).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_deckies, empty_ttp_identity, empty_ttp_attacker),
+    paths(list_deckies),
     components(schemas(DeckyView)),
     tags((name = "Compatibility", description = "Empty answers for dashboard pages outside this build"))
 )]

@@ -19,7 +19,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::state::AppState;
 use crate::http::{
-    clustering, fleet, health, intake, intel, mail, realism, stream, users, webhooks, workers,
+    clustering, fleet, health, intake, intel, mail, realism, stream, ttp, users, webhooks, workers,
 };
 
 /// Body of every error response.
@@ -161,6 +161,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         fleet::ApiDoc::openapi(),
         webhooks::ApiDoc::openapi(),
         crate::http::canary::ApiDoc::openapi(),
+        ttp::ApiDoc::openapi(),
         crate::http::CompatDoc::openapi(),
     ] {
         doc.merge(part);

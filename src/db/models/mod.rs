@@ -10,6 +10,7 @@ pub mod intake;
 pub mod intel;
 pub mod mail;
 pub mod realism;
+pub mod ttp;
 pub mod webhooks;
 
 pub use self::canary::*;

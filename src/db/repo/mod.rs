@@ -54,5 +54,6 @@ pub mod mail;
 pub mod realism;
 pub mod state;
 pub mod tokens;
+pub mod ttp;
 pub mod users;
 pub mod webhooks;

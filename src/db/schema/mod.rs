@@ -13,6 +13,7 @@ pub mod intake;
 pub mod intel;
 pub mod mail;
 pub mod realism;
+pub mod ttp;
 pub mod webhooks;
 
 pub use self::canary::*;
@@ -25,4 +26,5 @@ pub use self::intake::*;
 pub use self::intel::*;
 pub use self::mail::*;
 pub use self::realism::*;
+pub use self::ttp::*;
 pub use self::webhooks::*;

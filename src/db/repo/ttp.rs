@@ -1,0 +1,215 @@
+//! TTP tags repository (issue #19 item 4): the tagger's cursor read of new log lines, the
+//! one-transaction tag write + cursor advance, the campaign projection's phase entries
+//! (clustering.md §2.4 `list_ttp_decky_phases`) and the by-attacker / by-identity reads.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+
+use crate::db::models::ttp::TtpTag;
+use crate::db::models::StateEntry;
+use crate::db::repo::intake::{ProfileCursor, PROFILE_CURSOR_KEY};
+use crate::db::schema::clustering::observation_view::attackers;
+use crate::db::schema::{logs, state, ttp_tags};
+use crate::db::{Db, DbError, JsonText};
+use crate::domain::clustering::campaign::TtpPhaseEntry;
+use crate::{db_insert_batch, db_run, db_tx};
+
+/// State key of the tagger cursor: `{"log_id": n}`, the last `logs.id` tagged.
+pub const TTP_CURSOR_KEY: &str = "ttp_tag_cursor";
+
+/// Rows per `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+/// A page of log lines the tagger has not seen yet.
+#[derive(Debug, Clone, Default)]
+pub struct UntaggedPage {
+    /// `(logs.id, raw_line)` in id order.
+    pub rows: Vec<(i64, String)>,
+    /// The id the next cursor takes after this page (the last id read, or the old cursor).
+    pub next_cursor: i64,
+}
+
+fn cursor_of(v: Option<JsonText>) -> i64 {
+    v.and_then(|j| j.0.get("log_id").and_then(serde_json::Value::as_i64))
+        .unwrap_or(0)
+}
+
+/// Up to `max` log lines above the tagger cursor and at or below the profiler cursor (so the
+/// `attackers` row of every line exists when it is tagged).
+pub async fn read_untagged(db: &Db, max: i64) -> Result<UntaggedPage, DbError> {
+    let (mine, profile): (Option<JsonText>, Option<JsonText>) = db_run!(db, |c| {
+        let mine = state::table
+            .find(TTP_CURSOR_KEY)
+            .select(state::value)
+            .first::<JsonText>(c)
+            .await
+            .optional()?;
+        let profile = state::table
+            .find(PROFILE_CURSOR_KEY)
+            .select(state::value)
+            .first::<JsonText>(c)
+            .await
+            .optional()?;
+        Ok::<_, diesel::result::Error>((mine, profile))
+    })?;
+    let cursor = cursor_of(mine);
+    let upto = profile
+        .and_then(|p| serde_json::from_value::<ProfileCursor>(p.0).ok())
+        .map_or(0, |p| p.log_id);
+    if upto <= cursor {
+        return Ok(UntaggedPage {
+            rows: Vec::new(),
+            next_cursor: cursor,
+        });
+    }
+    let rows: Vec<(i64, String)> = db_run!(db, |c| logs::table
+        .filter(logs::id.gt(cursor))
+        .filter(logs::id.le(upto))
+        .order(logs::id)
+        .limit(max)
+        .select((logs::id, logs::raw_line))
+        .load(c)
+        .await)?;
+    let next_cursor = rows.last().map_or(cursor, |r| r.0);
+    Ok(UntaggedPage { rows, next_cursor })
+}
+
+/// `(attackers.uuid, identity_id)` per IP for the given IPs (IPs without a row are absent).
+pub async fn attacker_uuids_by_ip(
+    db: &Db,
+    ips: &[&str],
+) -> Result<HashMap<String, (String, Option<String>)>, DbError> {
+    let mut out = HashMap::with_capacity(ips.len());
+    for chunk in ips.chunks(IN_CHUNK) {
+        let rows: Vec<(String, String, Option<String>)> = db_run!(db, |c| attackers::table
+            .filter(attackers::ip.eq_any(chunk.iter().copied()))
+            .select((attackers::ip, attackers::uuid, attackers::identity_id))
+            .load(c)
+            .await)?;
+        out.extend(rows.into_iter().map(|(ip, u, i)| (ip, (u, i))));
+    }
+    Ok(out)
+}
+
+/// Store the tags of one page and advance the cursor, in one transaction.
+pub async fn commit_tags(db: &Db, tags: Vec<TtpTag>, next_cursor: i64) -> Result<(), DbError> {
+    let entry = StateEntry {
+        key: TTP_CURSOR_KEY.to_owned(),
+        value: JsonText(json!({ "log_id": next_cursor })),
+    };
+    db_tx!(db, |c| {
+        if !tags.is_empty() {
+            db_insert_batch!(c, ttp_tags::table, tags)?;
+        }
+        diesel::insert_into(state::table)
+            .values(&entry)
+            .on_conflict(state::key)
+            .do_update()
+            .set(state::value.eq(diesel::upsert::excluded(state::value)))
+            .execute(c)
+            .await?;
+        Ok(())
+    })
+}
+
+#[derive(QueryableByName)]
+struct PhaseRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    identity_id: Option<String>,
+    #[diesel(sql_type = Text)]
+    decky_id: String,
+    #[diesel(sql_type = Text)]
+    tactic_id: String,
+    #[diesel(sql_type = Timestamp)]
+    observed_at: NaiveDateTime,
+}
+
+const PHASES_SQL: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE a.identity_id IS NOT NULL ORDER BY t.observed_at, t.log_id, t.uuid";
+
+/// `list_ttp_decky_phases` for every identity at once: the phase entries of each identity's
+/// literal observations, in event-time order. The entry time is the tagged event's time (the
+/// handoff window compares event times; the tagging time would squash a backlog together).
+pub async fn ttp_decky_phases(db: &Db) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError> {
+    let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(PHASES_SQL).load(c).await)?;
+    let mut out: HashMap<String, Vec<TtpPhaseEntry>> = HashMap::new();
+    for r in rows {
+        let Some(identity) = r.identity_id else {
+            continue;
+        };
+        out.entry(identity).or_default().push(TtpPhaseEntry {
+            decky_id: Some(r.decky_id),
+            tactic: Some(r.tactic_id),
+            created_at_ts: Some(r.observed_at.and_utc().timestamp() as f64),
+        });
+    }
+    Ok(out)
+}
+
+/// Tags of one observation, newest first, at most `limit`.
+pub async fn tags_for_attacker(
+    db: &Db,
+    attacker: &str,
+    limit: i64,
+) -> Result<Vec<TtpTag>, DbError> {
+    Ok(db_run!(db, |c| ttp_tags::table
+        .filter(ttp_tags::attacker_uuid.eq(attacker))
+        .select(TtpTag::as_select())
+        .order((
+            ttp_tags::observed_at.desc(),
+            ttp_tags::log_id.desc(),
+            ttp_tags::rule_id.asc()
+        ))
+        .limit(limit)
+        .load(c)
+        .await)?)
+}
+
+/// Tags of every observation literally FK'd to `identity`, newest first, at most `limit`,
+/// each with that observation's uuid.
+pub async fn tags_for_identity(
+    db: &Db,
+    identity: &str,
+    limit: i64,
+) -> Result<Vec<TtpTag>, DbError> {
+    let members: Vec<String> = db_run!(db, |c| attackers::table
+        .filter(attackers::identity_id.eq(identity))
+        .select(attackers::uuid)
+        .load(c)
+        .await)?;
+    let mut out: Vec<TtpTag> = Vec::new();
+    for chunk in members.chunks(IN_CHUNK) {
+        let rows: Vec<TtpTag> = db_run!(db, |c| ttp_tags::table
+            .filter(ttp_tags::attacker_uuid.eq_any(chunk))
+            .select(TtpTag::as_select())
+            .order((ttp_tags::observed_at.desc(), ttp_tags::log_id.desc()))
+            .limit(limit)
+            .load(c)
+            .await)?;
+        out.extend(rows);
+    }
+    out.sort_by(|a, b| {
+        (b.observed_at, b.log_id)
+            .cmp(&(a.observed_at, a.log_id))
+            .then_with(|| a.rule_id.cmp(&b.rule_id))
+    });
+    out.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok(out)
+}
+
+/// Whether an observation with this uuid exists.
+pub async fn attacker_exists(db: &Db, uuid: &str) -> Result<bool, DbError> {
+    let n: i64 = db_run!(db, |c| attackers::table
+        .filter(attackers::uuid.eq(uuid))
+        .count()
+        .get_result(c)
+        .await)?;
+    Ok(n > 0)
+}
