@@ -286,7 +286,8 @@ pub struct LlmView {
 pub struct LlmUpdate {
     #[schema(pattern = "^ollama$")]
     pub provider: Option<String>,
-    #[schema(max_length = 2048, pattern = "^https?://")]
+    /// `""` or `null` clears it (no LLM: template bodies).
+    #[schema(max_length = 2048, pattern = "^$|^https?://")]
     pub base_url: Option<String>,
     #[schema(min_length = 1, max_length = 128)]
     pub model: Option<String>,
