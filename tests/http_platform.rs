@@ -1215,7 +1215,11 @@ async fn errors_health_cors_and_out_of_scope() {
         None,
     )
     .await;
-    assert_eq!((s.as_u16(), &b), (200, &json!([])));
+    // TTP tags are served now (tests/ttp.rs): an unknown identity is a 404, never a 500.
+    assert_eq!(
+        (s.as_u16(), &b),
+        (404, &json!({"detail": "Identity not found"}))
+    );
     for (m, p) in [
         (Method::GET, "/api/v1/topologies/"),
         (Method::GET, "/api/v1/swarm/hosts"),

@@ -1,8 +1,10 @@
 //! Placement paths (canary.md §10): operator-path validation and seeding defaults.
 
-/// Validate an operator placement path; the error is the 400 detail of §10, in that order.
-/// Kept substring-based for parity (§16.8): `/a/.../b` and `/a/b../c` are refused, `//` and
-/// `/./` accepted (the Docker layer re-checks what it writes).
+/// Validate an operator placement path; the error is the 400 detail (§10's checks in §10's
+/// order). Segment-based, fixing §16.8 (the reference matched substrings, refusing legal names
+/// such as `/a/b../c` and `/a/.../b` while accepting `//` and `/./`, which then failed at
+/// plant time): every segment between slashes must be a real name — not empty, not `.`,
+/// not `..` — and the path must not end with `/`.
 pub fn validate_placement_path(p: &str) -> Result<(), &'static str> {
     if !p.starts_with('/') {
         return Err("placement_path must be absolute (start with '/')");
@@ -13,8 +15,17 @@ pub fn validate_placement_path(p: &str) -> Result<(), &'static str> {
     if p.contains('\n') || p.contains('\r') {
         return Err("placement_path may not contain newlines");
     }
-    if p.contains("../") || p.ends_with("/..") {
-        return Err("placement_path may not contain '..' segments");
+    for seg in p[1..].split('/') {
+        match seg {
+            ".." => return Err("placement_path may not contain '..' segments"),
+            "." => return Err("placement_path may not contain '.' segments"),
+            "" => {
+                return Err(
+                    "placement_path may not contain empty segments ('//' or a trailing '/')",
+                )
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -89,9 +100,10 @@ mod tests {
     fn validation_lists() {
         for ok in [
             "/etc/x.conf",
-            "/a//b",
-            "/a/./b",
             "/a/b..c",
+            "/a/.../b",
+            "/a/b../c",
+            "/home/x/.env",
             "/home/x/it's $(x)",
         ] {
             assert_eq!(validate_placement_path(ok), Ok(()), "{ok}");
@@ -104,8 +116,11 @@ mod tests {
             ("/a\rb", "newlines"),
             ("/a/../b", "'..'"),
             ("/a/..", "'..'"),
-            ("/a/.../b", "'..'"),
-            ("/a/b../c", "'..'"),
+            ("/..", "'..'"),
+            ("/a/./b", "'.'"),
+            ("/a//b", "empty"),
+            ("/a/b/", "empty"),
+            ("/", "empty"),
         ] {
             let e = validate_placement_path(bad).unwrap_err();
             assert!(e.contains(word), "{bad:?}: {e}");
