@@ -10,9 +10,6 @@ use crate::db::schema::orchestrator_emails;
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::db_run;
 
-/// Rows deleted per statement when pruning.
-const PRUNE_CHUNK: usize = 500;
-
 /// At most `max` characters, NUL removed (PostgreSQL refuses NUL in text).
 fn clip(s: &str, max: usize) -> String {
     s.chars().filter(|c| *c != '\0').take(max).collect()
@@ -141,32 +138,12 @@ pub async fn list_orchestrator_email_threads(
 
 /// Keep the newest `per_decky_cap` emails of every mail decky; returns rows deleted.
 pub async fn prune_orchestrator_emails(db: &Db, per_decky_cap: i64) -> Result<usize, DbError> {
-    use orchestrator_emails::dsl as e;
-    let cap = per_decky_cap.max(0);
-    let over: Vec<(String, i64)> = db_run!(db, |c| orchestrator_emails::table
-        .group_by(e::mail_decky_uuid)
-        .select((e::mail_decky_uuid, diesel::dsl::count_star()))
-        .having(diesel::dsl::count_star().gt(cap))
-        .load(c)
-        .await)?;
-    let mut deleted = 0;
-    for (mail, _) in over {
-        let doomed: Vec<String> = db_run!(db, |c| orchestrator_emails::table
-            .filter(e::mail_decky_uuid.eq(&mail))
-            .order((e::ts.desc(), e::uuid.desc()))
-            .offset(cap)
-            .limit(i64::MAX)
-            .select(e::uuid)
-            .load(c)
-            .await)?;
-        for chunk in doomed.chunks(PRUNE_CHUNK) {
-            let chunk = chunk.to_vec();
-            deleted += db_run!(db, |c| diesel::delete(
-                orchestrator_emails::table.filter(e::uuid.eq_any(&chunk))
-            )
-            .execute(c)
-            .await)?;
-        }
-    }
-    Ok(deleted)
+    prune_per_group!(
+        db,
+        orchestrator_emails,
+        mail_decky_uuid,
+        ts,
+        uuid,
+        per_decky_cap.max(0)
+    )
 }

@@ -44,6 +44,47 @@
 //! [`DbError::is_unique_violation`](crate::db::DbError::is_unique_violation) to map a duplicate
 //! to 409 and [`DbError::is_busy`](crate::db::DbError::is_busy) to decide on a retry.
 
+/// Rows deleted per statement by [`prune_per_group!`].
+const PRUNE_CHUNK: usize = 500;
+
+/// Keep the newest `$cap` rows (by `$ts`, then `$uuid`) of every `$group` value of `$table`;
+/// evaluates to `Result<usize, DbError>` (rows deleted). One body for the orchestrator's event
+/// and email logs, which prune the same way per decky.
+macro_rules! prune_per_group {
+    ($db:expr, $table:ident, $group:ident, $ts:ident, $uuid:ident, $cap:expr) => {{
+        use $table::dsl as t;
+        let cap: i64 = $cap;
+        async {
+            let over: Vec<(String, i64)> = $crate::db_run!($db, |c| $table::table
+                .group_by(t::$group)
+                .select((t::$group, diesel::dsl::count_star()))
+                .having(diesel::dsl::count_star().gt(cap))
+                .load(c)
+                .await)?;
+            let mut deleted = 0;
+            for (group, _) in over {
+                let doomed: Vec<String> = $crate::db_run!($db, |c| $table::table
+                    .filter(t::$group.eq(&group))
+                    .order((t::$ts.desc(), t::$uuid.desc()))
+                    .offset(cap)
+                    .limit(i64::MAX)
+                    .select(t::$uuid)
+                    .load(c)
+                    .await)?;
+                for chunk in doomed.chunks($crate::db::repo::PRUNE_CHUNK) {
+                    deleted += $crate::db_run!($db, |c| diesel::delete(
+                        $table::table.filter(t::$uuid.eq_any(chunk))
+                    )
+                    .execute(c)
+                    .await)?;
+                }
+            }
+            Ok::<usize, $crate::db::DbError>(deleted)
+        }
+        .await
+    }};
+}
+
 pub mod canary;
 pub mod clustering;
 pub mod fleet;

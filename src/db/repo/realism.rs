@@ -17,8 +17,6 @@ use crate::{db_run, db_tx};
 /// Content classes that may be edited in place.
 pub const EDITABLE_CLASSES: [&str; 6] =
     ["note", "todo", "draft", "script", "log_cron", "log_daemon"];
-/// Rows deleted per statement when pruning.
-const PRUNE_CHUNK: usize = 500;
 
 // ---- orchestrator_events ----------------------------------------------------------------
 
@@ -108,34 +106,14 @@ pub async fn count_orchestrator_failures(
 
 /// Keep the newest `per_dst_cap` events of every destination decky; returns rows deleted.
 pub async fn prune_orchestrator_events(db: &Db, per_dst_cap: i64) -> Result<usize, DbError> {
-    use orchestrator_events::dsl as e;
-    let cap = per_dst_cap.max(0);
-    let over: Vec<(String, i64)> = db_run!(db, |c| orchestrator_events::table
-        .group_by(e::dst_decky_uuid)
-        .select((e::dst_decky_uuid, diesel::dsl::count_star()))
-        .having(diesel::dsl::count_star().gt(cap))
-        .load(c)
-        .await)?;
-    let mut deleted = 0;
-    for (dst, _) in over {
-        let doomed: Vec<String> = db_run!(db, |c| orchestrator_events::table
-            .filter(e::dst_decky_uuid.eq(&dst))
-            .order((e::ts.desc(), e::uuid.desc()))
-            .offset(cap)
-            .limit(i64::MAX)
-            .select(e::uuid)
-            .load(c)
-            .await)?;
-        for chunk in doomed.chunks(PRUNE_CHUNK) {
-            let chunk = chunk.to_vec();
-            deleted += db_run!(db, |c| diesel::delete(
-                orchestrator_events::table.filter(e::uuid.eq_any(&chunk))
-            )
-            .execute(c)
-            .await)?;
-        }
-    }
-    Ok(deleted)
+    prune_per_group!(
+        db,
+        orchestrator_events,
+        dst_decky_uuid,
+        ts,
+        uuid,
+        per_dst_cap.max(0)
+    )
 }
 
 // ---- synthetic_files --------------------------------------------------------------------
