@@ -178,17 +178,6 @@ pub async fn next_due(db: &Db) -> Result<Option<NaiveDateTime>, DbError> {
         .await)?)
 }
 
-/// Record an attempt (or a refusal before any attempt); see [`record_many`].
-pub async fn record(
-    db: &Db,
-    rec: AttemptRecord,
-    breaker: Breaker,
-    now: NaiveDateTime,
-) -> Result<RecordOutcome, DbError> {
-    let mut out = record_many(db, vec![rec], breaker, now).await?;
-    Ok(out.pop().unwrap_or_default())
-}
-
 /// The statements of [`record_many`], written once for the sync SQLite connection and the
 /// async PostgreSQL one (`await` given for the latter). Uses `?` on diesel errors and
 /// evaluates to the outcomes, one per record, in order.
