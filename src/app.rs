@@ -337,7 +337,7 @@ async fn connect_with_retries(settings: &Settings) -> Result<Db, AppError> {
     let url = settings.database_url();
     let mut last = None;
     for attempt in 1..=5 {
-        match Db::connect(&url, settings.db.pool_size).await {
+        match Db::connect_with(&url, settings.db.options()).await {
             Ok(db) => match db.migrate().await {
                 Ok(_) => return Ok(db),
                 Err(e) => last = Some(e),

@@ -397,7 +397,12 @@ pub struct DbSettings {
     pub url: Option<Secret>,
     /// SQLite file; default `<data_dir>/decnet.db`.
     pub path: Option<PathBuf>,
+    /// Connections of the pool (SQLite: readers; writes have one connection of their own).
     pub pool_size: usize,
+    /// SQLite page cache per reading connection, KiB.
+    pub sqlite_read_cache_kib: usize,
+    /// SQLite page cache of the writing connection, KiB.
+    pub sqlite_write_cache_kib: usize,
 }
 
 impl Default for DbSettings {
@@ -406,6 +411,8 @@ impl Default for DbSettings {
             url: None,
             path: None,
             pool_size: 8,
+            sqlite_read_cache_kib: crate::db::DbOptions::DEFAULT_READ_CACHE_KIB as usize,
+            sqlite_write_cache_kib: crate::db::DbOptions::DEFAULT_WRITE_CACHE_KIB as usize,
         }
     }
 }
@@ -417,7 +424,28 @@ impl DbSettings {
         })?;
         env.apply("DECNET_DB_PATH", &mut self.path, parse_opt_path)?;
         env.apply("DECNET_DB_POOL_SIZE", &mut self.pool_size, parse_positive)?;
+        env.apply(
+            "DECNET_DB_SQLITE_READ_CACHE_KIB",
+            &mut self.sqlite_read_cache_kib,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_DB_SQLITE_WRITE_CACHE_KIB",
+            &mut self.sqlite_write_cache_kib,
+            parse_positive,
+        )?;
         Ok(())
+    }
+
+    /// The connection settings for [`crate::db::Db::connect_with`] (cache sizes capped at
+    /// 4 GiB each).
+    pub fn options(&self) -> crate::db::DbOptions {
+        let kib = |v: usize| u32::try_from(v).unwrap_or(u32::MAX).min(4 << 20);
+        crate::db::DbOptions {
+            pool_size: self.pool_size,
+            sqlite_read_cache_kib: kib(self.sqlite_read_cache_kib),
+            sqlite_write_cache_kib: kib(self.sqlite_write_cache_kib),
+        }
     }
 }
 

@@ -339,7 +339,7 @@ async fn open_db(settings: &Settings) -> Result<Db, String> {
         decnetd::private_fs::create_dir_all(&settings.data_dir)
             .map_err(|e| format!("data directory {}: {e}", settings.data_dir.display()))?;
     }
-    let db = Db::connect(&settings.database_url(), settings.db.pool_size)
+    let db = Db::connect_with(&settings.database_url(), settings.db.options())
         .await
         .map_err(|e| format!("database: {e}"))?;
     db.migrate().await.map_err(|e| format!("migrations: {e}"))?;
@@ -362,7 +362,7 @@ async fn ingest(settings: Settings, files: Vec<PathBuf>) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {
-    let db = Db::connect(&settings.database_url(), settings.db.pool_size)
+    let db = Db::connect_with(&settings.database_url(), settings.db.options())
         .await
         .map_err(|e| format!("database: {e}"))?;
     let applied = db.migrate().await.map_err(|e| format!("migrations: {e}"))?;

@@ -22,6 +22,7 @@ pub mod models;
 pub mod repo;
 pub mod schema;
 mod spawner;
+pub mod totals;
 mod types;
 
 use std::path::Path;
@@ -42,6 +43,7 @@ use futures_util::FutureExt;
 pub use spawner::SqliteSpawner;
 #[doc(hidden)]
 pub use spawner::{sqlite_tx_begin, sqlite_tx_finish};
+pub use totals::Totals;
 pub use types::{new_uuid, now_utc, JsonText};
 
 /// The SQLite connection type used by the pool: sync diesel behind tokio's blocking pool,
@@ -58,14 +60,44 @@ pub const PG_SESSION_SETUP: &str = "SET plan_cache_mode = force_custom_plan";
 pub const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Pragmas applied to every new SQLite connection (busy_timeout first so that switching the
-/// journal mode waits for a concurrent writer instead of failing). A 64 MiB page cache (the
-/// default is 2 MiB) keeps the intake indexes in memory; statement journals stay in memory.
+/// journal mode waits for a concurrent writer instead of failing); the page cache size and the
+/// temp store are set per pool (see [`sqlite_pool`]).
 /// A database created by decnetd uses 16 KiB pages (the page size is fixed once the file has
 /// content, so on an existing file the pragma does nothing): intake rows carry whole log
 /// lines, and bigger pages cut B-tree and WAL overhead, +9% committed lines/s in the replay
 /// benchmark over 4 KiB.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA page_size = 16384; \
-                              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;";
+                              PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Connection settings beside the URL (`[db]` in `config/decnetd.toml`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbOptions {
+    /// Connections of the pool (on SQLite: of the read pool; writes have one connection of
+    /// their own, SQLite having one write lock).
+    pub pool_size: usize,
+    /// SQLite page cache of each reading connection, in KiB.
+    pub sqlite_read_cache_kib: u32,
+    /// SQLite page cache of the writing connection, in KiB.
+    pub sqlite_write_cache_kib: u32,
+}
+
+impl DbOptions {
+    /// Default reader cache: list pages touch a few dozen pages each; what they miss comes from
+    /// the kernel's page cache, which counts once, not once per connection.
+    pub const DEFAULT_READ_CACHE_KIB: u32 = 4096;
+    /// Default writer cache: ingest inserts into the line-hash index at random places, so the
+    /// writer keeps the upper levels of the intake indexes in memory.
+    pub const DEFAULT_WRITE_CACHE_KIB: u32 = 32768;
+
+    /// The defaults with `pool_size` connections.
+    pub fn with_pool_size(pool_size: usize) -> Self {
+        DbOptions {
+            pool_size,
+            sqlite_read_cache_kib: Self::DEFAULT_READ_CACHE_KIB,
+            sqlite_write_cache_kib: Self::DEFAULT_WRITE_CACHE_KIB,
+        }
+    }
+}
 
 /// How long `pool.get()` waits for a free connection before failing with [`DbError::Pool`].
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,7 +112,7 @@ pub enum Db {
     /// with a FIFO write gate in front of its single write lock (see [`SqlitePool`]).
     Sqlite(SqlitePool),
     /// PostgreSQL over tokio-postgres (no libpq).
-    Pg(Pool<AsyncPgConnection>),
+    Pg(PgPool),
 }
 
 impl std::fmt::Debug for Db {
@@ -97,27 +129,38 @@ impl std::fmt::Debug for Db {
     }
 }
 
-/// The SQLite pool plus a FIFO gate for write transactions.
+/// The SQLite pools plus a FIFO gate for write transactions.
 ///
 /// SQLite has one write lock, and a writer that finds it taken sleeps in the busy handler
 /// (1, 2, 5 … 100 ms) and retries: whoever asks at the right moment wins. A worker that commits
 /// back to back (the webhook dispatcher under load, a clusterer) could win every time and
 /// starve the ingester's batch commits for seconds. `db_tx!` therefore queues for the gate —
-/// tokio's semaphore is first come, first served — BEFORE taking a pooled connection, so
-/// writers take turns in arrival order and waiting writers do not hold connections that
-/// readers need. Dereferences to the pool for everything else.
+/// tokio's semaphore is first come, first served — and then runs on the one **writing
+/// connection**, a pool of its own: writers take turns in arrival order, never hold a
+/// connection that readers need, and only the writer pays for a large page cache (readers
+/// keep small ones, see [`DbOptions`]). Dereferences to the read pool for everything else.
 #[derive(Clone)]
 pub struct SqlitePool {
     pool: Pool<SqliteConn>,
+    writer: Pool<SqliteConn>,
     gate: Arc<tokio::sync::Semaphore>,
+    totals: Arc<Totals>,
 }
 
 impl SqlitePool {
-    fn new(pool: Pool<SqliteConn>) -> Self {
-        SqlitePool {
-            pool,
+    fn new(path: &str, options: DbOptions) -> Result<Self, DbError> {
+        Ok(SqlitePool {
+            pool: sqlite_pool(path, options.pool_size, options.sqlite_read_cache_kib, false)?,
+            writer: sqlite_pool(path, 1, options.sqlite_write_cache_kib, true)?,
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
-        }
+            totals: Arc::default(),
+        })
+    }
+
+    /// The pool of the one writing connection (used by `db_tx!` after its write turn).
+    #[doc(hidden)]
+    pub fn writer(&self) -> &Pool<SqliteConn> {
+        &self.writer
     }
 
     /// Wait (in arrival order, at most the pool's wait timeout) for this database's write
@@ -139,6 +182,20 @@ impl SqlitePool {
 impl std::ops::Deref for SqlitePool {
     type Target = Pool<SqliteConn>;
     fn deref(&self) -> &Pool<SqliteConn> {
+        &self.pool
+    }
+}
+
+/// The PostgreSQL pool and this database's cached list totals. Dereferences to the pool.
+#[derive(Clone)]
+pub struct PgPool {
+    pool: Pool<AsyncPgConnection>,
+    totals: Arc<Totals>,
+}
+
+impl std::ops::Deref for PgPool {
+    type Target = Pool<AsyncPgConnection>;
+    fn deref(&self) -> &Pool<AsyncPgConnection> {
         &self.pool
     }
 }
@@ -262,10 +319,22 @@ impl Db {
     /// SQLite connections are established on the runtime that calls `connect` (pitfall 1): call
     /// it from the process's main runtime, not from a short-lived worker runtime.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Db, DbError> {
-        let size = pool_size.max(1);
+        Db::connect_with(url, DbOptions::with_pool_size(pool_size)).await
+    }
+
+    /// [`Db::connect`] with every connection setting.
+    pub async fn connect_with(url: &str, options: DbOptions) -> Result<Db, DbError> {
+        let size = options.pool_size.max(1);
+        let options = DbOptions {
+            pool_size: size,
+            ..options
+        };
         let db = match parse_url(url)? {
-            Target::Sqlite(path) => Db::Sqlite(SqlitePool::new(sqlite_pool(path, size)?)),
-            Target::Postgres(url) => Db::Pg(pg_pool(url, size)?),
+            Target::Sqlite(path) => Db::Sqlite(SqlitePool::new(path, options)?),
+            Target::Postgres(url) => Db::Pg(PgPool {
+                pool: pg_pool(url, size)?,
+                totals: Arc::default(),
+            }),
         };
         db.ping()
             .await
@@ -279,6 +348,14 @@ impl Db {
         match self {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Pg(_) => Backend::Postgres,
+        }
+    }
+
+    /// The cached `total`s of this database's list pages (see [`totals`]).
+    pub fn totals(&self) -> &Totals {
+        match self {
+            Db::Sqlite(p) => &p.totals,
+            Db::Pg(p) => &p.totals,
         }
     }
 
@@ -345,7 +422,20 @@ where
         .create_timeout(Some(POOL_CREATE_TIMEOUT))
 }
 
-fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
+/// A pool of `size` SQLite connections with a page cache of `cache_kib` each. The writer keeps
+/// its temporary tables and statement journals in memory (small, and on the ingest path);
+/// readers put theirs in temporary files, so that a large sort (a deep `offset`, a search
+/// without a matching index) lands in the kernel's page cache instead of growing the heap.
+fn sqlite_pool(
+    path: &str,
+    size: usize,
+    cache_kib: u32,
+    writer: bool,
+) -> Result<Pool<SqliteConn>, DbError> {
+    let per_pool = format!(
+        "PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = {};",
+        if writer { "MEMORY" } else { "FILE" }
+    );
     if let Some(parent) = Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
             crate::private_fs::create_dir_all(parent).map_err(|e| {
@@ -366,9 +456,14 @@ fn sqlite_pool(path: &str, size: usize) -> Result<Pool<SqliteConn>, DbError> {
     cfg.recycling_method = RecyclingMethod::Fast;
     cfg.custom_setup = Box::new(move |path: &str| {
         let path = path.to_owned();
+        let per_pool = per_pool.clone();
         home.spawn(async move {
             let mut conn = SqliteConn::establish(&path).await?;
             conn.batch_execute(SQLITE_PRAGMAS)
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            // a negative cache_size is in KiB rather than pages
+            conn.batch_execute(&per_pool)
                 .await
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
 
@@ -512,7 +607,7 @@ macro_rules! db_tx {
             $crate::db::Db::Sqlite(pool) => match pool.write_turn().await {
                 Err(e) => Err(e),
                 Ok(turn) => {
-                    let res = match pool.get().await {
+                    let res = match pool.writer().get().await {
                         Err(e) => Err($crate::db::DbError::from(e)),
                         Ok(obj) => {
                             let mut guard = $crate::db::TxGuard::new(obj);

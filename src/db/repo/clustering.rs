@@ -310,12 +310,21 @@ pub async fn list_identities(db: &Db, limit: i64, offset: i64) -> Result<Vec<Ide
 }
 
 /// `count_identities`: active identities.
+/// Cached in [`Db::totals`]: a new identity and a merge both move the newest `updated_at`.
 pub async fn count_identities(db: &Db) -> Result<i64, DbError> {
-    Ok(db_run!(db, |c| attacker_identities::table
-        .filter(attacker_identities::merged_into_uuid.is_null())
-        .count()
+    let stamp: Option<NaiveDateTime> = db_run!(db, |c| attacker_identities::table
+        .select(diesel::dsl::max(attacker_identities::updated_at))
         .get_result(c)
-        .await)?)
+        .await)?;
+    db.totals()
+        .get("identities", format!("{stamp:?}"), || async {
+            Ok(db_run!(db, |c| attacker_identities::table
+                .filter(attacker_identities::merged_into_uuid.is_null())
+                .count()
+                .get_result(c)
+                .await)?)
+        })
+        .await
 }
 
 /// Observations literally FK'd to `identity`, newest `last_seen` first.
@@ -552,12 +561,21 @@ pub async fn list_campaigns(db: &Db, limit: i64, offset: i64) -> Result<Vec<Camp
 }
 
 /// `count_campaigns`: active campaigns.
+/// Cached in [`Db::totals`]: a new campaign and a merge both move the newest `updated_at`.
 pub async fn count_campaigns(db: &Db) -> Result<i64, DbError> {
-    Ok(db_run!(db, |c| campaigns::table
-        .filter(campaigns::merged_into_uuid.is_null())
-        .count()
+    let stamp: Option<NaiveDateTime> = db_run!(db, |c| campaigns::table
+        .select(diesel::dsl::max(campaigns::updated_at))
         .get_result(c)
-        .await)?)
+        .await)?;
+    db.totals()
+        .get("campaigns", format!("{stamp:?}"), || async {
+            Ok(db_run!(db, |c| campaigns::table
+                .filter(campaigns::merged_into_uuid.is_null())
+                .count()
+                .get_result(c)
+                .await)?)
+        })
+        .await
 }
 
 /// Identities literally FK'd to `campaign` (merged rows included), newest `updated_at` first.

@@ -1161,9 +1161,9 @@ pub async fn list_attackers(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<AttackerFull>), DbError> {
-    let (total, rows): (i64, Vec<Attacker>) = db_run!(db, |c| {
-        let total: i64 = attackers_query!(search, service)
-            .count()
+    let (stamp, rows): (String, Vec<Attacker>) = db_run!(db, |c| {
+        let stamp: Option<NaiveDateTime> = attackers::table
+            .select(diesel::dsl::max(attackers::updated_at))
             .get_result(c)
             .await?;
         let q = attackers_query!(search, service).select(Attacker::as_select());
@@ -1177,8 +1177,19 @@ pub async fn list_attackers(
             }
         };
         let rows = q.limit(limit).offset(offset).load(c).await?;
-        (total, rows)
+        (format!("{stamp:?}"), rows)
     });
+    // Every write to an attacker row moves `updated_at` (ip and services are the filters).
+    let key = format!("attackers\0{search:?}\0{service:?}");
+    let total = db
+        .totals()
+        .get(&key, stamp, || async {
+            Ok(db_run!(db, |c| attackers_query!(search, service)
+                .count()
+                .get_result::<i64>(c)
+                .await)?)
+        })
+        .await?;
     let mut ext = load_ext(db, rows.iter().map(|a| a.uuid.clone()).collect()).await?;
     Ok((
         total,
@@ -1311,9 +1322,9 @@ pub async fn list_credentials(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<Credential>), DbError> {
-    Ok(db_run!(db, |c| {
-        let total: i64 = credentials_query!(search, service, attacker_ip)
-            .count()
+    let (stamp, rows) = db_run!(db, |c| {
+        let stamp: Option<i64> = credentials::table
+            .select(diesel::dsl::max(credentials::touched_seq))
             .get_result(c)
             .await?;
         let rows = credentials_query!(search, service, attacker_ip)
@@ -1323,8 +1334,20 @@ pub async fn list_credentials(
             .offset(offset)
             .load(c)
             .await?;
-        (total, rows)
-    }))
+        (format!("{stamp:?}"), rows)
+    });
+    // Every insert or update of a credential takes the next `touched_seq`.
+    let key = format!("credentials\0{search:?}\0{service:?}\0{attacker_ip:?}");
+    let total = db
+        .totals()
+        .get(&key, stamp, || async {
+            Ok(db_run!(db, |c| credentials_query!(search, service, attacker_ip)
+                .count()
+                .get_result::<i64>(c)
+                .await)?)
+        })
+        .await?;
+    Ok((total, rows))
 }
 
 /// A reuse row with the grafted secret columns.
@@ -1334,34 +1357,44 @@ async fn graft_secrets(
     db: &Db,
     rows: Vec<CredentialReuse>,
 ) -> Result<Vec<ReuseWithSecret>, DbError> {
-    let shas: Vec<String> = rows
+    type Key = (String, String, String);
+    type Secret = (Option<String>, Option<String>);
+    let keys: Vec<Key> = rows
         .iter()
-        .map(|r| r.secret_sha256.clone())
+        .map(|r| {
+            (
+                r.secret_sha256.clone(),
+                r.secret_kind.clone(),
+                r.principal_key.clone(),
+            )
+        })
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    type SecretRow = (String, String, String, Option<String>, Option<String>);
-    // ONE query for the whole page; the first row per (sha, kind, principal) wins.
-    let found: Vec<SecretRow> = if shas.is_empty() {
-        Vec::new()
-    } else {
-        db_run!(db, |c| credentials::table
-            .filter(credentials::secret_sha256.eq_any(&shas))
-            .select((
-                credentials::secret_sha256,
-                credentials::secret_kind,
-                credentials::principal_key,
-                credentials::secret_printable,
-                credentials::secret_b64,
-            ))
-            .order(credentials::id.asc())
-            .load(c)
-            .await)?
-    };
-    type Secret = (Option<String>, Option<String>);
-    let mut first: HashMap<(String, String, String), Secret> = HashMap::new();
-    for (sha, kind, pk, printable, b64) in found {
-        first.entry((sha, kind, pk)).or_insert((printable, b64));
+    // The first credential row per (sha, kind, principal) holds the secret shown. One indexed
+    // point lookup per key (`ix_credentials_secret_first`): a common secret has thousands of
+    // rows, and loading them all to keep the first cost a whole table's worth per page.
+    let mut first: HashMap<Key, Secret> = HashMap::with_capacity(keys.len());
+    if !keys.is_empty() {
+        let found: Vec<(Key, Secret)> = db_run!(db, |c| {
+            let mut found = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let secret: Option<Secret> = credentials::table
+                    .filter(credentials::secret_sha256.eq(&key.0))
+                    .filter(credentials::secret_kind.eq(&key.1))
+                    .filter(credentials::principal_key.eq(&key.2))
+                    .order(credentials::id.asc())
+                    .select((credentials::secret_printable, credentials::secret_b64))
+                    .first(c)
+                    .await
+                    .optional()?;
+                if let Some(secret) = secret {
+                    found.push((key.clone(), secret));
+                }
+            }
+            found
+        });
+        first.extend(found);
     }
     Ok(rows
         .into_iter()
@@ -1386,8 +1419,8 @@ pub async fn list_reuse(
     limit: i64,
     offset: i64,
 ) -> Result<(i64, Vec<ReuseWithSecret>), DbError> {
-    let (total, rows): (i64, Vec<CredentialReuse>) = db_run!(db, |c| {
-        let q = || {
+    macro_rules! q {
+        () => {{
             let mut q = credential_reuse::table
                 .filter(credential_reuse::target_count.ge(min_target_count))
                 .into_boxed();
@@ -1395,9 +1428,15 @@ pub async fn list_reuse(
                 q = q.filter(credential_reuse::secret_kind.eq(k.to_owned()));
             }
             q
-        };
-        let total: i64 = q().count().get_result(c).await?;
-        let rows = q()
+        }};
+    }
+    let (stamp, rows): (String, Vec<CredentialReuse>) = db_run!(db, |c| {
+        // Inserts and updates of a finding set `updated_at` to now.
+        let stamp: Option<NaiveDateTime> = credential_reuse::table
+            .select(diesel::dsl::max(credential_reuse::updated_at))
+            .get_result(c)
+            .await?;
+        let rows = q!()
             .select(CredentialReuse::as_select())
             .order((
                 credential_reuse::target_count.desc(),
@@ -1408,8 +1447,15 @@ pub async fn list_reuse(
             .offset(offset)
             .load(c)
             .await?;
-        (total, rows)
+        (format!("{stamp:?}"), rows)
     });
+    let key = format!("credential_reuse\0{min_target_count}\0{secret_kind:?}");
+    let total = db
+        .totals()
+        .get(&key, stamp, || async {
+            Ok(db_run!(db, |c| q!().count().get_result::<i64>(c).await)?)
+        })
+        .await?;
     Ok((total, graft_secrets(db, rows).await?))
 }
 
@@ -1480,9 +1526,9 @@ pub async fn list_logs(
     offset: i64,
 ) -> Result<(i64, Vec<Log>), DbError> {
     let tokens = search.map(parse_search).unwrap_or_default();
-    Ok(db_run!(db, |c| {
-        let total: i64 = logs_query!(&tokens, start, end)
-            .count()
+    let (stamp, rows) = db_run!(db, |c| {
+        let stamp: Option<i64> = logs::table
+            .select(diesel::dsl::max(logs::id))
             .get_result(c)
             .await?;
         let rows = logs_query!(&tokens, start, end)
@@ -1492,8 +1538,20 @@ pub async fn list_logs(
             .offset(offset)
             .load(c)
             .await?;
-        (total, rows)
-    }))
+        (format!("{stamp:?}"), rows)
+    });
+    // Log rows are only ever inserted: the newest id moves with every insert.
+    let key = format!("logs\0{search:?}\0{start:?}\0{end:?}");
+    let total = db
+        .totals()
+        .get(&key, stamp, || async {
+            Ok(db_run!(db, |c| logs_query!(&tokens, start, end)
+                .count()
+                .get_result::<i64>(c)
+                .await)?)
+        })
+        .await?;
+    Ok((total, rows))
 }
 
 #[cfg(test)]

@@ -1,0 +1,14 @@
+DROP INDEX ix_campaigns_merged_into_uuid;
+CREATE INDEX ix_campaigns_merged_into_uuid ON campaigns (merged_into_uuid);
+DROP INDEX ix_attacker_identities_merged_into_uuid;
+CREATE INDEX ix_attacker_identities_merged_into_uuid ON attacker_identities (merged_into_uuid);
+DROP INDEX ix_credentials_secret_first;
+DROP INDEX ix_credential_reuse_page;
+DROP INDEX ix_credentials_page;
+DROP INDEX ix_attackers_identity_page;
+DROP INDEX ix_attackers_traversal_page;
+DROP INDEX ix_attackers_active_page;
+DROP INDEX ix_attackers_recent_page;
+DROP INDEX ix_attacker_identities_campaign_page;
+DROP INDEX ix_campaigns_active_page;
+DROP INDEX ix_attacker_identities_active_page;
