@@ -6,7 +6,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::NaiveDateTime;
+use serde::ser::SerializeSeq;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use utoipa::ToSchema;
 
@@ -49,6 +51,55 @@ fn list_of(text: &str) -> Value {
     }
 }
 
+/// A stored JSON list column as it goes on the wire: passed through as raw JSON (validated, not
+/// rebuilt as a `Value` tree — the attackers page carries ~2 KB of fingerprints per row, and
+/// building and re-serialising them was most of the page's cost), or `[]` when the stored
+/// text is not a JSON list.
+#[derive(Debug)]
+pub enum JsonList {
+    Raw(Box<RawValue>),
+    Empty,
+}
+
+impl Serialize for JsonList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            JsonList::Raw(r) => r.serialize(s),
+            JsonList::Empty => s.serialize_seq(Some(0))?.end(),
+        }
+    }
+}
+
+/// [`JsonList`] of `text`; `rewrite` is applied to the decoded list instead when
+/// `needs_rewrite` says the text holds something to rewrite.
+fn raw_list_of(
+    text: &str,
+    needs_rewrite: impl Fn(&str) -> bool,
+    rewrite: impl Fn(&mut Value),
+) -> JsonList {
+    let raw = if needs_rewrite(text) {
+        let mut v = list_of(text);
+        rewrite(&mut v);
+        serde_json::value::to_raw_value(&v).ok()
+    } else if text.trim_start().starts_with('[') {
+        RawValue::from_string(text.to_owned()).ok()
+    } else {
+        None
+    };
+    raw.map_or(JsonList::Empty, JsonList::Raw)
+}
+
+/// Decode string `payload`s of fingerprint records to JSON where they hold JSON.
+fn decode_payloads(list: &mut Value) {
+    if let Some(arr) = list.as_array_mut() {
+        for fp in arr {
+            if let Some(p) = fp.get("payload").and_then(Value::as_str).map(str::to_owned) {
+                fp["payload"] = json_of(&p, Value::String(p.clone()));
+            }
+        }
+    }
+}
+
 /// An attacker row (`GET /attackers` items; dashboard-contract §8.1).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttackerView {
@@ -68,10 +119,10 @@ pub struct AttackerView {
     pub credential_count: i64,
     /// Fingerprint records, `payload` decoded to JSON where it is JSON.
     #[schema(value_type = Vec<Object>)]
-    pub fingerprints: Value,
+    pub fingerprints: JsonList,
     /// `{service, decky, command, timestamp}` records.
     #[schema(value_type = Vec<Object>)]
-    pub commands: Value,
+    pub commands: JsonList,
     pub country_code: Option<String>,
     pub country_source: Option<String>,
     pub asn: Option<i64>,
@@ -93,14 +144,12 @@ fn strings_of(text: &str) -> Vec<String> {
 
 impl AttackerView {
     fn new(a: &Attacker, e: Option<&AttackerExt>) -> AttackerView {
-        let mut fingerprints = list_of(&a.fingerprints);
-        if let Some(arr) = fingerprints.as_array_mut() {
-            for fp in arr {
-                if let Some(p) = fp.get("payload").and_then(Value::as_str).map(str::to_owned) {
-                    fp["payload"] = json_of(&p, Value::String(p.clone()));
-                }
-            }
-        }
+        // a string payload (older rows) is stored as `"payload":"…"`, an object one as `{`
+        let fingerprints = raw_list_of(
+            &a.fingerprints,
+            |t| t.contains("\"payload\":\"") || t.contains("\"payload\": \""),
+            decode_payloads,
+        );
         let ext = |f: fn(&AttackerExt) -> Option<String>| e.and_then(f);
         AttackerView {
             uuid: a.uuid.clone(),
@@ -118,7 +167,7 @@ impl AttackerView {
             bounty_count: a.bounty_count,
             credential_count: a.credential_count,
             fingerprints,
-            commands: list_of(&a.commands),
+            commands: raw_list_of(&a.commands, |_| false, |_| ()),
             country_code: ext(|e| e.country_code.clone()),
             country_source: ext(|e| e.country_source.clone()),
             asn: e.and_then(|e| e.asn),
@@ -873,5 +922,30 @@ mod tests {
         }
         p.insert("search".into(), "1.2".into());
         assert_eq!(opt(&p, "search"), Some("1.2"));
+    }
+
+    #[test]
+    fn stored_lists_pass_through_and_string_payloads_are_decoded() {
+        let out = |l: &JsonList| serde_json::to_value(l).expect("serialises");
+        let stored = r#"[{"payload":{"ja3":"x"},"id":1},{"service":"ssh"}]"#;
+        let fp = |t: &str| {
+            raw_list_of(
+                t,
+                |t| t.contains("\"payload\":\"") || t.contains("\"payload\": \""),
+                decode_payloads,
+            )
+        };
+        assert_eq!(
+            out(&fp(stored)),
+            serde_json::from_str::<Value>(stored).expect("json")
+        );
+        assert_eq!(
+            out(&fp(r#"[{"payload":"{\"a\":1}"},{"payload":"not json"}]"#)),
+            json!([{"payload": {"a": 1}}, {"payload": "not json"}])
+        );
+        for bad in ["", "{}", "null", "[1,", "garbage", "\"[]\""] {
+            assert_eq!(out(&fp(bad)), json!([]), "{bad:?}");
+        }
+        assert_eq!(out(&raw_list_of(" []", |_| false, |_| ())), json!([]));
     }
 }
