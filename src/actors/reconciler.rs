@@ -328,6 +328,7 @@ impl Reconciler {
                 m.last_mutated,
             )
             .await?;
+            crate::metrics::decky_mutation(m.trigger.as_str());
             tracing::info!(decky = %m.decky, trigger = m.trigger.as_str(), old = ?m.old_services, new = ?m.new_services, "reconciler: decky mutation");
             self.append_line(m).await;
             if let Some(registry) = &self.registry {
