@@ -71,12 +71,18 @@ pub struct RunningApp {
     server: actix_web::dev::ServerHandle,
     server_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     api_beat: actix_rt::task::JoinHandle<()>,
+    metrics: Option<crate::metrics::MetricsServer>,
 }
 
 impl RunningApp {
     /// `http://127.0.0.1:PORT`
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Address of the metrics listener, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.addr)
     }
 
     /// Run until SIGINT/SIGTERM (or the HTTP server ending on its own), then stop accepting
@@ -119,9 +125,12 @@ impl RunningApp {
         self.drain().await;
     }
 
-    async fn drain(&self) {
+    async fn drain(&mut self) {
         crate::systemd::stopping();
         self.api_beat.abort();
+        if let Some(m) = self.metrics.take() {
+            m.stop().await;
+        }
         let grace = Duration::from_secs_f64(self.state.settings.workers.shutdown_grace_s);
         self.state.supervisor.shutdown(grace).await;
         self.state.registry.shutdown().await;
@@ -156,6 +165,9 @@ impl App {
 
         // 8. registry, status board, docker, actors
         let status = StatusBoard::new(Duration::from_secs_f64(settings.workers.stale_after_s));
+        // Before anything records: the recorder is installed only when metrics are on.
+        let metrics = crate::metrics::serve(&settings.metrics, Some(status.clone()))
+            .map_err(|e| AppError::Other(e.to_string()))?;
         let registry = if settings.bus.enabled {
             RegistryHandle::start(RegistryConfig {
                 enabled: true,
@@ -248,6 +260,7 @@ impl App {
             server: handle,
             server_task: Some(server_task),
             api_beat,
+            metrics,
         })
     }
 }

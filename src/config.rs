@@ -248,6 +248,7 @@ pub struct Settings {
     pub realism: RealismSettings,
     pub canary: CanarySettings,
     pub webhooks: WebhookSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl Default for Settings {
@@ -272,6 +273,7 @@ impl Default for Settings {
             realism: RealismSettings::default(),
             canary: CanarySettings::default(),
             webhooks: WebhookSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -966,6 +968,78 @@ impl FleetSettings {
     }
 }
 
+/// Prometheus metrics (issue #20): off by default; on its own listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `GET /metrics` (and record metrics at all).
+    pub enabled: bool,
+    /// `host:port` of the metrics listener (separate from the API).
+    pub bind: String,
+    /// A non-loopback `bind` is refused unless this is set.
+    pub allow_public: bool,
+    /// Static bearer token scrapers must present; unset = no token.
+    pub token: Option<Secret>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: false,
+            bind: "127.0.0.1:9464".into(),
+            allow_public: false,
+            token: None,
+        }
+    }
+}
+
+impl MetricsSettings {
+    fn apply_env(&mut self, env: &EnvSource) -> Result<(), ConfigError> {
+        env.apply("DECNET_METRICS_ENABLED", &mut self.enabled, parse_true)?;
+        env.apply("DECNET_METRICS_BIND", &mut self.bind, parse_string)?;
+        env.apply(
+            "DECNET_METRICS_ALLOW_PUBLIC",
+            &mut self.allow_public,
+            parse_true,
+        )?;
+        env.apply("DECNET_METRICS_TOKEN", &mut self.token, parse_secret)?;
+        Ok(())
+    }
+
+    /// `bind` is `host:port` with a port; a non-loopback host needs `allow_public`; a token,
+    /// when set, is not blank.
+    fn check(&self) -> Result<(), ConfigError> {
+        let (host, port) = self.bind.rsplit_once(':').ok_or_else(|| {
+            invalid(
+                "DECNET_METRICS_BIND",
+                "expected host:port (e.g. 127.0.0.1:9464)",
+            )
+        })?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(invalid(
+                "DECNET_METRICS_BIND",
+                "expected host:port with a port 0-65535 (e.g. 127.0.0.1:9464)",
+            ));
+        }
+        if self.enabled && !self.allow_public && !is_loopback_host(host) {
+            return Err(invalid(
+                "DECNET_METRICS_BIND",
+                format!(
+                    "{host} is not a loopback address; set DECNET_METRICS_ALLOW_PUBLIC=true to expose metrics (and set DECNET_METRICS_TOKEN)"
+                ),
+            ));
+        }
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return Err(invalid("DECNET_METRICS_TOKEN", "is set but blank"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RealismSettings {
@@ -1340,6 +1414,7 @@ impl Settings {
         self.realism.apply_env(env)?;
         self.canary.apply_env(env)?;
         self.webhooks.apply_env(env)?;
+        self.metrics.apply_env(env)?;
         Ok(())
     }
 
@@ -1368,6 +1443,7 @@ impl Settings {
         }
         self.intel.check()?;
         self.canary.check()?;
+        self.metrics.check()?;
         if self.workers.restart_backoff_initial_s > self.workers.restart_backoff_max_s {
             return Err(invalid(
                 "DECNET_RESTART_BACKOFF_INITIAL_S",
@@ -1563,6 +1639,41 @@ mod tests {
 
     fn serve(pairs: &[(&str, &str)]) -> Result<Vec<String>, ConfigError> {
         Settings::load(None, &env(pairs))?.validate_for_serve()
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_public_binds_need_an_explicit_setting() {
+        let d = Settings::load(None, &env(&[])).unwrap();
+        assert!(!d.metrics.enabled);
+        assert_eq!(d.metrics.bind, "127.0.0.1:9464");
+        let load = |pairs: &[(&str, &str)]| Settings::load(None, &env(pairs));
+        let on = ("DECNET_METRICS_ENABLED", "true");
+        assert!(load(&[on, ("DECNET_METRICS_BIND", "[::1]:9100")]).is_ok());
+        assert!(load(&[on, ("DECNET_METRICS_BIND", "localhost:9100")]).is_ok());
+        let err = load(&[on, ("DECNET_METRICS_BIND", "0.0.0.0:9100")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DECNET_METRICS_ALLOW_PUBLIC"), "{err}");
+        assert!(load(&[
+            on,
+            ("DECNET_METRICS_BIND", "0.0.0.0:9100"),
+            ("DECNET_METRICS_ALLOW_PUBLIC", "true"),
+        ])
+        .is_ok());
+        // Off: a public bind is harmless (nothing listens).
+        assert!(load(&[("DECNET_METRICS_BIND", "0.0.0.0:9100")]).is_ok());
+        for bad in ["9100", "127.0.0.1", "127.0.0.1:http", ":9100"] {
+            let err = load(&[on, ("DECNET_METRICS_BIND", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("DECNET_METRICS_BIND"), "{bad}: {err}");
+        }
+        let err = load(&[on, ("DECNET_METRICS_TOKEN", "  ")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DECNET_METRICS_TOKEN"), "{err}");
+        let with_token = load(&[on, ("DECNET_METRICS_TOKEN", "scrape-me-please")]).unwrap();
+        assert!(!format!("{with_token:?}").contains("scrape-me-please"));
     }
 
     #[test]

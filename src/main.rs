@@ -347,6 +347,8 @@ async fn open_db(settings: &Settings) -> Result<Db, String> {
 }
 
 async fn ingest(settings: Settings, files: Vec<PathBuf>) -> Result<(), String> {
+    // A long replay can be watched like the daemon (and its metrics overhead measured).
+    let _metrics = decnetd::metrics::serve(&settings.metrics, None).map_err(|e| e.to_string())?;
     let db = open_db(&settings).await?;
     let started = std::time::Instant::now();
     let summary =

@@ -194,6 +194,7 @@ impl EnricherCore {
         let outcomes = self.providers.lookup_all(ip).await;
         let mut reports = Vec::with_capacity(outcomes.len());
         for (name, outcome) in outcomes {
+            crate::metrics::enrichment(name.as_str(), outcome.metric_label());
             match outcome {
                 ProviderOutcome::Answered(r) => reports.push(r),
                 // Our own pacing or a provider-requested back-off: expected on free tiers,

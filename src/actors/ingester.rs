@@ -493,6 +493,13 @@ impl Pipeline {
             "ingest: batch committed"
         );
         self.filter.commit(pending);
+        crate::metrics::ingest_lines_read(line_count);
+        crate::metrics::ingest_batch(
+            out.logs_inserted as u64,
+            out.quarantined as u64,
+            out.duplicates as u64,
+            started.elapsed() - prepared,
+        );
         let c = &self.counters;
         IngestCounters::add(&c.lines, line_count);
         IngestCounters::add(&c.logs_inserted, out.logs_inserted);
@@ -870,6 +877,7 @@ impl FileTail {
                 }
             }
         }
+        crate::metrics::ingest_tail_lag(meta.len().saturating_sub(self.position));
         if meta.len() <= self.position {
             if self.old_path.is_some() {
                 return Ok(self.reset("rotated file finished"));

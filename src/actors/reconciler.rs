@@ -2,7 +2,13 @@
 //! file, the labelled decky containers and their actual Docker status, and publishes
 //! `decky.<host:name>.state` on every transition.
 //!
-//! The decision is the pure [`crate::domain::fleet::plan`]; this file does the I/O around it.
+//! It also turns what it observes of each decky's service set into mutation events (§6.5):
+//! creation, retirement and service changes, each appended as an RFC 5424 line to the ingest
+//! file and published as `decky.<name>.mutation`. What was emitted is stored
+//! (`fleet_emitted_services`) before it is emitted, so a restart never re-emits a transition.
+//!
+//! The decisions are the pure [`crate::domain::fleet::plan`] and
+//! [`crate::domain::mutation::transitions`]; this file does the I/O around them.
 //! [`Reconciler::run_pass`] is one pass (also the one-shot mode); [`ReconcilerActor`] runs it
 //! every interval, and sooner when Docker reports a fleet container starting or stopping.
 
@@ -18,7 +24,9 @@ use thiserror::Error;
 use crate::actors::heartbeat::{start_beating, Beat, Beating};
 use crate::actors::registry::RegistryHandle;
 use crate::actors::supervisor::{ExitGuard, Shutdown};
-use crate::actors::topics::{DeckyState as DeckyStatePayload, DeckyTransition, Event};
+use crate::actors::topics::{
+    DeckyMutation, DeckyState as DeckyStatePayload, DeckyTransition, Event,
+};
 use crate::db::models::fleet::FleetDeckyUpsert;
 use crate::db::repo::fleet as fleet_repo;
 use crate::db::{now_utc, Db, DbError};
@@ -30,6 +38,7 @@ use crate::domain::fleet::{
     self, parse_state_file, DeckyState, DesiredDecky, ObservedContainer, StateFileError,
     StoredDecky, LOCAL_HOST,
 };
+use crate::domain::mutation::{self, Mutation, Seen};
 
 /// Worker name.
 pub const NAME: &str = "reconciler";
@@ -75,6 +84,17 @@ pub struct PassReport {
     pub docker_error: Option<String>,
     /// State-file deckies of other hosts, not reconciled here.
     pub skipped_other_hosts: usize,
+    /// Mutation events emitted (§6.5).
+    pub mutations: usize,
+}
+
+/// The state file's deckies and its deployment-wide mutation interval.
+#[derive(Debug, Clone, Default)]
+pub struct DesiredState {
+    /// Deckies of every host.
+    pub deckies: Vec<DesiredDecky>,
+    /// Top-level `config.mutate_interval`.
+    pub mutate_interval: Option<i64>,
 }
 
 /// One reconciliation pass over the database, the state file and Docker.
@@ -85,6 +105,7 @@ pub struct Reconciler {
     state_file: PathBuf,
     host: String,
     decky_label: String,
+    ingest_file: Option<PathBuf>,
 }
 
 /// Map a listed container onto what the pure plan needs; `decky_label` names the label that
@@ -115,7 +136,15 @@ impl Reconciler {
             state_file: state_file.into(),
             host: LOCAL_HOST.to_owned(),
             decky_label: LABEL_FLEET_DECKY.to_owned(),
+            ingest_file: None,
         }
+    }
+
+    /// Append mutation lines (§6.5) to `path`, the file the ingester tails. Without it,
+    /// mutations are only published.
+    pub fn with_ingest_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ingest_file = Some(path.into());
+        self
     }
 
     /// Use another label for the decky name of fleet service containers.
@@ -125,10 +154,12 @@ impl Reconciler {
     }
 
     /// The state file's deckies; an absent file is an empty deployment.
-    pub async fn load_state_file(&self) -> Result<Vec<DesiredDecky>, ReconcileError> {
+    pub async fn load_state_file(&self) -> Result<DesiredState, ReconcileError> {
         let text = match tokio::fs::read_to_string(&self.state_file).await {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DesiredState::default())
+            }
             Err(source) => {
                 return Err(ReconcileError::Io {
                     path: self.state_file.clone(),
@@ -140,7 +171,10 @@ impl Reconciler {
             path: self.state_file.clone(),
             source,
         })?;
-        Ok(DesiredDecky::from_state_file(&file, &raw))
+        Ok(DesiredState {
+            deckies: DesiredDecky::from_state_file(&file, &raw),
+            mutate_interval: file.config.mutate_interval,
+        })
     }
 
     /// Docker's view: every container, or the error that made it unknown.
@@ -179,7 +213,10 @@ impl Reconciler {
     /// Run one pass: load, plan, write, publish. A converged pass writes and publishes
     /// nothing. Docker errors make the pass treat Docker as unknown, never as empty.
     pub async fn run_pass(&self) -> Result<PassReport, ReconcileError> {
-        let desired = self.load_state_file().await?;
+        let DesiredState {
+            deckies: desired,
+            mutate_interval,
+        } = self.load_state_file().await?;
         let rows = fleet_repo::list(&self.db, Some(&self.host)).await?;
         let stored: Vec<StoredDecky> = rows
             .iter()
@@ -256,7 +293,87 @@ impl Reconciler {
             );
             report.state_updated += 1;
         }
+        if let Ok(containers) = &observed {
+            let mine: Vec<DesiredDecky> = desired
+                .into_iter()
+                .filter(|d| d.host_uuid == self.host)
+                .collect();
+            let now = mutation::observe(&mine, mutate_interval, containers);
+            report.mutations = self.emit_mutations(&now).await?;
+        }
         Ok(report)
+    }
+
+    /// Compare `observed` with what was last emitted and emit each transition: stored first
+    /// (a crash between the two loses an event rather than repeating it), then the line, then
+    /// the registry event, each failing on its own at WARN. Returns the count emitted.
+    async fn emit_mutations(&self, observed: &[mutation::Observed]) -> Result<usize, DbError> {
+        let seen: Vec<Seen> = fleet_repo::list_emitted(&self.db, &self.host)
+            .await?
+            .into_iter()
+            .map(|r| Seen {
+                services: crate::db::models::fleet::decode_services(&r.services)
+                    .unwrap_or_default(),
+                name: r.name,
+                last_mutated: r.last_mutated,
+            })
+            .collect();
+        let mutations = mutation::transitions(&seen, observed);
+        for m in &mutations {
+            fleet_repo::record_emitted(
+                &self.db,
+                &self.host,
+                &m.decky,
+                &m.new_services,
+                m.last_mutated,
+            )
+            .await?;
+            crate::metrics::decky_mutation(m.trigger.as_str());
+            tracing::info!(decky = %m.decky, trigger = m.trigger.as_str(), old = ?m.old_services, new = ?m.new_services, "reconciler: decky mutation");
+            self.append_line(m).await;
+            if let Some(registry) = &self.registry {
+                registry.publish(Event::DeckyMutation(DeckyMutation {
+                    decky: m.decky.clone(),
+                    old_services: m.old_services.clone(),
+                    new_services: m.new_services.clone(),
+                    trigger: m.trigger.as_str().to_owned(),
+                    actor: m.actor.clone(),
+                }));
+            }
+        }
+        Ok(mutations.len())
+    }
+
+    /// Append the §6.5 line of `m` to the ingest file (directories created); failures are
+    /// logged at WARN.
+    async fn append_line(&self, m: &Mutation) {
+        use tokio::io::AsyncWriteExt;
+        let Some(path) = &self.ingest_file else {
+            return;
+        };
+        let line = match mutation::syslog_line(m, chrono::Utc::now()) {
+            Ok(l) => l + "\n",
+            Err(e) => {
+                tracing::warn!(error = %e, "reconciler: mutation line not written");
+                return;
+            }
+        };
+        let res = async {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await?;
+            f.write_all(line.as_bytes()).await?;
+            f.flush().await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, file = %path.display(), decky = %m.decky, "reconciler: cannot append mutation line");
+        }
     }
 }
 
@@ -275,6 +392,7 @@ pub async fn run_once(
     };
     Reconciler::new(db, docker, None, settings.fleet.state_file.clone())
         .with_decky_label(settings.fleet.decky_label.clone())
+        .with_ingest_file(settings.ingest.log_file.clone())
         .run_pass()
         .await
 }
@@ -330,7 +448,8 @@ impl ReconcilerActor {
             Some(deps.registry.clone()),
             fleet.state_file.clone(),
         )
-        .with_decky_label(fleet.decky_label.clone());
+        .with_decky_label(fleet.decky_label.clone())
+        .with_ingest_file(deps.settings.ingest.log_file.clone());
         let interval = Duration::from_secs_f64(fleet.reconciler_interval_s.max(0.1));
         Self::new(rec, deps.beat(NAME), interval, exit)
     }
@@ -350,7 +469,12 @@ impl ReconcilerActor {
                     act.stats.passes += 1;
                     match res {
                         Ok(report) => {
-                            if report.inserted + report.deleted + report.state_updated > 0 {
+                            if report.inserted
+                                + report.deleted
+                                + report.state_updated
+                                + report.mutations
+                                > 0
+                            {
                                 tracing::debug!(?report, "reconciler pass");
                             }
                             act.stats.last = Some(report);
@@ -431,6 +555,7 @@ impl Beating for ReconcilerActor {
                     "inserted": r.inserted,
                     "deleted": r.deleted,
                     "state_updated": r.state_updated,
+                    "mutations": r.mutations,
                 }),
             );
         }

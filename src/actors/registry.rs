@@ -173,6 +173,7 @@ impl SubShared {
             return Push::Stored;
         }
         let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::metrics::registry_dropped(&self.pattern, 1);
         if let Some(n) = warn {
             tracing::warn!(
                 subscription = self.id,
@@ -737,6 +738,7 @@ impl RegistryHandle {
     }
 
     fn dispatch(&self, topic: String, kind: String, payload: Value) {
+        crate::metrics::registry_published();
         let payload = match payload {
             Value::Object(_) => payload,
             Value::Null => Value::Object(Map::new()),

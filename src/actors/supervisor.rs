@@ -388,6 +388,7 @@ impl SupervisorHandle {
                 }
                 slot.consecutive_crashes += 1;
                 slot.restarts += 1;
+                crate::metrics::worker_restart(report.name);
                 let delay = self.backoff.delay(slot.consecutive_crashes);
                 tracing::error!(
                     worker = report.name,

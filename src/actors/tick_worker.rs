@@ -179,10 +179,13 @@ impl<J: TickJob> TickWorker<J> {
                 act.counters.last_tick_ms = started.elapsed().as_secs_f64() * 1_000.0;
                 match res {
                     Ok(outcome) => {
+                        let events = outcome.events().len();
+                        crate::metrics::tick(J::NAME, started.elapsed(), outcome.items(), events);
                         act.counters.last_items = outcome.items();
-                        act.counters.events += outcome.events().len() as u64;
+                        act.counters.events += events as u64;
                     }
                     Err(e) => {
+                        crate::metrics::tick_failed(J::NAME, started.elapsed());
                         act.counters.failed_ticks += 1;
                         tracing::warn!(worker = J::NAME, error = %e, "tick failed; counted as empty");
                     }

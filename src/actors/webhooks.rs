@@ -456,6 +456,7 @@ impl WebhookDispatcher {
     }
 
     fn count(&mut self, status: Option<&'static str>) {
+        crate::metrics::webhook_delivery(status.unwrap_or("retry"));
         match status {
             Some(DELIVERED) => self.counters.delivered += 1,
             Some(DEAD) => self.counters.dead += 1,

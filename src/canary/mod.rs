@@ -560,6 +560,11 @@ impl CanaryCore {
             attacker_id,
         };
         let id = repo::record_trigger(&self.db, &trigger).await?;
+        crate::metrics::canary_trigger(if trigger.dns_qname.is_some() {
+            "dns"
+        } else {
+            "http"
+        });
         if throttle.allow(&token.uuid, &hit.src_ip, Instant::now()) {
             self.registry
                 .publish(Event::CanaryTriggered(CanaryTriggered {

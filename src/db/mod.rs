@@ -235,8 +235,27 @@ pub enum DbError {
 
 impl From<PoolError> for DbError {
     fn from(e: PoolError) -> Self {
+        use diesel_async::pooled_connection::deadpool::PoolError as P;
+        crate::metrics::db_pool_error(match &e {
+            P::Timeout(_) => "timeout",
+            P::Backend(_) => "backend",
+            P::Closed => "closed",
+            _ => "other",
+        });
         DbError::Pool(e.to_string())
     }
+}
+
+/// `pool.get().await`, timing the wait for a connection (metrics).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! pool_get {
+    ($pool:expr) => {{
+        let started = ::std::time::Instant::now();
+        let res = $pool.get().await;
+        $crate::metrics::db_pool_wait(started.elapsed());
+        res
+    }};
 }
 
 impl DbError {
@@ -571,12 +590,12 @@ macro_rules! db_run {
     ($db:expr, |$c:ident| $body:expr) => {
         match $db {
             $crate::db::Db::Sqlite(pool) => {
-                let mut obj = pool.get().await.map_err($crate::db::DbError::from)?;
+                let mut obj = $crate::pool_get!(pool).map_err($crate::db::DbError::from)?;
                 let $c: &mut $crate::db::SqliteConn = &mut obj;
                 $body
             }
             $crate::db::Db::Pg(pool) => {
-                let mut obj = pool.get().await.map_err($crate::db::DbError::from)?;
+                let mut obj = $crate::pool_get!(pool).map_err($crate::db::DbError::from)?;
                 let $c: &mut ::diesel_async::AsyncPgConnection = &mut obj;
                 $body
             }
@@ -607,7 +626,7 @@ macro_rules! db_tx {
             $crate::db::Db::Sqlite(pool) => match pool.write_turn().await {
                 Err(e) => Err(e),
                 Ok(turn) => {
-                    let res = match pool.writer().get().await {
+                    let res = match $crate::pool_get!(pool.writer()) {
                         Err(e) => Err($crate::db::DbError::from(e)),
                         Ok(obj) => {
                             let mut guard = $crate::db::TxGuard::new(obj);
@@ -639,7 +658,7 @@ macro_rules! db_tx {
                     res
                 }
             },
-            $crate::db::Db::Pg(pool) => match pool.get().await {
+            $crate::db::Db::Pg(pool) => match $crate::pool_get!(pool) {
                 Err(e) => Err($crate::db::DbError::from(e)),
                 Ok(obj) => {
                     let mut guard = $crate::db::TxGuard::new(obj);

@@ -165,6 +165,9 @@ pub struct DeploymentConfig {
     pub gateway: String,
     /// Deckies (at least one).
     pub deckies: Vec<StateDecky>,
+    /// Deployment-wide rotation interval (minutes), for deckies without their own.
+    #[serde(default)]
+    pub mutate_interval: Option<i64>,
 }
 
 /// The whole state file.

@@ -4,6 +4,7 @@ pub mod clustering;
 pub mod fleet;
 pub mod intel;
 pub mod mail;
+pub mod mutation;
 pub mod par;
 pub mod realism;
 pub mod syslog;

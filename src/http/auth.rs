@@ -360,6 +360,7 @@ pub struct SseSlots {
 pub struct SseSlot {
     uuid: String,
     counts: Arc<Mutex<HashMap<String, usize>>>,
+    _open: crate::metrics::SseGuard,
 }
 
 impl Drop for SseSlot {
@@ -395,6 +396,7 @@ impl SseSlots {
         }
         *n += 1;
         Ok(SseSlot {
+            _open: crate::metrics::sse_opened(),
             uuid: uuid.to_string(),
             counts: self.counts.clone(),
         })

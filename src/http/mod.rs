@@ -95,6 +95,7 @@ pub fn app(
     App::new()
         .app_data(web::Data::new(state))
         .configure(|cfg| configure(cfg, origins))
+        .wrap(from_fn(crate::metrics::http_middleware))
 }
 
 /// Run the HTTP server on an already bound listener. Half-closed connections are not kept: a

@@ -18,6 +18,24 @@ pub enum ProviderOutcome {
 }
 
 impl ProviderOutcome {
+    /// Bounded outcome label of the enrichment metrics: `answered`, `disabled`,
+    /// `rate_limited`, `timeout`, `network`, `http`, `body`, `feed_unavailable`, `internal`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ProviderOutcome::Answered(_) => "answered",
+            ProviderOutcome::Disabled => "disabled",
+            ProviderOutcome::Failed(e) => match e {
+                ProviderError::Network(_) => "network",
+                ProviderError::Timeout(_) => "timeout",
+                ProviderError::Http(_) => "http",
+                ProviderError::RateLimited { .. } => "rate_limited",
+                ProviderError::Body(_) | ProviderError::BodyTooLarge(_) => "body",
+                ProviderError::FeedUnavailable(_) => "feed_unavailable",
+                ProviderError::Internal(_) => "internal",
+            },
+        }
+    }
+
     pub fn report(&self) -> Option<&ProviderReport> {
         match self {
             ProviderOutcome::Answered(r) => Some(r),

@@ -575,3 +575,139 @@ async fn daemon_runs_the_reconciler_under_supervision() {
     app.stop().await;
     drop(cleanup);
 }
+
+/// Mutation events of `decky` on `sub`: (trigger, old_services, new_services).
+fn mutations_of(events: &[Arc<Envelope>], decky: &str) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    events
+        .iter()
+        .filter(|e| e.payload["decky"] == decky)
+        .map(|e| {
+            assert_eq!(e.kind, "mutation");
+            assert_eq!(e.topic, format!("decky.{decky}.mutation"));
+            assert!(e.payload.get("actor").is_none(), "no actor is observed");
+            (
+                e.payload["trigger"].as_str().unwrap_or_default().to_owned(),
+                list(&e.payload["old_services"]),
+                list(&e.payload["new_services"]),
+            )
+        })
+        .collect()
+}
+
+/// §6.5 through the real engine: a decky created, given another service and removed yields
+/// exactly three mutation events and three ingest-file lines, each pass run by a *new*
+/// reconciler (a restart) that must not re-emit; the ingester stores the three lines once.
+#[actix_rt::test]
+async fn decky_lifecycle_emits_three_mutations_across_restarts() {
+    let test = "decky_lifecycle_emits_three_mutations_across_restarts";
+    let Some(rt) = docker_or_skip(test).await else {
+        return;
+    };
+    let (dir, db) = common::sqlite_db().await;
+    let registry = quiet_registry();
+    let mut sub = registry.subscribe("decky.*.mutation").await.unwrap();
+    let mut cleanup = Cleanup {
+        rt: Arc::clone(&rt),
+        names: Vec::new(),
+    };
+    let ingest_file = dir.path().join("var/log/decnet/decnet.log");
+    let docker: Arc<dyn DeckyRuntime> = rt.clone();
+    // Every call is a freshly started reconciler: only the database carries over.
+    let restarted = || {
+        Reconciler::new(
+            db.clone(),
+            Some(Arc::clone(&docker)),
+            Some(registry.clone()),
+            dir.path().join("absent-state.json"),
+        )
+        .with_ingest_file(&ingest_file)
+    };
+    let d = unique("mut");
+    let mut events = Vec::new();
+
+    // Created.
+    start_service(&rt, &mut cleanup, &d, "ssh").await;
+    restarted().run_pass().await.unwrap();
+    restarted().run_pass().await.unwrap();
+    events.extend(drain(&mut sub).await);
+    assert_eq!(mutations_of(&events, &d).len(), 1, "creation once");
+
+    // Given another service.
+    start_service(&rt, &mut cleanup, &d, "http").await;
+    restarted().run_pass().await.unwrap();
+    restarted().run_pass().await.unwrap();
+    events.extend(drain(&mut sub).await);
+    assert_eq!(mutations_of(&events, &d).len(), 2, "service change once");
+
+    // Removed.
+    for svc in ["ssh", "http"] {
+        rt.remove_container(&format!("{d}-{svc}"), true)
+            .await
+            .unwrap();
+    }
+    restarted().run_pass().await.unwrap();
+    restarted().run_pass().await.unwrap();
+    events.extend(drain(&mut sub).await);
+
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    assert_eq!(
+        mutations_of(&events, &d),
+        [
+            ("creation".to_owned(), s(&[]), s(&["ssh"])),
+            ("operator".to_owned(), s(&["ssh"]), s(&["http", "ssh"])),
+            ("retirement".to_owned(), s(&["http", "ssh"]), s(&[])),
+        ]
+    );
+
+    // The ingest file (its directories created) holds exactly three lines about d.
+    let text = std::fs::read_to_string(&ingest_file).unwrap();
+    let mine: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!("decky=\"{d}\"")))
+        .collect();
+    assert_eq!(mine.len(), 3, "{text}");
+    for (line, trigger) in mine.iter().zip(["creation", "operator", "retirement"]) {
+        assert!(
+            line.starts_with("<134>1 ")
+                && line.contains(&format!(" {d} mutator - decky_mutated [relay@55555 ")),
+            "{line}"
+        );
+        assert!(line.contains(&format!("trigger=\"{trigger}\"")), "{line}");
+    }
+
+    // The ingester stores them like any other line, once (a second replay adds nothing).
+    let settings = decnetd::config::Settings::default();
+    for _ in 0..2 {
+        decnetd::actors::ingester::ingest_files(
+            &db,
+            None,
+            &settings.ingest,
+            std::slice::from_ref(&ingest_file),
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    let stored: Vec<_> = decnetd::db::repo::intake::all_logs(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.decky == d)
+        .collect();
+    assert_eq!(stored.len(), 3);
+    for (row, trigger) in stored.iter().zip(["creation", "operator", "retirement"]) {
+        assert_eq!(row.service, "mutator");
+        assert_eq!(row.event_type, "decky_mutated");
+        assert!(row.fields.contains(trigger), "{}", row.fields);
+    }
+    drop(cleanup);
+}

@@ -40,6 +40,7 @@ on_both_backends!(
     synthetic_files_path_cap,
     synthetic_files_replant_upserts,
     realism_config_upsert,
+    emitted_services_record_list_and_retire,
 );
 
 fn up(name: &str, state: &str) -> FleetDeckyUpsert {
@@ -458,4 +459,46 @@ async fn synthetic_files_replant_upserts(db: &Db) {
         .unwrap()
         .unwrap();
     assert_eq!(pick.last_body.chars().count(), SYNTHETIC_FILE_BODY_LIMIT);
+}
+
+/// What the reconciler last emitted per decky (§6.5): upsert by (host, name), list one host's
+/// rows by name, an empty set deletes the row (retirement emitted).
+async fn emitted_services_record_list_and_retire(db: &Db) {
+    let svc = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+    assert!(fleet::list_emitted(db, "local").await.unwrap().is_empty());
+    fleet::record_emitted(db, "local", "zeta", &svc(&["ssh"]), 0.0)
+        .await
+        .unwrap();
+    fleet::record_emitted(db, "local", "alpha", &svc(&["http", "ssh"]), 12.5)
+        .await
+        .unwrap();
+    fleet::record_emitted(db, "peer", "alpha", &svc(&["rdp"]), 0.0)
+        .await
+        .unwrap();
+    fleet::record_emitted(db, "local", "zeta", &svc(&["ftp", "ssh"]), 99.0)
+        .await
+        .unwrap();
+    let rows = fleet::list_emitted(db, "local").await.unwrap();
+    let got: Vec<(String, String, f64)> = rows
+        .iter()
+        .map(|r| (r.name.clone(), r.services.clone(), r.last_mutated))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("alpha".to_owned(), r#"["http","ssh"]"#.to_owned(), 12.5),
+            ("zeta".to_owned(), r#"["ftp","ssh"]"#.to_owned(), 99.0),
+        ]
+    );
+    fleet::record_emitted(db, "local", "zeta", &[], 99.0)
+        .await
+        .unwrap();
+    let names: Vec<String> = fleet::list_emitted(db, "local")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["alpha"]);
+    assert_eq!(fleet::list_emitted(db, "peer").await.unwrap().len(), 1);
 }

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use serde::Serialize;
 
-use crate::db::schema::fleet_deckies;
+use crate::db::schema::{fleet_deckies, fleet_emitted_services};
 
 /// A stored `fleet_deckies` row. `services` and `decky_config` are JSON text, decoded on
 /// demand so that one bad value never fails a whole listing.
@@ -37,6 +37,19 @@ impl FleetDecky {
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
     }
+}
+
+/// A `fleet_emitted_services` row: what the reconciler last emitted about a decky (§6.5).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = fleet_emitted_services)]
+#[diesel(check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct EmittedServices {
+    pub host_uuid: String,
+    pub name: String,
+    /// JSON text list of service names.
+    pub services: String,
+    pub last_mutated: f64,
+    pub emitted_at: NaiveDateTime,
 }
 
 /// Decode a JSON services list (`null` → empty; anything else not a list of strings → `None`).

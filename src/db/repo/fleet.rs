@@ -6,9 +6,9 @@ use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 
 use crate::db::models::fleet::{
-    decode_services, DeckySource, FleetDecky, FleetDeckyUpsert, RunningDecky,
+    decode_services, DeckySource, EmittedServices, FleetDecky, FleetDeckyUpsert, RunningDecky,
 };
-use crate::db::schema::fleet_deckies;
+use crate::db::schema::{fleet_deckies, fleet_emitted_services};
 use crate::db::{now_utc, Db, DbError};
 use crate::db_run;
 use crate::domain::fleet::LOCAL_HOST;
@@ -138,6 +138,58 @@ pub async fn update_state(
     .execute(c)
     .await)?;
     Ok(n > 0)
+}
+
+/// What was last emitted about each decky of `host_uuid`, ordered by name.
+pub async fn list_emitted(db: &Db, host_uuid: &str) -> Result<Vec<EmittedServices>, DbError> {
+    use fleet_emitted_services::dsl as e;
+    let host = host_uuid.to_owned();
+    Ok(db_run!(db, |c| fleet_emitted_services::table
+        .filter(e::host_uuid.eq(&host))
+        .select(EmittedServices::as_select())
+        .order(e::name.asc())
+        .load(c)
+        .await)?)
+}
+
+/// Remember that `services` (sorted) were emitted for (`host_uuid`, `name`): upsert when the
+/// decky exists, delete the row when `services` is empty (its retirement was emitted).
+pub async fn record_emitted(
+    db: &Db,
+    host_uuid: &str,
+    name: &str,
+    services: &[String],
+    last_mutated: f64,
+) -> Result<(), DbError> {
+    use fleet_emitted_services::dsl as e;
+    if services.is_empty() {
+        let host = host_uuid.to_owned();
+        db_run!(db, |c| diesel::delete(
+            fleet_emitted_services::table.find((&host, name))
+        )
+        .execute(c)
+        .await)?;
+        return Ok(());
+    }
+    let row = EmittedServices {
+        host_uuid: host_uuid.to_owned(),
+        name: name.to_owned(),
+        services: serde_json::to_string(services)?,
+        last_mutated,
+        emitted_at: now_utc(),
+    };
+    db_run!(db, |c| diesel::insert_into(fleet_emitted_services::table)
+        .values(&row)
+        .on_conflict((e::host_uuid, e::name))
+        .do_update()
+        .set((
+            e::services.eq(excluded(e::services)),
+            e::last_mutated.eq(excluded(e::last_mutated)),
+            e::emitted_at.eq(excluded(e::emitted_at)),
+        ))
+        .execute(c)
+        .await)?;
+    Ok(())
 }
 
 /// Map a running fleet row onto the union-view shape.

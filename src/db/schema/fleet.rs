@@ -20,3 +20,16 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    /// Per decky, the service set the reconciler last emitted as a mutation (§6.5).
+    fleet_emitted_services (host_uuid, name) {
+        host_uuid -> Text,
+        name -> Text,
+        /// JSON text list of service names (sorted).
+        services -> Text,
+        /// State-file `last_mutated` when emitted (0 when unknown).
+        last_mutated -> Double,
+        emitted_at -> Timestamp,
+    }
+}
