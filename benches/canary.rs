@@ -214,7 +214,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("load runtime");
+    let load_handle = load.handle().clone();
     actix_rt::System::new().block_on(async move {
+        let load = load_handle;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = testkit::settings(dir.path(), None);
         s.canary.dns_zone = ZONE.into();
@@ -258,4 +260,5 @@ fn main() {
         stored(&db, &t.uuid, run.lat.len(), t0).await;
         app.stop().await;
     });
+    drop(load);
 }
