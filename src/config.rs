@@ -1116,6 +1116,10 @@ pub struct CanarySettings {
     pub blob_dir: Option<PathBuf>,
     /// Generators planted by baseline seeding.
     pub baseline: Vec<String>,
+    /// HMAC key of the fingerprint generators' nonce; unset = those generators refuse.
+    pub fingerprint_secret: Option<Secret>,
+    /// UDP DNS answers per second per source (burst twice that); 0 = unlimited.
+    pub dns_rate_per_source: u32,
 }
 
 impl Default for CanarySettings {
@@ -1130,9 +1134,14 @@ impl Default for CanarySettings {
             baseline: ["git_config", "env_file", "honeydoc", "aws_creds"]
                 .map(str::to_owned)
                 .to_vec(),
+            fingerprint_secret: None,
+            dns_rate_per_source: DEFAULT_CANARY_DNS_RATE,
         }
     }
 }
+
+/// Default per-source UDP DNS answer rate of the canary receiver (answers/s).
+pub const DEFAULT_CANARY_DNS_RATE: u32 = 50;
 
 /// Default callback base when `DECNET_CANARY_HTTP_BASE` is unset.
 pub const DEFAULT_CANARY_HTTP_BASE: &str = "http://localhost:8088";
@@ -1164,6 +1173,20 @@ impl CanarySettings {
         )?;
         env.apply("DECNET_CANARY_BLOB_DIR", &mut self.blob_dir, parse_opt_path)?;
         env.apply("DECNET_CANARY_BASELINE", &mut self.baseline, parse_list)?;
+        env.apply(
+            "DECNET_CANARY_DNS_RATE",
+            &mut self.dns_rate_per_source,
+            |raw| {
+                raw.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("expected a non-negative integer, got {raw:?}"))
+            },
+        )?;
+        env.apply(
+            "DECNET_CANARY_FINGERPRINT_SECRET",
+            &mut self.fingerprint_secret,
+            parse_secret,
+        )?;
         Ok(())
     }
 

@@ -58,6 +58,7 @@ async fn start(
     s.canary.http_bind = Some("127.0.0.1:0".into());
     s.canary.dns_bind = Some("127.0.0.1:0".into());
     s.canary.blob_max_bytes = 1024 * 1024;
+    s.canary.fingerprint_secret = Some(decnetd::config::Secret::new("fp-test-secret"));
     tweak(&mut s);
     testkit::start(s).await.expect("daemon starts")
 }
@@ -122,7 +123,8 @@ const ZERO: &str = "00000000-0000-0000-0000-000000000000";
 #[actix_rt::test]
 async fn api_cases() {
     let dir = tempfile::tempdir().unwrap();
-    let app = start(dir.path(), |_| {}).await;
+    // no fingerprint secret: the fingerprint generators refuse with a clear 400 (§16.5)
+    let app = start(dir.path(), |s| s.canary.fingerprint_secret = None).await;
     let base = app.base_url();
     let admin = testkit::token_for(&app, "c-admin", "admin").await;
     let viewer = testkit::token_for(&app, "c-viewer", "viewer").await;
@@ -533,7 +535,9 @@ async fn repository_on_both_backends() {
             raw_headers: "{\"a\":\"b\"}".into(),
             attacker_id: None,
         };
-        repo::record_trigger(&db, &trig).await.unwrap();
+        repo::record_triggers(&db, std::slice::from_ref(&trig))
+            .await
+            .unwrap();
         let after = repo::get_token(&db, &t.uuid).await.unwrap().unwrap();
         assert_eq!(after.trigger_count, 1, "{name}");
         assert_eq!(after.last_triggered_at, Some(trig.occurred_at));
@@ -944,7 +948,10 @@ async fn docker_plant_every_generator_and_revoke() {
         "honeydoc_docx",
         "honeydoc_pdf",
         "mysql_dump",
+        "fingerprint_html",
+        "fingerprint_svg",
     ];
+    assert_eq!(generators.len(), decnetd::domain::canary::GENERATORS.len());
     for image in images {
         let (name, d) = decky(&rt, image).await;
         let mut sub = app.state.registry.subscribe("canary.>").await.unwrap();
@@ -959,6 +966,17 @@ async fn docker_plant_every_generator_and_revoke() {
             assert_eq!(s, 201, "{t}");
             assert_eq!(t["state"], "planted", "{image} {g}: {t}");
             let uuid = t["uuid"].as_str().unwrap().to_owned();
+            // §16.4: the fingerprint nonce is persisted (never exposed by the API)
+            let row = repo::get_token(&app.state.db, &uuid)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                row.fingerprint_nonce.as_ref().map(String::len),
+                g.starts_with("fingerprint").then_some(16),
+                "{g}"
+            );
+            assert!(t.get("fingerprint_nonce").is_none());
             let (_, want) = preview(&base, &admin, &uuid).await;
             let got = rt
                 .read_file(&d.container, &path, T)
@@ -1112,4 +1130,398 @@ async fn documents_open_in_independent_readers() {
         assert_eq!(out, format!("{first}\n{url}"), "{file}");
     }
     app.stop().await;
+}
+
+/// §15: realism plans of every canary class plant LIVE tokens through the CanaryPlanter's
+/// core: a token row (created by `system`, state planted, kind of its generator) whose bytes
+/// sit at the cultivated path inside a real decky, the planner's own file event and a
+/// synthetic-file row of the canary class; and the planner's pick itself (canary probability
+/// 1) ends the same way. A live token is then triggered through the HTTP receiver.
+#[actix_rt::test]
+async fn planner_canary_classes_plant_live_tokens() {
+    use decnetd::actors::planner::{PersonaPool, PlannerCore};
+    use decnetd::canary::CanaryCore;
+    use decnetd::db::models::fleet::{DeckySource, RunningDecky};
+    use decnetd::db::repo::realism as realism_repo;
+    use decnetd::domain::realism::{ContentClass, Plan, PlanDetail, RealismWeights};
+    use rand::SeedableRng;
+
+    let Some(rt) = docker_or_skip("planner_canary_classes_plant_live_tokens").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), |_| {}).await;
+    let base = app.base_url();
+    let admin = testkit::token_for(&app, "pl-admin", "admin").await;
+    let db = app.state.db.clone();
+    let http = app.state.canary.http_addr().expect("http receiver");
+    let docker = rt.clone() as Arc<dyn DeckyRuntime>;
+    let core = PlannerCore {
+        db: db.clone(),
+        docker: Arc::clone(&docker),
+        registry: app.state.registry.clone(),
+        canary: Some(CanaryCore::new(
+            Arc::clone(&app.state.settings),
+            db.clone(),
+            app.state.registry.clone(),
+            Some(docker),
+        )),
+    };
+    let (name, d) = decky(&rt, IMAGE).await;
+    let decky_uuid = format!("local:{name}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for class in ContentClass::CANARY {
+        let plan = Plan {
+            decky_uuid: decky_uuid.clone(),
+            decky_name: name.clone(),
+            persona: "John Smith".into(),
+            content_class: class,
+            target_path: String::new(),
+            mtime: chrono::Utc::now(),
+            detail: PlanDetail::Create { body_hint: None },
+            notes: vec![],
+        };
+        let rec = core.execute(plan, &mut rng).await.unwrap();
+        assert!(rec.success, "{class}: {rec:?}");
+        let generator = class.as_str().strip_prefix("canary_").unwrap();
+        let toks = repo::list_tokens(
+            &db,
+            &decnetd::db::models::canary::TokenFilter {
+                decky_name: Some(name.clone()),
+                ..Default::default()
+            },
+            100,
+            0,
+        )
+        .await
+        .unwrap();
+        let tok = toks
+            .iter()
+            .find(|t| t.generator.as_deref() == Some(generator))
+            .unwrap_or_else(|| panic!("{class}: no token row"));
+        assert_eq!(
+            (tok.state.as_str(), tok.created_by.as_str()),
+            ("planted", "system"),
+            "{class}"
+        );
+        assert_eq!(
+            tok.kind,
+            decnetd::domain::canary::kind_for_generator(generator)
+        );
+        let want_path = if generator == "mysql_dump" {
+            "/var/backups/db_backup.sql".to_owned()
+        } else {
+            decnetd::domain::canary::paths::cultivated_path(generator, "johnsmith")
+        };
+        assert_eq!(tok.placement_path, want_path);
+        let (_, want) = preview(&base, &admin, &tok.uuid).await;
+        let got = rt.read_file(&d.container, &want_path, T).await.unwrap();
+        assert_eq!(got, want, "{class}: bytes in the decky are the token's");
+        let file = realism_repo::find_synthetic_file(&db, &decky_uuid, &want_path)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{class}: no synthetic file row"));
+        assert_eq!(file.content_class, class.as_str());
+        assert_eq!(file.last_body, "");
+        let ev = realism_repo::list_orchestrator_events(&db, 1, 0, Some("file"), None)
+            .await
+            .unwrap()
+            .remove(0);
+        assert_eq!(ev.uuid, rec.event_uuid);
+        assert!(ev.payload.contains(&want_path), "{}", ev.payload);
+    }
+    // the planner's own pick, canary probability 1: a live token again
+    let pool_path = dir.path().join("personas.json");
+    std::fs::write(
+        &pool_path,
+        r#"[{"name":"Ana Diaz","email":"ana@acme.example","role":"finance","active_hours":"00:00-00:00"}]"#,
+    )
+    .unwrap();
+    let pool = PersonaPool::new(pool_path);
+    let w = RealismWeights {
+        canary_probability: 1.0,
+        ..RealismWeights::default()
+    };
+    let running = vec![RunningDecky {
+        uuid: decky_uuid.clone(),
+        name: name.clone(),
+        ip: None,
+        services: vec!["ssh".into()],
+        services_raw: None,
+        source: DeckySource::Fleet,
+        topology_id: None,
+    }];
+    let before: Vec<String> = repo::list_tokens(&db, &Default::default(), 100, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.uuid)
+        .collect();
+    let mut rec = None;
+    for _ in 0..50 {
+        // the planner may also choose to leave the fleet alone this tick
+        rec = core
+            .file(&w, &running, &pool, chrono::Utc::now(), &mut rng)
+            .await
+            .unwrap();
+        if rec.is_some() {
+            break;
+        }
+    }
+    let rec = rec.expect("a canary plan within 50 ticks");
+    assert!(rec.success);
+    let mut fresh: Vec<_> = repo::list_tokens(&db, &Default::default(), 100, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| !before.contains(&t.uuid))
+        .collect();
+    assert_eq!(fresh.len(), 1, "one live token from the pick");
+    let newest = fresh.remove(0);
+    assert_eq!(newest.state, "planted");
+    assert!(
+        newest.placement_path.starts_with("/home/anadiaz/")
+            || newest.placement_path == "/var/backups/db_backup.sql",
+        "{}",
+        newest.placement_path
+    );
+    // live: a hit on its slug is recorded
+    let r = client()
+        .get(format!("http://{http}/c/{}", newest.callback_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(wait_triggers(&db, &newest.uuid, 1).await, 1);
+    drop(d);
+    app.stop().await;
+}
+
+/// §16.16: per-source rate limit of the UDP DNS receiver. One source flooding past its
+/// budget gets at most the burst (plus refill) of real answers, truncated replies for part of
+/// the rest and records no more than it was answered; another source is answered normally
+/// meanwhile, and the flooding source still gets its answer over TCP (Debian's `dig +tcp`).
+#[actix_rt::test]
+async fn dns_rate_limit_per_source() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    if tools().is_none() {
+        panic!("scripts/canary-test-tools failed: dig unavailable");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 5u32;
+    let app = start(dir.path(), |s| s.canary.dns_rate_per_source = rate).await;
+    let addr = app.state.canary.dns_addr().expect("dns receiver bound");
+    let db = app.state.db.clone();
+    let tok = planted(&db, "ssh_key").await;
+    let qname = format!("{}.{ZONE}.", tok.callback_token);
+    let query = |id: u16| {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(
+            Name::from_ascii(&qname).unwrap(),
+            RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    };
+    let flood = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let sent = 200u16;
+    let started = std::time::Instant::now();
+    for id in 0..sent {
+        flood.send_to(&query(id), addr).await.unwrap();
+    }
+    let (mut full, mut truncated) = (0u32, 0u32);
+    let mut buf = [0u8; 1500];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(700), flood.recv_from(&mut buf)).await
+    {
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        if m.metadata.truncation {
+            assert!(m.answers.is_empty());
+            truncated += 1;
+        } else {
+            assert_eq!(m.answers.len(), 1);
+            full += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let budget = 2 * rate + (rate as f64 * elapsed).ceil() as u32;
+    assert!(
+        full >= 2 * rate && full <= budget,
+        "{full} answers, budget {budget}"
+    );
+    assert!(
+        truncated > 0 && truncated < u32::from(sent),
+        "{truncated} slips"
+    );
+    assert!(
+        full + truncated < u32::from(sent),
+        "some limited queries were dropped"
+    );
+    // another source is answered right away, by the real resolver client
+    let other = tokio::task::spawn_blocking(move || dig(addr, &qname, &["-b", "127.0.0.3"]))
+        .await
+        .unwrap();
+    assert_eq!(other, "192.0.2.1");
+    // the flooding source over TCP (not spoofable): answered
+    let name = format!("{}.{ZONE}", tok.callback_token);
+    let tcp = tokio::task::spawn_blocking(move || dig(addr, &name, &["+tcp", "-b", "127.0.0.2"]))
+        .await
+        .unwrap();
+    assert_eq!(tcp, "192.0.2.1");
+    // recorded: the answered UDP queries, the other source's and the TCP one, nothing more
+    let want = i64::from(full) + 2;
+    assert_eq!(wait_triggers(&db, &tok.uuid, want).await, want);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(repo::count_triggers(&db, &tok.uuid).await.unwrap(), want);
+    app.stop().await;
+}
+
+/// §16.17: a trigger whose source is a known attacker is linked to it. A syslog line from
+/// the decky fleet makes 203.0.113.77 an attacker; a hit forwarded by a trusted proxy for
+/// that address carries the attacker's uuid (row and API); a hit from elsewhere carries none.
+#[actix_rt::test]
+async fn trigger_from_known_attacker_is_linked() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), |s| {
+        s.ingest.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let db = app.state.db.clone();
+    let base = app.base_url();
+    let admin = testkit::token_for(&app, "at-admin", "admin").await;
+    let http = app.state.canary.http_addr().expect("http receiver");
+    let attacker_ip = "203.0.113.77";
+    let line = format!(
+        r#"<134>1 2026-05-14T09:12:03.481220+00:00 web-decky-03 auth-helper - auth_attempt [relay@55555 username="admin" principal="admin" secret_printable="hunter2" secret_b64="aHVudGVyMg==" src_ip="{attacker_ip}"]"#
+    );
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&app.state.settings.ingest.log_file)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    }
+    let attacker = testkit::eventually(Duration::from_secs(30), || async {
+        repo::attacker_for_ip(&db, attacker_ip).await.ok().flatten()
+    })
+    .await
+    .expect("the ingester created the attacker");
+    let tok = planted(&db, "env_file").await;
+    for xff in [attacker_ip, "198.51.100.200"] {
+        let r = client()
+            .get(format!("http://{http}/c/{}/webhook", tok.callback_token))
+            .header("X-Forwarded-For", xff)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(wait_triggers(&db, &tok.uuid, 2).await, 2);
+    let (s, body) = call(
+        reqwest::Method::GET,
+        format!("{base}/api/v1/canary/tokens/{}/triggers", tok.uuid),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let trigs = body["triggers"].as_array().unwrap();
+    let by_ip = |ip: &str| {
+        trigs
+            .iter()
+            .find(|t| t["src_ip"] == ip)
+            .unwrap_or_else(|| panic!("no trigger from {ip}: {body}"))["attacker_id"]
+            .clone()
+    };
+    assert_eq!(by_ip(attacker_ip), json!(attacker));
+    assert_eq!(by_ip("198.51.100.200"), Value::Null);
+    app.stop().await;
+}
+
+/// §8.9–§8.10, checked by independent parties: the fingerprint HTML and SVG parse as HTML /
+/// XML (Python's standard library), and their script, run by Node with a stub `Image`,
+/// beacons `<base>/c/<slug>?o=1&k=<nonce>` on open, then `?d=` carrying the collected
+/// object (base64url JSON) whose `mint` is UUIDv5(namespace, slug) — with the slug nowhere
+/// in the files.
+#[test]
+fn fingerprint_documents_parse_and_their_beacon_runs() {
+    use base64::Engine as _;
+    use decnetd::domain::canary::{fingerprint, generate, Context};
+    let have_node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_node {
+        assert!(
+            std::env::var("DECNETD_REQUIRE_NODE").is_err(),
+            "DECNETD_REQUIRE_NODE set but no node"
+        );
+        loud_skip("fingerprint beacon: no node binary");
+        return;
+    }
+    let slug = new_slug();
+    let ctx = Context::new(&slug, "https://cb.example.org", ZONE, "linux")
+        .with_fingerprint_secret("fp-test-secret");
+    let work = tempfile::tempdir().unwrap();
+    for (g, open, close) in [
+        ("fingerprint_html", "<script>\n", "\n</script>"),
+        (
+            "fingerprint_svg",
+            "<script type=\"application/ecmascript\"><![CDATA[\n",
+            "\n]]></script>",
+        ),
+    ] {
+        let a = generate(g, &ctx).unwrap();
+        let text = String::from_utf8(a.content.clone()).unwrap();
+        assert!(!text.contains(&slug), "{g}: slug in clear");
+        let file = work.path().join(g);
+        std::fs::write(&file, &a.content).unwrap();
+        let parser = if g == "fingerprint_svg" {
+            "import sys,xml.etree.ElementTree as E\nr=E.parse(sys.argv[1]).getroot()\nprint(r.tag, r.get('width'), r.get('height'))"
+        } else {
+            "import sys,html.parser\nclass P(html.parser.HTMLParser):\n  n=0\n  def handle_starttag(s,t,a):\n    s.n+=t=='tr'\np=P()\np.feed(open(sys.argv[1]).read())\nprint(p.n)"
+        };
+        let out = python("python3", parser, &[file.to_str().unwrap()]);
+        if g == "fingerprint_svg" {
+            assert_eq!(out, "{http://www.w3.org/2000/svg}svg 600 360");
+        } else {
+            let rows: usize = out.parse().unwrap();
+            assert!((6..=9).contains(&rows), "header + 5..8 rows: {rows}");
+        }
+        let start = text.find(open).unwrap() + open.len();
+        let end = text.rfind(close).unwrap();
+        let harness = format!(
+            "var sent=[];global.Image=function(){{var o={{}};Object.defineProperty(o,'src',{{set:function(v){{sent.push(v);}}}});return o;}};\n{}\nsetTimeout(function(){{console.log(JSON.stringify(sent));}},50);\n",
+            &text[start..end]
+        );
+        let js = work.path().join(format!("{g}.js"));
+        std::fs::write(&js, harness).unwrap();
+        let out = std::process::Command::new("node")
+            .arg(&js)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{g}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let sent: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        let nonce = a.fingerprint_nonce.clone().unwrap();
+        let url = format!("https://cb.example.org/c/{slug}");
+        assert_eq!(sent[0], format!("{url}?o=1&k={nonce}"), "{g}");
+        let d = sent[1]
+            .strip_prefix(&format!("{url}?d="))
+            .and_then(|r| r.strip_suffix(&format!("&k={nonce}")))
+            .unwrap_or_else(|| panic!("{g}: {}", sent[1]));
+        let obj: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(d)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(obj["mint"], json!(fingerprint::mint(&slug).to_string()));
+        assert!(obj.get("rtc").is_some(), "{obj}");
+    }
 }

@@ -225,6 +225,7 @@ async fn core(db: &Db, rt: &Arc<BollardRuntime>) -> (PlannerCore, RegistryHandle
         db: db.clone(),
         docker: rt.clone() as Arc<dyn DeckyRuntime>,
         registry: registry.clone(),
+        canary: None,
     };
     (core, registry)
 }

@@ -76,6 +76,7 @@ impl CanaryPlanter {
                 sock,
                 zone.clone(),
                 tx.clone(),
+                self.deps.settings.canary.dns_rate_per_source,
             )));
         }
         if let Some(l) = socks.dns_tcp {

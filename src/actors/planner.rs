@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::actors::heartbeat::start_beating;
 use crate::actors::topics::{Event, OrchestratorActivity};
 use crate::actors::{Beat, Beating, Deps, ExitGuard, RegistryHandle, Shutdown};
+use crate::canary::CanaryCore;
 use crate::db::models::fleet::{DeckySource, RunningDecky};
 use crate::db::models::realism::{NewOrchestratorEvent, NewSyntheticFile, SyntheticFile};
 use crate::db::repo::{fleet as fleet_repo, realism as repo};
@@ -188,6 +189,9 @@ pub struct PlannerCore {
     pub db: Db,
     pub docker: Arc<dyn DeckyRuntime>,
     pub registry: RegistryHandle,
+    /// The CanaryPlanter's core: canary classes plant live tokens through it (§5.4). `None`
+    /// = every canary plan falls back to an inert plant.
+    pub canary: Option<CanaryCore>,
 }
 
 /// A live-config load outcome.
@@ -515,9 +519,14 @@ impl PlannerCore {
                 Ok(rec)
             }
             PlanDetail::Create { body_hint } => {
+                if plan.content_class.is_canary() {
+                    if let Some(rec) = self.cultivate(&plan).await? {
+                        return Ok(rec);
+                    }
+                }
                 let (path, body, class) = if plan.content_class.is_canary() {
-                    // No canary planter runs in this daemon yet: the tick is not wasted, an
-                    // inert plant takes its place (§5.4 fallback).
+                    // The canary planter could not plant a live token: the tick is not
+                    // wasted, an inert plant takes its place (§5.4 fallback).
                     let path = format!("{CACHE_PREFIX}{:06x}", rng.gen_range(0..0x0100_0000u32));
                     (path, String::new(), ContentClass::CacheTmp)
                 } else {
@@ -547,6 +556,49 @@ impl PlannerCore {
                 Ok(rec)
             }
         }
+    }
+
+    /// A canary create plan (§5.4): the CanaryPlanter generates the artifact, chooses the
+    /// path, stores the token and writes the file; the planner records its own file event and
+    /// the synthetic-file row (text content empty). `None` when no live token got planted
+    /// (no planter, generator refused, write failed): the caller falls back to an inert plant.
+    async fn cultivate(&self, plan: &Plan) -> Result<Option<ActionRecord>, DbError> {
+        let Some(canary) = &self.canary else {
+            return Ok(None);
+        };
+        let (token, artifact) = match canary
+            .cultivate(&plan.decky_name, plan.content_class.as_str(), &plan.persona)
+            .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(decky = %plan.decky_name, class = %plan.content_class, error = %e, "planner: canary not cultivated");
+                return Ok(None);
+            }
+        };
+        if token.state != crate::domain::canary::STATE_PLANTED {
+            tracing::warn!(decky = %plan.decky_name, token = %token.uuid, error = ?token.last_error, "planner: canary token not planted");
+            return Ok(None);
+        }
+        let payload = file_payload(
+            &plan.decky_name,
+            &token.placement_path,
+            artifact.content.len(),
+            None,
+        );
+        let rec = self
+            .record(
+                ActionKind::File,
+                FILE_CREATE_ACTION,
+                None,
+                &plan.decky_uuid,
+                true,
+                payload,
+            )
+            .await?;
+        self.remember(plan, &token.placement_path, plan.content_class, "")
+            .await;
+        Ok(Some(rec))
     }
 
     /// Record a planted file; a re-plant of a known (decky, path) bumps the existing row.
@@ -657,6 +709,12 @@ impl Planner {
         let beat = deps.beat("planner");
         let core = deps.docker.clone().map(|docker| PlannerCore {
             db: deps.db.clone(),
+            canary: Some(CanaryCore::new(
+                Arc::clone(&deps.settings),
+                deps.db.clone(),
+                deps.registry.clone(),
+                Some(Arc::clone(&docker)),
+            )),
             docker,
             registry: deps.registry.clone(),
         });

@@ -197,6 +197,16 @@ impl CanaryCore {
             &self.settings.canary.dns_zone,
             persona,
         )
+        .with_fingerprint_secret(self.fingerprint_secret())
+    }
+
+    fn fingerprint_secret(&self) -> &str {
+        self.settings
+            .canary
+            .fingerprint_secret
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or_default()
     }
 
     async fn read_blob(&self, sha: &str) -> Result<Vec<u8>, BlobError> {
@@ -210,6 +220,39 @@ impl CanaryCore {
     /// Make the artifact for a new token (generator or blob) and insert the row (state
     /// `planted`, optimistic), then plant it. Returns the re-read row.
     pub async fn create_token(&self, req: NewToken) -> Result<CanaryToken, CreateError> {
+        self.create_token_with_artifact(req).await.map(|(t, _)| t)
+    }
+
+    /// §15: a live token for the realism planner's canary class `class` (`canary_<generator>`)
+    /// on `decky`, placed under the home of `persona_name` (login per realism.md §3.4;
+    /// `mysql_dump` under `/var/backups`), created by `system`, planted like any token (mode,
+    /// owner, backdate of its generator; `placed` published). Returns the row (state
+    /// `planted` or `failed`) and the artifact written.
+    pub async fn cultivate(
+        &self,
+        decky: &str,
+        class: &str,
+        persona_name: &str,
+    ) -> Result<(CanaryToken, Artifact), CreateError> {
+        let generator = dom::generator_for_class(class).map_err(CreateError::BadRequest)?;
+        let login = crate::domain::realism::login_for(persona_name);
+        let req = NewToken {
+            decky_name: decky.to_owned(),
+            kind: dom::kind_for_generator(generator).to_owned(),
+            placement_path: paths::cultivated_path(generator, &login),
+            blob_uuid: None,
+            generator: Some(generator.to_owned()),
+            topology_id: None,
+            created_by: "system".into(),
+            persona: "linux".into(),
+        };
+        self.create_token_with_artifact(req).await
+    }
+
+    async fn create_token_with_artifact(
+        &self,
+        req: NewToken,
+    ) -> Result<(CanaryToken, Artifact), CreateError> {
         if let Some(t) = &req.topology_id {
             // No topology (MazeNET) tables exist in this build: every id is unknown.
             return Err(CreateError::NotFound(format!("topology '{t}' not found")));
@@ -271,9 +314,10 @@ impl CanaryCore {
         let mut artifact = artifact;
         artifact.path = req.placement_path;
         self.plant(&token, &artifact).await?;
-        Ok(repo::get_token(&self.db, &token.uuid)
+        let token = repo::get_token(&self.db, &token.uuid)
             .await?
-            .unwrap_or(token))
+            .unwrap_or(token);
+        Ok((token, artifact))
     }
 
     /// Container of a token's decky.
@@ -430,7 +474,8 @@ impl CanaryCore {
             &token.http_base,
             &token.dns_zone,
             "linux",
-        );
+        )
+        .with_fingerprint_secret(self.fingerprint_secret());
         if let Some(g) = &token.generator {
             return dom::generate(g, &ctx)
                 .map(|a| a.content)
@@ -536,48 +581,75 @@ impl Throttle {
 }
 
 impl CanaryCore {
-    /// §13.2: store the hit of a planted token (linked to a known attacker by source IP),
-    /// then publish `triggered` unless throttled. Unknown / revoked slugs: nothing. Returns
-    /// the trigger id.
-    pub async fn record_hit(
+    /// §13.2 for a batch of hits (the recorder drains its queue into one call): hits of
+    /// planted tokens are stored in one transaction, each linked to a known attacker by source
+    /// IP (§16.17), then `triggered` is published per hit unless throttled. Unknown / revoked
+    /// slugs: nothing. Returns the stored trigger ids, in hit order.
+    pub async fn record_hits(
         &self,
-        hit: Hit,
+        hits: Vec<Hit>,
         throttle: &mut Throttle,
-    ) -> Result<Option<String>, DbError> {
-        let Some(token) = repo::get_token_by_slug(&self.db, &hit.slug).await? else {
-            return Ok(None);
-        };
-        let attacker_id = repo::attacker_for_ip(&self.db, &hit.src_ip).await?;
-        let trigger = CanaryTrigger {
-            uuid: new_uuid(),
-            token_uuid: token.uuid.clone(),
-            occurred_at: hit.at,
-            src_ip: hit.src_ip.clone(),
-            user_agent: hit.user_agent.clone(),
-            request_path: hit.request_path.clone(),
-            dns_qname: hit.dns_qname.clone(),
-            raw_headers: Value::Object(hit.headers).to_string(),
-            attacker_id,
-        };
-        let id = repo::record_trigger(&self.db, &trigger).await?;
-        crate::metrics::canary_trigger(if trigger.dns_qname.is_some() {
-            "dns"
-        } else {
-            "http"
-        });
-        if throttle.allow(&token.uuid, &hit.src_ip, Instant::now()) {
-            self.registry
-                .publish(Event::CanaryTriggered(CanaryTriggered {
-                    token_id: token.uuid.clone(),
-                    trigger_id: id.clone(),
-                    decky_name: token.decky_name.clone(),
-                    src_ip: Some(hit.src_ip),
-                    user_agent: hit.user_agent,
-                    request_path: hit.request_path,
-                    dns_qname: hit.dns_qname,
-                }));
+    ) -> Result<Vec<String>, DbError> {
+        let mut slugs: Vec<String> = hits.iter().map(|h| h.slug.clone()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        let tokens: HashMap<String, CanaryToken> = repo::planted_tokens_by_slugs(&self.db, &slugs)
+            .await?
+            .into_iter()
+            .map(|t| (t.callback_token.clone(), t))
+            .collect();
+        let hits: Vec<(Hit, &CanaryToken)> = hits
+            .into_iter()
+            .filter_map(|h| tokens.get(&h.slug).map(|t| (h, t)))
+            .collect();
+        if hits.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(Some(id))
+        let mut ips: Vec<String> = hits.iter().map(|(h, _)| h.src_ip.clone()).collect();
+        ips.sort_unstable();
+        ips.dedup();
+        let mut attackers: HashMap<String, String> = HashMap::new();
+        for (ip, uuid) in repo::attackers_for_ips(&self.db, &ips).await? {
+            attackers.entry(ip).or_insert(uuid);
+        }
+        let triggers: Vec<CanaryTrigger> = hits
+            .iter()
+            .map(|(h, t)| CanaryTrigger {
+                uuid: new_uuid(),
+                token_uuid: t.uuid.clone(),
+                occurred_at: h.at,
+                src_ip: h.src_ip.clone(),
+                user_agent: h.user_agent.clone(),
+                request_path: h.request_path.clone(),
+                dns_qname: h.dns_qname.clone(),
+                raw_headers: Value::Object(h.headers.clone()).to_string(),
+                attacker_id: attackers.get(&h.src_ip).cloned(),
+            })
+            .collect();
+        repo::record_triggers(&self.db, &triggers).await?;
+        for t in &triggers {
+            crate::metrics::canary_trigger(if t.dns_qname.is_some() {
+                "dns"
+            } else {
+                "http"
+            });
+        }
+        let now = Instant::now();
+        for ((hit, token), trigger) in hits.into_iter().zip(&triggers) {
+            if throttle.allow(&token.uuid, &hit.src_ip, now) {
+                self.registry
+                    .publish(Event::CanaryTriggered(CanaryTriggered {
+                        token_id: token.uuid.clone(),
+                        trigger_id: trigger.uuid.clone(),
+                        decky_name: token.decky_name.clone(),
+                        src_ip: Some(hit.src_ip),
+                        user_agent: hit.user_agent,
+                        request_path: hit.request_path,
+                        dns_qname: hit.dns_qname,
+                    }));
+            }
+        }
+        Ok(triggers.into_iter().map(|t| t.uuid).collect())
     }
 }
 

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{header, Method};
+use std::num::NonZeroU32;
+
 use actix_web::{web, HttpRequest, HttpResponse};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use ipnet::IpNet;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -179,9 +182,52 @@ fn queue_dns_hit(tx: &mpsc::Sender<Hit>, out: &dns::DnsOutcome, peer: SocketAddr
     }
 }
 
-/// DNS over UDP: one reply per parseable query, none for garbage.
-pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, tx: mpsc::Sender<Hit>) {
+/// Per-source answer budget of the UDP DNS receiver (§16.16): `rate` answers per second
+/// with a burst of `2 × rate`, keyed by [`dns::rate_key`]. Over budget a source gets a
+/// truncated reply one time in two ([`dns::slip`]) and nothing is recorded; other sources
+/// keep being answered.
+pub struct DnsRateLimit {
+    inner: DefaultKeyedRateLimiter<IpAddr>,
+    checks: u64,
+    limited: u64,
+}
+
+impl DnsRateLimit {
+    /// `None` when `rate` is 0 (unlimited).
+    pub fn new(rate: u32) -> Option<DnsRateLimit> {
+        let per_second = NonZeroU32::new(rate)?;
+        let burst = NonZeroU32::new(rate.saturating_mul(2)).unwrap_or(per_second);
+        Some(DnsRateLimit {
+            inner: DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
+            checks: 0,
+            limited: 0,
+        })
+    }
+
+    /// `None` = within budget (answer normally); `Some(slip)` = over budget, and whether this
+    /// one slips out truncated.
+    pub fn check(&mut self, ip: IpAddr) -> Option<bool> {
+        self.checks += 1;
+        if self.checks.is_multiple_of(4096) {
+            self.inner.retain_recent();
+            self.inner.shrink_to_fit();
+        }
+        match self.inner.check_key(&dns::rate_key(ip)) {
+            Ok(()) => None,
+            Err(_) => {
+                let n = self.limited;
+                self.limited += 1;
+                Some(dns::slips(n))
+            }
+        }
+    }
+}
+
+/// DNS over UDP: one reply per parseable query, none for garbage; sources over their rate
+/// (`rate` answers/s, 0 = unlimited) are limited as [`DnsRateLimit`] says.
+pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, tx: mpsc::Sender<Hit>, rate: u32) {
     let mut buf = vec![0u8; 65_535];
+    let mut limit = DnsRateLimit::new(rate);
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -190,6 +236,14 @@ pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, tx: mpsc::Sender
                 continue;
             }
         };
+        if let Some(slip) = limit.as_mut().and_then(|l| l.check(peer.ip())) {
+            if slip {
+                if let Some(reply) = dns::slip(&buf[..n], &zone) {
+                    let _ = sock.send_to(&reply, peer).await;
+                }
+            }
+            continue;
+        }
         if let Some(out) = dns::answer(&buf[..n], &zone) {
             if let Err(e) = sock.send_to(&out.reply, peer).await {
                 tracing::debug!(error = %e, "canary DNS UDP send error");
@@ -250,12 +304,22 @@ pub async fn dns_tcp(listener: tokio::net::TcpListener, zone: String, tx: mpsc::
     }
 }
 
-/// Store queued hits one by one (the throttle lives here, per actor generation).
+/// Hits stored per transaction at most.
+pub const RECORD_BATCH: usize = 512;
+
+/// Store queued hits, draining whatever is waiting (up to [`RECORD_BATCH`]) into one
+/// transaction, so the database keeps pace with the receivers (the throttle lives here, per
+/// actor generation).
 pub async fn recorder(core: CanaryCore, mut rx: mpsc::Receiver<Hit>) {
     let mut throttle = Throttle::default();
-    while let Some(hit) = rx.recv().await {
-        if let Err(e) = core.record_hit(hit, &mut throttle).await {
-            tracing::warn!(error = %e, "canary trigger not recorded");
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let n = batch.len();
+        if let Err(e) = core
+            .record_hits(std::mem::take(&mut batch), &mut throttle)
+            .await
+        {
+            tracing::warn!(error = %e, hits = n, "canary triggers not recorded");
         }
     }
 }

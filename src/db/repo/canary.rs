@@ -236,25 +236,59 @@ pub async fn update_token_state(
     Ok(n > 0)
 }
 
-/// Insert the trigger and bump the token's `trigger_count` / `last_triggered_at` in one
-/// transaction; returns the trigger uuid.
-pub async fn record_trigger(db: &Db, trigger: &CanaryTrigger) -> Result<String, DbError> {
+/// Insert `triggers` and bump each token's `trigger_count` / `last_triggered_at` (by the
+/// number of its triggers, to the latest `occurred_at`), all in one transaction (§4.4, batched
+/// so the recorder keeps up with the receivers: one commit per batch, not per hit).
+pub async fn record_triggers(db: &Db, triggers: &[CanaryTrigger]) -> Result<(), DbError> {
     use canary_tokens::dsl as t;
-    let at: NaiveDateTime = trigger.occurred_at;
+    if triggers.is_empty() {
+        return Ok(());
+    }
+    let mut per_token: Vec<(&str, i64, NaiveDateTime)> = Vec::new();
+    for tr in triggers {
+        match per_token.iter_mut().find(|(u, _, _)| *u == tr.token_uuid) {
+            Some((_, n, at)) => {
+                *n += 1;
+                *at = (*at).max(tr.occurred_at);
+            }
+            None => per_token.push((&tr.token_uuid, 1, tr.occurred_at)),
+        }
+    }
     db_tx!(db, |c| {
-        diesel::insert_into(canary_triggers::table)
-            .values(trigger)
-            .execute(c)
-            .await?;
-        diesel::update(canary_tokens::table.find(&trigger.token_uuid))
-            .set((
-                t::trigger_count.eq(t::trigger_count + 1),
-                t::last_triggered_at.eq(Some(at)),
-            ))
-            .execute(c)
-            .await?;
-        Ok(trigger.uuid.clone())
+        for tr in triggers {
+            diesel::insert_into(canary_triggers::table)
+                .values(tr)
+                .execute(c)
+                .await?;
+        }
+        for (uuid, n, at) in &per_token {
+            diesel::update(canary_tokens::table.find(*uuid))
+                .set((
+                    t::trigger_count.eq(t::trigger_count + *n),
+                    t::last_triggered_at.eq(Some(*at)),
+                ))
+                .execute(c)
+                .await?;
+        }
+        Ok(())
     })
+}
+
+/// The `planted` tokens whose slugs are among `slugs`.
+pub async fn planted_tokens_by_slugs(
+    db: &Db,
+    slugs: &[String],
+) -> Result<Vec<CanaryToken>, DbError> {
+    use canary_tokens::dsl as t;
+    if slugs.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(db_run!(db, |c| canary_tokens::table
+        .filter(t::callback_token.eq_any(slugs))
+        .filter(t::state.eq(crate::domain::canary::STATE_PLANTED))
+        .select(CanaryToken::as_select())
+        .load(c)
+        .await)?)
 }
 
 /// Triggers of a token.
@@ -299,6 +333,19 @@ pub async fn attribute_trigger(
     .execute(c)
     .await)?;
     Ok(n > 0)
+}
+
+/// `(ip, attacker uuid)` of the attackers among `ips` the intake has seen.
+pub async fn attackers_for_ips(db: &Db, ips: &[String]) -> Result<Vec<(String, String)>, DbError> {
+    use attackers::dsl as a;
+    if ips.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(db_run!(db, |c| attackers::table
+        .filter(a::ip.eq_any(ips))
+        .select((a::ip, a::uuid))
+        .load::<(String, String)>(c)
+        .await)?)
 }
 
 /// The attacker (observation) row uuid of `ip`, if the intake has seen it.

@@ -9,6 +9,8 @@
 //! * Anything else → NXDOMAIN.
 //! * The question is echoed with the case the client sent (0x20 randomisation survives), RD is
 //!   echoed, and an EDNS OPT is answered with one.
+//! * A source over its rate limit gets a truncated, answerless reply one time in two and
+//!   silence otherwise ([`slip`], [`slips`]; keyed by [`rate_key`]).
 
 use std::net::Ipv4Addr;
 
@@ -43,6 +45,39 @@ pub fn match_zone<'a>(qname: &'a str, zone: &str) -> Option<&'a str> {
 /// Answer one DNS request for `zone` (normalised: lowercase, no dots at the ends). `None` =
 /// stay silent.
 pub fn answer(request: &[u8], zone: &str) -> Option<DnsOutcome> {
+    build(request, zone, false)
+}
+
+/// The reply to a request from a source over its rate limit (§16.16, response rate limiting
+/// as resolvers know it): header and question only, TC set, no hit — no bigger than the
+/// query, so the receiver cannot amplify a spoofed flood, and a real resolver retries over
+/// TCP, where the source address cannot be forged. `None` = garbage, stay silent.
+pub fn slip(request: &[u8], zone: &str) -> Option<Vec<u8>> {
+    build(request, zone, true).map(|o| o.reply)
+}
+
+/// Whether the `n`-th (0-based) rate-limited reply to a source slips out truncated; the
+/// others are dropped (one in two, like BIND's default `slip 2`).
+pub fn slips(n: u64) -> bool {
+    n.is_multiple_of(2)
+}
+
+/// The rate-limit key of a source: IPv4 address, or the /56 of an IPv6 address (one site
+/// holds a whole /56; keying by /128 would let one host rotate addresses past the limit).
+pub fn rate_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => std::net::IpAddr::V4(v4),
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return std::net::IpAddr::V4(v4);
+            }
+            let bits = u128::from(v6) & !((1u128 << 72) - 1);
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
+fn build(request: &[u8], zone: &str, truncate: bool) -> Option<DnsOutcome> {
     let req = Message::from_vec(request).ok()?;
     if req.metadata.message_type != MessageType::Query
         || req.metadata.op_code != OpCode::Query
@@ -64,6 +99,14 @@ pub fn answer(request: &[u8], zone: &str) -> Option<DnsOutcome> {
         let mut e = Edns::new();
         e.set_max_payload(1232);
         resp.set_edns(e);
+    }
+    if truncate {
+        resp.metadata.truncation = true;
+        resp.metadata.response_code = ResponseCode::NoError;
+        return Some(DnsOutcome {
+            reply: resp.to_vec().ok()?,
+            hit: None,
+        });
     }
     match &label {
         Some(_) => {
@@ -166,6 +209,30 @@ mod tests {
         }
         p.extend_from_slice(&[0, 0, 1, 0, 1]);
         assert_eq!(answer(&p, "z"), None);
+    }
+
+    #[test]
+    fn slip_is_truncated_small_and_hitless() {
+        let q = query("slug42.canary.example.test.", RecordType::A);
+        let r = slip(&q, "canary.example.test").unwrap();
+        assert!(r.len() <= q.len() + 11, "{} vs {}", r.len(), q.len());
+        let m = Message::from_vec(&r).unwrap();
+        assert!(m.metadata.truncation);
+        assert_eq!(m.metadata.id, 0x1234);
+        assert!(m.answers.is_empty());
+        assert_eq!(m.queries.len(), 1);
+        assert_eq!(slip(b"junk", "z"), None);
+        assert_eq!((0..10).filter(|n| slips(*n)).count(), 5);
+    }
+
+    #[test]
+    fn rate_keys() {
+        let k = |s: &str| rate_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("2001:db8:1:2ff:aaaa::1"), "2001:db8:1:200::");
+        assert_eq!(k("2001:db8:1:2ff:bbbb::9"), k("2001:db8:1:2ab::1"));
+        assert_ne!(k("2001:db8:1:300::1"), k("2001:db8:1:200::1"));
     }
 
     #[test]

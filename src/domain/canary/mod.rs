@@ -4,6 +4,7 @@
 //! and strings, so each is unit-tested on plain data.
 
 pub mod dns;
+pub mod fingerprint;
 pub mod generators;
 pub mod instrumenters;
 mod ooxml;
@@ -76,6 +77,18 @@ pub struct Context {
     pub dns_zone: String,
     /// `linux` or `windows`.
     pub persona: String,
+    /// HMAC key of the fingerprint nonce (§8.9); `None` = fingerprint generators refuse.
+    fingerprint_secret: Option<FingerprintSecret>,
+}
+
+/// The fingerprint HMAC key; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+struct FingerprintSecret(String);
+
+impl std::fmt::Debug for FingerprintSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
 }
 
 impl Context {
@@ -91,7 +104,18 @@ impl Context {
                 "linux"
             }
             .to_owned(),
+            fingerprint_secret: None,
         }
+    }
+    /// The same context with the fingerprint HMAC key set (empty = unset).
+    pub fn with_fingerprint_secret(mut self, secret: &str) -> Context {
+        self.fingerprint_secret =
+            (!secret.is_empty()).then(|| FingerprintSecret(secret.to_owned()));
+        self
+    }
+    /// The fingerprint HMAC key, if set.
+    pub fn fingerprint_secret(&self) -> Option<&str> {
+        self.fingerprint_secret.as_ref().map(|s| s.0.as_str())
     }
     /// `<base>/c/<slug>`.
     pub fn url(&self) -> String {
@@ -218,6 +242,15 @@ pub fn kind_for_generator(generator: &str) -> &'static str {
     }
 }
 
+/// §15: the generator of a realism canary class (`canary_<generator>`); any other class is
+/// an error mentioning "non-canary".
+pub fn generator_for_class(class: &str) -> Result<&'static str, String> {
+    class
+        .strip_prefix("canary_")
+        .and_then(|g| GENERATORS.iter().find(|k| **k == g).copied())
+        .ok_or_else(|| format!("cannot cultivate non-canary class '{class}'"))
+}
+
 /// Decode a stored `raw_headers` value (§4.3): anything but a JSON object is `{}`.
 pub fn decode_headers(raw: &str) -> serde_json::Map<String, serde_json::Value> {
     match serde_json::from_str::<serde_json::Value>(raw) {
@@ -309,6 +342,29 @@ mod tests {
             instrument("bogus", b"x", &Context::new("s", "", "", "linux"), "/x"),
             Err(CanaryError::UnknownInstrumenter(_))
         ));
+    }
+
+    #[test]
+    fn canary_classes_map_to_generators() {
+        use crate::domain::realism::ContentClass;
+        let mut seen: Vec<&str> = ContentClass::CANARY
+            .iter()
+            .map(|c| {
+                let g = generator_for_class(c.as_str()).unwrap();
+                assert_eq!(format!("canary_{g}"), c.as_str());
+                g
+            })
+            .collect();
+        seen.sort_unstable();
+        let mut all = GENERATORS.to_vec();
+        all.sort_unstable();
+        assert_eq!(seen, all, "one class per generator");
+        for bad in ["note", "canary_", "canary_bogus", "aws_creds"] {
+            assert!(
+                generator_for_class(bad).unwrap_err().contains("non-canary"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

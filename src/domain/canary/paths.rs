@@ -60,21 +60,8 @@ pub fn default_path(generator: &str, persona: &str) -> String {
     format!("/home/{user}/{rel}")
 }
 
-/// §15: a persona name as a login (lowercase, spaces removed; anything else → `user`).
-pub fn persona_login(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect::<String>()
-        .to_lowercase();
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric()) {
-        "user".to_owned()
-    } else {
-        s
-    }
-}
-
-/// §15: placement of a planner-cultivated canary under `/home/{login}/`.
+/// §15: placement of a planner-cultivated canary under `/home/{login}/` (login from
+/// `domain::realism::login_for`, the single source of truth).
 pub fn cultivated_path(generator: &str, login: &str) -> String {
     let rel = match generator {
         "aws_creds" => ".aws/credentials",
@@ -141,8 +128,6 @@ mod tests {
             default_path("mysql_dump", "linux"),
             "/tmp/mysql_dump.canary"
         );
-        assert_eq!(persona_login("Mary Ann"), "maryann");
-        assert_eq!(persona_login("José"), "user");
         assert_eq!(
             cultivated_path("mysql_dump", "x"),
             "/var/backups/db_backup.sql"
