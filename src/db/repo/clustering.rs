@@ -27,6 +27,9 @@ use crate::{db_insert_batch, db_run, db_tx};
 /// Rows per `IN (…)` list of a bulk FK update.
 const IN_CHUNK: usize = 500;
 
+/// Key rows per INSERT statement.
+const KEY_ROWS_PER_INSERT: usize = 10_000;
+
 /// One observation as the identity tick reads it, with the times used for the identity's
 /// first/last seen and the `updated_at` the tick marks as processed.
 #[derive(Debug, Clone, PartialEq)]
@@ -420,8 +423,10 @@ macro_rules! replace_keys {
                     }
                 }
             }
-            if !rows.is_empty() {
-                db_insert_batch!($c, k::table, rows)?;
+            // Two binds a row: chunks stay under SQLite's 32 766-variable limit (the rows have
+            // no DEFAULT column, so SQLite gets one multi-row statement per chunk).
+            for chunk in rows.chunks(KEY_ROWS_PER_INSERT) {
+                db_insert_batch!($c, k::table, chunk.to_vec())?;
             }
         }
     }};
