@@ -1,7 +1,7 @@
 //! Clustering benchmarks (`cargo bench --bench clustering`):
 //! * pure identity kernel at 10,000 and 100,000 observations (target: 100,000 under 1 s);
 //! * identity kernel + reconciliation plan at 100,000;
-//! * pure campaign kernel at 10,000 identities;
+//! * pure campaign kernel at 10,000 and 100,000 identities;
 //! * whole ticks on SQLite (read, plan, one-transaction apply, maintenance) at 1,000 and
 //!   10,000 observations: the first tick (everything formed) and an idle tick (nothing new).
 
@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use decnetd::actors::campaign_clusterer::run_campaign_tick;
 use decnetd::actors::clusterer::run_identity_tick;
-use decnetd::db::models::clustering::NewObservation;
-use decnetd::db::repo::clustering as repo;
-use decnetd::db::{now_utc, Db};
-use decnetd::domain::clustering::observation::Observation;
-use decnetd::domain::clustering::rollup::encode_list;
 use decnetd::domain::clustering::{campaign, kernel, reconcile, synth};
-use serde_json::json;
+
+mod common;
+use common::clustering::seeded_db;
 
 fn identity_kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("identity_kernel");
@@ -61,58 +58,14 @@ fn identity_plan(c: &mut Criterion) {
 fn campaign_kernel(c: &mut Criterion) {
     let mut group = c.benchmark_group("campaign_kernel");
     group.sample_size(10);
-    let n = 10_000usize;
-    let features = synth::identity_features(n, 42);
-    group.throughput(Throughput::Elements(n as u64));
-    group.bench_with_input(BenchmarkId::from_parameter(n), &features, |b, fs| {
-        b.iter(|| campaign::cluster_identities(fs))
-    });
+    for n in [10_000usize, 100_000] {
+        let features = synth::identity_features(n, 42);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &features, |b, fs| {
+            b.iter(|| campaign::cluster_identities(fs))
+        });
+    }
     group.finish();
-}
-
-fn stored(o: &Observation, i: usize) -> NewObservation {
-    let mut fps = Vec::new();
-    if let Some(j) = &o.ja3 {
-        fps.push(
-            json!({"bounty_type": "fingerprint", "payload": {"fingerprint_type": "ja3", "ja3": j}}),
-        );
-    }
-    if let Some(h) = &o.hassh {
-        fps.push(json!({"bounty_type": "fingerprint", "payload": {"fingerprint_type": "hassh_server", "hash": h}}));
-    }
-    let list = |s: &std::collections::BTreeSet<String>| {
-        (!s.is_empty())
-            .then(|| encode_list(Some(&s.iter().cloned().collect::<Vec<_>>())))
-            .flatten()
-    };
-    let t = now_utc() - chrono::Duration::seconds(i as i64);
-    NewObservation {
-        uuid: o.observation_id.clone(),
-        ip: format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
-        identity_id: None,
-        first_seen: t,
-        last_seen: t,
-        event_count: 1,
-        fingerprints: Some(serde_json::Value::Array(fps).to_string()),
-        asn: o.asn,
-        payload_hashes: list(&o.payload_hashes),
-        c2_endpoints: list(&o.c2_endpoints),
-        updated_at: t,
-    }
-}
-
-async fn seeded_db(n: usize) -> (tempfile::TempDir, Db) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let db = Db::connect(&url, 4).await.expect("open SQLite");
-    db.migrate().await.expect("migrate");
-    let rows: Vec<NewObservation> = synth::observations(n, 7)
-        .iter()
-        .enumerate()
-        .map(|(i, o)| stored(o, i))
-        .collect();
-    repo::insert_observations(&db, rows).await.expect("seed");
-    (dir, db)
 }
 
 fn whole_tick_sqlite(c: &mut Criterion) {

@@ -362,6 +362,20 @@ async fn pre_seeded_merge_without_support_is_revoked_keeping_the_uuid() {
             tick.formed.is_empty(),
             "{backend}: the resurrected identity keeps its uuid"
         );
+        // identity.formed is published again for it, right after its identity.unmerged
+        // (clustering.md §10.6), with the observations literally FK'd to it.
+        let events = tick.events();
+        let at = events
+            .iter()
+            .position(|e| matches!(e, Event::IdentityUnmerged(u) if u.resurrected_uuid == b))
+            .expect("unmerged event");
+        match &events[at + 1] {
+            Event::IdentityFormed(f) => {
+                assert_eq!(f.identity_uuid, b, "{backend}");
+                assert_eq!(f.observation_uuids, vec!["o2".to_owned()], "{backend}");
+            }
+            other => panic!("{backend}: expected identity.formed, got {other:?}"),
+        }
         let (read, _) = repo::get_identity_by_uuid(&db, &b)
             .await
             .expect("read")
@@ -968,5 +982,182 @@ fn clusterer_implementation_selectors_are_validated_at_startup() {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains(var), "{var}: {err}");
+    }
+}
+
+/// Rows one identity tick and one campaign tick read, as their outcomes report them.
+async fn tick_pair(db: &Db) -> (usize, usize) {
+    let i = run_identity_tick(db).await.expect("identity tick");
+    let c = run_campaign_tick(db).await.expect("campaign tick");
+    (i.observations, c.identities)
+}
+
+#[actix_rt::test]
+async fn ticks_read_only_what_changed_and_its_closure() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("o1", &fp("J1", "H1"), 1),
+                bare("o2", &fp("J1", "H2"), 2),
+                bare("o3", &fp("J3", "H3"), 3),
+                bare("o4", "[]", 4),
+            ],
+        )
+        .await
+        .expect("seed");
+        let (obs, ids) = tick_pair(&db).await;
+        assert_eq!(
+            (obs, ids),
+            (4, 3),
+            "{backend}: the first tick reads everything"
+        );
+        // The campaign links bump identities' updated_at; that is no news for either layer.
+        assert_eq!(
+            tick_pair(&db).await,
+            (0, 0),
+            "{backend}: an idle tick reads nothing"
+        );
+
+        // A new observation sharing o1's JA3: the identity tick reads it, o1 and o2 (its
+        // identity), nothing of o3 / o4.
+        repo::insert_observations(&db, vec![bare("o5", &fp("J1", "H5"), 5)])
+            .await
+            .expect("seed");
+        let i = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(i.observations, 3, "{backend}: the change and its closure");
+        assert_eq!(i.linked.len(), 1);
+        assert_eq!(i.linked[0].observation_uuid, "o5");
+        let c = run_campaign_tick(&db).await.expect("tick");
+        assert_eq!(
+            c.identities, 1,
+            "{backend}: only the identity that changed (its campaign has no other member)"
+        );
+        assert!(c.events().is_empty(), "{backend}: nothing to regroup");
+        assert_eq!(tick_pair(&db).await, (0, 0), "{backend}: idle again");
+
+        // An observation that changes (intake rewrote it with new fingerprints) is re-read with
+        // its closure and moves: o3 takes o1's JA3, so its identity merges into o1's.
+        let stamp = match backend {
+            "sqlite" => "'2027-01-01 00:00:00'",
+            _ => "TIMESTAMP '2027-01-01 00:00:00'",
+        };
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET fingerprints = '{}', updated_at = {stamp} WHERE uuid = 'o3'",
+                fp("J1", "H3"),
+            ),
+        )
+        .await;
+        let i = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(i.merged.len(), 1, "{backend}: the changed row bridges");
+        assert_eq!(
+            i.observations, 4,
+            "{backend}: o3 and the J1 identity's rows"
+        );
+        drop(db);
+    }
+}
+
+#[actix_rt::test]
+async fn campaign_span_and_counts_are_maintained_and_updated_at_moves_only_on_change() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                with_c2(bare("a1", &fp("JA", "HA"), 10), "c2.example"),
+                with_c2(bare("b1", &fp("JB", "HB"), 20), "c2.example"),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let first = run_campaign_tick(&db).await.expect("tick");
+        let campaign = first.formed[0].campaign_uuid.clone();
+        let read = |db: &Db, uuid: &str| {
+            let (db, uuid) = (db.clone(), uuid.to_owned());
+            async move {
+                repo::get_campaign_by_uuid(&db, &uuid)
+                    .await
+                    .expect("read")
+                    .expect("exists")
+                    .0
+            }
+        };
+        let row = read(&db, &campaign).await;
+        let minute = |m: u32| ts(1_767_225_600.0 + f64::from(m) * 60.0);
+        assert_eq!(row.identity_count, 2, "{backend}");
+        assert_eq!(
+            row.first_seen_at,
+            Some(minute(10)),
+            "{backend}: earliest member"
+        );
+        assert_eq!(
+            row.last_seen_at,
+            Some(minute(20)),
+            "{backend}: latest member"
+        );
+
+        // Idle ticks change nothing: no row's updated_at moves (clustering.md §10.10).
+        let identities_before = repo::list_identities(&db, 10, 0).await.expect("list");
+        for _ in 0..2 {
+            assert_eq!(tick_pair(&db).await, (0, 0), "{backend}");
+        }
+        assert_eq!(
+            read(&db, &campaign).await,
+            row,
+            "{backend}: campaign untouched"
+        );
+        assert_eq!(
+            repo::list_identities(&db, 10, 0).await.expect("list"),
+            identities_before,
+            "{backend}: identities untouched"
+        );
+
+        // A third operator on the same C2, later: count and last seen follow.
+        repo::insert_observations(
+            &db,
+            vec![with_c2(bare("c1", &fp("JC", "HC"), 30), "c2.example")],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let second = run_campaign_tick(&db).await.expect("tick");
+        assert_eq!(second.assigned.len(), 1, "{backend}");
+        let grown = read(&db, &campaign).await;
+        assert_eq!(grown.identity_count, 3, "{backend}");
+        assert_eq!(grown.first_seen_at, Some(minute(10)), "{backend}");
+        assert_eq!(
+            grown.last_seen_at,
+            Some(minute(30)),
+            "{backend}: span extended"
+        );
+        assert!(
+            grown.updated_at > row.updated_at,
+            "{backend}: a real change moves it"
+        );
+
+        // The observation shows up again later (intake moves last_seen): the identity's and
+        // the campaign's last seen follow.
+        let later = minute(45);
+        let stamp = match backend {
+            "sqlite" => format!("'{}'", later.format("%Y-%m-%d %H:%M:%S%.f")),
+            _ => format!("TIMESTAMP '{}'", later.format("%Y-%m-%d %H:%M:%S")),
+        };
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET last_seen = {stamp}, updated_at = {stamp} WHERE uuid = 'a1'"
+            ),
+        )
+        .await;
+        tick_pair(&db).await;
+        let moved = read(&db, &campaign).await;
+        assert_eq!(moved.last_seen_at, Some(later), "{backend}");
+        assert_eq!(moved.identity_count, 3, "{backend}");
+        assert_eq!(tick_pair(&db).await, (0, 0), "{backend}: idle again");
+        assert_eq!(read(&db, &campaign).await, moved, "{backend}");
+        drop(db);
     }
 }

@@ -2,7 +2,7 @@
 //! into campaigns. Same loop shape as the [`Clusterer`](super::clusterer::Clusterer); wakes on
 //! `identity.>` except its own cross-family `identity.campaign.assigned` copies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
@@ -11,11 +11,16 @@ use serde_json::Value;
 use crate::actors::clusterer::TickError;
 use crate::actors::tick_worker::{TickJob, TickOutcome, TickWorker};
 use crate::actors::topics::{self, Event};
-use crate::db::models::clustering::{Campaign, NewCampaign, NewCampaignEvidence};
-use crate::db::repo::clustering as repo;
+use crate::db::models::clustering::{
+    Campaign, CampaignMaintenance, NewCampaign, NewCampaignEvidence,
+};
+use crate::db::repo::clustering::{self as repo, ClusteringIdentity};
 use crate::db::{new_uuid, now_utc, Db};
+use crate::domain::clustering::campaign::{
+    candidate_keys, handoff_windows, IdentityFeatures, TtpPhaseEntry,
+};
 use crate::domain::clustering::reconcile::EntityState;
-use crate::domain::clustering::tick::{plan_campaign_tick, CampaignTick};
+use crate::domain::clustering::tick::{plan_campaign_tick, CampaignTick, IdentityRow};
 
 /// The topic of our own cross-family copies, which must not wake us again.
 const OWN_ECHO: &str = "identity.campaign.assigned";
@@ -57,19 +62,200 @@ impl CampaignTickOutcome {
     }
 }
 
+/// Changed identities above this many make the campaign tick read every identity instead of
+/// looking up neighbours one changed identity at a time (the first tick over an existing
+/// database, a large backlog): beyond it the per-identity lookups cost more than one full read.
+pub const FULL_CAMPAIGN_SCOPE_ABOVE: usize = 2_000;
+
+/// The rows one campaign tick works on.
+struct CampaignScope {
+    /// Every identity the tick needs (merged-out ones are filtered by the plan), `created_at`
+    /// order.
+    identities: Vec<ClusteringIdentity>,
+    /// Phase entries of the active ones.
+    phases: HashMap<String, Vec<TtpPhaseEntry>>,
+    /// The campaigns of their merge closure, `created_at` order.
+    campaigns: Vec<Campaign>,
+    /// The changed identities (their candidate keys are replaced, markers set).
+    changed: BTreeSet<String>,
+    tag_cursor: Option<i64>,
+}
+
+async fn phases_of(db: &Db, uuids: &[String]) -> HashMap<String, Vec<TtpPhaseEntry>> {
+    match crate::db::repo::ttp::ttp_decky_phases_of(db, uuids).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
+            HashMap::new()
+        }
+    }
+}
+
+fn epoch(t: f64) -> NaiveDateTime {
+    chrono::DateTime::from_timestamp(t.floor() as i64, 0)
+        .map(|d| d.naive_utc())
+        .unwrap_or_default()
+}
+
+/// Read what a campaign tick works on: the identities changed since the last tick (markers,
+/// and the identities of observations tagged since the tag cursor), their possible partners
+/// (shared token or keystroke band through the stored keys, handoff partners through the tags
+/// on the same decky inside the window), and every identity of every campaign connected to
+/// those. `None` when nothing changed.
+async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError> {
+    let dirty = repo::list_campaign_dirty_identities(db).await?;
+    let (tagged, tag_cursor) = crate::db::repo::ttp::identities_tagged_since_cursor(db).await?;
+    if dirty.is_empty() && tagged.is_empty() && tag_cursor.is_none() {
+        return Ok(None);
+    }
+    let mut loaded: BTreeMap<String, ClusteringIdentity> =
+        dirty.into_iter().map(|i| (i.row.uuid.clone(), i)).collect();
+    let missing: Vec<String> = tagged
+        .into_iter()
+        .filter(|u| !loaded.contains_key(u))
+        .collect();
+    for i in repo::identities_by_uuid(db, &missing).await? {
+        loaded.entry(i.row.uuid.clone()).or_insert(i);
+    }
+    let mut changed: BTreeSet<String> = loaded.keys().cloned().collect();
+    // A merged-out identity is represented by its winner.
+    let winners: Vec<String> = loaded
+        .values()
+        .filter_map(|i| i.row.merged_into_uuid.clone())
+        .filter(|w| !loaded.contains_key(w))
+        .collect();
+    if !winners.is_empty() {
+        let closure = repo::identity_merge_closure(db, &winners.into_iter().collect()).await?;
+        let active: Vec<String> = closure
+            .into_iter()
+            .filter(|i| i.merged_into_uuid.is_none() && !loaded.contains_key(&i.uuid))
+            .map(|i| i.uuid)
+            .collect();
+        for i in repo::identities_by_uuid(db, &active).await? {
+            changed.insert(i.row.uuid.clone());
+            loaded.entry(i.row.uuid.clone()).or_insert(i);
+        }
+    }
+
+    if changed.len() > FULL_CAMPAIGN_SCOPE_ABOVE {
+        let identities = repo::list_identities_for_clustering(db, None).await?;
+        let phases = match crate::db::repo::ttp::ttp_decky_phases(db).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
+                HashMap::new()
+            }
+        };
+        let campaigns = repo::list_all_campaigns(db).await?;
+        return Ok(Some(CampaignScope {
+            identities,
+            phases,
+            campaigns,
+            changed,
+            tag_cursor,
+        }));
+    }
+
+    // Partners of the changed active identities.
+    let active: Vec<String> = loaded
+        .values()
+        .filter(|i| i.row.merged_into_uuid.is_none())
+        .map(|i| i.row.uuid.clone())
+        .collect();
+    let mut phases = phases_of(db, &active).await;
+    let mut keys: BTreeSet<String> = BTreeSet::new();
+    let mut partners: BTreeSet<String> = BTreeSet::new();
+    for uuid in &active {
+        let Some(i) = loaded.get(uuid) else { continue };
+        let f = features_of(i, &phases);
+        keys.extend(candidate_keys(&f));
+        for w in handoff_windows(&f) {
+            // Whole seconds on both ends, widened by one: never narrower than the window.
+            let ids = crate::db::repo::ttp::identities_tagged_in(
+                db,
+                &w.decky,
+                epoch(w.from - 1.0),
+                epoch(w.to + 1.0),
+            )
+            .await?;
+            partners.extend(ids);
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().collect();
+    for i in repo::identities_with_keys(db, &keys).await? {
+        loaded.entry(i.row.uuid.clone()).or_insert(i);
+    }
+    let partners: Vec<String> = partners
+        .into_iter()
+        .filter(|u| !loaded.contains_key(u))
+        .collect();
+    for i in repo::identities_by_uuid(db, &partners).await? {
+        loaded.entry(i.row.uuid.clone()).or_insert(i);
+    }
+
+    // Every identity of every campaign connected to those.
+    let seeds: BTreeSet<String> = loaded
+        .values()
+        .filter_map(|i| i.row.campaign_id.clone())
+        .collect();
+    let campaigns = repo::campaign_merge_closure(db, &seeds).await?;
+    let uuids: Vec<String> = campaigns.iter().map(|c| c.uuid.clone()).collect();
+    for i in repo::identities_of_campaigns(db, &uuids).await? {
+        loaded.entry(i.row.uuid.clone()).or_insert(i);
+    }
+    let missing: Vec<String> = loaded
+        .values()
+        .filter(|i| i.row.merged_into_uuid.is_none() && !phases.contains_key(&i.row.uuid))
+        .map(|i| i.row.uuid.clone())
+        .filter(|u| !active.contains(u))
+        .collect();
+    phases.extend(phases_of(db, &missing).await);
+    let mut identities: Vec<ClusteringIdentity> = loaded.into_values().collect();
+    identities.sort_by(|a, b| a.row.uuid.cmp(&b.row.uuid));
+    Ok(Some(CampaignScope {
+        identities,
+        phases,
+        campaigns,
+        changed,
+        tag_cursor,
+    }))
+}
+
+fn features_of(
+    i: &ClusteringIdentity,
+    phases: &HashMap<String, Vec<TtpPhaseEntry>>,
+) -> IdentityFeatures {
+    IdentityFeatures::from_stored(
+        &i.row.uuid,
+        i.row.payload_simhashes.as_deref(),
+        i.row.c2_endpoints.as_deref(),
+        i.row.kd_digraph_simhash.as_deref(),
+        phases
+            .get(&i.row.uuid)
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    )
+}
+
 /// One campaign tick against the database (no publishing). Phase maps come from the stored
-/// TTP tags ([`crate::db::repo::ttp::ttp_decky_phases`]); a failing read gives no phase data
-/// (warning, not an error — spec §4.3).
+/// TTP tags; a failing read gives no phase data (warning, not an error — spec §4.3). Reads
+/// only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
-    let rows = repo::list_identities_for_clustering(db, None).await?;
-    let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
-    if active == 0 {
+    let Some(CampaignScope {
+        identities: scope,
+        phases,
+        campaigns: stored,
+        changed,
+        tag_cursor,
+    }) = read_campaign_scope(db).await?
+    else {
         return Ok(CampaignTickOutcome {
             maintenance_ok: true,
             ..Default::default()
         });
-    }
-    let stored = repo::list_all_campaigns(db).await?;
+    };
+    let rows: Vec<IdentityRow> = scope.iter().map(|i| i.row.clone()).collect();
+    let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
     let entities: Vec<EntityState> = stored
         .iter()
         .map(|c| EntityState {
@@ -77,13 +263,6 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             merged_into: c.merged_into_uuid.clone(),
         })
         .collect();
-    let phases = match crate::db::repo::ttp::ttp_decky_phases(db).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
-            HashMap::new()
-        }
-    };
     let input = rows.clone();
     let tick: CampaignTick = tokio::task::spawn_blocking(move || {
         plan_campaign_tick(&input, &phases, &entities, &mut new_uuid)
@@ -92,13 +271,38 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
     .map_err(|e| TickError::Join(e.to_string()))?;
     let now = now_utc();
 
+    // Literal campaign of every active identity after the plan → count and span per campaign.
+    let mut literal: BTreeMap<&str, &str> = rows
+        .iter()
+        .filter(|r| r.merged_into_uuid.is_none())
+        .filter_map(|r| r.campaign_id.as_deref().map(|c| (r.uuid.as_str(), c)))
+        .collect();
+    for f in &tick.plan.formed {
+        for m in &f.members {
+            literal.insert(m.as_str(), f.uuid.as_str());
+        }
+    }
+    for l in &tick.plan.linked {
+        literal.insert(l.member.as_str(), l.entity.as_str());
+    }
+    let mut spans: BTreeMap<String, Span> = BTreeMap::new();
+    for i in &scope {
+        if let Some(&campaign) = literal.get(i.row.uuid.as_str()) {
+            spans
+                .entry(campaign.to_owned())
+                .or_default()
+                .add(i.first_seen_at, i.last_seen_at);
+        }
+    }
+
     let mut writes = repo::CampaignPlanWrites::default();
     for f in &tick.plan.formed {
+        let span = spans.get(&f.uuid).cloned().unwrap_or_default();
         writes.new_campaigns.push(NewCampaign {
             uuid: f.uuid.clone(),
             schema_version: 1,
-            first_seen_at: Some(now),
-            last_seen_at: Some(now),
+            first_seen_at: span.first.or(Some(now)),
+            last_seen_at: span.last.or(Some(now)),
             created_at: now,
             updated_at: now,
             identity_count: f.members.len() as i64,
@@ -125,29 +329,38 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             .iter()
             .map(|u| (u.resurrected.clone(), None)),
     );
+    let written: BTreeSet<String> = writes.links.iter().map(|(i, _)| i.clone()).collect();
     if !tick.plan.is_quiet() {
         repo::apply_campaign_plan(db, writes, now).await?;
     }
 
-    // Literal campaign of every active identity after the plan → identity_count per campaign.
-    let mut literal: BTreeMap<String, String> = rows
+    let mut maintenance = campaign_maintenance(&stored, &spans, &tick, now);
+    let features: HashMap<&str, &IdentityFeatures> = tick
+        .features
         .iter()
-        .filter(|r| r.merged_into_uuid.is_none())
-        .filter_map(|r| r.campaign_id.clone().map(|c| (r.uuid.clone(), c)))
+        .map(|f| (f.identity_uuid.as_str(), f))
         .collect();
-    for f in &tick.plan.formed {
-        for m in &f.members {
-            literal.insert(m.clone(), f.uuid.clone());
-        }
-    }
-    for l in &tick.plan.linked {
-        literal.insert(l.member.clone(), l.entity.clone());
-    }
-    let maintenance = campaign_maintenance(&stored, &literal, &tick, now);
-    let maintenance_ok = if maintenance.counts.is_empty() && maintenance.evidence.is_empty() {
+    maintenance.keys = changed
+        .iter()
+        .map(|u| {
+            let keys = features
+                .get(u.as_str())
+                .map(|f| candidate_keys(f))
+                .unwrap_or_default();
+            (u.clone(), keys)
+        })
+        .collect();
+    maintenance.read = scope
+        .iter()
+        .filter(|i| changed.contains(&i.row.uuid) && !written.contains(&i.row.uuid))
+        .map(|i| (i.row.uuid.clone(), i.updated_at))
+        .collect();
+    maintenance.written = written.into_iter().collect();
+    maintenance.tag_cursor = tag_cursor;
+    let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
-        match repo::write_campaign_maintenance(db, maintenance, now).await {
+        match repo::write_campaign_maintenance(db, maintenance).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "campaign-clusterer: count/evidence write failed; kept the tick");
@@ -199,22 +412,51 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
     })
 }
 
+/// Count and first/last seen of the active identities of one campaign.
+#[derive(Debug, Clone, Default)]
+struct Span {
+    count: i64,
+    first: Option<NaiveDateTime>,
+    last: Option<NaiveDateTime>,
+}
+
+impl Span {
+    fn add(&mut self, first: Option<NaiveDateTime>, last: Option<NaiveDateTime>) {
+        self.count += 1;
+        self.first = match (self.first, first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = match (self.last, last) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// The maintenance writes: for every campaign of the scope with active members, the wanted
+/// count and span, written only where they differ (so `updated_at` moves only on a real
+/// change, clustering.md §10.10); evidence replaced for every changed target.
 fn campaign_maintenance(
     stored: &[Campaign],
-    literal: &BTreeMap<String, String>,
+    spans: &BTreeMap<String, Span>,
     tick: &CampaignTick,
     now: NaiveDateTime,
 ) -> repo::CampaignMaintenanceWrites {
-    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
-    for campaign in literal.values() {
-        *counts.entry(campaign.as_str()).or_default() += 1;
-    }
     let mut out = repo::CampaignMaintenanceWrites::default();
     for row in stored {
-        if let Some(&n) = counts.get(row.uuid.as_str()) {
-            if n != row.identity_count {
-                out.counts.push((row.uuid.clone(), n));
-            }
+        let Some(span) = spans.get(&row.uuid) else {
+            continue;
+        };
+        let current = CampaignMaintenance::of(row);
+        let wanted = CampaignMaintenance {
+            identity_count: span.count,
+            first_seen_at: span.first.or(current.first_seen_at),
+            last_seen_at: span.last.or(current.last_seen_at),
+            updated_at: now,
+        };
+        if !wanted.same_content(&current) {
+            out.columns.push((row.uuid.clone(), wanted));
         }
     }
     for u in tick.updates.iter().filter(|u| u.changed) {

@@ -7,7 +7,7 @@
 //! the plan in one transaction, writes roll-ups / counts / evidence in a second one (a failure
 //! there is logged and never breaks the tick), and only then publishes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
@@ -17,8 +17,9 @@ use crate::actors::topics::{self, Event};
 use crate::db::models::clustering::{
     Identity, IdentityMaintenance, NewIdentity, NewIdentityEvidence,
 };
-use crate::db::repo::clustering as repo;
+use crate::db::repo::clustering::{self as repo, ClusteringObservation};
 use crate::db::{new_uuid, now_utc, Db, DbError};
+use crate::domain::clustering::kernel::linking_keys;
 use crate::domain::clustering::reconcile::EntityState;
 use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick};
 
@@ -39,6 +40,9 @@ pub struct IdentityTickOutcome {
     pub linked: Vec<topics::ObservationLinked>,
     pub merged: Vec<topics::Merged>,
     pub unmerged: Vec<topics::Unmerged>,
+    /// `identity.formed` again for each resurrected identity (clustering.md §10.6), with the
+    /// observations literally FK'd to it; published right after its `identity.unmerged`.
+    pub resurrected: Vec<topics::IdentityFormed>,
     /// False when the maintenance transaction failed (logged).
     pub maintenance_ok: bool,
 }
@@ -55,7 +59,16 @@ impl IdentityTickOutcome {
                 .map(Event::IdentityObservationLinked),
         );
         out.extend(self.merged.iter().cloned().map(Event::IdentityMerged));
-        out.extend(self.unmerged.iter().cloned().map(Event::IdentityUnmerged));
+        for u in &self.unmerged {
+            out.push(Event::IdentityUnmerged(u.clone()));
+            out.extend(
+                self.resurrected
+                    .iter()
+                    .filter(|f| f.identity_uuid == u.resurrected_uuid)
+                    .cloned()
+                    .map(Event::IdentityFormed),
+            );
+        }
         out
     }
 }
@@ -64,16 +77,90 @@ fn to_json_list(list: Option<&[String]>) -> Option<String> {
     crate::domain::clustering::rollup::encode_list(list)
 }
 
-/// One identity tick against the database (no publishing).
+/// Read what an identity tick works on: the observations changed since the last tick, every
+/// processed observation sharing a linking key with them, and every observation of every
+/// identity connected to those (through FKs and merge pointers), together with those identities.
+/// Components untouched by a change are neither read nor written: after a tick the stored state
+/// is converged (one effective identity per component), so only a changed observation can move
+/// anything, and the closure holds every row its component and merges depend on. `None` when
+/// nothing changed.
+async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError> {
+    let dirty = repo::list_dirty_observations(db).await?;
+    let dirty_identities = repo::list_dirty_identity_uuids(db).await?;
+    if dirty.is_empty() && dirty_identities.is_empty() {
+        return Ok(None);
+    }
+    let keys: Vec<(String, Vec<String>)> = dirty
+        .iter()
+        .map(|o| (o.row.uuid.clone(), linking_keys(&o.row.project())))
+        .collect();
+    let processed: Vec<(String, NaiveDateTime)> = dirty
+        .iter()
+        .map(|o| (o.row.uuid.clone(), o.updated_at))
+        .collect();
+    let wanted: Vec<String> = keys
+        .iter()
+        .flat_map(|(_, k)| k.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut loaded: BTreeMap<String, ClusteringObservation> =
+        dirty.into_iter().map(|o| (o.row.uuid.clone(), o)).collect();
+    for o in repo::observations_with_keys(db, &wanted).await? {
+        loaded.entry(o.row.uuid.clone()).or_insert(o);
+    }
+    let seeds: BTreeSet<String> = loaded
+        .values()
+        .filter_map(|o| o.row.identity_id.clone())
+        .chain(dirty_identities)
+        .collect();
+    let identities = repo::identity_merge_closure(db, &seeds).await?;
+    let uuids: Vec<String> = identities.iter().map(|i| i.uuid.clone()).collect();
+    for o in repo::observations_of_identities(db, &uuids).await? {
+        loaded.entry(o.row.uuid.clone()).or_insert(o);
+    }
+    let mut observations: Vec<ClusteringObservation> = loaded.into_values().collect();
+    observations.sort_by(|a, b| {
+        a.first_seen
+            .cmp(&b.first_seen)
+            .then_with(|| a.row.uuid.cmp(&b.row.uuid))
+    });
+    Ok(Some(IdentityScope {
+        observations,
+        identities,
+        processed,
+        keys,
+    }))
+}
+
+/// The rows one identity tick works on (see [`read_identity_scope`]).
+struct IdentityScope {
+    /// `first_seen` order.
+    observations: Vec<ClusteringObservation>,
+    /// `created_at` order, merged-out ones included.
+    identities: Vec<Identity>,
+    /// The changed observations with the `updated_at` read.
+    processed: Vec<(String, NaiveDateTime)>,
+    /// Their current linking keys.
+    keys: Vec<(String, Vec<String>)>,
+}
+
+/// One identity tick against the database (no publishing). Reads only what changed since the
+/// last tick and its closure ([`read_identity_scope`]); a tick with nothing new reads nothing
+/// but two probes of the dirty-row indexes.
 pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
-    let observations = repo::list_attackers_for_clustering(db, None).await?;
-    if observations.is_empty() {
+    let Some(IdentityScope {
+        observations,
+        identities: stored,
+        processed,
+        keys,
+    }) = read_identity_scope(db).await?
+    else {
         return Ok(IdentityTickOutcome {
             maintenance_ok: true,
             ..Default::default()
         });
-    }
-    let stored = repo::list_all_identities(db).await?;
+    };
     let entities: Vec<EntityState> = stored
         .iter()
         .map(|i| EntityState {
@@ -163,14 +250,25 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             .iter()
             .map(|u| (u.resurrected.clone(), None)),
     );
-    if !tick.plan.is_quiet() {
+    let mut written: BTreeSet<String> = tick.plan.formed.iter().map(|f| f.uuid.clone()).collect();
+    written.extend(writes.merge_pointers.iter().map(|(u, _)| u.clone()));
+    writes.processed = processed;
+    writes.keys = keys;
+    if !tick.plan.is_quiet() || !writes.processed.is_empty() {
         repo::apply_identity_plan(db, writes, now).await?;
     }
 
     // Transaction 2: maintenance of existing rows (roll-ups, counts, first/last seen) and
     // evidence of changed identities. Only differences are written (idempotent ticks).
-    let maintenance = identity_maintenance(&stored, &stats, &tick, now);
-    let maintenance_ok = if maintenance.columns.is_empty() && maintenance.evidence.is_empty() {
+    let mut maintenance = identity_maintenance(&stored, &stats, &tick, now);
+    written.extend(maintenance.columns.iter().map(|(u, _)| u.clone()));
+    maintenance.read = stored
+        .iter()
+        .filter(|i| !written.contains(&i.uuid))
+        .map(|i| (i.uuid.clone(), i.updated_at))
+        .collect();
+    maintenance.written = written.into_iter().collect();
+    let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
         match repo::write_identity_maintenance(db, maintenance).await {
@@ -182,8 +280,25 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         }
     };
 
+    let resurrected = tick
+        .plan
+        .unmerged
+        .iter()
+        .map(|u| topics::IdentityFormed {
+            identity_uuid: u.resurrected.clone(),
+            observation_uuids: observations
+                .iter()
+                .filter(|o| {
+                    literal.get(o.row.uuid.as_str()).map(String::as_str)
+                        == Some(u.resurrected.as_str())
+                })
+                .map(|o| o.row.uuid.clone())
+                .collect(),
+        })
+        .collect();
     Ok(IdentityTickOutcome {
         observations: observations.len(),
+        resurrected,
         formed: tick
             .plan
             .formed

@@ -128,6 +128,37 @@ pub struct NewCampaign {
     pub identity_count: i64,
 }
 
+/// The columns the campaign tick maintains on an existing campaign (clustering.md §10.6): the
+/// number of active identities literally FK'd to it and the span of their first/last seen.
+#[derive(Debug, Clone, PartialEq, AsChangeset)]
+#[diesel(table_name = campaigns, treat_none_as_null = true)]
+pub struct CampaignMaintenance {
+    pub identity_count: i64,
+    pub first_seen_at: Option<NaiveDateTime>,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+impl CampaignMaintenance {
+    /// The maintained columns of a stored row (with its own `updated_at`).
+    pub fn of(row: &Campaign) -> Self {
+        CampaignMaintenance {
+            identity_count: row.identity_count,
+            first_seen_at: row.first_seen_at,
+            last_seen_at: row.last_seen_at,
+            updated_at: row.updated_at,
+        }
+    }
+
+    /// Equal in everything but `updated_at`.
+    pub fn same_content(&self, other: &Self) -> bool {
+        Self {
+            updated_at: other.updated_at,
+            ..self.clone()
+        } == *other
+    }
+}
+
 /// One stored identity evidence edge.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable, Serialize)]
 #[diesel(table_name = identity_evidence)]

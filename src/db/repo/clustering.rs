@@ -2,20 +2,23 @@
 //! application of a tick plan, the maintenance writes (roll-ups, counts, evidence), and the
 //! read side of the identity and campaign routes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDateTime;
 use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
+use diesel::sql_types::{BigInt, Bool, Nullable, Timestamp};
 use diesel_async::RunQueryDsl;
 
 use crate::db::models::clustering::{
-    Campaign, CampaignEvidenceRow, Identity, IdentityEvidenceRow, IdentityMaintenance, NewCampaign,
-    NewCampaignEvidence, NewIdentity, NewIdentityEvidence, NewObservation, ObservationRecord,
+    Campaign, CampaignEvidenceRow, CampaignMaintenance, Identity, IdentityEvidenceRow,
+    IdentityMaintenance, NewCampaign, NewCampaignEvidence, NewIdentity, NewIdentityEvidence,
+    NewObservation, ObservationRecord,
 };
 use crate::db::schema::clustering::observation_view::attackers;
-use crate::db::schema::{attacker_identities, campaign_evidence, campaigns, identity_evidence};
+use crate::db::schema::{
+    attacker_identities, campaign_evidence, campaigns, identity_evidence, state,
+};
 use crate::db::{AnyConnMut, AsAnyConn, Db, DbError};
 use crate::domain::clustering::chain::{walk_chain, ChainWalk, MAX_MERGE_HOPS};
 use crate::domain::clustering::tick::{IdentityRow, ObservationRow};
@@ -24,13 +27,17 @@ use crate::{db_insert_batch, db_run, db_tx};
 /// Rows per `IN (…)` list of a bulk FK update.
 const IN_CHUNK: usize = 500;
 
+/// Key rows per INSERT statement.
+const KEY_ROWS_PER_INSERT: usize = 10_000;
+
 /// One observation as the identity tick reads it, with the times used for the identity's
-/// first/last seen.
+/// first/last seen and the `updated_at` the tick marks as processed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusteringObservation {
     pub row: ObservationRow,
     pub first_seen: NaiveDateTime,
     pub last_seen: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }
 
 type ObservationTuple = (
@@ -42,14 +49,59 @@ type ObservationTuple = (
     Option<String>,
     NaiveDateTime,
     NaiveDateTime,
+    NaiveDateTime,
 );
 
-/// `list_attackers_for_clustering(limit?)`: every observation ordered by `first_seen` (then
-/// uuid, for a total order).
-pub async fn list_attackers_for_clustering(
+/// A row is dirty for a layer while its processed marker differs from its `updated_at` (the
+/// partial indexes of migration 000014 hold exactly these rows).
+const DIRTY: &str = "(clustered_at IS NULL OR clustered_at <> updated_at)";
+const CAMPAIGN_DIRTY: &str =
+    "(campaign_clustered_at IS NULL OR campaign_clustered_at <> updated_at)";
+
+/// Which observations to read.
+#[derive(Debug, Clone, Copy)]
+enum ObservationFilter<'a> {
+    All(Option<i64>),
+    /// Changed since the identity clusterer last processed them.
+    Dirty,
+    /// Literally FK'd to one of these identities.
+    OfIdentities(&'a [String]),
+    /// Holding one of these linking keys (as last processed).
+    WithKeys(&'a [String]),
+}
+
+fn observation_from_tuple(t: ObservationTuple) -> ClusteringObservation {
+    let (
+        uuid,
+        asn,
+        identity_id,
+        fingerprints,
+        payload_hashes,
+        c2_endpoints,
+        first_seen,
+        last_seen,
+        updated_at,
+    ) = t;
+    ClusteringObservation {
+        row: ObservationRow {
+            uuid,
+            asn,
+            identity_id,
+            fingerprints,
+            payload_hashes,
+            c2_endpoints,
+        },
+        first_seen,
+        last_seen,
+        updated_at,
+    }
+}
+
+async fn load_observations(
     db: &Db,
-    limit: Option<i64>,
+    filter: ObservationFilter<'_>,
 ) -> Result<Vec<ClusteringObservation>, DbError> {
+    use crate::db::schema::observation_cluster_keys as keys;
     let rows: Vec<ObservationTuple> = db_run!(db, |c| {
         let mut q = attackers::table
             .select((
@@ -62,54 +114,161 @@ pub async fn list_attackers_for_clustering(
                 attackers::c2_endpoints,
                 attackers::first_seen,
                 attackers::last_seen,
+                attackers::updated_at,
             ))
             .order((attackers::first_seen.asc(), attackers::uuid.asc()))
             .into_boxed();
-        if let Some(l) = limit {
-            q = q.limit(l);
+        match filter {
+            ObservationFilter::All(limit) => {
+                if let Some(l) = limit {
+                    q = q.limit(l);
+                }
+            }
+            ObservationFilter::Dirty => q = q.filter(sql::<Bool>(DIRTY)),
+            ObservationFilter::OfIdentities(ids) => {
+                q = q.filter(attackers::identity_id.eq_any(ids))
+            }
+            ObservationFilter::WithKeys(k) => {
+                q = q.filter(
+                    attackers::uuid.eq_any(
+                        keys::table
+                            .filter(keys::cluster_key.eq_any(k))
+                            .select(keys::observation_uuid),
+                    ),
+                )
+            }
         }
         q.load::<ObservationTuple>(c).await
     })?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                uuid,
-                asn,
-                identity_id,
-                fingerprints,
-                payload_hashes,
-                c2_endpoints,
-                first_seen,
-                last_seen,
-            )| {
-                ClusteringObservation {
-                    row: ObservationRow {
-                        uuid,
-                        asn,
-                        identity_id,
-                        fingerprints,
-                        payload_hashes,
-                        c2_endpoints,
-                    },
-                    first_seen,
-                    last_seen,
-                }
-            },
-        )
-        .collect())
+    Ok(rows.into_iter().map(observation_from_tuple).collect())
 }
 
-/// `list_all_identities()`: every identity including merged-out ones, `created_at` ascending.
-pub async fn list_all_identities(db: &Db) -> Result<Vec<Identity>, DbError> {
+/// Run a chunked `IN (…)` read and concatenate the results.
+async fn chunked<'a, T, F, Fut>(items: &'a [String], mut read: F) -> Result<Vec<T>, DbError>
+where
+    F: FnMut(&'a [String]) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, DbError>>,
+{
+    let mut out = Vec::new();
+    for chunk in items.chunks(IN_CHUNK) {
+        out.extend(read(chunk).await?);
+    }
+    Ok(out)
+}
+
+/// `list_attackers_for_clustering(limit?)`: every observation ordered by `first_seen` (then
+/// uuid, for a total order).
+pub async fn list_attackers_for_clustering(
+    db: &Db,
+    limit: Option<i64>,
+) -> Result<Vec<ClusteringObservation>, DbError> {
+    load_observations(db, ObservationFilter::All(limit)).await
+}
+
+/// Observations changed since the identity clusterer last processed them (new ones included).
+pub async fn list_dirty_observations(db: &Db) -> Result<Vec<ClusteringObservation>, DbError> {
+    load_observations(db, ObservationFilter::Dirty).await
+}
+
+/// Observations whose last processed linking keys include one of `keys`.
+pub async fn observations_with_keys(
+    db: &Db,
+    keys: &[String],
+) -> Result<Vec<ClusteringObservation>, DbError> {
+    chunked(keys, |k| {
+        load_observations(db, ObservationFilter::WithKeys(k))
+    })
+    .await
+}
+
+/// Observations literally FK'd to one of `identities`.
+pub async fn observations_of_identities(
+    db: &Db,
+    identities: &[String],
+) -> Result<Vec<ClusteringObservation>, DbError> {
+    chunked(identities, |i| {
+        load_observations(db, ObservationFilter::OfIdentities(i))
+    })
+    .await
+}
+
+/// Uuids of identities changed outside the identity clusterer since it last processed them
+/// (e.g. a merge pointer an operator set).
+pub async fn list_dirty_identity_uuids(db: &Db) -> Result<Vec<String>, DbError> {
     Ok(db_run!(db, |c| attacker_identities::table
-        .select(Identity::as_select())
-        .order((
-            attacker_identities::created_at.asc(),
-            attacker_identities::uuid.asc()
-        ))
-        .load(c)
+        .filter(sql::<Bool>(DIRTY))
+        .select(attacker_identities::uuid)
+        .order(attacker_identities::uuid.asc())
+        .load::<String>(c)
         .await)?)
+}
+
+/// Every row of `$table` connected to `$seeds` through merge pointers (either direction, any
+/// depth), `created_at` order.
+macro_rules! merge_closure {
+    ($db:expr, $table:ident, $model:ty, $seeds:expr) => {{
+        let db: &Db = $db;
+        let seeds: &BTreeSet<String> = $seeds;
+        let mut found: BTreeMap<String, $model> = BTreeMap::new();
+        let mut asked: BTreeSet<String> = BTreeSet::new();
+        let mut frontier: Vec<String> = seeds.iter().cloned().collect();
+        while !frontier.is_empty() {
+            asked.extend(frontier.iter().cloned());
+            let f = &frontier;
+            let mut rows = chunked(f, |ids| async move {
+                Ok(db_run!(db, |c| $table::table
+                    .filter($table::uuid.eq_any(ids))
+                    .select(<$model>::as_select())
+                    .load(c)
+                    .await)?)
+            })
+            .await?;
+            rows.extend(
+                chunked(f, |ids| async move {
+                    Ok(db_run!(db, |c| $table::table
+                        .filter($table::merged_into_uuid.eq_any(ids))
+                        .select(<$model>::as_select())
+                        .load(c)
+                        .await)?)
+                })
+                .await?,
+            );
+            let mut next = BTreeSet::new();
+            for row in rows {
+                if let Some(w) = &row.merged_into_uuid {
+                    if !asked.contains(w) {
+                        next.insert(w.clone());
+                    }
+                }
+                if !asked.contains(&row.uuid) {
+                    next.insert(row.uuid.clone());
+                }
+                found.entry(row.uuid.clone()).or_insert(row);
+            }
+            frontier = next.into_iter().collect();
+        }
+        let mut out: Vec<$model> = found.into_values().collect();
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.uuid.cmp(&b.uuid)));
+        Ok::<Vec<$model>, DbError>(out)
+    }};
+}
+
+/// Every identity connected to `seeds` through merge pointers (in either direction, any depth):
+/// the rows a partial tick needs to resolve and revoke merges exactly as a full one would.
+/// `created_at` order, like [`list_all_identities`].
+pub async fn identity_merge_closure(
+    db: &Db,
+    seeds: &BTreeSet<String>,
+) -> Result<Vec<Identity>, DbError> {
+    merge_closure!(db, attacker_identities, Identity, seeds)
+}
+
+/// Every campaign connected to `seeds` through merge pointers, `created_at` order.
+pub async fn campaign_merge_closure(
+    db: &Db,
+    seeds: &BTreeSet<String>,
+) -> Result<Vec<Campaign>, DbError> {
+    merge_closure!(db, campaigns, Campaign, seeds)
 }
 
 /// The writes of an identity plan (spec §3.4 Pass 1 and 2).
@@ -120,6 +279,157 @@ pub struct IdentityPlanWrites {
     pub links: Vec<(String, String)>,
     /// `(identity uuid, merged_into_uuid)`: `Some` merges, `None` unmerges.
     pub merge_pointers: Vec<(String, Option<String>)>,
+    /// Observations this tick processed, with the `updated_at` it read: each is marked
+    /// processed unless it changed again meanwhile.
+    pub processed: Vec<(String, NaiveDateTime)>,
+    /// `(observation uuid, linking keys)`: the stored keys of each processed observation are
+    /// replaced by these.
+    pub keys: Vec<(String, Vec<String>)>,
+}
+
+/// Which processed marker [`mark_processed`] sets.
+#[derive(Debug, Clone, Copy)]
+enum Marker {
+    /// `attackers.clustered_at`.
+    Observation,
+    /// `attacker_identities.clustered_at`.
+    Identity,
+    /// `attacker_identities.campaign_clustered_at`.
+    IdentityCampaign,
+}
+
+impl Marker {
+    fn table_column(self) -> (&'static str, &'static str) {
+        match self {
+            Marker::Observation => ("attackers", "clustered_at"),
+            Marker::Identity => ("attacker_identities", "clustered_at"),
+            Marker::IdentityCampaign => ("attacker_identities", "campaign_clustered_at"),
+        }
+    }
+}
+
+/// Set a processed marker to the `updated_at` each row had when the tick read it, only where
+/// `updated_at` still has that value (a row written again meanwhile stays dirty). One
+/// statement per row on SQLite (no round trip), one `UPDATE … FROM unnest(…)` per chunk on
+/// PostgreSQL.
+async fn mark_processed<C: AsAnyConn>(
+    c: &mut C,
+    marker: Marker,
+    rows: Vec<(String, NaiveDateTime)>,
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::{Array, Text};
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (table, column) = marker.table_column();
+    match c.as_any_conn() {
+        AnyConnMut::Sqlite(conn) => {
+            let stmt = format!("UPDATE {table} SET {column} = ? WHERE uuid = ? AND updated_at = ?");
+            conn.spawn_blocking(move |sync| {
+                for (uuid, at) in &rows {
+                    diesel::RunQueryDsl::execute(
+                        diesel::sql_query(stmt.as_str())
+                            .bind::<Timestamp, _>(at)
+                            .bind::<Text, _>(uuid)
+                            .bind::<Timestamp, _>(at),
+                        sync,
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        AnyConnMut::Pg(conn) => {
+            let stmt = format!(
+                "UPDATE {table} AS x SET {column} = v.at \
+                 FROM unnest($1::text[], $2::timestamp[]) AS v(uuid, at) \
+                 WHERE x.uuid = v.uuid AND x.updated_at = v.at"
+            );
+            for chunk in rows.chunks(5_000) {
+                let (uuids, ats): (Vec<&str>, Vec<NaiveDateTime>) =
+                    chunk.iter().map(|(u, a)| (u.as_str(), *a)).unzip();
+                diesel::sql_query(stmt.as_str())
+                    .bind::<Array<Text>, _>(uuids)
+                    .bind::<Array<Timestamp>, _>(ats)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Set an identity marker to the row's current `updated_at` (rows this tick itself wrote).
+async fn mark_written<C: AsAnyConn>(
+    c: &mut C,
+    marker: Marker,
+    uuids: &[String],
+) -> Result<(), diesel::result::Error> {
+    macro_rules! set_marker {
+        ($conn:expr, $column:expr, $chunk:expr) => {
+            diesel::update(
+                attacker_identities::table.filter(attacker_identities::uuid.eq_any($chunk)),
+            )
+            .set($column.eq(attacker_identities::updated_at.nullable()))
+            .execute($conn)
+            .await?
+        };
+    }
+    for chunk in uuids.chunks(IN_CHUNK) {
+        match (marker, c.as_any_conn()) {
+            (Marker::Observation, _) => {}
+            (Marker::Identity, AnyConnMut::Sqlite(conn)) => {
+                set_marker!(conn, attacker_identities::clustered_at, chunk);
+            }
+            (Marker::Identity, AnyConnMut::Pg(conn)) => {
+                set_marker!(conn, attacker_identities::clustered_at, chunk);
+            }
+            (Marker::IdentityCampaign, AnyConnMut::Sqlite(conn)) => {
+                set_marker!(conn, attacker_identities::campaign_clustered_at, chunk);
+            }
+            (Marker::IdentityCampaign, AnyConnMut::Pg(conn)) => {
+                set_marker!(conn, attacker_identities::campaign_clustered_at, chunk);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replace the stored keys of each `(owner, keys)` in an observation or identity key table.
+macro_rules! replace_keys {
+    ($c:expr, $table:ident, $owner:ident, $keys:expr) => {{
+        use crate::db::schema::$table as k;
+        let keys: Vec<(String, Vec<String>)> = $keys;
+        if !keys.is_empty() {
+            let owners: Vec<String> = keys.iter().map(|(o, _)| o.clone()).collect();
+            let rows: Vec<_> = keys
+                .into_iter()
+                .flat_map(|(o, ks)| {
+                    ks.into_iter()
+                        .map(move |key| (k::cluster_key.eq(key), k::$owner.eq(o.clone())))
+                })
+                .collect();
+            for chunk in owners.chunks(IN_CHUNK) {
+                match $crate::db::AsAnyConn::as_any_conn(&mut *$c) {
+                    AnyConnMut::Sqlite(conn) => {
+                        diesel::delete(k::table.filter(k::$owner.eq_any(chunk)))
+                            .execute(conn)
+                            .await?;
+                    }
+                    AnyConnMut::Pg(conn) => {
+                        diesel::delete(k::table.filter(k::$owner.eq_any(chunk)))
+                            .execute(conn)
+                            .await?;
+                    }
+                }
+            }
+            // Two binds a row: chunks stay under SQLite's 32 766-variable limit (the rows have
+            // no DEFAULT column, so SQLite gets one multi-row statement per chunk).
+            for chunk in rows.chunks(KEY_ROWS_PER_INSERT) {
+                db_insert_batch!($c, k::table, chunk.to_vec())?;
+            }
+        }
+    }};
 }
 
 /// Set `attackers.identity_id` for many rows, grouped per identity, inside a transaction.
@@ -171,8 +481,12 @@ pub async fn apply_identity_plan(
         new_identities,
         links,
         merge_pointers,
+        processed,
+        keys,
     } = writes;
     db_tx!(db, |c| {
+        replace_keys!(c, observation_cluster_keys, observation_uuid, keys);
+        mark_processed(&mut *c, Marker::Observation, processed).await?;
         if !new_identities.is_empty() {
             db_insert_batch!(c, attacker_identities::table, new_identities)?;
         }
@@ -198,6 +512,19 @@ pub async fn apply_identity_plan(
 pub struct IdentityMaintenanceWrites {
     pub columns: Vec<(String, IdentityMaintenance)>,
     pub evidence: Vec<(String, Vec<NewIdentityEvidence>)>,
+    /// Identities this tick wrote (plan or maintenance): marked processed as they now are.
+    pub written: Vec<String>,
+    /// Identities this tick only read, with the `updated_at` it read.
+    pub read: Vec<(String, NaiveDateTime)>,
+}
+
+impl IdentityMaintenanceWrites {
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+            && self.evidence.is_empty()
+            && self.written.is_empty()
+            && self.read.is_empty()
+    }
 }
 
 /// Apply maintenance writes in one transaction.
@@ -205,7 +532,12 @@ pub async fn write_identity_maintenance(
     db: &Db,
     writes: IdentityMaintenanceWrites,
 ) -> Result<(), DbError> {
-    let IdentityMaintenanceWrites { columns, evidence } = writes;
+    let IdentityMaintenanceWrites {
+        columns,
+        evidence,
+        written,
+        read,
+    } = writes;
     db_tx!(db, |c| {
         for (uuid, cols) in &columns {
             diesel::update(attacker_identities::table.find(uuid))
@@ -225,6 +557,8 @@ pub async fn write_identity_maintenance(
         if !rows.is_empty() {
             db_insert_batch!(c, identity_evidence::table, rows)?;
         }
+        mark_written(&mut *c, Marker::Identity, &written).await?;
+        mark_processed(&mut *c, Marker::Identity, read).await?;
         Ok(())
     })
 }
@@ -381,14 +715,39 @@ type IdentityTuple = (
     Option<String>,
     Option<String>,
     Option<Vec<u8>>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+    NaiveDateTime,
 );
 
-/// `list_identities_for_clustering(limit?)`: every identity (merged-out included; the tick
-/// filters them), `created_at` ascending.
-pub async fn list_identities_for_clustering(
+/// One identity as the campaign tick reads it: the projection's columns, the span the campaign
+/// maintenance rolls up, and the `updated_at` the tick marks as processed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusteringIdentity {
+    pub row: IdentityRow,
+    pub first_seen_at: Option<NaiveDateTime>,
+    pub last_seen_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Which identities the campaign tick reads.
+#[derive(Debug, Clone, Copy)]
+enum IdentityFilter<'a> {
+    All(Option<i64>),
+    /// Changed since the campaign clusterer last processed them.
+    Dirty,
+    Uuids(&'a [String]),
+    /// Literally FK'd to one of these campaigns.
+    OfCampaigns(&'a [String]),
+    /// Holding one of these campaign candidate keys (as last processed).
+    WithKeys(&'a [String]),
+}
+
+async fn load_identities(
     db: &Db,
-    limit: Option<i64>,
-) -> Result<Vec<IdentityRow>, DbError> {
+    filter: IdentityFilter<'_>,
+) -> Result<Vec<ClusteringIdentity>, DbError> {
+    use crate::db::schema::identity_cluster_keys as keys;
     let rows: Vec<IdentityTuple> = db_run!(db, |c| {
         let mut q = attacker_identities::table
             .select((
@@ -398,14 +757,35 @@ pub async fn list_identities_for_clustering(
                 attacker_identities::payload_simhashes,
                 attacker_identities::c2_endpoints,
                 attacker_identities::kd_digraph_simhash,
+                attacker_identities::first_seen_at,
+                attacker_identities::last_seen_at,
+                attacker_identities::updated_at,
             ))
             .order((
                 attacker_identities::created_at.asc(),
                 attacker_identities::uuid.asc(),
             ))
             .into_boxed();
-        if let Some(l) = limit {
-            q = q.limit(l);
+        match filter {
+            IdentityFilter::All(limit) => {
+                if let Some(l) = limit {
+                    q = q.limit(l);
+                }
+            }
+            IdentityFilter::Dirty => q = q.filter(sql::<Bool>(CAMPAIGN_DIRTY)),
+            IdentityFilter::Uuids(u) => q = q.filter(attacker_identities::uuid.eq_any(u)),
+            IdentityFilter::OfCampaigns(cs) => {
+                q = q.filter(attacker_identities::campaign_id.eq_any(cs))
+            }
+            IdentityFilter::WithKeys(k) => {
+                q = q.filter(
+                    attacker_identities::uuid.eq_any(
+                        keys::table
+                            .filter(keys::cluster_key.eq_any(k))
+                            .select(keys::identity_uuid),
+                    ),
+                )
+            }
         }
         q.load::<IdentityTuple>(c).await
     })?;
@@ -419,18 +799,65 @@ pub async fn list_identities_for_clustering(
                 payload_simhashes,
                 c2_endpoints,
                 kd_digraph_simhash,
-            )| {
-                IdentityRow {
+                first_seen_at,
+                last_seen_at,
+                updated_at,
+            )| ClusteringIdentity {
+                row: IdentityRow {
                     uuid,
                     campaign_id,
                     merged_into_uuid,
                     payload_simhashes,
                     c2_endpoints,
                     kd_digraph_simhash,
-                }
+                },
+                first_seen_at,
+                last_seen_at,
+                updated_at,
             },
         )
         .collect())
+}
+
+/// `list_identities_for_clustering(limit?)`: every identity (merged-out included; the tick
+/// filters them), `created_at` ascending.
+pub async fn list_identities_for_clustering(
+    db: &Db,
+    limit: Option<i64>,
+) -> Result<Vec<ClusteringIdentity>, DbError> {
+    load_identities(db, IdentityFilter::All(limit)).await
+}
+
+/// Identities changed since the campaign clusterer last processed them (new ones included).
+pub async fn list_campaign_dirty_identities(db: &Db) -> Result<Vec<ClusteringIdentity>, DbError> {
+    load_identities(db, IdentityFilter::Dirty).await
+}
+
+/// Identities by uuid.
+pub async fn identities_by_uuid(
+    db: &Db,
+    uuids: &[String],
+) -> Result<Vec<ClusteringIdentity>, DbError> {
+    chunked(uuids, |u| load_identities(db, IdentityFilter::Uuids(u))).await
+}
+
+/// Identities literally FK'd to one of `campaigns`.
+pub async fn identities_of_campaigns(
+    db: &Db,
+    campaigns: &[String],
+) -> Result<Vec<ClusteringIdentity>, DbError> {
+    chunked(campaigns, |c| {
+        load_identities(db, IdentityFilter::OfCampaigns(c))
+    })
+    .await
+}
+
+/// Identities whose last processed campaign candidate keys include one of `keys`.
+pub async fn identities_with_keys(
+    db: &Db,
+    keys: &[String],
+) -> Result<Vec<ClusteringIdentity>, DbError> {
+    chunked(keys, |k| load_identities(db, IdentityFilter::WithKeys(k))).await
 }
 
 /// `list_all_campaigns()`: every campaign including merged-out ones, `created_at` ascending.
@@ -468,10 +895,17 @@ pub async fn apply_campaign_plan(
             db_insert_batch!(c, campaigns::table, new_campaigns)?;
         }
         for (identity, campaign) in &links {
+            // A campaign link is no news for the identity layer: its marker follows
+            // `updated_at` when it was up to date.
             diesel::update(attacker_identities::table.find(identity))
                 .set((
                     attacker_identities::campaign_id.eq(campaign),
                     attacker_identities::updated_at.eq(now),
+                    attacker_identities::clustered_at.eq(sql::<Nullable<Timestamp>>(
+                        "CASE WHEN clustered_at = updated_at THEN ",
+                    )
+                    .bind::<Timestamp, _>(now)
+                    .sql(" ELSE clustered_at END")),
                 ))
                 .execute(c)
                 .await?;
@@ -489,28 +923,51 @@ pub async fn apply_campaign_plan(
     })
 }
 
-/// Maintenance writes of a campaign tick: `identity_count` per campaign and evidence.
+/// Maintenance writes of a campaign tick: maintained columns per campaign, evidence, the
+/// candidate keys of processed identities, processed markers and the tag cursor.
 #[derive(Debug, Clone, Default)]
 pub struct CampaignMaintenanceWrites {
-    /// `(campaign, identity_count)`.
-    pub counts: Vec<(String, i64)>,
+    /// `(campaign, columns)`, only where they differ.
+    pub columns: Vec<(String, CampaignMaintenance)>,
     pub evidence: Vec<(String, Vec<NewCampaignEvidence>)>,
+    /// `(identity, candidate keys)`: replaces the identity's stored keys.
+    pub keys: Vec<(String, Vec<String>)>,
+    /// Identities this tick wrote (campaign links): marked processed as they now are.
+    pub written: Vec<String>,
+    /// Identities this tick only read, with the `updated_at` it read.
+    pub read: Vec<(String, NaiveDateTime)>,
+    /// The tag cursor to store (`None`: unchanged).
+    pub tag_cursor: Option<i64>,
+}
+
+impl CampaignMaintenanceWrites {
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+            && self.evidence.is_empty()
+            && self.keys.is_empty()
+            && self.written.is_empty()
+            && self.read.is_empty()
+            && self.tag_cursor.is_none()
+    }
 }
 
 /// Apply campaign maintenance writes in one transaction.
 pub async fn write_campaign_maintenance(
     db: &Db,
     writes: CampaignMaintenanceWrites,
-    now: NaiveDateTime,
 ) -> Result<(), DbError> {
-    let CampaignMaintenanceWrites { counts, evidence } = writes;
+    let CampaignMaintenanceWrites {
+        columns,
+        evidence,
+        keys,
+        written,
+        read,
+        tag_cursor,
+    } = writes;
     db_tx!(db, |c| {
-        for (uuid, count) in &counts {
+        for (uuid, cols) in &columns {
             diesel::update(campaigns::table.find(uuid))
-                .set((
-                    campaigns::identity_count.eq(count),
-                    campaigns::updated_at.eq(now),
-                ))
+                .set(cols)
                 .execute(c)
                 .await?;
         }
@@ -525,6 +982,19 @@ pub async fn write_campaign_maintenance(
         }
         if !rows.is_empty() {
             db_insert_batch!(c, campaign_evidence::table, rows)?;
+        }
+        replace_keys!(c, identity_cluster_keys, identity_uuid, keys);
+        mark_written(&mut *c, Marker::IdentityCampaign, &written).await?;
+        mark_processed(&mut *c, Marker::IdentityCampaign, read).await?;
+        if let Some(log_id) = tag_cursor {
+            let entry = crate::db::repo::ttp::campaign_tag_cursor_entry(log_id);
+            diesel::insert_into(state::table)
+                .values(&entry)
+                .on_conflict(state::key)
+                .do_update()
+                .set(state::value.eq(diesel::upsert::excluded(state::value)))
+                .execute(c)
+                .await?;
         }
         Ok(())
     })

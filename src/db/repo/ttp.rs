@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamp};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
@@ -140,6 +140,11 @@ const PHASES_SQL: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS dec
 pub async fn ttp_decky_phases(db: &Db) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError> {
     let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(PHASES_SQL).load(c).await)?;
     let mut out: HashMap<String, Vec<TtpPhaseEntry>> = HashMap::new();
+    phase_map(rows, &mut out);
+    Ok(out)
+}
+
+fn phase_map(rows: Vec<PhaseRow>, out: &mut HashMap<String, Vec<TtpPhaseEntry>>) {
     for r in rows {
         let Some(identity) = r.identity_id else {
             continue;
@@ -150,7 +155,132 @@ pub async fn ttp_decky_phases(db: &Db) -> Result<HashMap<String, Vec<TtpPhaseEnt
             created_at_ts: Some(r.observed_at.and_utc().timestamp() as f64),
         });
     }
+}
+
+const PHASES_OF_SQLITE: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE a.identity_id IN (SELECT value FROM json_each(?)) \
+     ORDER BY t.observed_at, t.log_id, t.uuid";
+const PHASES_OF_PG: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE a.identity_id = ANY($1) ORDER BY t.observed_at, t.log_id, t.uuid";
+
+/// [`ttp_decky_phases`] restricted to `identities` (the campaign tick's scope).
+pub async fn ttp_decky_phases_of(
+    db: &Db,
+    identities: &[String],
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError> {
+    let mut out: HashMap<String, Vec<TtpPhaseEntry>> = HashMap::new();
+    for chunk in identities.chunks(IN_CHUNK) {
+        // The list travels as one bind: a JSON array on SQLite, an array on PostgreSQL.
+        let rows: Vec<PhaseRow> = match db {
+            Db::Sqlite(pool) => {
+                let list = serde_json::Value::from(chunk.to_vec()).to_string();
+                let mut c = pool.get().await?;
+                diesel::sql_query(PHASES_OF_SQLITE)
+                    .bind::<Text, _>(&list)
+                    .load(&mut c)
+                    .await?
+            }
+            Db::Pg(pool) => {
+                let mut c = pool.get().await?;
+                diesel::sql_query(PHASES_OF_PG)
+                    .bind::<Array<Text>, _>(chunk)
+                    .load(&mut c)
+                    .await?
+            }
+        };
+        phase_map(rows, &mut out);
+    }
     Ok(out)
+}
+
+#[derive(QueryableByName)]
+struct IdentityIdRow {
+    #[diesel(sql_type = Text)]
+    identity_id: String,
+}
+
+const TAGGED_IN_SQLITE: &str = "SELECT DISTINCT a.identity_id AS identity_id \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE t.decky_id = ? AND t.observed_at >= ? AND t.observed_at <= ? \
+     AND a.identity_id IS NOT NULL";
+const TAGGED_IN_PG: &str = "SELECT DISTINCT a.identity_id AS identity_id \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE t.decky_id = $1 AND t.observed_at >= $2 AND t.observed_at <= $3 \
+     AND a.identity_id IS NOT NULL";
+
+/// Identities (literal FK of the tagged observation) with a tag on `decky` observed in
+/// `[from, to]`: the handoff candidates of a campaign tick.
+pub async fn identities_tagged_in(
+    db: &Db,
+    decky: &str,
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+) -> Result<Vec<String>, DbError> {
+    let sql = match db {
+        Db::Sqlite(_) => TAGGED_IN_SQLITE,
+        Db::Pg(_) => TAGGED_IN_PG,
+    };
+    let rows: Vec<IdentityIdRow> = db_run!(db, |c| diesel::sql_query(sql)
+        .bind::<Text, _>(decky)
+        .bind::<Timestamp, _>(from)
+        .bind::<Timestamp, _>(to)
+        .load(c)
+        .await)?;
+    Ok(rows.into_iter().map(|r| r.identity_id).collect())
+}
+
+const TAGGED_AFTER_SQLITE: &str = "SELECT DISTINCT a.identity_id AS identity_id \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE t.log_id > ? AND t.log_id <= ? AND a.identity_id IS NOT NULL";
+const TAGGED_AFTER_PG: &str = "SELECT DISTINCT a.identity_id AS identity_id \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE t.log_id > $1 AND t.log_id <= $2 AND a.identity_id IS NOT NULL";
+
+/// State key of the campaign clusterer's tag cursor: `{"log_id": n}`, the highest tag
+/// `log_id` whose identity it has processed.
+pub const CAMPAIGN_TAG_CURSOR_KEY: &str = "campaign_tag_cursor";
+
+/// Identities whose observations got tags since the campaign clusterer's cursor, and the
+/// cursor to store once they are processed (`None`: no new tag).
+pub async fn identities_tagged_since_cursor(
+    db: &Db,
+) -> Result<(Vec<String>, Option<i64>), DbError> {
+    let cursor: Option<JsonText> = db_run!(db, |c| state::table
+        .find(CAMPAIGN_TAG_CURSOR_KEY)
+        .select(state::value)
+        .first(c)
+        .await
+        .optional())?;
+    let cursor = cursor_of(cursor);
+    let top: Option<i64> = db_run!(db, |c| ttp_tags::table
+        .select(diesel::dsl::max(ttp_tags::log_id))
+        .get_result(c)
+        .await)?;
+    let Some(top) = top.filter(|&t| t > cursor) else {
+        return Ok((Vec::new(), None));
+    };
+    let sql = match db {
+        Db::Sqlite(_) => TAGGED_AFTER_SQLITE,
+        Db::Pg(_) => TAGGED_AFTER_PG,
+    };
+    let rows: Vec<IdentityIdRow> = db_run!(db, |c| diesel::sql_query(sql)
+        .bind::<BigInt, _>(cursor)
+        .bind::<BigInt, _>(top)
+        .load(c)
+        .await)?;
+    Ok((rows.into_iter().map(|r| r.identity_id).collect(), Some(top)))
+}
+
+/// The state row that stores the campaign clusterer's tag cursor.
+pub fn campaign_tag_cursor_entry(log_id: i64) -> StateEntry {
+    StateEntry {
+        key: CAMPAIGN_TAG_CURSOR_KEY.to_owned(),
+        value: JsonText(json!({ "log_id": log_id })),
+    }
 }
 
 /// Tags of one observation, newest first, at most `limit`.

@@ -45,6 +45,26 @@ diesel::table! {
         kd_digraph_simhash -> Nullable<Binary>,
         merged_into_uuid -> Nullable<Text>,
         notes -> Nullable<Text>,
+        /// `updated_at` as the identity layer last processed it (dirty while different).
+        clustered_at -> Nullable<Timestamp>,
+        /// `updated_at` as the campaign layer last processed it (dirty while different).
+        campaign_clustered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Linking keys of every processed observation (JA3, HASSH, payload hash, C2 endpoint).
+    observation_cluster_keys (cluster_key, observation_uuid) {
+        cluster_key -> Text,
+        observation_uuid -> Text,
+    }
+}
+
+diesel::table! {
+    /// Campaign candidate keys of every processed active identity (token, keystroke band).
+    identity_cluster_keys (cluster_key, identity_uuid) {
+        cluster_key -> Text,
+        identity_uuid -> Text,
     }
 }
 
@@ -88,7 +108,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     campaigns,
     attacker_identities,
     identity_evidence,
-    campaign_evidence
+    campaign_evidence,
+    observation_cluster_keys,
+    identity_cluster_keys
 );
 
 /// The clusterer's view of intake's `attackers` table: only the columns it reads or writes
@@ -108,10 +130,13 @@ pub mod observation_view {
             payload_hashes -> Nullable<Text>,
             c2_endpoints -> Nullable<Text>,
             updated_at -> Timestamp,
+            /// `updated_at` as the identity clusterer last processed it (dirty while different).
+            clustered_at -> Nullable<Timestamp>,
         }
     }
 
-    use super::attacker_identities;
+    use super::{attacker_identities, observation_cluster_keys};
 
     diesel::allow_tables_to_appear_in_same_query!(attackers, attacker_identities);
+    diesel::allow_tables_to_appear_in_same_query!(attackers, observation_cluster_keys);
 }

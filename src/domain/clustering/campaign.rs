@@ -210,6 +210,71 @@ impl IdentityFeatures {
     }
 }
 
+/// The campaign candidate keys of an identity: its payload/C2 tokens (one namespace, as the
+/// shared-infrastructure edge reads them) and its eight keystroke bands. Together with
+/// [`handoff_windows`] they cover every pair that can reach the threshold (an edge needs shared
+/// infrastructure, a keystroke centroid within 8 bits, or a handoff), so the incremental tick
+/// finds a changed identity's possible partners without reading every identity. Sorted, unique.
+pub fn candidate_keys(f: &IdentityFeatures) -> Vec<String> {
+    let mut keys: Vec<String> = f
+        .payload_hashes
+        .iter()
+        .chain(&f.c2_endpoints)
+        .map(|t| format!("token:{t}"))
+        .collect();
+    if let Some(h) = f.kd_digraph_simhash {
+        keys.extend(
+            h.to_be_bytes()
+                .into_iter()
+                .enumerate()
+                .map(|(band, byte)| format!("kd{band}:{byte:02x}")),
+        );
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// A time window on one decky in which another identity's phase entry could form a handoff
+/// with this identity (epoch seconds, both ends inclusive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffWindow {
+    pub decky: String,
+    pub from: f64,
+    pub to: f64,
+}
+
+/// Where a handoff partner of `f` must have a phase entry: before each decky `f` picks up in
+/// an in-phase (the partner's last entry there within [`HANDOFF_WINDOW_S`] before `f`'s
+/// first), and after each decky `f` hands over in an out-phase (the partner's first entry
+/// within the window after `f`'s last).
+pub fn handoff_windows(f: &IdentityFeatures) -> Vec<HandoffWindow> {
+    let mut out = Vec::new();
+    for (decky, phase) in &f.first_phase_per_decky {
+        if let Some(&t) = f.first_seen_per_decky.get(decky) {
+            if IN_PHASES.contains(&phase.as_str()) && t.is_finite() {
+                out.push(HandoffWindow {
+                    decky: decky.clone(),
+                    from: t - HANDOFF_WINDOW_S,
+                    to: t,
+                });
+            }
+        }
+    }
+    for (decky, phase) in &f.last_phase_per_decky {
+        if let Some(&t) = f.last_seen_per_decky.get(decky) {
+            if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
+                out.push(HandoffWindow {
+                    decky: decky.clone(),
+                    from: t,
+                    to: t + HANDOFF_WINDOW_S,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Directed handoffs out → in: every decky on which one happened, appended to `out_deckies`.
 fn handoffs_directed(out: &IdentityFeatures, inn: &IdentityFeatures, deckies: &mut Vec<String>) {
     for (decky, last_phase) in &out.last_phase_per_decky {
@@ -1185,5 +1250,74 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_edge_is_found_through_candidate_keys_or_handoff_windows() {
+        let features = crate::domain::clustering::synth::identity_features(500, 5);
+        let keys: Vec<BTreeSet<String>> = features
+            .iter()
+            .map(|f| candidate_keys(f).into_iter().collect())
+            .collect();
+        // A partner is found through a window when one of its phase-entry times on that decky
+        // falls inside it (its first and last entries are such times).
+        let in_window = |w: &HandoffWindow, g: &IdentityFeatures| {
+            [&g.first_seen_per_decky, &g.last_seen_per_decky]
+                .iter()
+                .filter_map(|m| m.get(&w.decky))
+                .any(|&t| (w.from..=w.to).contains(&t))
+        };
+        let mut edges = 0;
+        for i in 0..features.len() {
+            for j in i + 1..features.len() {
+                if !campaign_score(&features[i], &features[j]).is_edge() {
+                    continue;
+                }
+                edges += 1;
+                let found = !keys[i].is_disjoint(&keys[j])
+                    || handoff_windows(&features[i])
+                        .iter()
+                        .any(|w| in_window(w, &features[j]))
+                    || handoff_windows(&features[j])
+                        .iter()
+                        .any(|w| in_window(w, &features[i]));
+                assert!(found, "edge {i}–{j} has no candidate path");
+            }
+        }
+        assert!(edges > 50, "the sample has edges ({edges})");
+        let mut f = feat("x");
+        f.kd_digraph_simhash = Some(0x0102_0304_0506_0708);
+        f.c2_endpoints.insert("c2".into());
+        f.payload_hashes.insert("c2".into());
+        let keys = candidate_keys(&f);
+        assert_eq!(
+            keys.len(),
+            9,
+            "one token (shared namespace) + 8 bands: {keys:?}"
+        );
+        assert!(keys.contains(&"kd0:01".to_owned()) && keys.contains(&"token:c2".to_owned()));
+    }
+
+    #[test]
+    fn handoff_windows_follow_the_phase_maps() {
+        let f = on(feat("a"), "decky-01", "command_and_control", 1000.0, 1100.0);
+        let f = on(f, "decky-02", "discovery", 5000.0, 5100.0);
+        let f = on(f, "decky-03", "collection", 9000.0, 9100.0);
+        let w = handoff_windows(&f);
+        assert_eq!(
+            w,
+            vec![
+                HandoffWindow {
+                    decky: "decky-02".into(),
+                    from: 5000.0 - HANDOFF_WINDOW_S,
+                    to: 5000.0
+                },
+                HandoffWindow {
+                    decky: "decky-01".into(),
+                    from: 1100.0,
+                    to: 1100.0 + HANDOFF_WINDOW_S
+                },
+            ]
+        );
     }
 }

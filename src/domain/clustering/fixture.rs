@@ -214,6 +214,17 @@ pub fn identity_projection(row: &FixtureRow) -> Observation {
 
 /// Campaign projection of a single row (spec §7.3), as if the row were its own identity.
 pub fn row_campaign_projection(row: &FixtureRow) -> IdentityFeatures {
+    project_row(row, true)
+}
+
+/// [`row_campaign_projection`] without `commands_by_phase_on_decky`, which no campaign edge
+/// reads (clustering.md §10.12): the same partition without copying every command of every
+/// session (what `cluster-eval` runs at scale).
+pub fn row_campaign_signals(row: &FixtureRow) -> IdentityFeatures {
+    project_row(row, false)
+}
+
+fn project_row(row: &FixtureRow, with_commands: bool) -> IdentityFeatures {
     let mut f = IdentityFeatures {
         identity_uuid: row.row_id.clone(),
         ..IdentityFeatures::default()
@@ -232,7 +243,7 @@ pub fn row_campaign_projection(row: &FixtureRow) -> IdentityFeatures {
             continue;
         };
         f.touch_decky(decky, &s.phase, s.start_ts, end);
-        if !s.commands.is_empty() {
+        if with_commands && !s.commands.is_empty() {
             f.commands_by_phase_on_decky
                 .entry((decky.clone(), s.phase.clone()))
                 .or_default()
@@ -403,7 +414,7 @@ pub fn run_campaign(
                 label,
                 members
                     .iter()
-                    .map(|&m| row_campaign_projection(&rows[m]))
+                    .map(|&m| row_campaign_signals(&rows[m]))
                     .collect(),
             )
         })
@@ -542,6 +553,11 @@ pub(crate) mod tests {
                 .zip(raw["rows"].as_array().into_iter().flatten())
             {
                 let f = row_campaign_projection(row);
+                let lean = IdentityFeatures {
+                    commands_by_phase_on_decky: BTreeMap::new(),
+                    ..f.clone()
+                };
+                assert_eq!(row_campaign_signals(row), lean, "{name}: all but commands");
                 let want = &raw_row["campaign_features"];
                 let asn: BTreeSet<i64> =
                     serde_json::from_value(want["asn_cohort"].clone()).unwrap_or_default();

@@ -107,6 +107,24 @@ fn canonical_order(observations: &[Observation]) -> Vec<usize> {
     order
 }
 
+/// The linking keys of an observation, prefixed by kind: every value an identity edge can be
+/// built on (JA3, HASSH, payload hash, C2 endpoint). Two observations can only be linked when
+/// their key sets intersect, so the incremental tick finds a changed observation's possible
+/// neighbours through the stored keys instead of re-reading every observation. Sorted, unique.
+pub fn linking_keys(o: &Observation) -> Vec<String> {
+    let mut keys: Vec<String> = o
+        .ja3
+        .iter()
+        .map(|v| format!("ja3:{v}"))
+        .chain(o.hassh.iter().map(|v| format!("hassh:{v}")))
+        .chain(o.payload_hashes.iter().map(|v| format!("payload:{v}")))
+        .chain(o.c2_endpoints.iter().map(|v| format!("c2:{v}")))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// Cluster observations into identities (indexed kernel).
 pub fn cluster(observations: &[Observation]) -> IdentityClustering {
     let order = canonical_order(observations);
@@ -491,5 +509,36 @@ mod tests {
                 prop_assert_eq!(edges, obs.len() - indexed.components.len());
             }
         }
+    }
+
+    #[test]
+    fn every_edge_shares_a_linking_key() {
+        let obs = crate::domain::clustering::synth::observations(400, 3);
+        let keys: Vec<BTreeSet<String>> = obs
+            .iter()
+            .map(|o| linking_keys(o).into_iter().collect())
+            .collect();
+        let mut edges = 0;
+        for i in 0..obs.len() {
+            for j in i + 1..obs.len() {
+                if edge::score(&obs[i], &obs[j]).is_edge() {
+                    edges += 1;
+                    assert!(
+                        !keys[i].is_disjoint(&keys[j]),
+                        "{} and {} are linked without a shared key",
+                        obs[i].observation_id,
+                        obs[j].observation_id
+                    );
+                }
+            }
+        }
+        assert!(edges > 100, "the sample has edges ({edges})");
+        let bare = Observation::new("bare");
+        assert!(linking_keys(&bare).is_empty(), "nothing to link on");
+        let full = o("x", Some("J"), Some("H"), &["p"], &["c"]);
+        assert_eq!(
+            linking_keys(&full),
+            ["c2:c", "hassh:H", "ja3:J", "payload:p"]
+        );
     }
 }
