@@ -90,8 +90,11 @@ fn main() {
                 continue;
             }
             opened += 1;
-            let (sent, latencies, received) =
-                (Arc::clone(&sent), Arc::clone(&latencies), Arc::clone(&received));
+            let (sent, latencies, received) = (
+                Arc::clone(&sent),
+                Arc::clone(&latencies),
+                Arc::clone(&received),
+            );
             tasks.push(actix_rt::spawn(async move {
                 let mut body = resp.bytes_stream();
                 let mut buf = String::new();

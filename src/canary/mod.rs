@@ -628,11 +628,7 @@ impl CanaryCore {
             .collect();
         repo::record_triggers(&self.db, &triggers).await?;
         for t in &triggers {
-            crate::metrics::canary_trigger(if t.dns_qname.is_some() {
-                "dns"
-            } else {
-                "http"
-            });
+            crate::metrics::canary_trigger(if t.dns_qname.is_some() { "dns" } else { "http" });
         }
         let now = Instant::now();
         for ((hit, token), trigger) in hits.into_iter().zip(&triggers) {

@@ -150,7 +150,12 @@ pub struct SqlitePool {
 impl SqlitePool {
     fn new(path: &str, options: DbOptions) -> Result<Self, DbError> {
         Ok(SqlitePool {
-            pool: sqlite_pool(path, options.pool_size, options.sqlite_read_cache_kib, false)?,
+            pool: sqlite_pool(
+                path,
+                options.pool_size,
+                options.sqlite_read_cache_kib,
+                false,
+            )?,
             writer: sqlite_pool(path, 1, options.sqlite_write_cache_kib, true)?,
             gate: Arc::new(tokio::sync::Semaphore::new(1)),
             totals: Arc::default(),

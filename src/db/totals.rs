@@ -169,7 +169,9 @@ mod tests {
     async fn a_failed_count_is_not_cached() {
         let t = Totals::new(Duration::from_secs(60));
         let err = t
-            .get("k", "s".into(), || async { Err(DbError::Task("boom".into())) })
+            .get("k", "s".into(), || async {
+                Err(DbError::Task("boom".into()))
+            })
             .await;
         assert!(err.is_err());
         let calls = AtomicUsize::new(0);

@@ -1341,10 +1341,14 @@ pub async fn list_credentials(
     let total = db
         .totals()
         .get(&key, stamp, || async {
-            Ok(db_run!(db, |c| credentials_query!(search, service, attacker_ip)
-                .count()
-                .get_result::<i64>(c)
-                .await)?)
+            Ok(db_run!(db, |c| credentials_query!(
+                search,
+                service,
+                attacker_ip
+            )
+            .count()
+            .get_result::<i64>(c)
+            .await)?)
         })
         .await?;
     Ok((total, rows))

@@ -24,17 +24,24 @@ pub async fn stream_counts(db: &Db) -> Result<(i64, i64), DbError> {
     let total = db
         .totals()
         .get("stream:logs", format!("{log_stamp:?}"), || async {
-            Ok(db_run!(db, |c| logs::table.count().get_result::<i64>(c).await)?)
-        })
-        .await?;
-    let attackers = db
-        .totals()
-        .get("stream:attackers", format!("{attacker_stamp:?}"), || async {
-            Ok(db_run!(db, |c| attackers::table
+            Ok(db_run!(db, |c| logs::table
                 .count()
                 .get_result::<i64>(c)
                 .await)?)
         })
+        .await?;
+    let attackers = db
+        .totals()
+        .get(
+            "stream:attackers",
+            format!("{attacker_stamp:?}"),
+            || async {
+                Ok(db_run!(db, |c| attackers::table
+                    .count()
+                    .get_result::<i64>(c)
+                    .await)?)
+            },
+        )
         .await?;
     Ok((total, attackers))
 }
