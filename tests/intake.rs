@@ -4,6 +4,7 @@
 //!
 //! PostgreSQL cases: `eval "$(scripts/pg start)"; cargo test --test intake; scripts/pg stop`.
 
+#[macro_use]
 mod common;
 
 use std::io::Write;
@@ -199,24 +200,6 @@ async fn snapshot(db: &Db) -> serde_json::Value {
         .collect();
     reuse.sort_by_key(|v| v.to_string());
     serde_json::json!({"logs": logs, "attackers": attackers, "credentials": creds, "bounty": bounties, "reuse": reuse})
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (_dir, db) = crate::common::sqlite_db().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = crate::common::pg_db().await else { return };
-                super::$name(&db).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

@@ -5,6 +5,7 @@
 //!
 //! PostgreSQL cases: `eval "$(scripts/pg start)"; cargo test --test ttp`.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashMap;
@@ -233,24 +234,6 @@ async fn lines_to_campaigns(db: &Db) {
     let techs: Vec<_> = techniques(db, buyer).await;
     assert!(techs.contains(&t("d2", "TA0009", "T1560")));
     assert!(techs.contains(&t("d2", "TA0009", "T1005")));
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let (_dir, db) = crate::common::sqlite_db().await;
-                super::$name(&db).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(db) = crate::common::pg_db().await else { return };
-                super::$name(&db).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(lines_to_campaigns);

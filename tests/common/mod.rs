@@ -113,3 +113,25 @@ fn replace_db_name(url: &str, name: &str) -> String {
     };
     format!("{host_part}/{name}{query}")
 }
+
+/// `on_both_backends!(f, g)`: for each `async fn f(db: &Db)` of the including test file, a
+/// module `f` with a `sqlite` and a `postgres` test running it on a fresh database (the
+/// PostgreSQL one skips, or fails under `DECNETD_REQUIRE_PG=1`, without a server).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let (_dir, db) = crate::common::sqlite_db().await;
+                super::$name(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = crate::common::pg_db().await else { return };
+                super::$name(&db).await;
+            }
+        }
+    )*};
+}
