@@ -120,6 +120,20 @@ async fn techniques(db: &Db, attacker: &str) -> Vec<(String, String, String)> {
     v
 }
 
+/// The campaign an identity belongs to now: its literal `campaign_id` followed through the
+/// campaign merge chain (a campaign formed before the tags arrived is merged, not relabelled).
+async fn campaign_now(db: &Db, identity: &str) -> Option<String> {
+    let literal = clustering_repo::get_identity_by_uuid(db, identity)
+        .await
+        .ok()??
+        .0
+        .campaign_id?;
+    let (campaign, _) = clustering_repo::get_campaign_by_uuid(db, &literal)
+        .await
+        .ok()??;
+    Some(campaign.uuid)
+}
+
 fn t(d: &str, ta: &str, te: &str) -> (String, String, String) {
     (d.into(), ta.into(), te.into())
 }
@@ -239,8 +253,9 @@ async fn lines_to_campaigns(db: &Db) {
 on_both_backends!(lines_to_campaigns);
 
 /// Inside a running daemon: lines appended to the tailed file come out on the two TTP routes
-/// (attacker and identity), and broker and buyer end in one campaign; unknown uuids are 404,
-/// no token 401.
+/// (attacker and identity), and broker and buyer end in one campaign (through the merge chain:
+/// the campaign tick may run before the tags exist and form one per identity first); unknown
+/// uuids are 404, no token 401.
 async fn routes_in_a_daemon(db_url: Option<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = testkit::settings(dir.path(), db_url);
@@ -290,16 +305,8 @@ async fn routes_in_a_daemon(db_url: Option<String>) {
             let ids = uuids(&db).await;
             let b = ids.get(BROKER)?.1.clone()?;
             let y = ids.get(BUYER)?.1.clone()?;
-            let cb = clustering_repo::get_identity_by_uuid(&db, &b)
-                .await
-                .ok()??
-                .0
-                .campaign_id?;
-            let cy = clustering_repo::get_identity_by_uuid(&db, &y)
-                .await
-                .ok()??
-                .0
-                .campaign_id?;
+            let cb = campaign_now(&db, &b).await?;
+            let cy = campaign_now(&db, &y).await?;
             (cb == cy).then_some((ids[BUYER].0.clone(), y))
         }
     })
@@ -356,4 +363,76 @@ async fn routes_in_a_daemon_postgres() {
         return;
     };
     routes_in_a_daemon(Some(url)).await;
+}
+
+/// The daemon's workers race: the file tail may commit the scenario in two batches split at any
+/// line, and the TTP, identity and campaign ticks may run in any order in between. Whatever the
+/// order, once every tick has run on everything, broker and buyer share a campaign and the
+/// passer-by has none of theirs.
+async fn arrival_orders_still_link(split: usize, order: [u8; 3]) {
+    let (_dir, db) = common::sqlite_db().await;
+    let db = &db;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("scenario.log");
+    let lines = scenario();
+    let run = |which: u8| async move {
+        match which {
+            0 => drop(run_ttp_tick(db).await.expect("ttp tick")),
+            1 => drop(run_identity_tick(db).await.expect("identity tick")),
+            _ => drop(run_campaign_tick(db).await.expect("campaign tick")),
+        }
+    };
+    for (i, batch) in [&lines[..split], &lines[split..]].into_iter().enumerate() {
+        write_lines(&file, batch);
+        ingest_files(
+            db,
+            None,
+            &ingest_settings(),
+            std::slice::from_ref(&file),
+            false,
+        )
+        .await
+        .expect("ingest");
+        let order = if i == 0 { order } else { [1, 2, 0] };
+        for w in order {
+            run(w).await;
+        }
+    }
+    for _ in 0..3 {
+        for w in [0, 1, 2] {
+            run(w).await;
+        }
+    }
+    let ids = uuids(db).await;
+    let campaign_of = |ip: &str| {
+        let identity = ids[ip].1.clone().expect("identity");
+        async move { campaign_now(db, &identity).await }
+    };
+    let (b, y, p) = (
+        campaign_of(BROKER).await,
+        campaign_of(BUYER).await,
+        campaign_of(PASSER).await,
+    );
+    assert!(
+        b.is_some() && b == y,
+        "split {split} order {order:?}: broker {b:?} buyer {y:?}"
+    );
+    assert_ne!(b, p, "split {split} order {order:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_arrival_order_links_broker_and_buyer() {
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for split in 1..scenario().len() {
+        for order in orders {
+            arrival_orders_still_link(split, order).await;
+        }
+    }
 }
