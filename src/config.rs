@@ -562,6 +562,10 @@ pub struct IngestSettings {
     pub batch_size: usize,
     /// Longest a partial batch waits before it is committed, milliseconds.
     pub batch_max_wait_ms: u64,
+    /// Largest batch while a backlog waits: the file tail reads, and the listeners take from
+    /// their queue, up to this many lines that are already there into one transaction (a
+    /// quiet line is never held back for it). Raised to `batch_size` when lower.
+    pub batch_max_size: usize,
     /// Plain TCP syslog listener (`host:port`); unset = off.
     pub syslog_tcp_bind: Option<String>,
     /// TLS syslog listener host and port (RFC 5425, the swarm port).
@@ -604,7 +608,7 @@ pub struct IngestSettings {
     /// and key, all three required).
     pub syslog_relp_tls: bool,
     /// Most bytes of received syslog lines waiting for the ingester (besides the bound of
-    /// 20 × `batch_size` lines): what a `kill -9` can lose of plain TCP/TLS syslog at most,
+    /// max(20 × `batch_size`, `batch_max_size`) lines): what a `kill -9` can lose of plain TCP/TLS syslog at most,
     /// beyond the batch being committed and the kernel's socket buffers.
     pub channel_max_bytes: usize,
 }
@@ -615,6 +619,7 @@ impl Default for IngestSettings {
             log_file: PathBuf::from("/var/log/decnet/decnet.log"),
             batch_size: 100,
             batch_max_wait_ms: 250,
+            batch_max_size: 10_000,
             syslog_tcp_bind: None,
             syslog_tls_host: "0.0.0.0".into(),
             syslog_tls_port: 6514,
@@ -652,6 +657,11 @@ impl IngestSettings {
         env.apply(
             "DECNET_BATCH_MAX_WAIT_MS",
             &mut self.batch_max_wait_ms,
+            parse_positive,
+        )?;
+        env.apply(
+            "DECNET_BATCH_MAX_SIZE",
+            &mut self.batch_max_size,
             parse_positive,
         )?;
         env.apply(

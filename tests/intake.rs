@@ -1637,3 +1637,70 @@ async fn rotation_while_down_loses_nothing(db: &Db) {
     tail_until_idle(db, &f).await;
     assert_eq!(repo::count_logs(db).await.unwrap(), 200, "new file from 0");
 }
+
+// ---------------------------------------------------------------- batches grow with the backlog (issue 18)
+
+/// A backlog goes in large transactions: 4,000 lines already in the tailed file, then 4,000
+/// already queued by a TCP sender, each commit far fewer than the 40 batches of `batch_size`
+/// (100) lines each would need; every line lands, and a quiet line after the backlog still
+/// lands alone.
+#[actix_rt::test]
+async fn batches_grow_with_the_backlog() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.batch_size = 100;
+    s.ingest.batch_max_size = 5_000;
+    let log_file = s.ingest.log_file.clone();
+    let app = testkit::start(s).await.unwrap();
+    // The ingester's counters as its last heartbeat reported them.
+    let counter = |key: &str| {
+        app.state
+            .status
+            .extra_of("ingester")
+            .and_then(|e| e.get(key).and_then(serde_json::Value::as_u64))
+            .unwrap_or(0)
+    };
+    // Batches committed once `want` logs are in (counted by the same heartbeat).
+    let batches_at = |want: u64| async move {
+        testkit::eventually(Duration::from_secs(60), || async {
+            (counter("logs_inserted") >= want).then(|| counter("batches"))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{} of {want} logs inserted", counter("logs_inserted")))
+    };
+
+    // One write, so the tail sees the whole backlog at once.
+    let file_lines = numbered(4_000, "tail");
+    let mut text = file_lines.join("\n");
+    text.push('\n');
+    std::fs::write(&log_file, text).unwrap();
+    let after_tail = batches_at(4_000).await;
+    assert!(
+        (1..=4).contains(&after_tail),
+        "4,000 tailed lines took {after_tail} transactions"
+    );
+
+    let tcp_lines = numbered(4_000, "tcp");
+    let mut wire = Vec::new();
+    for l in &tcp_lines {
+        wire.extend_from_slice(l.as_bytes());
+        wire.push(b'\n');
+    }
+    let mut sock = connect_retry(port).await;
+    sock.write_all(&wire).await.unwrap();
+    sock.shutdown().await.unwrap();
+    let tcp_batches = batches_at(8_000).await - after_tail;
+    assert!(
+        (1..=20).contains(&tcp_batches),
+        "4,000 queued TCP lines took {tcp_batches} transactions"
+    );
+
+    // A quiet line is not held back waiting for a large batch.
+    write_lines(&log_file, &numbered(1, "quiet"));
+    assert_eq!(batches_at(8_001).await, after_tail + tcp_batches + 1);
+    assert_eq!(repo::count_logs(&app.state.db).await.unwrap(), 8_001);
+    app.stop().await;
+}

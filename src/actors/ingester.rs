@@ -56,6 +56,9 @@ const READ_CHUNK: usize = 4 << 20;
 /// Longest wait before committing a batch holding a line a RELP sender waits to see
 /// acknowledged (lines arriving meanwhile join the batch).
 const ACK_LINGER: Duration = Duration::from_millis(5);
+/// Longest pause between two reads of the tailed file, milliseconds (shorter when
+/// `batch_max_wait_ms` is).
+const TAIL_POLL_MS: u64 = 200;
 /// Consecutive failed commits after which the worker stops (the supervisor restarts it).
 const MAX_CONSECUTIVE_FAILURES: u32 = 8;
 
@@ -1191,7 +1194,7 @@ impl Ingester {
             return Ok(live);
         }
         let (tx, rx) = listener::line_channel(
-            s.batch_size.max(1) * 20,
+            (s.batch_size.max(1) * 20).max(s.batch_max_size),
             s.channel_max_bytes,
             s.max_frame_bytes,
         );
@@ -1393,8 +1396,13 @@ async fn run(
         }
     };
     let batch = s.batch_size.max(1);
+    // A backlog (lines already in the file or the queue) goes in larger transactions.
+    let max_batch = s.batch_max_size.max(batch);
     let max_wait = Duration::from_millis(s.batch_max_wait_ms.max(1));
-    let mut tail_tick = tokio::time::interval(Duration::from_millis(200));
+    // The tail is polled at least as often as a partial batch may wait.
+    let mut tail_tick = tokio::time::interval(Duration::from_millis(
+        TAIL_POLL_MS.min(s.batch_max_wait_ms.max(1)),
+    ));
     tail_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let reuse_every = Duration::from_secs_f64(s.reuse_poll_s.max(0.1));
     let mut reuse_tick = tokio::time::interval(reuse_every);
@@ -1411,7 +1419,7 @@ async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => {
-                return drain_on_stop(&mut pipeline, live, batch, listeners_open, &stop).await;
+                return drain_on_stop(&mut pipeline, live, max_batch, listeners_open, &stop).await;
             }
             line = live.rx.recv(), if listeners_open => match line {
                 Some(l) => {
@@ -1427,6 +1435,8 @@ async fn run(
                     }
                     live.pending.push(l);
                     if live.pending.len() >= batch {
+                        // A full batch: take what else is already queued, up to `max_batch`.
+                        live.rx.drain_ready(&mut live.pending, max_batch);
                         if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                             reuse_dirty |= !out.captured.is_empty();
                         }
@@ -1436,6 +1446,7 @@ async fn run(
                 None => listeners_open = false,
             },
             _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
+                live.rx.drain_ready(&mut live.pending, max_batch);
                 if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
                     reuse_dirty |= !out.captured.is_empty();
                 }
@@ -1449,7 +1460,7 @@ async fn run(
                     }
                     // A read error (EMFILE while listeners hold every descriptor, a file being
                     // replaced) is retried on the next tick; it never ends the ingester.
-                    let read = match tail.read(batch) {
+                    let read = match tail.read(max_batch) {
                         Ok(r) => r,
                         Err(e) => {
                             pipeline.counters.tail_errors.fetch_add(1, Ordering::Relaxed);

@@ -112,6 +112,23 @@ impl LineReceiver {
         self.bytes.add_permits(cost(&l, self.max_cost) as usize);
         Some(l)
     }
+
+    /// Move the lines already waiting into `into` until it holds `up_to` lines, without
+    /// waiting for more; how many were moved.
+    pub fn drain_ready(&mut self, into: &mut Vec<RawLine>, up_to: usize) -> usize {
+        let mut moved = 0;
+        while into.len() < up_to {
+            match self.rx.try_recv() {
+                Ok(l) => {
+                    self.bytes.add_permits(cost(&l, self.max_cost) as usize);
+                    into.push(l);
+                    moved += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        moved
+    }
 }
 
 /// A connection's view of the listeners' stop: the token and the drain window.
