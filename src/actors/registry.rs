@@ -793,6 +793,7 @@ fn stamp(topic: String, kind: String, payload: Value) -> Envelope {
         kind,
         ts: epoch_now(),
         payload,
+        relay: Default::default(),
     }
 }
 

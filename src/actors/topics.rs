@@ -339,6 +339,27 @@ pub struct Envelope {
     pub ts: f64,
     /// Always a JSON object.
     pub payload: Value,
+    /// What SSE streams relay of this envelope, serialized once for all of them.
+    #[serde(skip)]
+    pub relay: RelayCache,
+}
+
+/// A lazily filled, shared serialization of an [`Envelope`] (one line of JSON). Never part of
+/// the envelope's value: two envelopes compare equal whatever their caches hold.
+#[derive(Clone, Debug, Default)]
+pub struct RelayCache(std::sync::OnceLock<bytestring::ByteString>);
+
+impl RelayCache {
+    /// The cached text, computed by `make` on first use.
+    pub fn get_or_init(&self, make: impl FnOnce() -> String) -> bytestring::ByteString {
+        self.0.get_or_init(|| make().into()).clone()
+    }
+}
+
+impl PartialEq for RelayCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

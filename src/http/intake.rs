@@ -508,7 +508,7 @@ pub async fn attacker_events(
     let (uuid, ip) = (a.uuid, a.ip);
     sse::sse_response_with(&state, &viewer, "attacker.>", Some(snapshot), move |env| {
         let name = attacker_stream_name(&env.topic)?;
-        concerns(&env.payload, &uuid, &ip).then(|| sse::named(name, &sse::envelope_data(env)))
+        concerns(&env.payload, &uuid, &ip).then(|| sse::envelope_frame(name, env))
     })
     .await
 }

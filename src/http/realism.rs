@@ -606,6 +606,7 @@ mod tests {
             kind: "file".into(),
             ts: 1_777_000_000.25,
             payload: json!({"kind": "file"}),
+            relay: Default::default(),
         };
         let f = stream_frame(&env);
         assert_eq!(f["ts"], "2026-04-24T03:06:40.250000Z");

@@ -74,6 +74,13 @@ pub fn envelope_data(env: &Envelope) -> Value {
     })
 }
 
+/// A named event relaying `env` as [`envelope_data`]; the JSON is built once per envelope and
+/// shared by every stream that relays it.
+pub fn envelope_frame(name: &str, env: &Envelope) -> sse::Event {
+    let data = env.relay.get_or_init(|| envelope_data(env).to_string());
+    sse::Event::Data(sse::Data::new(data).event(name.to_string()))
+}
+
 /// Event name = topic minus its family prefix (`identity.observation.linked` →
 /// `observation.linked`); a one-token topic passes through.
 pub fn strip_family(topic: &str) -> String {
@@ -121,7 +128,7 @@ pub async fn sse_response(
     name_of: fn(&str) -> String,
 ) -> Result<HttpResponse, ApiError> {
     sse_response_with(state, principal, pattern, Some(snapshot), move |env| {
-        Some(named(&name_of(&env.topic), &envelope_data(env)))
+        Some(envelope_frame(&name_of(&env.topic), env))
     })
     .await
 }
@@ -229,6 +236,7 @@ mod tests {
             kind: "formed".into(),
             ts: 1.5,
             payload: json!({"identity_uuid": "x"}),
+            relay: Default::default(),
         })
     }
 
@@ -276,8 +284,7 @@ mod tests {
             Some(rx),
             vec![keepalive(), named("snapshot", &json!({"identities": []}))],
             |e: &Envelope| {
-                (e.topic != "identity.skip")
-                    .then(|| named(&strip_family(&e.topic), &envelope_data(e)))
+                (e.topic != "identity.skip").then(|| envelope_frame(&strip_family(&e.topic), e))
             },
             Duration::from_millis(50),
         );
@@ -325,6 +332,24 @@ mod tests {
             "body dropped with the frames() future"
         );
         assert!(slots.try_acquire("u").is_ok());
+    }
+
+    #[actix_rt::test]
+    async fn envelope_frames_share_one_serialization() {
+        let e = env("identity.formed");
+        let one = e.relay.get_or_init(|| envelope_data(&e).to_string());
+        let two = e.relay.get_or_init(|| unreachable!("serialized twice"));
+        assert_eq!(one.as_ptr(), two.as_ptr(), "one buffer for every stream");
+        // The frame is the one `named` builds from the same data.
+        let cached = frames(futures::stream::iter([envelope_frame("formed", &e)]), 1).await;
+        let fresh = frames(
+            futures::stream::iter([named("formed", &envelope_data(&e))]),
+            1,
+        )
+        .await;
+        assert_eq!(cached, fresh);
+        // The cache is not part of the envelope's value.
+        assert_eq!(*e, *env("identity.formed"));
     }
 
     #[test]

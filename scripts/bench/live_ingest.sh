@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Live ingest against replay (issue #18 item 4): the same corpus through `decnetd ingest`, then
+# through a running daemon's file tail (appended in one go), then through its plain TCP syslog
+# listener (one connection, LF framing, sent as fast as the socket takes it). Each figure is
+# lines/s from the first byte offered to the last log row committed, the end seen by counting
+# the `logs` table (SQLite file or PostgreSQL) — not by the daemon's own counters. The daemon
+# runs only the ingester, heartbeat and API (as `decnetd ingest` runs only the pipeline).
+#
+#   scripts/bench/live_ingest.sh                       # 100 000 lines, 2 000 IPs, SQLite + PG
+#   LINES=200000 RUNS=3 BACKENDS=sqlite scripts/bench/live_ingest.sh
+#   BIN=/path/to/decnetd scripts/bench/live_ingest.sh  # skip the build
+#   EXTRA_ENV="DECNET_BATCH_MAX_SIZE=100" ...          # e.g. the old fixed 100-line batches
+set -euo pipefail
+
+LINES=${LINES:-100000}
+IPS=${IPS:-2000}
+RUNS=${RUNS:-1}
+BACKENDS=${BACKENDS:-"sqlite postgresql"}
+EXTRA_ENV=${EXTRA_ENV:-}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+
+if [[ -z "${BIN:-}" ]]; then
+  cargo build --release --bin decnetd >&2
+  BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/decnetd"
+fi
+
+WORK=$(mktemp -d)
+PID=""
+PG_STARTED=""
+stop_daemon() {
+  if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
+}
+cleanup() { stop_daemon; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+CORPUS="$WORK/corpus.log"
+python3 "$ROOT/scripts/bench/gen_corpus.py" "$CORPUS" "$LINES" "$IPS"
+echo "corpus: $LINES lines, $IPS attacker IPs, $(du -h "$CORPUS" | cut -f1); load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# count_logs BACKEND DATA_DIR DB_URL
+count_logs() {
+  if [[ $1 == sqlite ]]; then
+    python3 - "$2/decnet.db" <<'EOF'
+import sqlite3, sys
+try:
+    c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+    print(c.execute("select count(*) from logs").fetchone()[0])
+except sqlite3.Error:
+    print(0)
+EOF
+  else
+    psql "$3" -tAc "select count(*) from logs" 2>/dev/null || echo 0
+  fi
+}
+
+# wait_count BACKEND DATA_DIR DB_URL WANT: seconds (float) until the logs table holds WANT rows
+wait_count() {
+  local t0 n
+  t0=$(date +%s.%N)
+  for _ in $(seq 1 6000); do
+    n=$(count_logs "$1" "$2" "$3")
+    if (( n >= $4 )); then python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.3f}')" "$(date +%s.%N)" "$t0"; return; fi
+    sleep 0.05
+  done
+  echo "timeout: $n of $4 rows" >&2; return 1
+}
+
+# serve BACKEND DATA_DIR DB_URL TCP_PORT: a release daemon with only the intake workers
+serve() {
+  local port api
+  api=$(free_port)
+  # shellcheck disable=SC2086
+  env DECNET_DATA_DIR="$2" ${3:+DECNET_DB_URL="$3"} DECNET_API_HOST=127.0.0.1 DECNET_API_PORT="$api" \
+      DECNET_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" \
+      DECNET_ADMIN_USER=admin DECNET_ADMIN_PASSWORD=bench-live-ingest-pw \
+      DECNET_LOG_LEVEL=warn DECNET_INTEL_ENABLED=false \
+      DECNET_DISABLED_WORKERS=clusterer,campaign-clusterer,ttp,planner,mail-dripper,enricher,canary,reconciler,webhooks \
+      DECNET_INGEST_LOG_FILE="$2/ingest.log" DECNET_SYSLOG_TCP_BIND="127.0.0.1:$4" $EXTRA_ENV \
+      "$BIN" serve >>"$2/decnetd.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 1 300); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$api/api/v1/health" || true)" == 401 ]] && return
+    if ! kill -0 "$PID" 2>/dev/null; then echo "decnetd exited:" >&2; tail -20 "$2/decnetd.log" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+
+rate() { python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]):9.0f}')" "$1" "$2"; }
+
+# one BACKEND RUN DB_URL_OR_EMPTY
+one() {
+  local backend=$1 i=$2 url=$3 data out want secs port
+  # replay
+  data="$WORK/$backend-replay-$i"; mkdir -p "$data"
+  [[ -z "$url" ]] || url=$(fresh_pg "replay_$i")
+  # shellcheck disable=SC2086
+  out=$(env DECNET_DATA_DIR="$data" ${url:+DECNET_DB_URL="$url"} DECNET_LOG_LEVEL=warn $EXTRA_ENV "$BIN" ingest "$CORPUS")
+  want=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['logs_inserted'])" "$out")
+  secs=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$out")
+  printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" replay "$want" "$secs" "$(rate "$LINES" "$secs")" | tee -a "$WORK/results"
+
+  # file tail: the corpus appended in one go
+  data="$WORK/$backend-tail-$i"; mkdir -p "$data"; : >"$data/ingest.log"
+  [[ -z "$url" ]] || url=$(fresh_pg "tail_$i")
+  port=$(free_port)
+  serve "$backend" "$data" "$url" "$port"
+  cat "$CORPUS" >>"$data/ingest.log"
+  secs=$(wait_count "$backend" "$data" "$url" "$want")
+  stop_daemon
+  printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" tail "$want" "$secs" "$(rate "$LINES" "$secs")" | tee -a "$WORK/results"
+
+  # TCP listener: one connection, LF framing
+  data="$WORK/$backend-tcp-$i"; mkdir -p "$data"; : >"$data/ingest.log"
+  [[ -z "$url" ]] || url=$(fresh_pg "tcp_$i")
+  port=$(free_port)
+  serve "$backend" "$data" "$url" "$port"
+  python3 - "$CORPUS" "$port" <<'EOF' &
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+with open(sys.argv[1], "rb") as f:
+    while chunk := f.read(1 << 20):
+        s.sendall(chunk)
+s.shutdown(socket.SHUT_WR)
+s.close()
+EOF
+  local sender=$!
+  secs=$(wait_count "$backend" "$data" "$url" "$want")
+  wait "$sender"
+  stop_daemon
+  printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" tcp "$want" "$secs" "$(rate "$LINES" "$secs")" | tee -a "$WORK/results"
+}
+
+fresh_pg() {
+  local db="bench_live_$$_$1"
+  psql "$DECNETD_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  psql "$DECNETD_TEST_PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+  echo "${DECNETD_TEST_PG_URL%/*}/$db"
+}
+
+for backend in $BACKENDS; do
+  url=""
+  if [[ $backend == postgresql ]]; then
+    if ! PG_ENV=$(scripts/pg start 2>/dev/null); then echo "postgresql: scripts/pg could not start; skipped" >&2; continue; fi
+    eval "$PG_ENV"
+    url=pg
+  fi
+  for i in $(seq 1 "$RUNS"); do one "$backend" "$i" "$url"; done
+done
+
+python3 - "$WORK/results" <<'EOF'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    runs.setdefault((f[0], f[1]), []).append(float(f[-2]))
+print("medians (lines/s):")
+for (backend, path), v in sorted(runs.items()):
+    print(f"  {backend:<10} {path:<7} {statistics.median(v):9.0f}  (runs: {', '.join(f'{x:.0f}' for x in v)})")
+EOF
