@@ -59,6 +59,11 @@ const ACK_LINGER: Duration = Duration::from_millis(5);
 /// Longest pause between two reads of the tailed file, milliseconds (shorter when
 /// `batch_max_wait_ms` is).
 const TAIL_POLL_MS: u64 = 200;
+/// While lines keep arriving, a profiler or credential-reuse pass that took `d` is not run
+/// again before `BACKLOG_PASS_SPACING × d` has passed.
+const BACKLOG_PASS_SPACING: u32 = 3;
+/// Shortest time between two credential-reuse passes.
+const REUSE_MIN_SPACING: Duration = Duration::from_secs(1);
 /// Consecutive failed commits after which the worker stops (the supervisor restarts it).
 const MAX_CONSECUTIVE_FAILURES: u32 = 8;
 
@@ -79,6 +84,9 @@ pub enum IngestError {
     /// A listener could not start.
     #[error("syslog listener: {0}")]
     Listener(String),
+    /// A batch's parse task did not finish (it panicked or was cancelled).
+    #[error("parse task failed: {0}")]
+    Parse(String),
 }
 
 /// One line as received, before parsing.
@@ -242,6 +250,7 @@ pub struct Pipeline {
     profile_dirty: bool,
     profile_interval: Duration,
     last_profile: Option<std::time::Instant>,
+    last_profile_took: Duration,
     /// After a failed pass, no retry before this (not even when idle).
     profile_retry_at: Option<std::time::Instant>,
     /// Identity of the tailed file, stored with every position ([`FileTail::identity`]).
@@ -399,6 +408,7 @@ impl Pipeline {
             profile_dirty: true,
             profile_interval: Duration::from_millis(s.profile_interval_ms),
             last_profile: None,
+            last_profile_took: Duration::ZERO,
             profile_retry_at: None,
             tail_identity: None,
             shutdown_grace_s: crate::config::Settings::default().workers.shutdown_grace_s,
@@ -582,7 +592,9 @@ impl Pipeline {
     }
 
     /// Whether a profiler pass should run now: something was committed since the last one
-    /// and either the input went idle or `profile_interval_ms` has passed; never sooner than
+    /// and either the input went idle or `profile_interval_ms` has passed — and, while lines
+    /// keep arriving, at least [`BACKLOG_PASS_SPACING`] times the last pass's duration (passes
+    /// take at most about a quarter of a backlog's time); never sooner than
     /// [`PROFILE_RETRY_MIN`] after a failed pass.
     pub fn profile_due(&self, idle: bool) -> bool {
         if self
@@ -594,9 +606,12 @@ impl Pipeline {
         self.profile_dirty
             && (idle
                 || self.profile_interval.is_zero()
-                || self
-                    .last_profile
-                    .is_none_or(|t| t.elapsed() >= self.profile_interval))
+                || self.last_profile.is_none_or(|t| {
+                    t.elapsed()
+                        >= self
+                            .profile_interval
+                            .max(self.last_profile_took * BACKLOG_PASS_SPACING)
+                }))
     }
 
     /// One profiler pass (committed rows → `attackers`), then `attacker.observed` for rows it
@@ -612,6 +627,7 @@ impl Pipeline {
         self.profile_dirty = false;
         self.profile_retry_at = None;
         self.last_profile = Some(std::time::Instant::now());
+        self.last_profile_took = started.elapsed();
         IngestCounters::add(&self.counters.profile_passes, 1);
         IngestCounters::add(&self.counters.attackers_created, out.observed.len());
         if let Some(reg) = &self.registry {
@@ -1313,6 +1329,39 @@ async fn run_loop(
     (res, live)
 }
 
+/// A tailed batch being parsed off the loop's thread, with where it ends in the file and
+/// the file's identity when it was read (both stored by its commit).
+struct TailBatch {
+    end: u64,
+    identity: Option<Map<String, Value>>,
+    parse: tokio::task::JoinHandle<(Vec<RawLine>, ParsedBatch)>,
+}
+
+/// Commit a tailed batch; a failed first attempt falls back to [`commit_with_retry`] on the
+/// same lines (`Ok(None)` when the stop made it give up).
+async fn commit_tail_batch(
+    pipeline: &mut Pipeline,
+    b: TailBatch,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<CommitOutcome>, IngestError> {
+    let (lines, parsed) = b
+        .parse
+        .await
+        .map_err(|e| IngestError::Parse(e.to_string()))?;
+    pipeline.set_tail_identity(b.identity);
+    match pipeline
+        .commit_parsed(lines.len(), parsed, Some(b.end))
+        .await
+    {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "ingest batch failed; will retry without advancing");
+            commit_with_retry(pipeline, &lines, Some(b.end), stop).await
+        }
+    }
+}
+
 /// Commit the pending lines (`Ok(false)` when the stop made the commit give up).
 async fn flush(
     pipeline: &mut Pipeline,
@@ -1398,6 +1447,7 @@ async fn run(
     let batch = s.batch_size.max(1);
     // A backlog (lines already in the file or the queue) goes in larger transactions.
     let max_batch = s.batch_max_size.max(batch);
+    let extract = Arc::new(pipeline.extract_config().clone());
     let max_wait = Duration::from_millis(s.batch_max_wait_ms.max(1));
     // The tail is polled at least as often as a partial batch may wait.
     let mut tail_tick = tokio::time::interval(Duration::from_millis(
@@ -1409,6 +1459,7 @@ async fn run(
     reuse_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reuse_dirty = true;
     let mut last_reuse = tokio::time::Instant::now();
+    let mut last_reuse_took = Duration::ZERO;
     let mut deadline: Option<tokio::time::Instant> =
         (!live.pending.is_empty()).then(tokio::time::Instant::now);
     let mut listeners_open = true;
@@ -1453,7 +1504,9 @@ async fn run(
                 deadline = None;
             }
             _ = tail_tick.tick() => {
-                // Drain everything the file holds now, batch by batch.
+                // Drain everything the file holds now, batch by batch: while one batch commits,
+                // the next is read and parsed on another thread.
+                let mut ready: Option<TailBatch> = None;
                 loop {
                     if *stop.borrow() {
                         break;
@@ -1465,26 +1518,41 @@ async fn run(
                         Err(e) => {
                             pipeline.counters.tail_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(path = %s.log_file.display(), error = %e, "ingester: cannot read the ingest file; retrying");
-                            break;
+                            TailRead::Idle
                         }
                     };
-                    match read {
-                        TailRead::Idle => break,
-                        TailRead::Reset => {
+                    let reset = matches!(read, TailRead::Reset);
+                    let next = match read {
+                        TailRead::Lines(lines, end) => {
+                            // Read on from here; the stored offset moves only with a commit.
+                            tail.position = end;
+                            let cfg = Arc::clone(&extract);
+                            Some(TailBatch {
+                                end,
+                                identity: tail.identity(),
+                                parse: tokio::task::spawn_blocking(move || {
+                                    let parsed = ParsedBatch::parse_serial(&lines, &cfg);
+                                    (lines, parsed)
+                                }),
+                            })
+                        }
+                        _ => None,
+                    };
+                    // The batch read before this one commits now, before any reset is stored.
+                    if let Some(b) = ready.take() {
+                        match commit_tail_batch(&mut pipeline, b, &stop).await? {
+                            Some(out) => reuse_dirty |= !out.captured.is_empty(),
+                            None => break,
+                        }
+                    }
+                    match next {
+                        Some(b) => ready = Some(b),
+                        None if reset => {
                             if let Err(e) = state::set(&db, POSITION_KEY, &json!({"position": 0})).await {
                                 tracing::warn!(error = %e, "ingester: cannot persist the reset offset");
                             }
                         }
-                        TailRead::Lines(lines, end) => {
-                            pipeline.set_tail_identity(tail.identity());
-                            match commit_with_retry(&mut pipeline, &lines, Some(end), &stop).await? {
-                                Some(out) => {
-                                    tail.position = end;
-                                    reuse_dirty |= !out.captured.is_empty();
-                                }
-                                None => break,
-                            }
-                        }
+                        None => break,
                     }
                 }
             }
@@ -1492,14 +1560,27 @@ async fn run(
         }
         // Attacker rows catch up as soon as the input pauses (and every
         // `profile_interval_ms` while it does not); the reuse pass reads their uuids.
-        pipeline.profile_if_due(live.pending.is_empty()).await;
-        if reuse_dirty && last_reuse.elapsed() >= Duration::from_secs(1) {
+        // Idle = nothing pending and nothing queued behind it (right after a flush the
+        // pending list is empty while a backlog still waits in the queue).
+        pipeline
+            .profile_if_due(live.pending.is_empty() && live.rx.is_empty())
+            .await;
+        // At most once a second; while a backlog waits, also spaced by its own duration.
+        let backlog = !(live.pending.is_empty() && live.rx.is_empty());
+        let spacing = if backlog {
+            REUSE_MIN_SPACING.max(last_reuse_took * BACKLOG_PASS_SPACING)
+        } else {
+            REUSE_MIN_SPACING
+        };
+        if reuse_dirty && last_reuse.elapsed() >= spacing {
             reuse_dirty = false;
-            last_reuse = tokio::time::Instant::now();
+            let started = tokio::time::Instant::now();
             if let Err(e) = pipeline.reuse_pass(s.reuse_min_targets).await {
                 tracing::warn!(error = %e, "credential-reuse pass failed");
                 reuse_dirty = true;
             }
+            last_reuse = tokio::time::Instant::now();
+            last_reuse_took = started.elapsed();
         }
     }
 }

@@ -113,6 +113,11 @@ impl LineReceiver {
         Some(l)
     }
 
+    /// No line waiting.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// Move the lines already waiting into `into` until it holds `up_to` lines, without
     /// waiting for more; how many were moved.
     pub fn drain_ready(&mut self, into: &mut Vec<RawLine>, up_to: usize) -> usize {
