@@ -321,17 +321,28 @@ pub async fn record_triggers_revoking(
     })
 }
 
-/// The `planted` tokens whose slugs are among `slugs`.
+/// The lookup keys that can match a stored value: text holding NUL can match nothing (no
+/// stored value holds one) and PostgreSQL would refuse the whole query for it.
+fn storable_keys(keys: &[String]) -> Vec<&str> {
+    keys.iter()
+        .map(String::as_str)
+        .filter(|k| !k.contains('\0'))
+        .collect()
+}
+
+/// The `planted` tokens whose slugs are among `slugs` (one query; the recorder asks for at
+/// most one batch of slugs).
 pub async fn planted_tokens_by_slugs(
     db: &Db,
     slugs: &[String],
 ) -> Result<Vec<CanaryToken>, DbError> {
     use canary_tokens::dsl as t;
+    let slugs = storable_keys(slugs);
     if slugs.is_empty() {
         return Ok(Vec::new());
     }
     Ok(db_run!(db, |c| canary_tokens::table
-        .filter(t::callback_token.eq_any(slugs))
+        .filter(t::callback_token.eq_any(&slugs))
         .filter(t::state.eq(crate::domain::canary::STATE_PLANTED))
         .select(CanaryToken::as_select())
         .load(c)
@@ -385,11 +396,12 @@ pub async fn attribute_trigger(
 /// `(ip, attacker uuid)` of the attackers among `ips` the intake has seen.
 pub async fn attackers_for_ips(db: &Db, ips: &[String]) -> Result<Vec<(String, String)>, DbError> {
     use attackers::dsl as a;
+    let ips = storable_keys(ips);
     if ips.is_empty() {
         return Ok(Vec::new());
     }
     Ok(db_run!(db, |c| attackers::table
-        .filter(a::ip.eq_any(ips))
+        .filter(a::ip.eq_any(&ips))
         .select((a::ip, a::uuid))
         .load::<(String, String)>(c)
         .await)?)
