@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use decnetd::db::models::canary::CanaryToken;
 use decnetd::db::repo::canary as repo;
-use decnetd::db::{new_uuid, now_utc, Db};
+use decnetd::db::{new_uuid, now_utc};
 use decnetd::domain::canary::new_slug;
 use decnetd::testkit;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
