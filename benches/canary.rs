@@ -3,7 +3,8 @@
 //! each with p50/p99 latency, on loopback against a daemon started in-process (real SQLite,
 //! the CanaryPlanter actor running the receivers and the batched recorder). Every query hits
 //! a planted token, so every answer is also a trigger row: after each run the bench waits for
-//! the recorder and prints how many were stored.
+//! the recorder and prints how many were stored (receivers wait for room in the hit queue before
+//! answering, so stored/answered must be 1).
 //!
 //! The load comes from a separate 2-thread tokio runtime in this process: `CONC` concurrent
 //! clients (default 64), each sending its next query when the previous answer arrived, for
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use decnetd::db::models::canary::CanaryToken;
 use decnetd::db::repo::canary as repo;
-use decnetd::db::{new_uuid, now_utc, Db};
+use decnetd::db::{new_uuid, now_utc};
 use decnetd::domain::canary::new_slug;
 use decnetd::testkit;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
@@ -190,8 +191,10 @@ async fn http_load(url: String, conc: u64, dur: Duration) -> Run {
     }
 }
 
-/// Wait until the token has `want` triggers (or 60 s passed); prints the outcome.
-async fn stored(db: &Db, tok: &str, want: usize, t0: Instant) {
+/// Wait until the token has `want` triggers (or 60 s passed); prints stored/answered, the
+/// token's counter and how many hits waited for room in the queue (backpressure).
+async fn stored(app: &decnetd::app::RunningApp, tok: &str, want: usize, t0: Instant) {
+    let db = &app.state.db;
     let mut n = 0;
     for _ in 0..600 {
         n = repo::count_triggers(db, tok).await.unwrap_or(-1);
@@ -200,9 +203,19 @@ async fn stored(db: &Db, tok: &str, want: usize, t0: Instant) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let counter = repo::get_token(db, tok)
+        .await
+        .ok()
+        .flatten()
+        .map(|t| t.trigger_count)
+        .unwrap_or(-1);
+    let stats = app.state.canary.hit_stats();
     println!(
-        "  stored {n} trigger rows of {want} answers ({:.1} s after the run started)",
-        t0.elapsed().as_secs_f64()
+        "  stored {n} trigger rows of {want} answers (stored/answered {:.4}), token counter {counter}, \
+         {:.1} s after the run started; queue waits so far {}",
+        n as f64 / want.max(1) as f64,
+        t0.elapsed().as_secs_f64(),
+        stats.waited.load(Ordering::Relaxed)
     );
 }
 
@@ -246,7 +259,7 @@ fn main() {
             .await
             .expect("dns load");
         run.report("DNS/UDP");
-        stored(&db, &t.uuid, run.lat.len(), t0).await;
+        stored(&app, &t.uuid, run.lat.len(), t0).await;
 
         let t = token("git_config");
         repo::create_token(&db, &t).await.expect("token");
@@ -257,7 +270,7 @@ fn main() {
             .await
             .expect("http load");
         run.report("HTTP");
-        stored(&db, &t.uuid, run.lat.len(), t0).await;
+        stored(&app, &t.uuid, run.lat.len(), t0).await;
         app.stop().await;
     });
     drop(load);

@@ -1130,6 +1130,9 @@ pub struct CanarySettings {
     pub fingerprint_secret: Option<Secret>,
     /// UDP DNS answers per second per source (burst twice that); 0 = unlimited.
     pub dns_rate_per_source: u32,
+    /// Hits waiting for the trigger recorder; a receiver finding it full waits for room
+    /// before answering (every answered hit is stored).
+    pub hit_queue: usize,
 }
 
 impl Default for CanarySettings {
@@ -1146,9 +1149,13 @@ impl Default for CanarySettings {
                 .to_vec(),
             fingerprint_secret: None,
             dns_rate_per_source: DEFAULT_CANARY_DNS_RATE,
+            hit_queue: DEFAULT_CANARY_HIT_QUEUE,
         }
     }
 }
+
+/// Default capacity of the canary hit queue (hits waiting for the recorder).
+pub const DEFAULT_CANARY_HIT_QUEUE: usize = 16_384;
 
 /// Default per-source UDP DNS answer rate of the canary receiver (answers/s).
 pub const DEFAULT_CANARY_DNS_RATE: u32 = 50;
@@ -1191,6 +1198,11 @@ impl CanarySettings {
                     .parse::<u32>()
                     .map_err(|_| format!("expected a non-negative integer, got {raw:?}"))
             },
+        )?;
+        env.apply(
+            "DECNET_CANARY_HIT_QUEUE",
+            &mut self.hit_queue,
+            parse_positive,
         )?;
         env.apply(
             "DECNET_CANARY_FINGERPRINT_SECRET",

@@ -1132,6 +1132,93 @@ async fn documents_open_in_independent_readers() {
     app.stop().await;
 }
 
+/// §9.6 / §9.7 with independent writers and readers: a PDF written by pypdf (two pages,
+/// document info) through the `pdf` instrumenter is read back by pypdf with the callback as
+/// the catalog's URI `/OpenAction`, pages and info intact; PNGs written by Pillow in several
+/// modes (RGBA, palette with transparency, 16-bit grey, interlaced RGB) and a Pillow JPEG
+/// through the `image` instrumenter are decoded by Pillow to the same pixels and carry the
+/// callback (PNG `Comment` text chunk, JPEG COM segment).
+#[actix_rt::test]
+async fn pdf_and_image_instrumenters_with_independent_writers_and_readers() {
+    let py = tools().expect("scripts/canary-test-tools failed");
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), |_| {}).await;
+    let base = app.base_url();
+    let admin = testkit::token_for(&app, "iw-admin", "admin").await;
+    let work = tempfile::tempdir().unwrap();
+    let p = |n: &str| work.path().join(n).display().to_string();
+    python(
+        &py,
+        "import sys,pypdf\nw=pypdf.PdfWriter()\nw.add_blank_page(612,792)\nw.add_blank_page(595,842)\nw.add_metadata({'/Title':'Budget 2027','/Author':'Finance'})\nw.write(sys.argv[1])",
+        &[&p("w.pdf")],
+    );
+    python(
+        &py,
+        "import sys\nfrom PIL import Image\n\
+         a=Image.new('RGBA',(5,3));a.putdata([(i*40%256,i*7%256,255-i,i*17%256) for i in range(15)]);a.save(sys.argv[1])\n\
+         b=Image.new('P',(4,4));b.putpalette([0,0,0,255,0,0,0,255,0,0,0,255]);b.putdata([i%4 for i in range(16)]);b.save(sys.argv[2],transparency=1)\n\
+         c=Image.new('I;16',(3,2));c.putdata([0,1000,65535,7,300,40000]);c.save(sys.argv[3])\n\
+         d=Image.new('RGB',(9,7));d.putdata([(i,2*i,3*i) for i in range(63)]);d.save(sys.argv[4],interlace=1)\n\
+         e=Image.new('RGB',(16,16),(200,30,60));e.save(sys.argv[5],quality=90)",
+        &[&p("a.png"), &p("b.png"), &p("c.png"), &p("d.png"), &p("e.jpg")],
+    );
+    let mut out = Vec::new();
+    for (file, mime, instr) in [
+        ("w.pdf", "application/pdf", "pdf"),
+        ("a.png", "image/png", "image"),
+        ("b.png", "image/png", "image"),
+        ("c.png", "image/png", "image"),
+        ("d.png", "image/png", "image"),
+        ("e.jpg", "image/jpeg", "image"),
+    ] {
+        let (s, b) = upload(&base, &admin, file, std::fs::read(p(file)).unwrap()).await;
+        assert_eq!(
+            (s, b["content_type"].as_str()),
+            (201, Some(mime)),
+            "{file}: {b}"
+        );
+        let (s, t) = create(&base, &admin, json!({"decky_name":"w","kind":"http","placement_path":format!("/tmp/{file}"),"blob_uuid":b["uuid"]})).await;
+        assert_eq!(
+            (s, t["instrumenter"].as_str()),
+            (201, Some(instr)),
+            "{file}: {t}"
+        );
+        let url = format!(
+            "https://cb.example.org/c/{}",
+            t["callback_token"].as_str().unwrap()
+        );
+        let (s, bytes) = preview(&base, &admin, t["uuid"].as_str().unwrap()).await;
+        assert_eq!(s, 200, "{file}");
+        let o = p(&format!("out-{file}"));
+        std::fs::write(&o, bytes).unwrap();
+        out.push((file, o, url));
+    }
+    let (_, o, url) = &out[0];
+    let got = python(
+        &py,
+        "import sys,pypdf\nr=pypdf.PdfReader(sys.argv[1])\na=r.trailer['/Root']['/OpenAction']\nprint(len(r.pages), [float(p.mediabox.width) for p in r.pages])\nprint(a['/S'], a['/URI'])\nprint(r.metadata.title, r.metadata.author)",
+        &[o],
+    );
+    assert_eq!(
+        got,
+        format!("2 [612.0, 595.0]\n/URI {url}\nBudget 2027 Finance")
+    );
+    for (file, o, url) in &out[1..] {
+        let script = if file.ends_with(".png") {
+            "import sys\nfrom PIL import Image\na=Image.open(sys.argv[1]);b=Image.open(sys.argv[2])\nprint(a.mode==b.mode, a.size==b.size, list(a.getdata())==list(b.getdata()), a.info.get('transparency')==b.info.get('transparency'))\nprint(b.text.get('Comment'))"
+        } else {
+            "import sys\nfrom PIL import Image\na=Image.open(sys.argv[1]);b=Image.open(sys.argv[2])\nprint(a.mode==b.mode, a.size==b.size, list(a.getdata())==list(b.getdata()), True)\nprint(b.info.get('comment', b'').decode())"
+        };
+        let got = python(&py, script, &[&p(file), o]);
+        assert_eq!(
+            got,
+            format!("True True True True\nreference: {url}"),
+            "{file}"
+        );
+    }
+    app.stop().await;
+}
+
 /// §15: realism plans of every canary class plant LIVE tokens through the CanaryPlanter's
 /// core: a token row (created by `system`, state planted, kind of its generator) whose bytes
 /// sit at the cultivated path inside a real decky, the planner's own file event and a

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::actors::heartbeat::start_beating;
 use crate::actors::{Beat, Beating, Deps, ExitGuard, Shutdown};
-use crate::canary::receiver::{self, HttpReceiver, HIT_QUEUE};
+use crate::canary::receiver::{self, HttpReceiver};
 use crate::canary::{CanaryCore, CanaryHub};
 
 /// Worker / heartbeat name.
@@ -48,7 +48,8 @@ impl CanaryPlanter {
             self.deps.docker.clone(),
         );
         let socks = self.hub.sockets()?;
-        let (tx, rx) = mpsc::channel(HIT_QUEUE);
+        let (tx, rx) = mpsc::channel(self.deps.settings.canary.hit_queue.max(1));
+        let sink = self.hub.sink(tx);
         self.tasks
             .push(actix_rt::spawn(receiver::recorder(core, rx)));
         let zone = self.deps.settings.canary.zone();
@@ -59,7 +60,7 @@ impl CanaryPlanter {
             let server = receiver::http_server(
                 l,
                 HttpReceiver {
-                    tx: tx.clone(),
+                    sink: sink.clone(),
                     trusted,
                 },
             )?;
@@ -75,14 +76,14 @@ impl CanaryPlanter {
             self.tasks.push(actix_rt::spawn(receiver::dns_udp(
                 sock,
                 zone.clone(),
-                tx.clone(),
+                sink.clone(),
                 self.deps.settings.canary.dns_rate_per_source,
             )));
         }
         if let Some(l) = socks.dns_tcp {
             let l = tokio::net::TcpListener::from_std(l)?;
             self.tasks
-                .push(actix_rt::spawn(receiver::dns_tcp(l, zone, tx.clone())));
+                .push(actix_rt::spawn(receiver::dns_tcp(l, zone, sink.clone())));
         }
         Ok(())
     }
@@ -122,6 +123,15 @@ impl Beating for CanaryPlanter {
         m.insert(
             "dns_receiver".into(),
             json!(self.hub.dns_addr().map(|a| a.to_string())),
+        );
+        let stats = self.hub.hit_stats();
+        m.insert(
+            "hits_queued".into(),
+            json!(stats.queued.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        m.insert(
+            "hits_waited_for_queue".into(),
+            json!(stats.waited.load(std::sync::atomic::Ordering::Relaxed)),
         );
         m
     }

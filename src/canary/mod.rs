@@ -10,11 +10,13 @@ pub mod receiver;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
 use crate::actors::topics::{CanaryPlaced, CanaryRevoked, CanaryTriggered, Event};
 use crate::actors::RegistryHandle;
@@ -23,10 +25,12 @@ use crate::db::models::canary::{CanaryToken, CanaryTrigger};
 use crate::db::repo::canary as repo;
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::docker::{service_container_name, DeckyRuntime, DockerError};
+use crate::domain::canary::beacon::{self, BeaconQuery, FpRateLimit};
 use crate::domain::canary::{
     self as dom, paths, Artifact, CanaryError, Context, STATE_FAILED, STATE_PLANTED, STATE_REVOKED,
 };
 
+pub use crate::domain::canary::clean_text;
 pub use blobs::{BlobError, BlobStore};
 
 /// Wall-clock cap of one docker write / rm.
@@ -45,6 +49,53 @@ pub struct CanaryHub {
     http: Option<std::net::TcpListener>,
     dns_udp: Option<std::net::UdpSocket>,
     dns_tcp: Option<std::net::TcpListener>,
+    stats: Arc<HitStats>,
+}
+
+/// Counters of the hit queue, shared by every actor generation.
+#[derive(Debug, Default)]
+pub struct HitStats {
+    /// Hits put in the queue.
+    pub queued: AtomicU64,
+    /// Of those, hits whose receiver found the queue full and waited for room before
+    /// answering (backpressure under a flood).
+    pub waited: AtomicU64,
+}
+
+/// A receiver's end of the recorder's queue. [`HitSink::push`] returns once the hit is
+/// queued, so a receiver that answers after it never answers a hit that is not stored.
+#[derive(Debug, Clone)]
+pub struct HitSink {
+    tx: mpsc::Sender<Hit>,
+    stats: Arc<HitStats>,
+}
+
+impl HitSink {
+    pub fn new(tx: mpsc::Sender<Hit>, stats: Arc<HitStats>) -> HitSink {
+        HitSink { tx, stats }
+    }
+
+    /// Queue `hit`, waiting for room when the queue is full. Only a stopped recorder (actor
+    /// shutting down) loses the hit, with a warning.
+    pub async fn push(&self, hit: Hit) {
+        let hit = match self.tx.try_send(hit) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(mpsc::error::TrySendError::Full(hit)) => hit,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("canary recorder stopped: hit not recorded");
+                return;
+            }
+        };
+        self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(hit).await.is_ok() {
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        } else {
+            tracing::warn!("canary recorder stopped: hit not recorded");
+        }
+    }
 }
 
 /// Fresh handles on the hub's sockets (non-blocking, ready for tokio / actix).
@@ -94,6 +145,16 @@ impl CanaryHub {
     /// Address of the DNS receiver (UDP and TCP share it), if bound.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
         self.dns_udp.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The hit queue counters.
+    pub fn hit_stats(&self) -> &HitStats {
+        &self.stats
+    }
+
+    /// A sink into `tx` counting into this hub's [`HitStats`].
+    pub fn sink(&self, tx: mpsc::Sender<Hit>) -> HitSink {
+        HitSink::new(tx, Arc::clone(&self.stats))
     }
 
     /// Cloned handles for one actor generation.
@@ -158,14 +219,6 @@ pub struct CanaryCore {
     pub registry: RegistryHandle,
     pub docker: Option<Arc<dyn DeckyRuntime>>,
     pub blobs: BlobStore,
-}
-
-/// Replace NUL (PostgreSQL text cannot hold it) and clip to `max` characters.
-pub fn clean_text(s: &str, max: usize) -> String {
-    s.chars()
-        .take(max)
-        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
-        .collect()
 }
 
 impl CanaryCore {
@@ -553,6 +606,8 @@ pub struct Hit {
     pub request_path: Option<String>,
     pub dns_qname: Option<String>,
     pub headers: Map<String, Value>,
+    /// Fingerprint beacon parameters of an HTTP hit (§13.3), validated by the recorder.
+    pub beacon: Option<BeaconQuery>,
     pub at: chrono::NaiveDateTime,
 }
 
@@ -580,24 +635,64 @@ impl Throttle {
     }
 }
 
+/// In-memory state of one recorder (per actor generation, per process): the alert throttle
+/// and the fingerprint budget (§13.3 check D).
+#[derive(Debug, Default)]
+pub struct RecorderState {
+    pub throttle: Throttle,
+    pub fingerprints: FpRateLimit,
+}
+
+/// Attempts of one database step of the recorder before its batch is given up (logged).
+pub const RECORD_ATTEMPTS: u32 = 6;
+
+/// Run `op` until it succeeds, at most [`RECORD_ATTEMPTS`] times, backing off 50 ms, 100 ms,
+/// … between attempts (a busy SQLite writer or a PostgreSQL restart must not lose answered
+/// hits).
+async fn with_retry<T, F, Fut>(what: &str, mut op: F) -> Result<T, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < RECORD_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "canary recorder: {what} failed, retrying");
+                tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl CanaryCore {
     /// §13.2 for a batch of hits (the recorder drains its queue into one call): hits of
-    /// planted tokens are stored in one transaction, each linked to a known attacker by source
-    /// IP (§16.17), then `triggered` is published per hit unless throttled. Unknown / revoked
-    /// slugs: nothing. Returns the stored trigger ids, in hit order.
+    /// planted tokens are stored in one transaction with the token counters (one update per
+    /// token), each linked to a known attacker by source IP (§16.17) and carrying the
+    /// outcome of its fingerprint parameters (§13.3); a token whose nonce-checked fingerprint
+    /// was accepted is revoked in the same transaction and its later hits of the batch are
+    /// not stored (it went dark). Then `triggered` is published per hit unless throttled, and
+    /// `revoked` (reason `fingerprint_collected`) per auto-revoked token. Unknown / revoked
+    /// slugs: nothing. Database steps are retried ([`RECORD_ATTEMPTS`]). Returns the stored
+    /// trigger ids, in hit order.
     pub async fn record_hits(
         &self,
         hits: Vec<Hit>,
-        throttle: &mut Throttle,
+        state: &mut RecorderState,
     ) -> Result<Vec<String>, DbError> {
         let mut slugs: Vec<String> = hits.iter().map(|h| h.slug.clone()).collect();
         slugs.sort_unstable();
         slugs.dedup();
-        let tokens: HashMap<String, CanaryToken> = repo::planted_tokens_by_slugs(&self.db, &slugs)
-            .await?
-            .into_iter()
-            .map(|t| (t.callback_token.clone(), t))
-            .collect();
+        let tokens: HashMap<String, CanaryToken> = with_retry("token lookup", || {
+            repo::planted_tokens_by_slugs(&self.db, &slugs)
+        })
+        .await?
+        .into_iter()
+        .map(|t| (t.callback_token.clone(), t))
+        .collect();
         let hits: Vec<(Hit, &CanaryToken)> = hits
             .into_iter()
             .filter_map(|h| tokens.get(&h.slug).map(|t| (h, t)))
@@ -609,30 +704,64 @@ impl CanaryCore {
         ips.sort_unstable();
         ips.dedup();
         let mut attackers: HashMap<String, String> = HashMap::new();
-        for (ip, uuid) in repo::attackers_for_ips(&self.db, &ips).await? {
+        for (ip, uuid) in with_retry("attacker lookup", || {
+            repo::attackers_for_ips(&self.db, &ips)
+        })
+        .await?
+        {
             attackers.entry(ip).or_insert(uuid);
         }
-        let triggers: Vec<CanaryTrigger> = hits
-            .iter()
-            .map(|(h, t)| CanaryTrigger {
+        let now = Instant::now();
+        let mut kept: Vec<(Hit, &CanaryToken)> = Vec::with_capacity(hits.len());
+        let mut triggers: Vec<CanaryTrigger> = Vec::with_capacity(hits.len());
+        // (token uuid, trigger uuid) of the tokens a fingerprint retires
+        let mut revoked: Vec<(String, String)> = Vec::new();
+        for (hit, token) in hits {
+            if revoked.iter().any(|(t, _)| *t == token.uuid) {
+                continue;
+            }
+            let mut headers = hit.headers.clone();
+            let accepted = hit.beacon.as_ref().is_some_and(|q| {
+                beacon::apply(
+                    &mut headers,
+                    q,
+                    beacon::TokenRef {
+                        uuid: &token.uuid,
+                        slug: &token.callback_token,
+                        nonce: token.fingerprint_nonce.as_deref(),
+                    },
+                    &hit.src_ip,
+                    &mut state.fingerprints,
+                    now,
+                )
+            });
+            let trigger = CanaryTrigger {
                 uuid: new_uuid(),
-                token_uuid: t.uuid.clone(),
-                occurred_at: h.at,
-                src_ip: h.src_ip.clone(),
-                user_agent: h.user_agent.clone(),
-                request_path: h.request_path.clone(),
-                dns_qname: h.dns_qname.clone(),
-                raw_headers: Value::Object(h.headers.clone()).to_string(),
-                attacker_id: attackers.get(&h.src_ip).cloned(),
-            })
-            .collect();
-        repo::record_triggers(&self.db, &triggers).await?;
+                token_uuid: token.uuid.clone(),
+                occurred_at: hit.at,
+                src_ip: hit.src_ip.clone(),
+                user_agent: hit.user_agent.clone(),
+                request_path: hit.request_path.clone(),
+                dns_qname: hit.dns_qname.clone(),
+                raw_headers: Value::Object(headers).to_string(),
+                attacker_id: attackers.get(&hit.src_ip).cloned(),
+            };
+            if beacon::revokes(accepted, token.fingerprint_nonce.as_deref()) {
+                revoked.push((token.uuid.clone(), trigger.uuid.clone()));
+            }
+            triggers.push(trigger);
+            kept.push((hit, token));
+        }
+        let revoke_ids: Vec<String> = revoked.iter().map(|(t, _)| t.clone()).collect();
+        with_retry("trigger insert", || {
+            repo::record_triggers_revoking(&self.db, &triggers, &revoke_ids)
+        })
+        .await?;
         for t in &triggers {
             crate::metrics::canary_trigger(if t.dns_qname.is_some() { "dns" } else { "http" });
         }
-        let now = Instant::now();
-        for ((hit, token), trigger) in hits.into_iter().zip(&triggers) {
-            if throttle.allow(&token.uuid, &hit.src_ip, now) {
+        for ((hit, token), trigger) in kept.into_iter().zip(&triggers) {
+            if state.throttle.allow(&token.uuid, &hit.src_ip, now) {
                 self.registry
                     .publish(Event::CanaryTriggered(CanaryTriggered {
                         token_id: token.uuid.clone(),
@@ -644,6 +773,15 @@ impl CanaryCore {
                         dns_qname: hit.dns_qname,
                     }));
             }
+        }
+        for (token_id, trigger_id) in revoked {
+            tracing::info!(token = %token_id, trigger = %trigger_id, "canary token revoked: fingerprint collected");
+            self.registry
+                .publish(Event::CanaryRevoked(CanaryRevoked::Auto {
+                    token_id,
+                    trigger_id,
+                    reason: "fingerprint_collected".into(),
+                }));
         }
         Ok(triggers.into_iter().map(|t| t.uuid).collect())
     }
@@ -662,11 +800,5 @@ mod tests {
         assert!(t.allow("tok", "5.6.7.8", now));
         assert!(t.allow("other", "1.2.3.4", now));
         assert!(t.allow("tok", "1.2.3.4", now + Duration::from_secs(61)));
-    }
-
-    #[test]
-    fn clean() {
-        assert_eq!(clean_text("a\0b", 10), "a\u{FFFD}b");
-        assert_eq!(clean_text("abcdef", 3), "abc");
     }
 }

@@ -3,6 +3,11 @@
 //! TCP) answering `<slug>.<zone>` through [`crate::domain::canary::dns`]. Both answer before
 //! and independently of the database, identically for known and unknown slugs (same bytes,
 //! same timing); hits are queued to the recorder, which stores them.
+//!
+//! Every answered hit is stored: a receiver puts the hit in the recorder's queue *before* it
+//! answers, waiting for room when the queue is full (backpressure). Under a flood the
+//! answers slow down to the pace of the writer instead of hits being dropped; over UDP the
+//! kernel drops the queries we have not read yet, which were never answered.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::{clean_text, CanaryCore, Hit, Throttle};
+use super::{clean_text, CanaryCore, Hit, HitSink, RecorderState};
 use crate::db::now_utc;
-use crate::domain::canary::{dns, lookup_slug};
+use crate::domain::canary::{
+    beacon, dns, lookup_slug, MAX_HEADER_VALUE, MAX_REQUEST_PATH, MAX_USER_AGENT,
+};
 
 /// The canonical 1×1 transparent GIF89a (43 bytes).
 pub const PIXEL_GIF: [u8; 43] = [
@@ -28,11 +35,8 @@ pub const PIXEL_GIF: [u8; 43] = [
     0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
-/// Hits waiting for the recorder; more are dropped (logged), answers never wait.
-pub const HIT_QUEUE: usize = 16_384;
-/// Headers kept per request, and bytes per header value.
+/// Headers kept per request (values are cut to [`MAX_HEADER_VALUE`] characters).
 const MAX_HEADERS: usize = 64;
-const MAX_HEADER_VALUE: usize = 2048;
 /// Concurrent DNS-over-TCP connections, and how long one may idle.
 const DNS_TCP_MAX_CONN: usize = 256;
 const DNS_TCP_IDLE: Duration = Duration::from_secs(10);
@@ -74,7 +78,7 @@ pub fn client_ip(peer: Option<IpAddr>, xff: Option<&str>, trusted: &[IpNet]) -> 
 /// Shared state of the HTTP receiver.
 #[derive(Clone)]
 pub struct HttpReceiver {
-    pub tx: mpsc::Sender<Hit>,
+    pub sink: HitSink,
     pub trusted: Arc<Vec<IpNet>>,
 }
 
@@ -117,26 +121,26 @@ async fn handle(req: HttpRequest, st: web::Data<HttpReceiver>) -> HttpResponse {
                 break;
             }
             let name = k.as_str().to_ascii_lowercase();
-            if !map.contains_key(&name) {
+            if !beacon::is_meta_key(&name) && !map.contains_key(&name) {
                 let val = String::from_utf8_lossy(v.as_bytes());
                 map.insert(name, Value::String(clean_text(&val, MAX_HEADER_VALUE)));
             }
         }
         let ua = headers
             .get(header::USER_AGENT)
-            .map(|v| clean_text(&String::from_utf8_lossy(v.as_bytes()), 1024));
+            .map(|v| clean_text(&String::from_utf8_lossy(v.as_bytes()), MAX_USER_AGENT));
+        let q = beacon::parse_query(req.query_string());
         let hit = Hit {
             slug,
             src_ip,
             user_agent: ua,
-            request_path: Some(clean_text(req.path(), 4096)),
+            request_path: Some(clean_text(req.path(), MAX_REQUEST_PATH)),
             dns_qname: None,
             headers: map,
+            beacon: (!q.is_empty()).then_some(q),
             at: now_utc(),
         };
-        if st.tx.try_send(hit).is_err() {
-            tracing::warn!("canary hit queue full: HTTP hit dropped");
-        }
+        st.sink.push(hit).await;
     }
     gif()
 }
@@ -161,25 +165,20 @@ pub fn http_server(
     .run())
 }
 
-fn queue_dns_hit(tx: &mpsc::Sender<Hit>, out: &dns::DnsOutcome, peer: SocketAddr) {
-    let Some((label, qname)) = &out.hit else {
-        return;
-    };
-    let Some(slug) = lookup_slug(label) else {
-        return;
-    };
-    let hit = Hit {
+/// The hit of a DNS answer, if its label is shaped like a slug.
+fn dns_hit(out: &dns::DnsOutcome, peer: SocketAddr) -> Option<Hit> {
+    let (label, qname) = out.hit.as_ref()?;
+    let slug = lookup_slug(label)?;
+    Some(Hit {
         slug,
         src_ip: peer.ip().to_string(),
         user_agent: None,
         request_path: None,
         dns_qname: Some(qname.clone()),
         headers: Map::new(),
+        beacon: None,
         at: now_utc(),
-    };
-    if tx.try_send(hit).is_err() {
-        tracing::warn!("canary hit queue full: DNS hit dropped");
-    }
+    })
 }
 
 /// Per-source answer budget of the UDP DNS receiver (§16.16): `rate` answers per second
@@ -225,7 +224,7 @@ impl DnsRateLimit {
 
 /// DNS over UDP: one reply per parseable query, none for garbage; sources over their rate
 /// (`rate` answers/s, 0 = unlimited) are limited as [`DnsRateLimit`] says.
-pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, tx: mpsc::Sender<Hit>, rate: u32) {
+pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, sink: HitSink, rate: u32) {
     let mut buf = vec![0u8; 65_535];
     let mut limit = DnsRateLimit::new(rate);
     loop {
@@ -245,17 +244,19 @@ pub async fn dns_udp(sock: tokio::net::UdpSocket, zone: String, tx: mpsc::Sender
             continue;
         }
         if let Some(out) = dns::answer(&buf[..n], &zone) {
+            if let Some(hit) = dns_hit(&out, peer) {
+                sink.push(hit).await;
+            }
             if let Err(e) = sock.send_to(&out.reply, peer).await {
                 tracing::debug!(error = %e, "canary DNS UDP send error");
             }
-            queue_dns_hit(&tx, &out, peer);
         }
     }
 }
 
 /// DNS over TCP (two-byte length framing), several queries per connection, idle timeout,
 /// connection cap. Garbage closes the connection without an answer.
-pub async fn dns_tcp(listener: tokio::net::TcpListener, zone: String, tx: mpsc::Sender<Hit>) {
+pub async fn dns_tcp(listener: tokio::net::TcpListener, zone: String, sink: HitSink) {
     let slots = Arc::new(Semaphore::new(DNS_TCP_MAX_CONN));
     loop {
         let (mut stream, peer) = match listener.accept().await {
@@ -271,7 +272,7 @@ pub async fn dns_tcp(listener: tokio::net::TcpListener, zone: String, tx: mpsc::
             continue;
         };
         let zone = zone.clone();
-        let tx = tx.clone();
+        let sink = sink.clone();
         tokio::spawn(async move {
             let _permit = permit;
             loop {
@@ -292,34 +293,36 @@ pub async fn dns_tcp(listener: tokio::net::TcpListener, zone: String, tx: mpsc::
                 let Ok(rlen) = u16::try_from(out.reply.len()) else {
                     return;
                 };
+                if let Some(hit) = dns_hit(&out, peer) {
+                    sink.push(hit).await;
+                }
                 let mut frame = Vec::with_capacity(out.reply.len() + 2);
                 frame.extend_from_slice(&rlen.to_be_bytes());
                 frame.extend_from_slice(&out.reply);
                 if stream.write_all(&frame).await.is_err() {
                     return;
                 }
-                queue_dns_hit(&tx, &out, peer);
             }
         });
     }
 }
 
 /// Hits stored per transaction at most.
-pub const RECORD_BATCH: usize = 512;
+pub const RECORD_BATCH: usize = 4096;
 
 /// Store queued hits, draining whatever is waiting (up to [`RECORD_BATCH`]) into one
-/// transaction, so the database keeps pace with the receivers (the throttle lives here, per
-/// actor generation).
+/// transaction, so the database keeps pace with the receivers (the throttle and the
+/// fingerprint budget live here, per actor generation).
 pub async fn recorder(core: CanaryCore, mut rx: mpsc::Receiver<Hit>) {
-    let mut throttle = Throttle::default();
+    let mut state = RecorderState::default();
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         let n = batch.len();
         if let Err(e) = core
-            .record_hits(std::mem::take(&mut batch), &mut throttle)
+            .record_hits(std::mem::take(&mut batch), &mut state)
             .await
         {
-            tracing::warn!(error = %e, hits = n, "canary triggers not recorded");
+            tracing::error!(error = %e, hits = n, "canary triggers lost: not recorded after retries");
         }
     }
 }

@@ -2,6 +2,8 @@
 //! tokens (never deleted; the receiver sees only `planted` ones), triggers recorded with the
 //! token counters in one transaction.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -9,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use crate::db::models::canary::{CanaryBlob, CanaryToken, CanaryTrigger, TokenFilter};
 use crate::db::schema::{attackers, canary_blobs, canary_tokens, canary_triggers};
 use crate::db::{Db, DbError};
+use crate::domain::canary as dom;
 use crate::{db_run, db_tx};
 
 /// Insert `blob` unless a row with its sha256 exists; return the stored row (the first
@@ -237,29 +240,60 @@ pub async fn update_token_state(
 }
 
 /// Insert `triggers` and bump each token's `trigger_count` / `last_triggered_at` (by the
-/// number of its triggers, to the latest `occurred_at`), all in one transaction (§4.4, batched
-/// so the recorder keeps up with the receivers: one commit per batch, not per hit).
+/// number of its triggers, to the latest `occurred_at`), all in one transaction (§4.4).
 pub async fn record_triggers(db: &Db, triggers: &[CanaryTrigger]) -> Result<(), DbError> {
+    record_triggers_revoking(db, triggers, &[]).await
+}
+
+/// A trigger as stored: every text column NUL-free and bounded the same way on both
+/// backends (PostgreSQL refuses NUL in text; SQLite would keep it).
+fn storable(t: &CanaryTrigger) -> CanaryTrigger {
+    let opt = |v: &Option<String>, max| v.as_deref().map(|s| dom::clean_text(s, max));
+    CanaryTrigger {
+        uuid: t.uuid.clone(),
+        token_uuid: t.token_uuid.clone(),
+        occurred_at: t.occurred_at,
+        src_ip: dom::clean_text(&t.src_ip, dom::MAX_SRC_IP),
+        user_agent: opt(&t.user_agent, dom::MAX_USER_AGENT),
+        request_path: opt(&t.request_path, dom::MAX_REQUEST_PATH),
+        dns_qname: opt(&t.dns_qname, dom::MAX_QNAME),
+        raw_headers: dom::bounded_headers(&t.raw_headers),
+        attacker_id: t.attacker_id.clone(),
+    }
+}
+
+/// The recorder's write (§13.2, batched so it keeps up with the receivers): insert
+/// `triggers` (multi-row, text made storable), bump each token's counters once for all its
+/// triggers of the batch, and set the `planted` tokens among `revoke` to `revoked`
+/// (fingerprint collected) — one transaction, one commit per batch.
+pub async fn record_triggers_revoking(
+    db: &Db,
+    triggers: &[CanaryTrigger],
+    revoke: &[String],
+) -> Result<(), DbError> {
     use canary_tokens::dsl as t;
-    if triggers.is_empty() {
+    if triggers.is_empty() && revoke.is_empty() {
         return Ok(());
     }
-    let mut per_token: Vec<(&str, i64, NaiveDateTime)> = Vec::new();
+    let mut per_token: HashMap<&str, (i64, NaiveDateTime)> = HashMap::new();
     for tr in triggers {
-        match per_token.iter_mut().find(|(u, _, _)| *u == tr.token_uuid) {
-            Some((_, n, at)) => {
-                *n += 1;
-                *at = (*at).max(tr.occurred_at);
-            }
-            None => per_token.push((&tr.token_uuid, 1, tr.occurred_at)),
-        }
+        let e = per_token
+            .entry(tr.token_uuid.as_str())
+            .or_insert((0, tr.occurred_at));
+        e.0 += 1;
+        e.1 = e.1.max(tr.occurred_at);
     }
+    let mut per_token: Vec<(&str, i64, NaiveDateTime)> = per_token
+        .into_iter()
+        .map(|(u, (n, at))| (u, n, at))
+        .collect();
+    // a fixed lock order, so two writers of overlapping batches cannot deadlock (PostgreSQL)
+    per_token.sort_unstable_by_key(|(u, _, _)| *u);
+    let rows: Vec<CanaryTrigger> = triggers.iter().map(storable).collect();
+    let revoke = revoke.to_vec();
     db_tx!(db, |c| {
-        for tr in triggers {
-            diesel::insert_into(canary_triggers::table)
-                .values(tr)
-                .execute(c)
-                .await?;
+        if !rows.is_empty() {
+            crate::db_insert_batch!(c, canary_triggers::table, rows)?;
         }
         for (uuid, n, at) in &per_token {
             diesel::update(canary_tokens::table.find(*uuid))
@@ -270,21 +304,45 @@ pub async fn record_triggers(db: &Db, triggers: &[CanaryTrigger]) -> Result<(), 
                 .execute(c)
                 .await?;
         }
+        if !revoke.is_empty() {
+            diesel::update(
+                canary_tokens::table
+                    .filter(t::uuid.eq_any(&revoke))
+                    .filter(t::state.eq(dom::STATE_PLANTED)),
+            )
+            .set((
+                t::state.eq(dom::STATE_REVOKED),
+                t::last_error.eq(None::<String>),
+            ))
+            .execute(c)
+            .await?;
+        }
         Ok(())
     })
 }
 
-/// The `planted` tokens whose slugs are among `slugs`.
+/// The lookup keys that can match a stored value: text holding NUL can match nothing (no
+/// stored value holds one) and PostgreSQL would refuse the whole query for it.
+fn storable_keys(keys: &[String]) -> Vec<&str> {
+    keys.iter()
+        .map(String::as_str)
+        .filter(|k| !k.contains('\0'))
+        .collect()
+}
+
+/// The `planted` tokens whose slugs are among `slugs` (one query; the recorder asks for at
+/// most one batch of slugs).
 pub async fn planted_tokens_by_slugs(
     db: &Db,
     slugs: &[String],
 ) -> Result<Vec<CanaryToken>, DbError> {
     use canary_tokens::dsl as t;
+    let slugs = storable_keys(slugs);
     if slugs.is_empty() {
         return Ok(Vec::new());
     }
     Ok(db_run!(db, |c| canary_tokens::table
-        .filter(t::callback_token.eq_any(slugs))
+        .filter(t::callback_token.eq_any(&slugs))
         .filter(t::state.eq(crate::domain::canary::STATE_PLANTED))
         .select(CanaryToken::as_select())
         .load(c)
@@ -338,11 +396,12 @@ pub async fn attribute_trigger(
 /// `(ip, attacker uuid)` of the attackers among `ips` the intake has seen.
 pub async fn attackers_for_ips(db: &Db, ips: &[String]) -> Result<Vec<(String, String)>, DbError> {
     use attackers::dsl as a;
+    let ips = storable_keys(ips);
     if ips.is_empty() {
         return Ok(Vec::new());
     }
     Ok(db_run!(db, |c| attackers::table
-        .filter(a::ip.eq_any(ips))
+        .filter(a::ip.eq_any(&ips))
         .select((a::ip, a::uuid))
         .load::<(String, String)>(c)
         .await)?)

@@ -3,6 +3,7 @@
 //! the DNS receiver's message handling. No I/O: every function maps bytes and strings to bytes
 //! and strings, so each is unit-tested on plain data.
 
+pub mod beacon;
 pub mod dns;
 pub mod fingerprint;
 pub mod generators;
@@ -259,6 +260,63 @@ pub fn decode_headers(raw: &str) -> serde_json::Map<String, serde_json::Value> {
     }
 }
 
+// ---- what a stored trigger may hold ------------------------------------------------------
+
+/// Characters kept of a trigger's `src_ip`, `user_agent`, `request_path` and `dns_qname`.
+pub const MAX_SRC_IP: usize = 64;
+pub const MAX_USER_AGENT: usize = 1024;
+pub const MAX_REQUEST_PATH: usize = 4096;
+pub const MAX_QNAME: usize = 255;
+/// Bytes kept of a trigger's `raw_headers` JSON text (more: entries dropped, `_truncated`).
+pub const MAX_RAW_HEADERS: usize = 256 * 1024;
+/// Characters kept of one header value when `raw_headers` has to be cut down.
+pub const MAX_HEADER_VALUE: usize = 2048;
+
+/// Replace NUL (PostgreSQL text cannot hold it; SQLite would) with U+FFFD and keep at most
+/// `max` characters, so a hit stores the same text on both backends.
+pub fn clean_text(s: &str, max: usize) -> String {
+    s.chars()
+        .take(max)
+        .map(|c| if c == '\0' { '\u{FFFD}' } else { c })
+        .collect()
+}
+
+/// A `raw_headers` text fit for storage on both backends: NUL replaced, at most
+/// [`MAX_RAW_HEADERS`] bytes. An oversized JSON object keeps its entries in order (values
+/// cut to [`MAX_HEADER_VALUE`] characters) while they fit and gains `"_truncated":"1"`;
+/// oversized text that is not a JSON object becomes `{"_truncated":"1"}`.
+pub fn bounded_headers(raw: &str) -> String {
+    let raw = if raw.contains('\0') {
+        std::borrow::Cow::Owned(raw.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
+    if raw.len() <= MAX_RAW_HEADERS {
+        return raw.into_owned();
+    }
+    let mut out = serde_json::Map::new();
+    out.insert("_truncated".into(), "1".into());
+    let mut size = 20; // {"_truncated":"1"} and a comma
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&raw) {
+        for (k, v) in m {
+            let k = clean_text(&k, MAX_HEADER_VALUE);
+            let v = match v {
+                serde_json::Value::String(s) => {
+                    serde_json::Value::String(clean_text(&s, MAX_HEADER_VALUE))
+                }
+                other => other,
+            };
+            let len = k.len() + v.to_string().len() + 4;
+            if size + len > MAX_RAW_HEADERS {
+                break;
+            }
+            size += len;
+            out.insert(k, v);
+        }
+    }
+    serde_json::Value::Object(out).to_string()
+}
+
 /// True when `bytes` contain `decnet` in any case (the stealth rule of §7).
 pub fn leaks_name(bytes: &[u8]) -> bool {
     bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"decnet"))
@@ -267,6 +325,30 @@ pub fn leaks_name(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_text_is_bounded_and_nul_free() {
+        assert_eq!(clean_text("a\0b", 10), "a\u{FFFD}b");
+        assert_eq!(clean_text("abcdef", 3), "abc");
+        assert_eq!(bounded_headers("{\"a\":\"b\"}"), "{\"a\":\"b\"}");
+        assert_eq!(bounded_headers("x\0y"), "x\u{FFFD}y");
+        // a huge object: cut under the bound, first entries kept, marked
+        let mut m = serde_json::Map::new();
+        for i in 0..400 {
+            m.insert(format!("h{i:03}"), "v".repeat(5000).into());
+        }
+        let raw = serde_json::Value::Object(m).to_string();
+        assert!(raw.len() > MAX_RAW_HEADERS);
+        let out = bounded_headers(&raw);
+        assert!(out.len() <= MAX_RAW_HEADERS, "{}", out.len());
+        let back = decode_headers(&out);
+        assert_eq!(back["_truncated"], "1");
+        assert_eq!(back["h000"].as_str().map(str::len), Some(MAX_HEADER_VALUE));
+        assert!(back.len() > 100 && back.len() < 401);
+        // huge text that is not an object
+        let out = bounded_headers(&"x".repeat(MAX_RAW_HEADERS + 1));
+        assert_eq!(out, "{\"_truncated\":\"1\"}");
+    }
 
     #[test]
     fn slugs_are_dns_safe_and_distinct() {
