@@ -619,7 +619,7 @@ impl Default for IngestSettings {
             log_file: PathBuf::from("/var/log/decnet/decnet.log"),
             batch_size: 100,
             batch_max_wait_ms: 250,
-            batch_max_size: 10_000,
+            batch_max_size: 5_000,
             syslog_tcp_bind: None,
             syslog_tls_host: "0.0.0.0".into(),
             syslog_tls_port: 6514,

@@ -152,7 +152,24 @@ fn init_tracing(settings: &Settings) {
         .try_init();
 }
 
+/// mimalloc keeps the pages a thread frees for `purge_delay` (1 s in v3) and purges them only
+/// when that thread touches the allocator again, so what a burst (a 5 000-line batch, a
+/// profiler pass) freed on threads that then go quiet stays resident. Purging at once took the
+/// daemon from 230 to 166 MiB peak and 200 to 114 MiB after a 100 000-line live ingest, at the
+/// same throughput. `MIMALLOC_PURGE_DELAY` in the environment still wins.
+fn purge_freed_memory_at_once() {
+    /// `mi_option_purge_delay`: index 15 of `mi_option_e` in mimalloc v2 and v3 (the sys crate
+    /// names no constant for it).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one allocator option; any value is valid and takes effect on later
+        // frees.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     if let Some(Command::ClusterEval {
         fixture,
