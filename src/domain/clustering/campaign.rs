@@ -417,7 +417,11 @@ pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
 
 /// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
 pub fn keystroke(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
-    match (a.kd_digraph_simhash, b.kd_digraph_simhash) {
+    keystroke_of(a.kd_digraph_simhash, b.kd_digraph_simhash)
+}
+
+fn keystroke_of(a: Option<u64>, b: Option<u64>) -> f64 {
+    match (a, b) {
         (Some(x), Some(y)) => {
             let d = (x ^ y).count_ones();
             if d >= KD_HAMMING_MAX {
@@ -490,16 +494,176 @@ pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignSco
 
 /// Cheap exact pre-check: false only when the pair cannot reach the threshold even with
 /// overlap and cohort at their maxima (so the full score, which allocates, is skipped).
+/// Reference form over the owned features; the kernel runs [`Compact::could_link`], which
+/// decides the same on interned ids.
+#[cfg(test)]
 fn could_link(a: &IdentityFeatures, b: &IdentityFeatures) -> bool {
     let s = shared_infra(a, b);
     let k = keystroke(a, b);
     let h = weigh_handoff(&handoff_deckies(a, b), s, k).0;
+    link_bound(h, s, k)
+}
+
+/// The best weight a pair with these `h`, `s`, `k` can reach (overlap and cohort at 1).
+fn link_bound(h: f64, s: f64, k: f64) -> bool {
     HANDOFF_MULTIPLIER * h
         + SHARED_INFRA_MULTIPLIER * s
         + OVERLAP_MULTIPLIER
         + COHORT_MULTIPLIER
         + KEYSTROKE_MULTIPLIER * k
         >= CAMPAIGN_EDGE_THRESHOLD
+}
+
+/// [`Compact::flags`]: the identity has a payload/C2 token.
+const HAS_INFRA: u8 = 1;
+/// [`Compact::flags`]: the identity has a keystroke centroid.
+const HAS_KD: u8 = 2;
+/// [`Compact::flags`]: the identity has handoff-side entries on two or more distinct deckies.
+const MULTI_DECKY: u8 = 4;
+
+/// The edge-deciding part of one identity's features on interned ids, built once per kernel
+/// run so that the per-pair pre-check neither allocates nor compares strings.
+#[derive(Debug, Default)]
+struct Compact {
+    /// Payload ∪ C2 tokens (one namespace), interned, sorted, unique.
+    infra: Vec<u32>,
+    kd: Option<u64>,
+    /// `(decky, last_seen)` where the last phase is an out-phase, by decky id.
+    outs: Vec<(u32, f64)>,
+    /// `(decky, first_seen)` where the first phase is an in-phase, by decky id.
+    ins: Vec<(u32, f64)>,
+    flags: u8,
+}
+
+impl Compact {
+    fn new<'f>(
+        f: &'f IdentityFeatures,
+        tokens: &mut HashMap<&'f str, u32>,
+        decky_id: &HashMap<&str, u32>,
+    ) -> Self {
+        let mut infra: Vec<u32> = f
+            .payload_hashes
+            .iter()
+            .chain(&f.c2_endpoints)
+            .map(|t| {
+                let next = tokens.len() as u32;
+                *tokens.entry(t.as_str()).or_insert(next)
+            })
+            .collect();
+        infra.sort_unstable();
+        infra.dedup();
+        // A gap with a non-finite end never lies in [0, W], so only finite times matter.
+        let side = |phases: &BTreeMap<String, String>,
+                    seen: &BTreeMap<String, f64>,
+                    allowed: &[&str; 2]| {
+            let mut v: Vec<(u32, f64)> = phases
+                .iter()
+                .filter(|(_, p)| allowed.contains(&p.as_str()))
+                .filter_map(|(d, _)| {
+                    let t = *seen.get(d)?;
+                    let id = *decky_id.get(d.as_str())?;
+                    t.is_finite().then_some((id, t))
+                })
+                .collect();
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        };
+        let outs = side(&f.last_phase_per_decky, &f.last_seen_per_decky, &OUT_PHASES);
+        let ins = side(
+            &f.first_phase_per_decky,
+            &f.first_seen_per_decky,
+            &IN_PHASES,
+        );
+        let mut flags = 0;
+        if !infra.is_empty() {
+            flags |= HAS_INFRA;
+        }
+        if f.kd_digraph_simhash.is_some() {
+            flags |= HAS_KD;
+        }
+        let mut sides: Vec<u32> = outs.iter().chain(&ins).map(|e| e.0).collect();
+        sides.sort_unstable();
+        sides.dedup();
+        if sides.len() >= REPEATED_HANDOFF_DECKIES {
+            flags |= MULTI_DECKY;
+        }
+        Self {
+            infra,
+            kd: f.kd_digraph_simhash,
+            outs,
+            ins,
+            flags,
+        }
+    }
+
+    /// Necessary condition for [`Self::could_link`]: a shared token needs tokens on both
+    /// sides, a keystroke score centroids on both, and a lone (uncorroborated) handoff never
+    /// links, so a handoff that links unaided spans two deckies on both sides.
+    fn may_pair(fa: u8, fb: u8) -> bool {
+        fa & fb != 0
+    }
+
+    /// Jaccard of the two token lists (the value [`shared_infra`] computes).
+    fn shared_infra(&self, other: &Self) -> f64 {
+        let (a, b) = (&self.infra, &other.infra);
+        let (mut x, mut y, mut inter) = (0, 0, 0usize);
+        while x < a.len() && y < b.len() {
+            match a[x].cmp(&b[y]) {
+                Ordering::Less => x += 1,
+                Ordering::Greater => y += 1,
+                Ordering::Equal => {
+                    inter += 1;
+                    x += 1;
+                    y += 1;
+                }
+            }
+        }
+        let union = a.len() + b.len() - inter;
+        if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        }
+    }
+
+    /// Distinct deckies with a handoff between the pair, counted up to 2.
+    fn handoff_deckies_upto2(&self, other: &Self) -> usize {
+        let mut first: Option<u32> = None;
+        for (outs, ins) in [(&self.outs, &other.ins), (&other.outs, &self.ins)] {
+            let (mut x, mut y) = (0, 0);
+            while x < outs.len() && y < ins.len() {
+                let ((d_out, t_out), (d_in, t_in)) = (outs[x], ins[y]);
+                match d_out.cmp(&d_in) {
+                    Ordering::Less => x += 1,
+                    Ordering::Greater => y += 1,
+                    Ordering::Equal => {
+                        if (0.0..=HANDOFF_WINDOW_S).contains(&(t_in - t_out)) {
+                            match first {
+                                None => first = Some(d_out),
+                                Some(d) if d != d_out => return 2,
+                                Some(_) => {}
+                            }
+                        }
+                        x += 1;
+                        y += 1;
+                    }
+                }
+            }
+        }
+        usize::from(first.is_some())
+    }
+
+    /// The exact pre-check of the reference `could_link` (symmetric).
+    fn could_link(&self, other: &Self) -> bool {
+        let s = self.shared_infra(other);
+        let k = keystroke_of(self.kd, other.kd);
+        let h = match self.handoff_deckies_upto2(other) {
+            0 => 0.0,
+            n if s > 0.0 || k > 0.0 || n >= REPEATED_HANDOFF_DECKIES => 1.0,
+            _ => HANDOFF_UNCORROBORATED,
+        };
+        link_bound(h, s, k)
+    }
 }
 
 /// Orientation order: earlier earliest session first, identities without windows last, then
@@ -551,11 +715,30 @@ impl CampaignClustering {
 struct CampaignForest<'a> {
     features: &'a [IdentityFeatures],
     starts: Vec<Option<f64>>,
+    /// Per identity, the interned pre-check data (empty for the reference kernel).
+    compact: Vec<Compact>,
+    /// `compact[i].flags`, packed for the candidate scans.
+    flags: Vec<u8>,
     uf: UnionFind,
-    edges: Vec<CampaignEvidence>,
+    /// Spanning-forest edges with the input index of their `a` side.
+    edges: Vec<(usize, CampaignEvidence)>,
 }
 
-impl CampaignForest<'_> {
+impl<'a> CampaignForest<'a> {
+    fn new(features: &'a [IdentityFeatures], compact: Vec<Compact>) -> Self {
+        Self {
+            features,
+            starts: features
+                .iter()
+                .map(IdentityFeatures::earliest_start)
+                .collect(),
+            flags: compact.iter().map(|c| c.flags).collect(),
+            compact,
+            uf: UnionFind::new(features.len()),
+            edges: Vec::new(),
+        }
+    }
+
     fn oriented(&self, i: usize, j: usize) -> (usize, usize) {
         if orientation(self.features, &self.starts, i, j) == Ordering::Greater {
             (j, i)
@@ -564,8 +747,20 @@ impl CampaignForest<'_> {
         }
     }
 
-    /// Score the pair unless already connected; union when it is an edge.
+    /// Score the pair unless already connected or unable to link; union when it is an edge.
     fn consider(&mut self, i: usize, j: usize) {
+        if i == j || !Compact::may_pair(self.flags[i], self.flags[j]) {
+            return;
+        }
+        if self.uf.find(i) == self.uf.find(j) || !self.compact[i].could_link(&self.compact[j]) {
+            return;
+        }
+        self.score_and_join(i, j);
+    }
+
+    /// The reference form of [`Self::consider`]: the pre-check over the owned features.
+    #[cfg(test)]
+    fn consider_reference(&mut self, i: usize, j: usize) {
         if i == j || self.uf.find(i) == self.uf.find(j) {
             return;
         }
@@ -573,19 +768,60 @@ impl CampaignForest<'_> {
         if !could_link(&self.features[a], &self.features[b]) {
             return;
         }
+        self.score_and_join(i, j);
+    }
+
+    fn score_and_join(&mut self, i: usize, j: usize) {
+        let (a, b) = self.oriented(i, j);
         let score = campaign_score(&self.features[a], &self.features[b]);
         if score.is_edge() && self.uf.union(a, b) {
-            self.edges.push(CampaignEvidence {
-                a: self.features[a].identity_uuid.clone(),
-                b: self.features[b].identity_uuid.clone(),
-                score,
-            });
+            self.edges.push((
+                a,
+                CampaignEvidence {
+                    a: self.features[a].identity_uuid.clone(),
+                    b: self.features[b].identity_uuid.clone(),
+                    score,
+                },
+            ));
+        }
+    }
+
+    fn finish(mut self) -> CampaignClustering {
+        let features = self.features;
+        let components = self.uf.components();
+        let mut component_of = vec![0; features.len()];
+        for (c, members) in components.iter().enumerate() {
+            for &m in members {
+                component_of[m] = c;
+            }
+        }
+        let labels = components
+            .iter()
+            .map(|members| {
+                let smallest = members
+                    .iter()
+                    .map(|&m| features[m].identity_uuid.as_str())
+                    .min()
+                    .unwrap_or_default();
+                format!("cmp-{smallest}")
+            })
+            .collect();
+        let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
+        for (a, e) in self.edges {
+            evidence[component_of[a]].push(e);
+        }
+        CampaignClustering {
+            component_of,
+            components,
+            labels,
+            evidence,
         }
     }
 }
 
-/// Cluster identities into campaigns (indexed kernel; same partition as all pairs).
-pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
+/// Input indices in identity-uuid order (ties: input position): the order in which the
+/// candidate indexes are filled, so the spanning forest does not depend on input order.
+fn uuid_order(features: &[IdentityFeatures]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..features.len()).collect();
     order.sort_by(|&x, &y| {
         features[x]
@@ -593,27 +829,24 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
             .cmp(&features[y].identity_uuid)
             .then(x.cmp(&y))
     });
+    order
+}
 
-    // Candidate buckets: shared payload/C2 token; keystroke band (8 bands of 8 bits).
-    let mut bucket_index: HashMap<(u8, &str), usize> = HashMap::new();
+/// Token and keystroke-band buckets: identities sharing a payload/C2 token (one namespace),
+/// or one of the eight 8-bit bands of their centroids, in bucket creation order.
+fn candidate_buckets(features: &[IdentityFeatures], order: &[usize]) -> Vec<Vec<usize>> {
+    let mut bucket_index: HashMap<&str, usize> = HashMap::new();
     let mut band_index: HashMap<(u8, u8), usize> = HashMap::new();
     let mut buckets: Vec<Vec<usize>> = Vec::new();
-    // Handoff index per decky: out-side (last_seen) and in-side (first_seen) entries.
-    let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
-    let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
-    for &i in &order {
+    for &i in order {
         let f = &features[i];
-        for (kind, set) in [(0u8, &f.payload_hashes), (0u8, &f.c2_endpoints)] {
-            for token in set {
-                let slot = *bucket_index
-                    .entry((kind, token.as_str()))
-                    .or_insert_with(|| {
-                        buckets.push(Vec::new());
-                        buckets.len() - 1
-                    });
-                if buckets[slot].last() != Some(&i) {
-                    buckets[slot].push(i);
-                }
+        for token in f.payload_hashes.iter().chain(&f.c2_endpoints) {
+            let slot = *bucket_index.entry(token.as_str()).or_insert_with(|| {
+                buckets.push(Vec::new());
+                buckets.len() - 1
+            });
+            if buckets[slot].last() != Some(&i) {
+                buckets[slot].push(i);
             }
         }
         if let Some(h) = f.kd_digraph_simhash {
@@ -625,6 +858,96 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
                 buckets[slot].push(i);
             }
         }
+    }
+    buckets
+}
+
+/// Cluster identities into campaigns (indexed kernel; same partition as all pairs).
+///
+/// Candidates: pairs handing off on a decky (found per decky through the in-side entries
+/// sorted by time), then pairs sharing a token or keystroke band. Each candidate passes a
+/// flag test and an allocation-free pre-check on interned ids before the full score; both are
+/// exact (they reject only pairs that cannot reach the threshold), so the partition and the
+/// spanning-forest evidence are those of scoring every candidate.
+pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
+    let order = uuid_order(features);
+    let buckets = candidate_buckets(features, &order);
+
+    // Deckies interned in string order (the handoff scan visits deckies in that order).
+    let decky_names: BTreeSet<&str> = features
+        .iter()
+        .flat_map(|f| {
+            f.first_phase_per_decky
+                .keys()
+                .chain(f.last_phase_per_decky.keys())
+        })
+        .map(String::as_str)
+        .collect();
+    let decky_id: HashMap<&str, u32> = decky_names
+        .iter()
+        .enumerate()
+        .map(|(id, d)| (*d, id as u32))
+        .collect();
+    let mut tokens: HashMap<&str, u32> = HashMap::new();
+    let compact: Vec<Compact> = features
+        .iter()
+        .map(|f| Compact::new(f, &mut tokens, &decky_id))
+        .collect();
+    drop(tokens);
+
+    // Handoff index per decky: out-side (last_seen) in uuid order, in-side (first_seen) by
+    // time, each entry with its identity's flags so the scan skips hopeless pairs in place.
+    let mut outs: Vec<Vec<(f64, usize)>> = vec![Vec::new(); decky_names.len()];
+    let mut ins: Vec<Vec<(f64, usize, u8)>> = vec![Vec::new(); decky_names.len()];
+    for &i in &order {
+        let c = &compact[i];
+        for &(d, t) in &c.outs {
+            outs[d as usize].push((t, i));
+        }
+        for &(d, t) in &c.ins {
+            ins[d as usize].push((t, i, c.flags));
+        }
+    }
+
+    let mut forest = CampaignForest::new(features, compact);
+    for (out_side, in_side) in outs.iter().zip(ins.iter_mut()) {
+        if out_side.is_empty() || in_side.is_empty() {
+            continue;
+        }
+        in_side.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        for &(t_out, o) in out_side {
+            let fo = forest.flags[o];
+            let lo = in_side.partition_point(|e| e.0 < t_out);
+            for &(t_in, i, fi) in &in_side[lo..] {
+                if t_in - t_out > HANDOFF_WINDOW_S {
+                    break;
+                }
+                if Compact::may_pair(fo, fi) {
+                    forest.consider(o, i);
+                }
+            }
+        }
+    }
+    for bucket in &buckets {
+        for (x, &i) in bucket.iter().enumerate() {
+            for &j in &bucket[x + 1..] {
+                forest.consider(i, j);
+            }
+        }
+    }
+    forest.finish()
+}
+
+/// The kernel as it was before the interned pre-check (string-keyed indexes, the owned
+/// pre-check per candidate): the reference the fast kernel must equal, evidence included.
+#[cfg(test)]
+fn cluster_identities_reference(features: &[IdentityFeatures]) -> CampaignClustering {
+    let order = uuid_order(features);
+    let buckets = candidate_buckets(features, &order);
+    let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    for &i in &order {
+        let f = &features[i];
         for (decky, phase) in &f.last_phase_per_decky {
             if let Some(&t) = f.last_seen_per_decky.get(decky) {
                 if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
@@ -640,16 +963,7 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
             }
         }
     }
-
-    let mut forest = CampaignForest {
-        features,
-        starts: features
-            .iter()
-            .map(IdentityFeatures::earliest_start)
-            .collect(),
-        uf: UnionFind::new(features.len()),
-        edges: Vec::new(),
-    };
+    let mut forest = CampaignForest::new(features, Vec::new());
     for (decky, out_side) in &outs {
         let Some(in_side) = ins.get_mut(decky) else {
             continue;
@@ -661,53 +975,18 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
                 if t_in - t_out > HANDOFF_WINDOW_S {
                     break;
                 }
-                forest.consider(o, i);
+                forest.consider_reference(o, i);
             }
         }
     }
     for bucket in &buckets {
         for (x, &i) in bucket.iter().enumerate() {
             for &j in &bucket[x + 1..] {
-                forest.consider(i, j);
+                forest.consider_reference(i, j);
             }
         }
     }
-
-    let components = forest.uf.components();
-    let mut component_of = vec![0; features.len()];
-    for (c, members) in components.iter().enumerate() {
-        for &m in members {
-            component_of[m] = c;
-        }
-    }
-    let labels = components
-        .iter()
-        .map(|members| {
-            let smallest = members
-                .iter()
-                .map(|&m| features[m].identity_uuid.as_str())
-                .min()
-                .unwrap_or_default();
-            format!("cmp-{smallest}")
-        })
-        .collect();
-    let position: HashMap<&str, usize> = features
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.identity_uuid.as_str(), i))
-        .collect();
-    let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
-    for e in forest.edges {
-        if let Some(&p) = position.get(e.a.as_str()) {
-            evidence[component_of[p]].push(e);
-        }
-    }
-    CampaignClustering {
-        component_of,
-        components,
-        labels,
-        evidence,
-    }
+    forest.finish()
 }
 
 /// The literal all-pairs definition (oracle for tests).
@@ -1220,6 +1499,95 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// One identity of the randomized equality tests: tokens from a small pool (so pairs
+        /// share some), phase entries on a small fleet at times that straddle the handoff
+        /// window (some non-finite), centroids near one another (some within 8 bits).
+        fn arb_identity(
+        ) -> impl Strategy<Value = (Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>)> {
+            (
+                proptest::collection::vec(0u8..12, 0..3),
+                proptest::option::weighted(0.4, (0u8..4, 0u8..12)),
+                proptest::collection::vec((0u8..5, 0u8..6, -2i32..8, 0u8..20), 0..5),
+            )
+        }
+
+        fn build(
+            raw: &[(Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>)],
+        ) -> Vec<IdentityFeatures> {
+            let phases = [
+                "command_and_control",
+                "persistence",
+                "discovery",
+                "lateral_movement",
+                "delivery",
+                "impact",
+            ];
+            raw.iter()
+                .enumerate()
+                .map(|(i, (toks, kd, entries))| {
+                    // Uuids not in input order, so orientation and bucket order differ.
+                    let mut f = feat(&format!("u{:03}", (i * 37) % 101));
+                    for t in toks {
+                        if t % 2 == 0 {
+                            f.payload_hashes.insert(format!("t{t}"));
+                        } else {
+                            f.c2_endpoints.insert(format!("t{t}"));
+                        }
+                    }
+                    f.kd_digraph_simhash = kd.map(|(base, flip)| {
+                        (u64::from(base) * 0x0101_0101_0101_0101) ^ ((1u64 << flip) - 1)
+                    });
+                    for &(decky, phase, half_day, dwell) in entries {
+                        let start = if half_day < 0 {
+                            f64::INFINITY
+                        } else {
+                            f64::from(half_day) * 43_200.0 + f64::from(dwell) * 5_000.0
+                        };
+                        let end = start + f64::from(dwell) * 600.0;
+                        f = on(
+                            f,
+                            &format!("decky-{decky}"),
+                            phases[phase as usize],
+                            start,
+                            end,
+                        );
+                    }
+                    f
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn interned_kernel_equals_reference(raw in proptest::collection::vec(arb_identity(), 0..40)) {
+                let fs = build(&raw);
+                prop_assert_eq!(cluster_identities(&fs), cluster_identities_reference(&fs));
+            }
+
+            #[test]
+            fn interned_precheck_equals_reference(raw in proptest::collection::vec(arb_identity(), 2..12)) {
+                let fs = build(&raw);
+                let names: BTreeSet<&str> = fs
+                    .iter()
+                    .flat_map(|f| f.first_phase_per_decky.keys().chain(f.last_phase_per_decky.keys()))
+                    .map(String::as_str)
+                    .collect();
+                let ids: HashMap<&str, u32> = names.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
+                let mut tokens = HashMap::new();
+                let compact: Vec<Compact> = fs.iter().map(|f| Compact::new(f, &mut tokens, &ids)).collect();
+                for i in 0..fs.len() {
+                    for j in 0..fs.len() {
+                        let reference = could_link(&fs[i], &fs[j]);
+                        prop_assert_eq!(compact[i].could_link(&compact[j]), reference);
+                        if reference {
+                            prop_assert!(Compact::may_pair(compact[i].flags, compact[j].flags));
+                        }
+                    }
+                }
+            }
+        }
+
         proptest! {
             #[test]
             fn indexed_equals_all_pairs(raw in proptest::collection::vec(
@@ -1319,5 +1687,18 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn interned_kernel_equals_reference_on_synthetic_identities() {
+        for seed in [1, 2, 3] {
+            let fs = crate::domain::clustering::synth::identity_features(3_000, seed);
+            let fast = cluster_identities(&fs);
+            assert!(
+                fast.components.len() < fs.len(),
+                "the sample has edges (seed {seed})"
+            );
+            assert_eq!(fast, cluster_identities_reference(&fs), "seed {seed}");
+        }
     }
 }
