@@ -9,8 +9,9 @@
 //! rows. That key is shift-invariant too.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -514,12 +515,42 @@ fn link_bound(h: f64, s: f64, k: f64) -> bool {
         >= CAMPAIGN_EDGE_THRESHOLD
 }
 
-/// [`Compact::flags`]: the identity has a payload/C2 token.
-const HAS_INFRA: u8 = 1;
-/// [`Compact::flags`]: the identity has a keystroke centroid.
-const HAS_KD: u8 = 2;
-/// [`Compact::flags`]: the identity has handoff-side entries on two or more distinct deckies.
-const MULTI_DECKY: u8 = 4;
+/// Bit masks of one identity for the candidate scans: a necessary condition of
+/// [`Compact::could_link`] that costs a few instructions and no memory access beyond itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Summary {
+    /// Bit `token id % 64` of every payload/C2 token (collisions only let more pairs through).
+    tokens: u64,
+    /// Bit of every decky with an out-side entry ([`Compact::outs`]).
+    outs: u64,
+    /// Bit of every decky with an in-side entry ([`Compact::ins`]).
+    ins: u64,
+    kd: Option<u64>,
+}
+
+impl Summary {
+    /// False only when the pair cannot pass [`Compact::could_link`]: that needs a shared token
+    /// (`s > 0`), centroids within [`KD_HAMMING_MAX`] bits (`k > 0`), or handoffs on two
+    /// distinct deckies (a lone handoff stays below the threshold with overlap and cohort at
+    /// their maxima). With at most 64 deckies a decky's bit is its id, so two handoff deckies
+    /// are two bits; beyond, bits are ids modulo 64 and one shared bit is required.
+    fn may_link(&self, other: &Self, exact_deckies: bool) -> bool {
+        if self.tokens & other.tokens != 0 {
+            return true;
+        }
+        if let (Some(x), Some(y)) = (self.kd, other.kd) {
+            if (x ^ y).count_ones() < KD_HAMMING_MAX {
+                return true;
+            }
+        }
+        let hand = (self.outs & other.ins) | (other.outs & self.ins);
+        if exact_deckies {
+            hand.count_ones() as usize >= REPEATED_HANDOFF_DECKIES
+        } else {
+            hand != 0
+        }
+    }
+}
 
 /// The edge-deciding part of one identity's features on interned ids, built once per kernel
 /// run so that the per-pair pre-check neither allocates nor compares strings.
@@ -532,14 +563,13 @@ struct Compact {
     outs: Vec<(u32, f64)>,
     /// `(decky, first_seen)` where the first phase is an in-phase, by decky id.
     ins: Vec<(u32, f64)>,
-    flags: u8,
 }
 
 impl Compact {
     fn new<'f>(
         f: &'f IdentityFeatures,
-        tokens: &mut HashMap<&'f str, u32>,
-        decky_id: &HashMap<&str, u32>,
+        tokens: &mut FxHashMap<&'f str, u32>,
+        decky_id: &FxHashMap<&str, u32>,
     ) -> Self {
         let mut infra: Vec<u32> = f
             .payload_hashes
@@ -574,33 +604,22 @@ impl Compact {
             &f.first_seen_per_decky,
             &IN_PHASES,
         );
-        let mut flags = 0;
-        if !infra.is_empty() {
-            flags |= HAS_INFRA;
-        }
-        if f.kd_digraph_simhash.is_some() {
-            flags |= HAS_KD;
-        }
-        let mut sides: Vec<u32> = outs.iter().chain(&ins).map(|e| e.0).collect();
-        sides.sort_unstable();
-        sides.dedup();
-        if sides.len() >= REPEATED_HANDOFF_DECKIES {
-            flags |= MULTI_DECKY;
-        }
         Self {
             infra,
             kd: f.kd_digraph_simhash,
             outs,
             ins,
-            flags,
         }
     }
 
-    /// Necessary condition for [`Self::could_link`]: a shared token needs tokens on both
-    /// sides, a keystroke score centroids on both, and a lone (uncorroborated) handoff never
-    /// links, so a handoff that links unaided spans two deckies on both sides.
-    fn may_pair(fa: u8, fb: u8) -> bool {
-        fa & fb != 0
+    fn summary(&self) -> Summary {
+        let bits = |ids: &mut dyn Iterator<Item = u32>| ids.fold(0u64, |m, id| m | 1 << (id % 64));
+        Summary {
+            tokens: bits(&mut self.infra.iter().copied()),
+            outs: bits(&mut self.outs.iter().map(|e| e.0)),
+            ins: bits(&mut self.ins.iter().map(|e| e.0)),
+            kd: self.kd,
+        }
     }
 
     /// Jaccard of the two token lists (the value [`shared_infra`] computes).
@@ -717,22 +736,25 @@ struct CampaignForest<'a> {
     starts: Vec<Option<f64>>,
     /// Per identity, the interned pre-check data (empty for the reference kernel).
     compact: Vec<Compact>,
-    /// `compact[i].flags`, packed for the candidate scans.
-    flags: Vec<u8>,
+    /// `compact[i].summary()`, packed for the candidate scans.
+    summaries: Vec<Summary>,
+    /// At most 64 deckies: a decky's summary bit is its id ([`Summary::may_link`]).
+    exact_deckies: bool,
     uf: UnionFind,
     /// Spanning-forest edges with the input index of their `a` side.
     edges: Vec<(usize, CampaignEvidence)>,
 }
 
 impl<'a> CampaignForest<'a> {
-    fn new(features: &'a [IdentityFeatures], compact: Vec<Compact>) -> Self {
+    fn new(features: &'a [IdentityFeatures], compact: Vec<Compact>, deckies: usize) -> Self {
         Self {
             features,
             starts: features
                 .iter()
                 .map(IdentityFeatures::earliest_start)
                 .collect(),
-            flags: compact.iter().map(|c| c.flags).collect(),
+            summaries: compact.iter().map(Compact::summary).collect(),
+            exact_deckies: deckies <= 64,
             compact,
             uf: UnionFind::new(features.len()),
             edges: Vec::new(),
@@ -749,9 +771,13 @@ impl<'a> CampaignForest<'a> {
 
     /// Score the pair unless already connected or unable to link; union when it is an edge.
     fn consider(&mut self, i: usize, j: usize) {
-        if i == j || !Compact::may_pair(self.flags[i], self.flags[j]) {
-            return;
+        if i != j && self.summaries[i].may_link(&self.summaries[j], self.exact_deckies) {
+            self.consider_unless_joined(i, j);
         }
+    }
+
+    /// [`Self::consider`] after the summary test passed.
+    fn consider_unless_joined(&mut self, i: usize, j: usize) {
         if self.uf.find(i) == self.uf.find(j) || !self.compact[i].could_link(&self.compact[j]) {
             return;
         }
@@ -835,8 +861,8 @@ fn uuid_order(features: &[IdentityFeatures]) -> Vec<usize> {
 /// Token and keystroke-band buckets: identities sharing a payload/C2 token (one namespace),
 /// or one of the eight 8-bit bands of their centroids, in bucket creation order.
 fn candidate_buckets(features: &[IdentityFeatures], order: &[usize]) -> Vec<Vec<usize>> {
-    let mut bucket_index: HashMap<&str, usize> = HashMap::new();
-    let mut band_index: HashMap<(u8, u8), usize> = HashMap::new();
+    let mut bucket_index: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut band_index: FxHashMap<(u8, u8), usize> = FxHashMap::default();
     let mut buckets: Vec<Vec<usize>> = Vec::new();
     for &i in order {
         let f = &features[i];
@@ -866,64 +892,69 @@ fn candidate_buckets(features: &[IdentityFeatures], order: &[usize]) -> Vec<Vec<
 ///
 /// Candidates: pairs handing off on a decky (found per decky through the in-side entries
 /// sorted by time), then pairs sharing a token or keystroke band. Each candidate passes a
-/// flag test and an allocation-free pre-check on interned ids before the full score; both are
-/// exact (they reject only pairs that cannot reach the threshold), so the partition and the
-/// spanning-forest evidence are those of scoring every candidate.
+/// bit-mask test ([`Summary::may_link`]) and an allocation-free pre-check on interned ids
+/// ([`Compact::could_link`]) before the full score; both reject only pairs that cannot reach
+/// the threshold, so the partition and the spanning-forest evidence are those of scoring every
+/// candidate (`cluster_identities_reference` in the tests).
 pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
     let order = uuid_order(features);
     let buckets = candidate_buckets(features, &order);
 
     // Deckies interned in string order (the handoff scan visits deckies in that order).
-    let decky_names: BTreeSet<&str> = features
-        .iter()
-        .flat_map(|f| {
-            f.first_phase_per_decky
-                .keys()
-                .chain(f.last_phase_per_decky.keys())
-        })
-        .map(String::as_str)
-        .collect();
-    let decky_id: HashMap<&str, u32> = decky_names
+    let mut seen: FxHashMap<&str, ()> = FxHashMap::default();
+    for f in features {
+        for d in f
+            .first_phase_per_decky
+            .keys()
+            .chain(f.last_phase_per_decky.keys())
+        {
+            seen.entry(d.as_str()).or_default();
+        }
+    }
+    let mut decky_names: Vec<&str> = seen.into_keys().collect();
+    decky_names.sort_unstable();
+    let decky_id: FxHashMap<&str, u32> = decky_names
         .iter()
         .enumerate()
         .map(|(id, d)| (*d, id as u32))
         .collect();
-    let mut tokens: HashMap<&str, u32> = HashMap::new();
+    let mut tokens: FxHashMap<&str, u32> = FxHashMap::default();
     let compact: Vec<Compact> = features
         .iter()
         .map(|f| Compact::new(f, &mut tokens, &decky_id))
         .collect();
     drop(tokens);
 
+    let mut forest = CampaignForest::new(features, compact, decky_names.len());
     // Handoff index per decky: out-side (last_seen) in uuid order, in-side (first_seen) by
-    // time, each entry with its identity's flags so the scan skips hopeless pairs in place.
+    // time, each entry with its identity's summary so the scan rejects hopeless pairs without
+    // touching anything else.
     let mut outs: Vec<Vec<(f64, usize)>> = vec![Vec::new(); decky_names.len()];
-    let mut ins: Vec<Vec<(f64, usize, u8)>> = vec![Vec::new(); decky_names.len()];
+    let mut ins: Vec<Vec<(f64, usize, Summary)>> = vec![Vec::new(); decky_names.len()];
     for &i in &order {
-        let c = &compact[i];
+        let c = &forest.compact[i];
         for &(d, t) in &c.outs {
             outs[d as usize].push((t, i));
         }
         for &(d, t) in &c.ins {
-            ins[d as usize].push((t, i, c.flags));
+            ins[d as usize].push((t, i, forest.summaries[i]));
         }
     }
 
-    let mut forest = CampaignForest::new(features, compact);
     for (out_side, in_side) in outs.iter().zip(ins.iter_mut()) {
         if out_side.is_empty() || in_side.is_empty() {
             continue;
         }
         in_side.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
         for &(t_out, o) in out_side {
-            let fo = forest.flags[o];
+            let so = forest.summaries[o];
             let lo = in_side.partition_point(|e| e.0 < t_out);
-            for &(t_in, i, fi) in &in_side[lo..] {
+            for (t_in, i, si) in &in_side[lo..] {
                 if t_in - t_out > HANDOFF_WINDOW_S {
                     break;
                 }
-                if Compact::may_pair(fo, fi) {
-                    forest.consider(o, i);
+                if o != *i && so.may_link(si, forest.exact_deckies) {
+                    forest.consider_unless_joined(o, *i);
                 }
             }
         }
@@ -963,7 +994,7 @@ fn cluster_identities_reference(features: &[IdentityFeatures]) -> CampaignCluste
             }
         }
     }
-    let mut forest = CampaignForest::new(features, Vec::new());
+    let mut forest = CampaignForest::new(features, Vec::new(), 0);
     for (decky, out_side) in &outs {
         let Some(in_side) = ins.get_mut(decky) else {
             continue;
@@ -1560,8 +1591,20 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(200))]
             #[test]
-            fn interned_kernel_equals_reference(raw in proptest::collection::vec(arb_identity(), 0..40)) {
-                let fs = build(&raw);
+            fn interned_kernel_equals_reference(
+                raw in proptest::collection::vec(arb_identity(), 0..40),
+                wide in any::<bool>(),
+            ) {
+                let mut fs = build(&raw);
+                if wide {
+                    // More than 64 deckies: summary bits are decky ids modulo 64, and the
+                    // fillers sort first, so the real deckies share bits with them.
+                    if let Some(first) = fs.first_mut() {
+                        for k in 0..70 {
+                            first.touch_decky(&format!("a-filler-{k:02}"), "delivery", 0.0, 1.0);
+                        }
+                    }
+                }
                 prop_assert_eq!(cluster_identities(&fs), cluster_identities_reference(&fs));
             }
 
@@ -1573,15 +1616,16 @@ mod tests {
                     .flat_map(|f| f.first_phase_per_decky.keys().chain(f.last_phase_per_decky.keys()))
                     .map(String::as_str)
                     .collect();
-                let ids: HashMap<&str, u32> = names.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
-                let mut tokens = HashMap::new();
+                let ids: FxHashMap<&str, u32> = names.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
+                let mut tokens = FxHashMap::default();
                 let compact: Vec<Compact> = fs.iter().map(|f| Compact::new(f, &mut tokens, &ids)).collect();
                 for i in 0..fs.len() {
                     for j in 0..fs.len() {
                         let reference = could_link(&fs[i], &fs[j]);
                         prop_assert_eq!(compact[i].could_link(&compact[j]), reference);
                         if reference {
-                            prop_assert!(Compact::may_pair(compact[i].flags, compact[j].flags));
+                            prop_assert!(compact[i].summary().may_link(&compact[j].summary(), true));
+                            prop_assert!(compact[i].summary().may_link(&compact[j].summary(), false));
                         }
                     }
                 }
