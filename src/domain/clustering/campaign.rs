@@ -1530,11 +1530,14 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Tokens, centroid `(base, flipped low bits)`, phase entries `(decky, phase, half-day,
+        /// dwell)`.
+        type RawIdentity = (Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>);
+
         /// One identity of the randomized equality tests: tokens from a small pool (so pairs
         /// share some), phase entries on a small fleet at times that straddle the handoff
         /// window (some non-finite), centroids near one another (some within 8 bits).
-        fn arb_identity(
-        ) -> impl Strategy<Value = (Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>)> {
+        fn arb_identity() -> impl Strategy<Value = RawIdentity> {
             (
                 proptest::collection::vec(0u8..12, 0..3),
                 proptest::option::weighted(0.4, (0u8..4, 0u8..12)),
@@ -1542,9 +1545,7 @@ mod tests {
             )
         }
 
-        fn build(
-            raw: &[(Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>)],
-        ) -> Vec<IdentityFeatures> {
+        fn build(raw: &[RawIdentity]) -> Vec<IdentityFeatures> {
             let phases = [
                 "command_and_control",
                 "persistence",
