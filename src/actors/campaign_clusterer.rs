@@ -203,11 +203,12 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
     for i in repo::identities_of_campaigns(db, &uuids).await? {
         loaded.entry(i.row.uuid.clone()).or_insert(i);
     }
+    let active_set: BTreeSet<&str> = active.iter().map(String::as_str).collect();
     let missing: Vec<String> = loaded
         .values()
         .filter(|i| i.row.merged_into_uuid.is_none() && !phases.contains_key(&i.row.uuid))
         .map(|i| i.row.uuid.clone())
-        .filter(|u| !active.contains(u))
+        .filter(|u| !active_set.contains(u.as_str()))
         .collect();
     phases.extend(phases_of(db, &missing).await);
     let mut identities: Vec<ClusteringIdentity> = loaded.into_values().collect();
@@ -443,6 +444,8 @@ fn campaign_maintenance(
     tick: &CampaignTick,
     now: NaiveDateTime,
 ) -> repo::CampaignMaintenanceWrites {
+    // A set, not a scan per update: a first tick forms one campaign per identity.
+    let formed: BTreeSet<&str> = tick.plan.formed.iter().map(|f| f.uuid.as_str()).collect();
     let mut out = repo::CampaignMaintenanceWrites::default();
     for row in stored {
         let Some(span) = spans.get(&row.uuid) else {
@@ -480,8 +483,7 @@ fn campaign_maintenance(
                 handoff_deckies: Value::from(e.score.handoff_deckies.clone()).to_string(),
             })
             .collect();
-        let formed = tick.plan.formed.iter().any(|f| f.uuid == u.campaign_uuid);
-        if !(formed && edges.is_empty()) {
+        if !(formed.contains(u.campaign_uuid.as_str()) && edges.is_empty()) {
             out.evidence.push((u.campaign_uuid.clone(), edges));
         }
     }

@@ -353,6 +353,7 @@ fn identity_maintenance(
         .iter()
         .map(|u| (u.identity_uuid.as_str(), u))
         .collect();
+    let formed: BTreeSet<&str> = tick.plan.formed.iter().map(|f| f.uuid.as_str()).collect();
     let mut out = repo::IdentityMaintenanceWrites::default();
     for row in stored {
         let current = IdentityMaintenance::of(row);
@@ -388,8 +389,7 @@ fn identity_maintenance(
                 created_at: now,
             })
             .collect::<Vec<_>>();
-        let formed = tick.plan.formed.iter().any(|f| f.uuid == u.identity_uuid);
-        if !(formed && edges.is_empty()) {
+        if !(formed.contains(u.identity_uuid.as_str()) && edges.is_empty()) {
             out.evidence.push((u.identity_uuid.clone(), edges));
         }
     }

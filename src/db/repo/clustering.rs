@@ -324,16 +324,30 @@ async fn mark_processed<C: AsAnyConn>(
     let (table, column) = marker.table_column();
     match c.as_any_conn() {
         AnyConnMut::Sqlite(conn) => {
-            let stmt = format!("UPDATE {table} SET {column} = ? WHERE uuid = ? AND updated_at = ?");
+            // Query-builder statements: prepared once and cached by the connection (a raw
+            // `sql_query` is prepared again for every row: 100k prepares on a first tick).
+            macro_rules! mark_each {
+                ($sync:expr, $table:ident, $column:ident) => {
+                    for (uuid, at) in &rows {
+                        diesel::RunQueryDsl::execute(
+                            diesel::update(
+                                $table::table
+                                    .filter($table::uuid.eq(uuid))
+                                    .filter($table::updated_at.eq(at)),
+                            )
+                            .set($table::$column.eq(at)),
+                            $sync,
+                        )?;
+                    }
+                };
+            }
             conn.spawn_blocking(move |sync| {
-                for (uuid, at) in &rows {
-                    diesel::RunQueryDsl::execute(
-                        diesel::sql_query(stmt.as_str())
-                            .bind::<Timestamp, _>(at)
-                            .bind::<Text, _>(uuid)
-                            .bind::<Timestamp, _>(at),
-                        sync,
-                    )?;
+                match marker {
+                    Marker::Observation => mark_each!(sync, attackers, clustered_at),
+                    Marker::Identity => mark_each!(sync, attacker_identities, clustered_at),
+                    Marker::IdentityCampaign => {
+                        mark_each!(sync, attacker_identities, campaign_clustered_at)
+                    }
                 }
                 Ok(())
             })

@@ -9,8 +9,9 @@
 //! rows. That key is shift-invariant too.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -417,7 +418,11 @@ pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
 
 /// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
 pub fn keystroke(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
-    match (a.kd_digraph_simhash, b.kd_digraph_simhash) {
+    keystroke_of(a.kd_digraph_simhash, b.kd_digraph_simhash)
+}
+
+fn keystroke_of(a: Option<u64>, b: Option<u64>) -> f64 {
+    match (a, b) {
         (Some(x), Some(y)) => {
             let d = (x ^ y).count_ones();
             if d >= KD_HAMMING_MAX {
@@ -490,16 +495,194 @@ pub fn campaign_score(a: &IdentityFeatures, b: &IdentityFeatures) -> CampaignSco
 
 /// Cheap exact pre-check: false only when the pair cannot reach the threshold even with
 /// overlap and cohort at their maxima (so the full score, which allocates, is skipped).
+/// Reference form over the owned features; the kernel runs [`Compact::could_link`], which
+/// decides the same on interned ids.
+#[cfg(test)]
 fn could_link(a: &IdentityFeatures, b: &IdentityFeatures) -> bool {
     let s = shared_infra(a, b);
     let k = keystroke(a, b);
     let h = weigh_handoff(&handoff_deckies(a, b), s, k).0;
+    link_bound(h, s, k)
+}
+
+/// The best weight a pair with these `h`, `s`, `k` can reach (overlap and cohort at 1).
+fn link_bound(h: f64, s: f64, k: f64) -> bool {
     HANDOFF_MULTIPLIER * h
         + SHARED_INFRA_MULTIPLIER * s
         + OVERLAP_MULTIPLIER
         + COHORT_MULTIPLIER
         + KEYSTROKE_MULTIPLIER * k
         >= CAMPAIGN_EDGE_THRESHOLD
+}
+
+/// Bit masks of one identity for the candidate scans: a necessary condition of
+/// [`Compact::could_link`] that costs a few instructions and no memory access beyond itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Summary {
+    /// Bit `token id % 64` of every payload/C2 token (collisions only let more pairs through).
+    tokens: u64,
+    /// Bit of every decky with an out-side entry ([`Compact::outs`]).
+    outs: u64,
+    /// Bit of every decky with an in-side entry ([`Compact::ins`]).
+    ins: u64,
+    kd: Option<u64>,
+}
+
+impl Summary {
+    /// False only when the pair cannot pass [`Compact::could_link`]: that needs a shared token
+    /// (`s > 0`), centroids within [`KD_HAMMING_MAX`] bits (`k > 0`), or handoffs on two
+    /// distinct deckies (a lone handoff stays below the threshold with overlap and cohort at
+    /// their maxima). With at most 64 deckies a decky's bit is its id, so two handoff deckies
+    /// are two bits; beyond, bits are ids modulo 64 and one shared bit is required.
+    fn may_link(&self, other: &Self, exact_deckies: bool) -> bool {
+        if self.tokens & other.tokens != 0 {
+            return true;
+        }
+        if let (Some(x), Some(y)) = (self.kd, other.kd) {
+            if (x ^ y).count_ones() < KD_HAMMING_MAX {
+                return true;
+            }
+        }
+        let hand = (self.outs & other.ins) | (other.outs & self.ins);
+        if exact_deckies {
+            hand.count_ones() as usize >= REPEATED_HANDOFF_DECKIES
+        } else {
+            hand != 0
+        }
+    }
+}
+
+/// The edge-deciding part of one identity's features on interned ids, built once per kernel
+/// run so that the per-pair pre-check neither allocates nor compares strings.
+#[derive(Debug, Default)]
+struct Compact {
+    /// Payload ∪ C2 tokens (one namespace), interned, sorted, unique.
+    infra: Vec<u32>,
+    kd: Option<u64>,
+    /// `(decky, last_seen)` where the last phase is an out-phase, by decky id.
+    outs: Vec<(u32, f64)>,
+    /// `(decky, first_seen)` where the first phase is an in-phase, by decky id.
+    ins: Vec<(u32, f64)>,
+}
+
+impl Compact {
+    fn new<'f>(
+        f: &'f IdentityFeatures,
+        tokens: &mut FxHashMap<&'f str, u32>,
+        decky_id: &FxHashMap<&str, u32>,
+    ) -> Self {
+        let mut infra: Vec<u32> = f
+            .payload_hashes
+            .iter()
+            .chain(&f.c2_endpoints)
+            .map(|t| {
+                let next = tokens.len() as u32;
+                *tokens.entry(t.as_str()).or_insert(next)
+            })
+            .collect();
+        infra.sort_unstable();
+        infra.dedup();
+        // A gap with a non-finite end never lies in [0, W], so only finite times matter.
+        let side = |phases: &BTreeMap<String, String>,
+                    seen: &BTreeMap<String, f64>,
+                    allowed: &[&str; 2]| {
+            let mut v: Vec<(u32, f64)> = phases
+                .iter()
+                .filter(|(_, p)| allowed.contains(&p.as_str()))
+                .filter_map(|(d, _)| {
+                    let t = *seen.get(d)?;
+                    let id = *decky_id.get(d.as_str())?;
+                    t.is_finite().then_some((id, t))
+                })
+                .collect();
+            v.sort_unstable_by_key(|e| e.0);
+            v
+        };
+        let outs = side(&f.last_phase_per_decky, &f.last_seen_per_decky, &OUT_PHASES);
+        let ins = side(
+            &f.first_phase_per_decky,
+            &f.first_seen_per_decky,
+            &IN_PHASES,
+        );
+        Self {
+            infra,
+            kd: f.kd_digraph_simhash,
+            outs,
+            ins,
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let bits = |ids: &mut dyn Iterator<Item = u32>| ids.fold(0u64, |m, id| m | 1 << (id % 64));
+        Summary {
+            tokens: bits(&mut self.infra.iter().copied()),
+            outs: bits(&mut self.outs.iter().map(|e| e.0)),
+            ins: bits(&mut self.ins.iter().map(|e| e.0)),
+            kd: self.kd,
+        }
+    }
+
+    /// Jaccard of the two token lists (the value [`shared_infra`] computes).
+    fn shared_infra(&self, other: &Self) -> f64 {
+        let (a, b) = (&self.infra, &other.infra);
+        let (mut x, mut y, mut inter) = (0, 0, 0usize);
+        while x < a.len() && y < b.len() {
+            match a[x].cmp(&b[y]) {
+                Ordering::Less => x += 1,
+                Ordering::Greater => y += 1,
+                Ordering::Equal => {
+                    inter += 1;
+                    x += 1;
+                    y += 1;
+                }
+            }
+        }
+        let union = a.len() + b.len() - inter;
+        if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        }
+    }
+
+    /// Distinct deckies with a handoff between the pair, counted up to 2.
+    fn handoff_deckies_upto2(&self, other: &Self) -> usize {
+        let mut first: Option<u32> = None;
+        for (outs, ins) in [(&self.outs, &other.ins), (&other.outs, &self.ins)] {
+            let (mut x, mut y) = (0, 0);
+            while x < outs.len() && y < ins.len() {
+                let ((d_out, t_out), (d_in, t_in)) = (outs[x], ins[y]);
+                match d_out.cmp(&d_in) {
+                    Ordering::Less => x += 1,
+                    Ordering::Greater => y += 1,
+                    Ordering::Equal => {
+                        if (0.0..=HANDOFF_WINDOW_S).contains(&(t_in - t_out)) {
+                            match first {
+                                None => first = Some(d_out),
+                                Some(d) if d != d_out => return 2,
+                                Some(_) => {}
+                            }
+                        }
+                        x += 1;
+                        y += 1;
+                    }
+                }
+            }
+        }
+        usize::from(first.is_some())
+    }
+
+    /// The exact pre-check of the reference `could_link` (symmetric).
+    fn could_link(&self, other: &Self) -> bool {
+        let s = self.shared_infra(other);
+        let k = keystroke_of(self.kd, other.kd);
+        let h = match self.handoff_deckies_upto2(other) {
+            0 => 0.0,
+            n if s > 0.0 || k > 0.0 || n >= REPEATED_HANDOFF_DECKIES => 1.0,
+            _ => HANDOFF_UNCORROBORATED,
+        };
+        link_bound(h, s, k)
+    }
 }
 
 /// Orientation order: earlier earliest session first, identities without windows last, then
@@ -551,11 +734,33 @@ impl CampaignClustering {
 struct CampaignForest<'a> {
     features: &'a [IdentityFeatures],
     starts: Vec<Option<f64>>,
+    /// Per identity, the interned pre-check data (empty for the reference kernel).
+    compact: Vec<Compact>,
+    /// `compact[i].summary()`, packed for the candidate scans.
+    summaries: Vec<Summary>,
+    /// At most 64 deckies: a decky's summary bit is its id ([`Summary::may_link`]).
+    exact_deckies: bool,
     uf: UnionFind,
-    edges: Vec<CampaignEvidence>,
+    /// Spanning-forest edges with the input index of their `a` side.
+    edges: Vec<(usize, CampaignEvidence)>,
 }
 
-impl CampaignForest<'_> {
+impl<'a> CampaignForest<'a> {
+    fn new(features: &'a [IdentityFeatures], compact: Vec<Compact>, deckies: usize) -> Self {
+        Self {
+            features,
+            starts: features
+                .iter()
+                .map(IdentityFeatures::earliest_start)
+                .collect(),
+            summaries: compact.iter().map(Compact::summary).collect(),
+            exact_deckies: deckies <= 64,
+            compact,
+            uf: UnionFind::new(features.len()),
+            edges: Vec::new(),
+        }
+    }
+
     fn oriented(&self, i: usize, j: usize) -> (usize, usize) {
         if orientation(self.features, &self.starts, i, j) == Ordering::Greater {
             (j, i)
@@ -564,8 +769,24 @@ impl CampaignForest<'_> {
         }
     }
 
-    /// Score the pair unless already connected; union when it is an edge.
+    /// Score the pair unless already connected or unable to link; union when it is an edge.
     fn consider(&mut self, i: usize, j: usize) {
+        if i != j && self.summaries[i].may_link(&self.summaries[j], self.exact_deckies) {
+            self.consider_unless_joined(i, j);
+        }
+    }
+
+    /// [`Self::consider`] after the summary test passed.
+    fn consider_unless_joined(&mut self, i: usize, j: usize) {
+        if self.uf.find(i) == self.uf.find(j) || !self.compact[i].could_link(&self.compact[j]) {
+            return;
+        }
+        self.score_and_join(i, j);
+    }
+
+    /// The reference form of [`Self::consider`]: the pre-check over the owned features.
+    #[cfg(test)]
+    fn consider_reference(&mut self, i: usize, j: usize) {
         if i == j || self.uf.find(i) == self.uf.find(j) {
             return;
         }
@@ -573,19 +794,60 @@ impl CampaignForest<'_> {
         if !could_link(&self.features[a], &self.features[b]) {
             return;
         }
+        self.score_and_join(i, j);
+    }
+
+    fn score_and_join(&mut self, i: usize, j: usize) {
+        let (a, b) = self.oriented(i, j);
         let score = campaign_score(&self.features[a], &self.features[b]);
         if score.is_edge() && self.uf.union(a, b) {
-            self.edges.push(CampaignEvidence {
-                a: self.features[a].identity_uuid.clone(),
-                b: self.features[b].identity_uuid.clone(),
-                score,
-            });
+            self.edges.push((
+                a,
+                CampaignEvidence {
+                    a: self.features[a].identity_uuid.clone(),
+                    b: self.features[b].identity_uuid.clone(),
+                    score,
+                },
+            ));
+        }
+    }
+
+    fn finish(mut self) -> CampaignClustering {
+        let features = self.features;
+        let components = self.uf.components();
+        let mut component_of = vec![0; features.len()];
+        for (c, members) in components.iter().enumerate() {
+            for &m in members {
+                component_of[m] = c;
+            }
+        }
+        let labels = components
+            .iter()
+            .map(|members| {
+                let smallest = members
+                    .iter()
+                    .map(|&m| features[m].identity_uuid.as_str())
+                    .min()
+                    .unwrap_or_default();
+                format!("cmp-{smallest}")
+            })
+            .collect();
+        let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
+        for (a, e) in self.edges {
+            evidence[component_of[a]].push(e);
+        }
+        CampaignClustering {
+            component_of,
+            components,
+            labels,
+            evidence,
         }
     }
 }
 
-/// Cluster identities into campaigns (indexed kernel; same partition as all pairs).
-pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
+/// Input indices in identity-uuid order (ties: input position): the order in which the
+/// candidate indexes are filled, so the spanning forest does not depend on input order.
+fn uuid_order(features: &[IdentityFeatures]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..features.len()).collect();
     order.sort_by(|&x, &y| {
         features[x]
@@ -593,27 +855,24 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
             .cmp(&features[y].identity_uuid)
             .then(x.cmp(&y))
     });
+    order
+}
 
-    // Candidate buckets: shared payload/C2 token; keystroke band (8 bands of 8 bits).
-    let mut bucket_index: HashMap<(u8, &str), usize> = HashMap::new();
-    let mut band_index: HashMap<(u8, u8), usize> = HashMap::new();
+/// Token and keystroke-band buckets: identities sharing a payload/C2 token (one namespace),
+/// or one of the eight 8-bit bands of their centroids, in bucket creation order.
+fn candidate_buckets(features: &[IdentityFeatures], order: &[usize]) -> Vec<Vec<usize>> {
+    let mut bucket_index: FxHashMap<&str, usize> = FxHashMap::default();
+    let mut band_index: FxHashMap<(u8, u8), usize> = FxHashMap::default();
     let mut buckets: Vec<Vec<usize>> = Vec::new();
-    // Handoff index per decky: out-side (last_seen) and in-side (first_seen) entries.
-    let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
-    let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
-    for &i in &order {
+    for &i in order {
         let f = &features[i];
-        for (kind, set) in [(0u8, &f.payload_hashes), (0u8, &f.c2_endpoints)] {
-            for token in set {
-                let slot = *bucket_index
-                    .entry((kind, token.as_str()))
-                    .or_insert_with(|| {
-                        buckets.push(Vec::new());
-                        buckets.len() - 1
-                    });
-                if buckets[slot].last() != Some(&i) {
-                    buckets[slot].push(i);
-                }
+        for token in f.payload_hashes.iter().chain(&f.c2_endpoints) {
+            let slot = *bucket_index.entry(token.as_str()).or_insert_with(|| {
+                buckets.push(Vec::new());
+                buckets.len() - 1
+            });
+            if buckets[slot].last() != Some(&i) {
+                buckets[slot].push(i);
             }
         }
         if let Some(h) = f.kd_digraph_simhash {
@@ -625,6 +884,101 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
                 buckets[slot].push(i);
             }
         }
+    }
+    buckets
+}
+
+/// Cluster identities into campaigns (indexed kernel; same partition as all pairs).
+///
+/// Candidates: pairs handing off on a decky (found per decky through the in-side entries
+/// sorted by time), then pairs sharing a token or keystroke band. Each candidate passes a
+/// bit-mask test ([`Summary::may_link`]) and an allocation-free pre-check on interned ids
+/// ([`Compact::could_link`]) before the full score; both reject only pairs that cannot reach
+/// the threshold, so the partition and the spanning-forest evidence are those of scoring every
+/// candidate (`cluster_identities_reference` in the tests).
+pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
+    let order = uuid_order(features);
+    let buckets = candidate_buckets(features, &order);
+
+    // Deckies interned in string order (the handoff scan visits deckies in that order).
+    let mut seen: FxHashMap<&str, ()> = FxHashMap::default();
+    for f in features {
+        for d in f
+            .first_phase_per_decky
+            .keys()
+            .chain(f.last_phase_per_decky.keys())
+        {
+            seen.entry(d.as_str()).or_default();
+        }
+    }
+    let mut decky_names: Vec<&str> = seen.into_keys().collect();
+    decky_names.sort_unstable();
+    let decky_id: FxHashMap<&str, u32> = decky_names
+        .iter()
+        .enumerate()
+        .map(|(id, d)| (*d, id as u32))
+        .collect();
+    let mut tokens: FxHashMap<&str, u32> = FxHashMap::default();
+    let compact: Vec<Compact> = features
+        .iter()
+        .map(|f| Compact::new(f, &mut tokens, &decky_id))
+        .collect();
+    drop(tokens);
+
+    let mut forest = CampaignForest::new(features, compact, decky_names.len());
+    // Handoff index per decky: out-side (last_seen) in uuid order, in-side (first_seen) by
+    // time, each entry with its identity's summary so the scan rejects hopeless pairs without
+    // touching anything else.
+    let mut outs: Vec<Vec<(f64, usize)>> = vec![Vec::new(); decky_names.len()];
+    let mut ins: Vec<Vec<(f64, usize, Summary)>> = vec![Vec::new(); decky_names.len()];
+    for &i in &order {
+        let c = &forest.compact[i];
+        for &(d, t) in &c.outs {
+            outs[d as usize].push((t, i));
+        }
+        for &(d, t) in &c.ins {
+            ins[d as usize].push((t, i, forest.summaries[i]));
+        }
+    }
+
+    for (out_side, in_side) in outs.iter().zip(ins.iter_mut()) {
+        if out_side.is_empty() || in_side.is_empty() {
+            continue;
+        }
+        in_side.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        for &(t_out, o) in out_side {
+            let so = forest.summaries[o];
+            let lo = in_side.partition_point(|e| e.0 < t_out);
+            for (t_in, i, si) in &in_side[lo..] {
+                if t_in - t_out > HANDOFF_WINDOW_S {
+                    break;
+                }
+                if o != *i && so.may_link(si, forest.exact_deckies) {
+                    forest.consider_unless_joined(o, *i);
+                }
+            }
+        }
+    }
+    for bucket in &buckets {
+        for (x, &i) in bucket.iter().enumerate() {
+            for &j in &bucket[x + 1..] {
+                forest.consider(i, j);
+            }
+        }
+    }
+    forest.finish()
+}
+
+/// The kernel as it was before the interned pre-check (string-keyed indexes, the owned
+/// pre-check per candidate): the reference the fast kernel must equal, evidence included.
+#[cfg(test)]
+fn cluster_identities_reference(features: &[IdentityFeatures]) -> CampaignClustering {
+    let order = uuid_order(features);
+    let buckets = candidate_buckets(features, &order);
+    let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
+    for &i in &order {
+        let f = &features[i];
         for (decky, phase) in &f.last_phase_per_decky {
             if let Some(&t) = f.last_seen_per_decky.get(decky) {
                 if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
@@ -640,16 +994,7 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
             }
         }
     }
-
-    let mut forest = CampaignForest {
-        features,
-        starts: features
-            .iter()
-            .map(IdentityFeatures::earliest_start)
-            .collect(),
-        uf: UnionFind::new(features.len()),
-        edges: Vec::new(),
-    };
+    let mut forest = CampaignForest::new(features, Vec::new(), 0);
     for (decky, out_side) in &outs {
         let Some(in_side) = ins.get_mut(decky) else {
             continue;
@@ -661,53 +1006,18 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
                 if t_in - t_out > HANDOFF_WINDOW_S {
                     break;
                 }
-                forest.consider(o, i);
+                forest.consider_reference(o, i);
             }
         }
     }
     for bucket in &buckets {
         for (x, &i) in bucket.iter().enumerate() {
             for &j in &bucket[x + 1..] {
-                forest.consider(i, j);
+                forest.consider_reference(i, j);
             }
         }
     }
-
-    let components = forest.uf.components();
-    let mut component_of = vec![0; features.len()];
-    for (c, members) in components.iter().enumerate() {
-        for &m in members {
-            component_of[m] = c;
-        }
-    }
-    let labels = components
-        .iter()
-        .map(|members| {
-            let smallest = members
-                .iter()
-                .map(|&m| features[m].identity_uuid.as_str())
-                .min()
-                .unwrap_or_default();
-            format!("cmp-{smallest}")
-        })
-        .collect();
-    let position: HashMap<&str, usize> = features
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (f.identity_uuid.as_str(), i))
-        .collect();
-    let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
-    for e in forest.edges {
-        if let Some(&p) = position.get(e.a.as_str()) {
-            evidence[component_of[p]].push(e);
-        }
-    }
-    CampaignClustering {
-        component_of,
-        components,
-        labels,
-        evidence,
-    }
+    forest.finish()
 }
 
 /// The literal all-pairs definition (oracle for tests).
@@ -1220,6 +1530,109 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Tokens, centroid `(base, flipped low bits)`, phase entries `(decky, phase, half-day,
+        /// dwell)`.
+        type RawIdentity = (Vec<u8>, Option<(u8, u8)>, Vec<(u8, u8, i32, u8)>);
+
+        /// One identity of the randomized equality tests: tokens from a small pool (so pairs
+        /// share some), phase entries on a small fleet at times that straddle the handoff
+        /// window (some non-finite), centroids near one another (some within 8 bits).
+        fn arb_identity() -> impl Strategy<Value = RawIdentity> {
+            (
+                proptest::collection::vec(0u8..12, 0..3),
+                proptest::option::weighted(0.4, (0u8..4, 0u8..12)),
+                proptest::collection::vec((0u8..5, 0u8..6, -2i32..8, 0u8..20), 0..5),
+            )
+        }
+
+        fn build(raw: &[RawIdentity]) -> Vec<IdentityFeatures> {
+            let phases = [
+                "command_and_control",
+                "persistence",
+                "discovery",
+                "lateral_movement",
+                "delivery",
+                "impact",
+            ];
+            raw.iter()
+                .enumerate()
+                .map(|(i, (toks, kd, entries))| {
+                    // Uuids not in input order, so orientation and bucket order differ.
+                    let mut f = feat(&format!("u{:03}", (i * 37) % 101));
+                    for t in toks {
+                        if t % 2 == 0 {
+                            f.payload_hashes.insert(format!("t{t}"));
+                        } else {
+                            f.c2_endpoints.insert(format!("t{t}"));
+                        }
+                    }
+                    f.kd_digraph_simhash = kd.map(|(base, flip)| {
+                        (u64::from(base) * 0x0101_0101_0101_0101) ^ ((1u64 << flip) - 1)
+                    });
+                    for &(decky, phase, half_day, dwell) in entries {
+                        let start = if half_day < 0 {
+                            f64::INFINITY
+                        } else {
+                            f64::from(half_day) * 43_200.0 + f64::from(dwell) * 5_000.0
+                        };
+                        let end = start + f64::from(dwell) * 600.0;
+                        f = on(
+                            f,
+                            &format!("decky-{decky}"),
+                            phases[phase as usize],
+                            start,
+                            end,
+                        );
+                    }
+                    f
+                })
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn interned_kernel_equals_reference(
+                raw in proptest::collection::vec(arb_identity(), 0..40),
+                wide in any::<bool>(),
+            ) {
+                let mut fs = build(&raw);
+                if wide {
+                    // More than 64 deckies: summary bits are decky ids modulo 64, and the
+                    // fillers sort first, so the real deckies share bits with them.
+                    if let Some(first) = fs.first_mut() {
+                        for k in 0..70 {
+                            first.touch_decky(&format!("a-filler-{k:02}"), "delivery", 0.0, 1.0);
+                        }
+                    }
+                }
+                prop_assert_eq!(cluster_identities(&fs), cluster_identities_reference(&fs));
+            }
+
+            #[test]
+            fn interned_precheck_equals_reference(raw in proptest::collection::vec(arb_identity(), 2..12)) {
+                let fs = build(&raw);
+                let names: BTreeSet<&str> = fs
+                    .iter()
+                    .flat_map(|f| f.first_phase_per_decky.keys().chain(f.last_phase_per_decky.keys()))
+                    .map(String::as_str)
+                    .collect();
+                let ids: FxHashMap<&str, u32> = names.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
+                let mut tokens = FxHashMap::default();
+                let compact: Vec<Compact> = fs.iter().map(|f| Compact::new(f, &mut tokens, &ids)).collect();
+                for i in 0..fs.len() {
+                    for j in 0..fs.len() {
+                        let reference = could_link(&fs[i], &fs[j]);
+                        prop_assert_eq!(compact[i].could_link(&compact[j]), reference);
+                        if reference {
+                            prop_assert!(compact[i].summary().may_link(&compact[j].summary(), true));
+                            prop_assert!(compact[i].summary().may_link(&compact[j].summary(), false));
+                        }
+                    }
+                }
+            }
+        }
+
         proptest! {
             #[test]
             fn indexed_equals_all_pairs(raw in proptest::collection::vec(
@@ -1319,5 +1732,18 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn interned_kernel_equals_reference_on_synthetic_identities() {
+        for seed in [1, 2, 3] {
+            let fs = crate::domain::clustering::synth::identity_features(3_000, seed);
+            let fast = cluster_identities(&fs);
+            assert!(
+                fast.components.len() < fs.len(),
+                "the sample has edges (seed {seed})"
+            );
+            assert_eq!(fast, cluster_identities_reference(&fs), "seed {seed}");
+        }
     }
 }

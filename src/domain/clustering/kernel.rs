@@ -14,8 +14,9 @@
 //! kernel is tested against. Everything is independent of the input order: buckets are built in
 //! observation-id order, and labels are derived from the smallest observation id of a component.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use super::edge::{self, IdentitySignal};
@@ -61,14 +62,14 @@ impl IdentityClustering {
 
 /// Buckets keyed by a string, in order of first appearance along `order`.
 struct Buckets<'a> {
-    index: HashMap<&'a str, usize>,
+    index: FxHashMap<&'a str, usize>,
     members: Vec<(&'a str, Vec<usize>)>,
 }
 
 impl<'a> Buckets<'a> {
     fn new() -> Self {
         Self {
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             members: Vec::new(),
         }
     }

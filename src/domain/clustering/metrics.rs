@@ -1,9 +1,10 @@
 //! Partition scores (spec §7.4): adjusted Rand index, homogeneity, completeness, singleton
 //! recall. Truth and prediction are maps item → label; labels are compared for equality only.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// Metric errors.
@@ -45,14 +46,14 @@ fn c2(x: usize) -> f64 {
 
 /// Contingency table of two aligned label vectors: (n_ij, a_i, b_j).
 struct Contingency {
-    cells: HashMap<(usize, usize), usize>,
+    cells: FxHashMap<(usize, usize), usize>,
     predicted: Vec<usize>,
     truth: Vec<usize>,
     n: usize,
 }
 
 fn dense<L: Eq + Hash>(labels: &[L]) -> (Vec<usize>, usize) {
-    let mut ids: HashMap<&L, usize> = HashMap::new();
+    let mut ids: FxHashMap<&L, usize> = FxHashMap::default();
     let out = labels
         .iter()
         .map(|l| {
@@ -64,13 +65,12 @@ fn dense<L: Eq + Hash>(labels: &[L]) -> (Vec<usize>, usize) {
 }
 
 impl Contingency {
-    fn new<L: Eq + Hash>(predicted: &[L], truth: &[L]) -> Self {
-        let (p, np) = dense(predicted);
-        let (t, nt) = dense(truth);
-        let mut cells = HashMap::new();
+    /// From dense label ids (`dense`) with `np` / `nt` distinct labels.
+    fn new(p: &[usize], np: usize, t: &[usize], nt: usize) -> Self {
+        let mut cells = FxHashMap::default();
         let mut a = vec![0; np];
         let mut b = vec![0; nt];
-        for (&i, &j) in p.iter().zip(&t) {
+        for (&i, &j) in p.iter().zip(t) {
             *cells.entry((i, j)).or_insert(0) += 1;
             a[i] += 1;
             b[j] += 1;
@@ -170,16 +170,16 @@ pub fn score<K: Ord, L: Eq + Hash + Ord>(
     // Both maps iterate in the same key order.
     let p: Vec<&L> = predicted.values().collect();
     let t: Vec<&L> = truth.values().collect();
-    let c = Contingency::new(&p, &t);
-    let (pd, _) = dense(&p);
-    let (td, _) = dense(&t);
+    let (pd, np) = dense(&p);
+    let (td, nt) = dense(&t);
+    let c = Contingency::new(&pd, np, &td, nt);
     Ok(Scores {
         adjusted_rand_index: ari(&c),
         homogeneity: conditional_score(&c, true),
         completeness: conditional_score(&c, false),
         singleton_recall: singleton_recall(&pd, &td, &c),
-        predicted_clusters: p.iter().collect::<BTreeSet<_>>().len(),
-        truth_clusters: t.iter().collect::<BTreeSet<_>>().len(),
+        predicted_clusters: np,
+        truth_clusters: nt,
     })
 }
 
