@@ -81,14 +81,20 @@ struct CampaignScope {
     tag_cursor: Option<i64>,
 }
 
-async fn phases_of(db: &Db, uuids: &[String]) -> HashMap<String, Vec<TtpPhaseEntry>> {
-    match crate::db::repo::ttp::ttp_decky_phases_of(db, uuids).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
-            HashMap::new()
-        }
-    }
+/// Phase maps of `uuids`. A failed read fails the tick: the tick marks what it read as
+/// processed and moves the tag cursor, so a tick without phase data would never read those
+/// tags again (clustering.md §4.3's "warning, not an error" assumed every tick re-read
+/// everything; the next tick retries instead).
+async fn phases_of(
+    db: &Db,
+    uuids: &[String],
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, TickError> {
+    crate::db::repo::ttp::ttp_decky_phases_of(db, uuids)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; tick retried later");
+            TickError::from(e)
+        })
 }
 
 fn epoch(t: f64) -> NaiveDateTime {
@@ -139,13 +145,7 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
 
     if changed.len() > FULL_CAMPAIGN_SCOPE_ABOVE {
         let identities = repo::list_identities_for_clustering(db, None).await?;
-        let phases = match crate::db::repo::ttp::ttp_decky_phases(db).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; no phase data this tick");
-                HashMap::new()
-            }
-        };
+        let phases = crate::db::repo::ttp::ttp_decky_phases(db).await?;
         let campaigns = repo::list_all_campaigns(db).await?;
         return Ok(Some(CampaignScope {
             identities,
@@ -162,7 +162,7 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
         .filter(|i| i.row.merged_into_uuid.is_none())
         .map(|i| i.row.uuid.clone())
         .collect();
-    let mut phases = phases_of(db, &active).await;
+    let mut phases = phases_of(db, &active).await?;
     let mut keys: BTreeSet<String> = BTreeSet::new();
     let mut partners: BTreeSet<String> = BTreeSet::new();
     for uuid in &active {
@@ -210,7 +210,7 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
         .map(|i| i.row.uuid.clone())
         .filter(|u| !active_set.contains(u.as_str()))
         .collect();
-    phases.extend(phases_of(db, &missing).await);
+    phases.extend(phases_of(db, &missing).await?);
     let mut identities: Vec<ClusteringIdentity> = loaded.into_values().collect();
     identities.sort_by(|a, b| a.row.uuid.cmp(&b.row.uuid));
     Ok(Some(CampaignScope {
@@ -239,8 +239,8 @@ fn features_of(
 }
 
 /// One campaign tick against the database (no publishing). Phase maps come from the stored
-/// TTP tags; a failing read gives no phase data (warning, not an error — spec §4.3). Reads
-/// only what changed since the last tick and its closure ([`read_campaign_scope`]).
+/// TTP tags; a failing read fails the tick, which the next one retries (see [`phases_of`]).
+/// Reads only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
     let Some(CampaignScope {
         identities: scope,
@@ -356,7 +356,8 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         .filter(|i| changed.contains(&i.row.uuid) && !written.contains(&i.row.uuid))
         .map(|i| (i.row.uuid.clone(), i.updated_at))
         .collect();
-    maintenance.written = written.into_iter().collect();
+    // The links stamped `updated_at = now` (apply_campaign_plan).
+    maintenance.written = written.into_iter().map(|u| (u, now)).collect();
     maintenance.tag_cursor = tag_cursor;
     let maintenance_ok = if maintenance.is_empty() {
         true

@@ -946,8 +946,10 @@ pub struct CampaignMaintenanceWrites {
     pub evidence: Vec<(String, Vec<NewCampaignEvidence>)>,
     /// `(identity, candidate keys)`: replaces the identity's stored keys.
     pub keys: Vec<(String, Vec<String>)>,
-    /// Identities this tick wrote (campaign links): marked processed as they now are.
-    pub written: Vec<String>,
+    /// Identities this tick wrote (campaign links), with the `updated_at` the link stamped:
+    /// marked processed only where nothing wrote them since (an identity tick that linked
+    /// another observation in between leaves the identity campaign-dirty).
+    pub written: Vec<(String, NaiveDateTime)>,
     /// Identities this tick only read, with the `updated_at` it read.
     pub read: Vec<(String, NaiveDateTime)>,
     /// The tag cursor to store (`None`: unchanged).
@@ -998,7 +1000,7 @@ pub async fn write_campaign_maintenance(
             db_insert_batch!(c, campaign_evidence::table, rows)?;
         }
         replace_keys!(c, identity_cluster_keys, identity_uuid, keys);
-        mark_written(&mut *c, Marker::IdentityCampaign, &written).await?;
+        mark_processed(&mut *c, Marker::IdentityCampaign, written).await?;
         mark_processed(&mut *c, Marker::IdentityCampaign, read).await?;
         if let Some(log_id) = tag_cursor {
             let entry = crate::db::repo::ttp::campaign_tag_cursor_entry(log_id);
