@@ -436,3 +436,87 @@ async fn every_arrival_order_links_broker_and_buyer() {
         }
     }
 }
+
+/// Identities a campaign tick has still to see.
+async fn campaign_dirty(db: &Db) -> Vec<String> {
+    clustering_repo::list_campaign_dirty_identities(db)
+        .await
+        .expect("dirty")
+        .into_iter()
+        .map(|i| i.row.uuid)
+        .collect()
+}
+
+/// A campaign tick marks the identities it linked as processed in a transaction after the
+/// links. An identity written in between (here: the identity tick linking another observation,
+/// bumping `updated_at`) must stay campaign-dirty, or the change is never seen by a campaign
+/// tick.
+async fn identity_written_between_link_and_marking_stays_dirty(db: &Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("scenario.log");
+    write_lines(&file, &scenario());
+    ingest_files(
+        db,
+        None,
+        &ingest_settings(),
+        std::slice::from_ref(&file),
+        false,
+    )
+    .await
+    .expect("ingest");
+    run_identity_tick(db).await.expect("identity tick");
+    run_campaign_tick(db).await.expect("campaign tick");
+    assert!(
+        campaign_dirty(db).await.is_empty(),
+        "the tick processed everything"
+    );
+
+    let ids = uuids(db).await;
+    let identity = ids[PASSER].1.clone().expect("identity");
+    let campaign = campaign_now(db, &identity).await.expect("campaign");
+    let linked_at = decnetd::db::now_utc();
+    clustering_repo::apply_campaign_plan(
+        db,
+        clustering_repo::CampaignPlanWrites {
+            links: vec![(identity.clone(), campaign)],
+            ..Default::default()
+        },
+        linked_at,
+    )
+    .await
+    .expect("link");
+    // The identity tick writes the identity before the campaign tick marks it.
+    let later = linked_at + chrono::Duration::seconds(1);
+    {
+        use decnetd::db::schema::attacker_identities as t;
+        use diesel::{ExpressionMethods, QueryDsl};
+        use diesel_async::RunQueryDsl;
+        let identity = identity.clone();
+        let wrote: Result<usize, decnetd::db::DbError> = async {
+            Ok(decnetd::db_run!(db, |c| diesel::update(
+                t::table.filter(t::uuid.eq(&identity))
+            )
+            .set(t::updated_at.eq(later))
+            .execute(c)
+            .await)?)
+        }
+        .await;
+        assert_eq!(wrote.expect("identity write"), 1);
+    }
+    clustering_repo::write_campaign_maintenance(
+        db,
+        clustering_repo::CampaignMaintenanceWrites {
+            written: vec![(identity.clone(), linked_at)],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("marking");
+    assert_eq!(
+        campaign_dirty(db).await,
+        vec![identity],
+        "the write after the link is still to be seen"
+    );
+}
+
+on_both_backends!(identity_written_between_link_and_marking_stays_dirty);
