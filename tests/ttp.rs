@@ -134,11 +134,9 @@ async fn campaign_now(db: &Db, identity: &str) -> Option<String> {
     Some(campaign.uuid)
 }
 
-fn t(d: &str, ta: &str, te: &str) -> (String, String, String) {
-    (d.into(), ta.into(), te.into())
-}
-
-async fn lines_to_campaigns(db: &Db) {
+/// The scenario written to a file in a fresh directory and ingested; the directory (keep it
+/// alive) and the file.
+async fn ingest_scenario(db: &Db) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("scenario.log");
     write_lines(&file, &scenario());
@@ -151,6 +149,15 @@ async fn lines_to_campaigns(db: &Db) {
     )
     .await
     .expect("ingest");
+    (dir, file)
+}
+
+fn t(d: &str, ta: &str, te: &str) -> (String, String, String) {
+    (d.into(), ta.into(), te.into())
+}
+
+async fn lines_to_campaigns(db: &Db) {
+    let (_dir, file) = ingest_scenario(db).await;
 
     let out = run_ttp_tick(db).await.expect("ttp tick");
     assert_eq!(out.lines, 13, "every committed line read once");
@@ -452,18 +459,7 @@ async fn campaign_dirty(db: &Db) -> Vec<String> {
 /// bumping `updated_at`) must stay campaign-dirty, or the change is never seen by a campaign
 /// tick.
 async fn identity_written_between_link_and_marking_stays_dirty(db: &Db) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("scenario.log");
-    write_lines(&file, &scenario());
-    ingest_files(
-        db,
-        None,
-        &ingest_settings(),
-        std::slice::from_ref(&file),
-        false,
-    )
-    .await
-    .expect("ingest");
+    let (_dir, _file) = ingest_scenario(db).await;
     run_identity_tick(db).await.expect("identity tick");
     run_campaign_tick(db).await.expect("campaign tick");
     assert!(

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::edge::jaccard;
 use super::rollup::parse_simhash_hex;
-use super::union_find::UnionFind;
+use super::union_find::{component_labels, UnionFind};
 
 pub const HANDOFF_MULTIPLIER: f64 = 1.0;
 pub const SHARED_INFRA_MULTIPLIER: f64 = 1.0;
@@ -815,23 +815,8 @@ impl<'a> CampaignForest<'a> {
     fn finish(mut self) -> CampaignClustering {
         let features = self.features;
         let components = self.uf.components();
-        let mut component_of = vec![0; features.len()];
-        for (c, members) in components.iter().enumerate() {
-            for &m in members {
-                component_of[m] = c;
-            }
-        }
-        let labels = components
-            .iter()
-            .map(|members| {
-                let smallest = members
-                    .iter()
-                    .map(|&m| features[m].identity_uuid.as_str())
-                    .min()
-                    .unwrap_or_default();
-                format!("cmp-{smallest}")
-            })
-            .collect();
+        let (component_of, labels) =
+            component_labels(&components, "cmp-", |m| features[m].identity_uuid.as_str());
         let mut evidence: Vec<Vec<CampaignEvidence>> = vec![Vec::new(); components.len()];
         for (a, e) in self.edges {
             evidence[component_of[a]].push(e);

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::edge::{self, IdentitySignal};
 use super::observation::Observation;
-use super::union_find::UnionFind;
+use super::union_find::{component_labels, UnionFind};
 
 /// Why two observations were joined: one edge of the component's spanning forest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,23 +218,9 @@ fn join_shared_infra_bucket<'a>(
 
 fn finish(observations: &[Observation], mut forest: Forest<'_>) -> IdentityClustering {
     let components = forest.uf.components();
-    let mut component_of = vec![0; observations.len()];
-    for (c, members) in components.iter().enumerate() {
-        for &m in members {
-            component_of[m] = c;
-        }
-    }
-    let labels = components
-        .iter()
-        .map(|members| {
-            let smallest = members
-                .iter()
-                .map(|&m| observations[m].observation_id.as_str())
-                .min()
-                .unwrap_or_default();
-            format!("cc-{smallest}")
-        })
-        .collect();
+    let (component_of, labels) = component_labels(&components, "cc-", |m| {
+        observations[m].observation_id.as_str()
+    });
     let mut evidence: Vec<Vec<IdentityEvidence>> = vec![Vec::new(); components.len()];
     for (x, y, signal, value) in forest.edges {
         let (oa, ob) = (&observations[x], &observations[y]);

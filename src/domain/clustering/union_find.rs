@@ -67,9 +67,41 @@ impl UnionFind {
     }
 }
 
+/// Where each element landed and each component's label: `prefix` + the smallest id of its
+/// members (`id_of(element)`), the projection's stable label for a component.
+pub fn component_labels<'a>(
+    components: &[Vec<usize>],
+    prefix: &str,
+    id_of: impl Fn(usize) -> &'a str,
+) -> (Vec<usize>, Vec<String>) {
+    let n = components.iter().map(Vec::len).sum();
+    let mut component_of = vec![0; n];
+    for (c, members) in components.iter().enumerate() {
+        for &m in members {
+            component_of[m] = c;
+        }
+    }
+    let labels = components
+        .iter()
+        .map(|members| {
+            let smallest = members.iter().map(|&m| id_of(m)).min().unwrap_or_default();
+            format!("{prefix}{smallest}")
+        })
+        .collect();
+    (component_of, labels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_take_the_smallest_member_id() {
+        let ids = ["z", "b", "y", "a"];
+        let (of, labels) = component_labels(&[vec![0, 2], vec![1, 3]], "cc-", |m| ids[m]);
+        assert_eq!(of, vec![0, 1, 0, 1]);
+        assert_eq!(labels, vec!["cc-y".to_owned(), "cc-a".to_owned()]);
+    }
 
     #[test]
     fn unions_and_components() {
