@@ -54,12 +54,17 @@ fn rsyslogd() -> Option<PathBuf> {
     None
 }
 
+/// A port free now, below the kernel's ephemeral range (32768–60999 by default): a port the
+/// kernel hands out for `:0` can be taken as the local port of any outgoing connection of a
+/// concurrent test before the daemon binds it (a CI run lost the plain RELP listener so).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), 20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 /// `n` distinct RFC 5424 lines tagged `tag` (printable ASCII, event type not rate-limited).
@@ -523,7 +528,7 @@ async fn rsyslog_relp_plain_and_tls_deliver_exactly() {
     let tls_dir = dir.path().join("tls");
     std::fs::create_dir_all(&plain_dir).unwrap();
     std::fs::create_dir_all(&tls_dir).unwrap();
-    let _plain = Daemon::new(
+    let plain = Daemon::new(
         &plain_dir,
         &[("DECNET_SYSLOG_RELP_BIND", format!("127.0.0.1:{plain_port}"))],
     );
@@ -561,7 +566,13 @@ async fn rsyslog_relp_plain_and_tls_deliver_exactly() {
         ],
     );
     let n = wait_rows(&plain_db, cp.len() as i64, Duration::from_secs(120)).await;
-    assert_eq!(n, cp.len() as i64, "plain RELP; rsyslogd: {}", rs.output());
+    assert_eq!(
+        n,
+        cp.len() as i64,
+        "plain RELP; rsyslogd: {}\ndecnetd: {}",
+        rs.output(),
+        plain.stderr()
+    );
     let n = wait_rows(&tls_db, ct.len() as i64, Duration::from_secs(120)).await;
     assert_eq!(
         n,
