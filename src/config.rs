@@ -290,6 +290,10 @@ pub struct ApiSettings {
     pub cors_origins: Option<Vec<String>>,
     /// actix-web worker threads (0 = one per core).
     pub http_workers: usize,
+    /// How long a serialized list page is reused while its tables' stamps hold (0 = never).
+    pub page_cache_ms: u64,
+    /// Bytes of serialized pages the page cache holds at most (MiB).
+    pub page_cache_mib: usize,
 }
 
 impl Default for ApiSettings {
@@ -301,6 +305,8 @@ impl Default for ApiSettings {
             web_port: 8080,
             cors_origins: None,
             http_workers: 0,
+            page_cache_ms: 1000,
+            page_cache_mib: 32,
         }
     }
 }
@@ -318,6 +324,16 @@ impl ApiSettings {
             raw.trim()
                 .parse()
                 .map_err(|_| format!("expected a number, got {raw:?}"))
+        })?;
+        env.apply("DECNET_PAGE_CACHE_MS", &mut self.page_cache_ms, |raw| {
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected milliseconds, got {raw:?}"))
+        })?;
+        env.apply("DECNET_PAGE_CACHE_MIB", &mut self.page_cache_mib, |raw| {
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected MiB, got {raw:?}"))
         })?;
         Ok(())
     }

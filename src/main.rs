@@ -168,7 +168,30 @@ fn purge_freed_memory_at_once() {
     }
 }
 
+/// With transparent huge pages on `always` (the default of many distributions), the kernel
+/// backs mimalloc's 1 GiB arena with 2 MiB pages, so a few small allocations spread over a
+/// region make whole 2 MiB pages resident: the daemon idled at 73–77 MiB RSS with 45–50 MiB of
+/// it anonymous, 40–41 MiB (13–14 MiB anonymous) without. Huge pages buy a daemon of many
+/// small allocations nothing measurable, so they are off for this process
+/// (`PR_SET_THP_DISABLE`, an mm flag the kernel checks at every fault, so it also covers what
+/// the allocator mapped before `main`). `MIMALLOC_ALLOW_THP=1` in the environment keeps them.
+fn disable_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some_and(|v| v != "0") {
+        return;
+    }
+    // SAFETY: prctl with integer arguments only; it changes one flag of this process.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    if rc != 0 {
+        // Kernels without THP support refuse it: nothing to disable then.
+        eprintln!(
+            "decnetd: could not disable transparent huge pages: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     purge_freed_memory_at_once();
     let cli = Cli::parse();
     if let Some(Command::ClusterEval {

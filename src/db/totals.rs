@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,22 +25,43 @@ pub const TOTALS_TTL: Duration = Duration::from_secs(2);
 /// How many distinct (list, filter) totals are kept; beyond it the cache starts over.
 const MAX_KEYS: usize = 4096;
 
-/// A cached total.
+/// A cached value.
 #[derive(Debug, Clone)]
-struct Entry {
+struct Entry<V> {
     stamp: String,
     at: Instant,
-    total: i64,
+    value: V,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Entry>>>;
+type Slot<V> = Arc<tokio::sync::Mutex<Option<Entry<V>>>>;
+
+/// Values computed from the database, one per key, each kept with the stamp it was computed
+/// at: reused while the stamp holds and it is younger than the time-to-live, recomputed by
+/// one caller while the others asking for the same key wait for its result. The cache holds
+/// at most `budget` units of weight (the sum of `weigh` over the values and their keys);
+/// beyond it, it starts over. [`Totals`] caches counts; the API's page cache caches
+/// serialized pages the same way.
+pub struct StampCache<V> {
+    slots: parking_lot::Mutex<HashMap<String, Slot<V>>>,
+    ttl: Duration,
+    budget: usize,
+    used: AtomicUsize,
+    weigh: fn(&str, &V) -> usize,
+}
+
+impl<V> std::fmt::Debug for StampCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StampCache")
+            .field("keys", &self.slots.lock().len())
+            .field("ttl", &self.ttl)
+            .field("budget", &self.budget)
+            .field("used", &self.used.load(Ordering::Relaxed))
+            .finish()
+    }
+}
 
 /// Totals of list pages, one per (list, filter) key. Cheap to share (`Arc` inside `Db`).
-#[derive(Debug)]
-pub struct Totals {
-    slots: parking_lot::Mutex<HashMap<String, Slot>>,
-    ttl: Duration,
-}
+pub type Totals = StampCache<i64>;
 
 impl Default for Totals {
     fn default() -> Self {
@@ -50,53 +72,93 @@ impl Default for Totals {
 impl Totals {
     /// An empty cache whose totals live at most `ttl` (zero: every request counts).
     pub fn new(ttl: Duration) -> Self {
-        Totals {
-            slots: parking_lot::Mutex::new(HashMap::new()),
-            ttl,
-        }
+        StampCache::with_budget(ttl, MAX_KEYS, |_, _| 1)
     }
 
-    fn slot(&self, key: &str) -> Slot {
-        let mut slots = self.slots.lock();
-        if let Some(s) = slots.get(key) {
-            return Arc::clone(s);
-        }
-        if slots.len() >= MAX_KEYS {
-            slots.clear();
-        }
-        let s: Slot = Arc::default();
-        slots.insert(key.to_owned(), Arc::clone(&s));
-        s
-    }
-
-    /// The total for `key`: the cached one when `stamp` equals the stamp it was counted at and
-    /// it is younger than the time-to-live, else `count()`'s (then cached with `stamp`).
-    /// Read the stamp BEFORE counting, so that a write between the two makes the next request
-    /// recount rather than keep a count that missed it.
+    /// The total for `key` (see [`StampCache::get_with`]).
     pub async fn get<F, Fut>(&self, key: &str, stamp: String, count: F) -> Result<i64, DbError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<i64, DbError>>,
     {
+        self.get_with(key, stamp, count).await
+    }
+}
+
+impl<V: Clone> StampCache<V> {
+    /// An empty cache: values live at most `ttl` (zero: nothing is cached) and the cache
+    /// holds at most `budget` units as measured by `weigh(key, value)`.
+    pub fn with_budget(ttl: Duration, budget: usize, weigh: fn(&str, &V) -> usize) -> Self {
+        StampCache {
+            slots: parking_lot::Mutex::new(HashMap::new()),
+            ttl,
+            budget,
+            used: AtomicUsize::new(0),
+            weigh,
+        }
+    }
+
+    fn slot(&self, key: &str) -> Slot<V> {
+        let mut slots = self.slots.lock();
+        if let Some(s) = slots.get(key) {
+            return Arc::clone(s);
+        }
+        let s: Slot<V> = Arc::new(tokio::sync::Mutex::new(None));
+        slots.insert(key.to_owned(), Arc::clone(&s));
+        s
+    }
+
+    /// Account for a value of weight `w` replacing one of weight `old`; start over when the
+    /// budget would be exceeded (the slot being filled is then no longer in the map: the
+    /// value still answers the callers waiting for it, and the next request recomputes).
+    fn account(&self, old: usize, w: usize) {
+        let used = self.used.load(Ordering::Relaxed);
+        let next = used.saturating_sub(old).saturating_add(w);
+        if next > self.budget {
+            self.clear();
+        } else {
+            self.used.store(next, Ordering::Relaxed);
+        }
+    }
+
+    /// The value for `key`: the cached one when `stamp` equals the stamp it was computed at
+    /// and it is younger than the time-to-live, else `compute()`'s (then cached with `stamp`).
+    /// Read the stamp BEFORE computing, so that a write between the two makes the next
+    /// request recompute rather than keep a value that missed it. An error is not cached.
+    pub async fn get_with<F, Fut, E>(&self, key: &str, stamp: String, compute: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
         if self.ttl.is_zero() {
-            return count().await;
+            return compute().await;
         }
         let slot = self.slot(key);
         let mut entry = slot.lock().await;
         if let Some(e) = entry.as_ref() {
             if e.stamp == stamp && e.at.elapsed() < self.ttl {
-                return Ok(e.total);
+                return Ok(e.value.clone());
             }
         }
         let at = Instant::now();
-        let total = count().await?;
-        *entry = Some(Entry { stamp, at, total });
-        Ok(total)
+        let value = compute().await?;
+        let old = entry.as_ref().map_or(0, |e| (self.weigh)(key, &e.value));
+        let w = (self.weigh)(key, &value);
+        *entry = Some(Entry {
+            stamp,
+            at,
+            value: value.clone(),
+        });
+        drop(entry);
+        self.account(old, w);
+        Ok(value)
     }
 
-    /// Forget every cached total (after a write the stamps cannot see, e.g. a bulk delete).
+    /// Forget every cached value (after a write the stamps cannot see, e.g. a bulk delete).
     pub fn clear(&self) {
-        self.slots.lock().clear();
+        let mut slots = self.slots.lock();
+        slots.clear();
+        self.used.store(0, Ordering::Relaxed);
     }
 }
 
@@ -176,5 +238,44 @@ mod tests {
         assert!(err.is_err());
         let calls = AtomicUsize::new(0);
         assert_eq!(counted(&t, "k", "s", 4, &calls).await, 4);
+    }
+
+    #[tokio::test]
+    async fn the_cache_starts_over_beyond_its_budget() {
+        let pages: StampCache<Vec<u8>> =
+            StampCache::with_budget(Duration::from_secs(60), 100, |_, v| v.len());
+        let calls = AtomicUsize::new(0);
+        let page = |n: usize| {
+            let calls = &calls;
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, DbError>(vec![0u8; n])
+            }
+        };
+        pages.get_with("a", "s".into(), page(40)).await.expect("a");
+        pages.get_with("b", "s".into(), page(40)).await.expect("b");
+        // both cached: 80 of 100
+        pages
+            .get_with("a", "s".into(), page(40))
+            .await
+            .expect("a again");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // a third page would make 120: the cache starts over, so `a` is computed again
+        pages.get_with("c", "s".into(), page(40)).await.expect("c");
+        pages
+            .get_with("a", "s".into(), page(40))
+            .await
+            .expect("a after");
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // replacing a value accounts for the old one: 40 → 60 keeps the total at 60
+        pages
+            .get_with("a", "t".into(), page(60))
+            .await
+            .expect("a grown");
+        pages
+            .get_with("a", "t".into(), page(60))
+            .await
+            .expect("a cached");
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
     }
 }

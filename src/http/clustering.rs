@@ -4,7 +4,7 @@
 //! streams. The static `/events` segments are registered before `/{uuid}` so the streams are
 //! not swallowed by the detail routes (the reference's routing bug).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -13,8 +13,10 @@ use crate::db::models::clustering::{
     Campaign, CampaignEvidenceRow, Identity, IdentityEvidenceRow, ObservationRecord,
 };
 use crate::db::repo::clustering as repo;
+use crate::db::repo::live::Stamp;
 use crate::http::auth::{StreamViewer, Viewer};
 use crate::http::error::ApiError;
+use crate::http::pages;
 use crate::http::pagination::{Page, PageQuery, Pagination, DEFAULT_LIMIT};
 use crate::http::sse;
 use crate::http::state::AppState;
@@ -275,14 +277,18 @@ fn campaign_not_found() -> ApiError {
 )]
 pub async fn list_identities(
     _viewer: Viewer,
+    req: HttpRequest,
     page: Pagination,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let total = repo::count_identities(&state.db).await?;
-    let rows = repo::list_identities(&state.db, page.limit, page.offset).await?;
-    let body: Page<IdentityView> =
-        page.page(total, rows.into_iter().map(IdentityView::from).collect());
-    Ok(HttpResponse::Ok().json(body))
+    pages::cached(&state, &req, &[Stamp::Identities], || async {
+        let total = repo::count_identities(&state.db).await?;
+        let rows = repo::list_identities(&state.db, page.limit, page.offset).await?;
+        let body: Page<IdentityView> =
+            page.page(total, rows.into_iter().map(IdentityView::from).collect());
+        pages::to_body(&body)
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -295,20 +301,29 @@ pub async fn list_identities(
 )]
 pub async fn get_identity(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (identity, chain) = repo::get_identity_by_uuid(&state.db, &path)
-        .await?
-        .ok_or_else(identity_not_found)?;
-    let live = repo::count_observations_for_identity(&state.db, &identity.uuid).await?;
-    let evidence = repo::identity_evidence(&state.db, &identity.uuid).await?;
-    Ok(HttpResponse::Ok().json(IdentityDetail {
-        identity: identity.into(),
-        observation_count_live: live,
-        merge_chain: chain,
-        evidence: evidence.into_iter().map(Into::into).collect(),
-    }))
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::Identities, Stamp::Attackers],
+        || async {
+            let (identity, chain) = repo::get_identity_by_uuid(&state.db, &path)
+                .await?
+                .ok_or_else(identity_not_found)?;
+            let live = repo::count_observations_for_identity(&state.db, &identity.uuid).await?;
+            let evidence = repo::identity_evidence(&state.db, &identity.uuid).await?;
+            pages::to_body(&IdentityDetail {
+                identity: identity.into(),
+                observation_count_live: live,
+                merge_chain: chain,
+                evidence: evidence.into_iter().map(Into::into).collect(),
+            })
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -321,19 +336,33 @@ pub async fn get_identity(
 )]
 pub async fn identity_observations(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     page: Pagination,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (identity, _) = repo::get_identity_by_uuid(&state.db, &path)
-        .await?
-        .ok_or_else(identity_not_found)?;
-    let total = repo::count_observations_for_identity(&state.db, &identity.uuid).await?;
-    let rows =
-        repo::list_observations_for_identity(&state.db, &identity.uuid, page.limit, page.offset)
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::Identities, Stamp::Attackers],
+        || async {
+            let (identity, _) = repo::get_identity_by_uuid(&state.db, &path)
+                .await?
+                .ok_or_else(identity_not_found)?;
+            let total = repo::count_observations_for_identity(&state.db, &identity.uuid).await?;
+            let rows = repo::list_observations_for_identity(
+                &state.db,
+                &identity.uuid,
+                page.limit,
+                page.offset,
+            )
             .await?;
-    let body: Page<ObservationView> = page.page(total, rows.into_iter().map(Into::into).collect());
-    Ok(HttpResponse::Ok().json(body))
+            let body: Page<ObservationView> =
+                page.page(total, rows.into_iter().map(Into::into).collect());
+            pages::to_body(&body)
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -366,13 +395,17 @@ pub async fn identity_events(
 )]
 pub async fn list_campaigns(
     _viewer: Viewer,
+    req: HttpRequest,
     page: Pagination,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let total = repo::count_campaigns(&state.db).await?;
-    let rows = repo::list_campaigns(&state.db, page.limit, page.offset).await?;
-    let body: Page<CampaignView> = page.page(total, rows.into_iter().map(Into::into).collect());
-    Ok(HttpResponse::Ok().json(body))
+    pages::cached(&state, &req, &[Stamp::Campaigns], || async {
+        let total = repo::count_campaigns(&state.db).await?;
+        let rows = repo::list_campaigns(&state.db, page.limit, page.offset).await?;
+        let body: Page<CampaignView> = page.page(total, rows.into_iter().map(Into::into).collect());
+        pages::to_body(&body)
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -385,20 +418,29 @@ pub async fn list_campaigns(
 )]
 pub async fn get_campaign(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (campaign, chain) = repo::get_campaign_by_uuid(&state.db, &path)
-        .await?
-        .ok_or_else(campaign_not_found)?;
-    let live = repo::count_identities_for_campaign(&state.db, &campaign.uuid).await?;
-    let evidence = repo::campaign_evidence(&state.db, &campaign.uuid).await?;
-    Ok(HttpResponse::Ok().json(CampaignDetail {
-        campaign: campaign.into(),
-        identity_count_live: live,
-        merge_chain: chain,
-        evidence: evidence.into_iter().map(Into::into).collect(),
-    }))
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::Campaigns, Stamp::Identities],
+        || async {
+            let (campaign, chain) = repo::get_campaign_by_uuid(&state.db, &path)
+                .await?
+                .ok_or_else(campaign_not_found)?;
+            let live = repo::count_identities_for_campaign(&state.db, &campaign.uuid).await?;
+            let evidence = repo::campaign_evidence(&state.db, &campaign.uuid).await?;
+            pages::to_body(&CampaignDetail {
+                campaign: campaign.into(),
+                identity_count_live: live,
+                merge_chain: chain,
+                evidence: evidence.into_iter().map(Into::into).collect(),
+            })
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -411,19 +453,33 @@ pub async fn get_campaign(
 )]
 pub async fn campaign_identities(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     page: Pagination,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (campaign, _) = repo::get_campaign_by_uuid(&state.db, &path)
-        .await?
-        .ok_or_else(campaign_not_found)?;
-    let total = repo::count_identities_for_campaign(&state.db, &campaign.uuid).await?;
-    let rows =
-        repo::list_identities_for_campaign(&state.db, &campaign.uuid, page.limit, page.offset)
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::Campaigns, Stamp::Identities],
+        || async {
+            let (campaign, _) = repo::get_campaign_by_uuid(&state.db, &path)
+                .await?
+                .ok_or_else(campaign_not_found)?;
+            let total = repo::count_identities_for_campaign(&state.db, &campaign.uuid).await?;
+            let rows = repo::list_identities_for_campaign(
+                &state.db,
+                &campaign.uuid,
+                page.limit,
+                page.offset,
+            )
             .await?;
-    let body: Page<IdentityView> = page.page(total, rows.into_iter().map(Into::into).collect());
-    Ok(HttpResponse::Ok().json(body))
+            let body: Page<IdentityView> =
+                page.page(total, rows.into_iter().map(Into::into).collect());
+            pages::to_body(&body)
+        },
+    )
+    .await
 }
 
 #[utoipa::path(

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use crate::db::models::intake::{Attacker, AttackerExt, Credential, Log};
 use crate::db::repo::intake::{self as repo, AttackerSort, ReuseWithSecret};
+use crate::db::repo::live::Stamp;
 use crate::domain::syslog::fields::Fields;
 use crate::domain::syslog::mail;
 use crate::domain::syslog::observation::COMMAND_EVENT_TYPES;
@@ -21,6 +22,7 @@ use crate::http::auth::{Admin, StreamViewer, Viewer};
 use crate::http::error::ApiError;
 use crate::http::iso;
 use crate::http::live::LogRow;
+use crate::http::pages;
 use crate::http::pagination::{Page, PageQuery, Pagination};
 use crate::http::sse;
 use crate::http::state::AppState;
@@ -331,20 +333,23 @@ pub async fn list_attackers(
             ))
         }
     };
-    let (total, rows) = repo::list_attackers(
-        &state.db,
-        opt(&p, "search"),
-        opt(&p, "service"),
-        sort,
-        page.limit,
-        page.offset,
-    )
-    .await?;
-    let data: Vec<AttackerView> = rows
-        .iter()
-        .map(|(a, e)| AttackerView::new(a, e.as_ref()))
-        .collect();
-    Ok(HttpResponse::Ok().json(page.page(total, data)))
+    pages::cached(&state, &req, &[Stamp::Attackers], || async {
+        let (total, rows) = repo::list_attackers(
+            &state.db,
+            opt(&p, "search"),
+            opt(&p, "service"),
+            sort,
+            page.limit,
+            page.offset,
+        )
+        .await?;
+        let data: Vec<AttackerView> = rows
+            .iter()
+            .map(|(a, e)| AttackerView::new(a, e.as_ref()))
+            .collect();
+        pages::to_body(&page.page(total, data))
+    })
+    .await
 }
 
 const INTERACTION_TYPES: [&str; 13] = [
@@ -416,20 +421,25 @@ fn not_found_attacker() -> ApiError {
 pub async fn get_attacker(
     _v: Viewer,
     state: web::Data<AppState>,
+    req: HttpRequest,
     uuid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some((a, e)) = repo::get_attacker(&state.db, &uuid).await? else {
-        return Err(not_found_attacker());
-    };
-    let pairs = repo::service_events(&state.db, &a.ip).await?;
-    let (leaks_total, leaks) = repo::ip_leaks(&state.db, &a.ip, 10).await?;
-    Ok(HttpResponse::Ok().json(AttackerDetail {
-        attacker: AttackerView::new(&a, e.as_ref()),
-        service_activity: service_activity(&pairs),
-        ip_leaks: leaks.iter().map(|p| json_of(p, Value::Null)).collect(),
-        ip_leaks_total: leaks_total,
-        observations: Vec::new(),
-    }))
+    // Intake moves the attacker's `updated_at` with every log and bounty row it writes.
+    pages::cached(&state, &req, &[Stamp::Attackers], || async {
+        let Some((a, e)) = repo::get_attacker(&state.db, &uuid).await? else {
+            return Err(not_found_attacker());
+        };
+        let pairs = repo::service_events(&state.db, &a.ip).await?;
+        let (leaks_total, leaks) = repo::ip_leaks(&state.db, &a.ip, 10).await?;
+        pages::to_body(&AttackerDetail {
+            attacker: AttackerView::new(&a, e.as_ref()),
+            service_activity: service_activity(&pairs),
+            ip_leaks: leaks.iter().map(|p| json_of(p, Value::Null)).collect(),
+            ip_leaks_total: leaks_total,
+            observations: Vec::new(),
+        })
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -692,16 +702,20 @@ pub async fn list_credentials(
     page: Pagination,
 ) -> Result<HttpResponse, ApiError> {
     let p = params(&req)?;
-    let (total, rows) = repo::list_credentials(
-        &state.db,
-        opt(&p, "search"),
-        opt(&p, "service"),
-        opt(&p, "attacker_ip"),
-        page.limit,
-        page.offset,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(page.page(total, rows.iter().map(credential_json).collect())))
+    pages::cached(&state, &req, &[Stamp::Credentials], || async {
+        let (total, rows) = repo::list_credentials(
+            &state.db,
+            opt(&p, "search"),
+            opt(&p, "service"),
+            opt(&p, "attacker_ip"),
+            page.limit,
+            page.offset,
+        )
+        .await?;
+        let data: Vec<CredentialView> = rows.iter().map(credential_json).collect();
+        pages::to_body(&page.page(total, data))
+    })
+    .await
 }
 
 fn reuse_json((r, printable, b64): &ReuseWithSecret) -> ReuseView {
@@ -752,15 +766,19 @@ pub async fn list_reuse(
             }
         },
     };
-    let (total, rows) = repo::list_reuse(
-        &state.db,
-        min,
-        opt(&p, "secret_kind"),
-        page.limit,
-        page.offset,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(page.page(total, rows.iter().map(reuse_json).collect())))
+    pages::cached(&state, &req, &[Stamp::CredentialReuse], || async {
+        let (total, rows) = repo::list_reuse(
+            &state.db,
+            min,
+            opt(&p, "secret_kind"),
+            page.limit,
+            page.offset,
+        )
+        .await?;
+        let data: Vec<ReuseView> = rows.iter().map(reuse_json).collect();
+        pages::to_body(&page.page(total, data))
+    })
+    .await
 }
 
 #[utoipa::path(
@@ -771,12 +789,17 @@ pub async fn list_reuse(
 pub async fn get_reuse(
     _v: Viewer,
     state: web::Data<AppState>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    match repo::get_reuse(&state.db, &id).await? {
-        Some(r) => Ok(HttpResponse::Ok().json(reuse_json(&r))),
-        None => Err(ApiError::not_found("credential_reuse not found")),
-    }
+    // Findings are megabytes when a common secret was tried by thousands of attackers.
+    pages::cached(&state, &req, &[Stamp::CredentialReuse], || async {
+        match repo::get_reuse(&state.db, &id).await? {
+            Some(r) => pages::to_body(&reuse_json(&r)),
+            None => Err(ApiError::not_found("credential_reuse not found")),
+        }
+    })
+    .await
 }
 
 /// A time filter: absent, or a timestamp (no null-like spellings: the document types it as a
@@ -811,10 +834,13 @@ pub async fn list_logs(
         ));
     }
     let (start, end) = (parse_time(&p, "start_time")?, parse_time(&p, "end_time")?);
-    let (total, rows) =
-        repo::list_logs(&state.db, search, start, end, page.limit, page.offset).await?;
-    let data: Vec<LogRow> = rows.iter().map(LogRow::from).collect();
-    Ok(HttpResponse::Ok().json(page.page(total, data)))
+    pages::cached(&state, &req, &[Stamp::Logs], || async {
+        let (total, rows) =
+            repo::list_logs(&state.db, search, start, end, page.limit, page.offset).await?;
+        let data: Vec<LogRow> = rows.iter().map(LogRow::from).collect();
+        pages::to_body(&page.page(total, data))
+    })
+    .await
 }
 
 #[utoipa::path(

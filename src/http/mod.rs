@@ -12,6 +12,7 @@ pub mod intel;
 pub mod live;
 pub mod mail;
 pub mod openapi;
+pub mod pages;
 pub mod pagination;
 pub mod realism;
 pub mod sse;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub live: Arc<dyn LiveSource>,
     /// Sockets of the canary trigger receivers (addresses for health and tests).
     pub canary: Arc<crate::canary::CanaryHub>,
+    /// Serialized list pages reused while their tables' stamps hold (see [`super::pages`]).
+    pub pages: Arc<super::pages::Pages>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             .filter(|o| !o.is_empty())
             .collect();
         let live = crate::http::live::DbLiveSource::shared(db.clone());
+        let pages = super::pages::pages(settings.api.page_cache_ms, settings.api.page_cache_mib);
         AppState {
             settings,
             db,
@@ -76,6 +79,7 @@ impl AppState {
             cors_origins: Arc::new(cors_origins),
             live,
             canary: Arc::default(),
+            pages: Arc::new(pages),
         }
     }
 }

@@ -51,3 +51,74 @@ pub async fn max_log_id(db: &Db) -> Result<i64, DbError> {
     let id: Option<i64> = db_run!(db, |c| logs::table.select(max(logs::id)).first(c).await)?;
     Ok(id.unwrap_or(0))
 }
+
+/// A table whose stamp (an indexed `max` that moves with every insert and update) validates a
+/// cached API page (see `http::pages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamp {
+    /// Newest log id.
+    Logs,
+    /// Newest attacker `updated_at`.
+    Attackers,
+    /// Newest credential `touched_seq`.
+    Credentials,
+    /// Newest reuse-finding `updated_at`.
+    CredentialReuse,
+    /// Newest identity `updated_at` (merges and campaign links move it).
+    Identities,
+    /// Newest campaign `updated_at`.
+    Campaigns,
+}
+
+/// The stamps of `tables`, in one string (one indexed probe per table, one connection).
+pub async fn stamps(db: &Db, tables: &[Stamp]) -> Result<String, DbError> {
+    use crate::db::schema::{attacker_identities, campaigns, credential_reuse, credentials};
+    use std::fmt::Write;
+    Ok(db_run!(db, |c| {
+        let mut out = String::new();
+        for t in tables {
+            match t {
+                Stamp::Logs => {
+                    let v: Option<i64> = logs::table.select(max(logs::id)).first(c).await?;
+                    let _ = write!(out, "l{v:?}|");
+                }
+                Stamp::Attackers => {
+                    let v: Option<NaiveDateTime> = attackers::table
+                        .select(max(attackers::updated_at))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "a{v:?}|");
+                }
+                Stamp::Credentials => {
+                    let v: Option<i64> = credentials::table
+                        .select(max(credentials::touched_seq))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "c{v:?}|");
+                }
+                Stamp::CredentialReuse => {
+                    let v: Option<NaiveDateTime> = credential_reuse::table
+                        .select(max(credential_reuse::updated_at))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "r{v:?}|");
+                }
+                Stamp::Identities => {
+                    let v: Option<NaiveDateTime> = attacker_identities::table
+                        .select(max(attacker_identities::updated_at))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "i{v:?}|");
+                }
+                Stamp::Campaigns => {
+                    let v: Option<NaiveDateTime> = campaigns::table
+                        .select(max(campaigns::updated_at))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "k{v:?}|");
+                }
+            }
+        }
+        out
+    }))
+}

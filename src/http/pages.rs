@@ -1,0 +1,93 @@
+//! Serialized list pages, reused while nothing they show has changed.
+//!
+//! A dashboard asks for the same pages over and over (every open tab polls its list and
+//! refetches on every stream event), and a page of attackers is ~150 KB of JSON, a page of
+//! credential-reuse findings can be megabytes: building it costs far more than sending it.
+//! [`Pages`] keeps the serialized body of each (path, query) together with the **stamps** of
+//! the tables it was read from ([`Stamp`]: indexed `max` probes that move with every insert
+//! and update) and answers from it while the stamps hold, for at most `page_cache_ms`
+//! (`[api]`, default 1 s). Concurrent requests for the same page wait for one build and share
+//! its bytes. What a stamp cannot see — a change to a column that does not move its table's
+//! stamp (a clusterer link on an attacker row, an enrichment), a deleted row — shows within
+//! that time-to-live.
+//!
+//! The body is sent in slices of [`SLICE`] bytes (views into the one shared buffer), so that
+//! many clients downloading a large page do not each copy all of it into their socket buffer.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix_web::body::SizedStream;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures::stream;
+
+use crate::db::repo::live::{stamps, Stamp};
+use crate::db::totals::StampCache;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Serialized pages by request path and query.
+pub type Pages = StampCache<Bytes>;
+
+/// Bodies above this size go out as a stream of slices of this size.
+pub const SLICE: usize = 64 * 1024;
+
+/// The page cache of `[api]` `page_cache_ms` / `page_cache_mib` (0 ms: every request builds).
+pub fn pages(ttl_ms: u64, budget_mib: usize) -> Pages {
+    StampCache::with_budget(
+        Duration::from_millis(ttl_ms),
+        budget_mib.saturating_mul(1024 * 1024),
+        |key, body| key.len() + body.len(),
+    )
+}
+
+/// A JSON body as a 200 response: one piece when small, else slices of one shared buffer.
+pub fn json_response(body: Bytes) -> HttpResponse {
+    if body.len() <= SLICE {
+        return HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body);
+    }
+    let len = body.len() as u64;
+    let slices = (0..body.len())
+        .step_by(SLICE)
+        .map(move |at| {
+            Ok::<_, std::convert::Infallible>(body.slice(at..(at + SLICE).min(body.len())))
+        })
+        .collect::<Vec<_>>();
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(SizedStream::new(len, stream::iter(slices)))
+}
+
+/// Serialize `value` as the JSON body of a page.
+pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("page serialization: {e}")))
+}
+
+/// The page for this request: the cached body while the stamps of `tables` hold and it is
+/// younger than the time-to-live, else `build()`'s (then cached). The stamps are read before
+/// building, so a write during the build makes the next request build again.
+pub async fn cached<F, Fut>(
+    state: &AppState,
+    req: &HttpRequest,
+    tables: &[Stamp],
+    build: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Bytes, ApiError>>,
+{
+    let key = match req.uri().path_and_query() {
+        Some(pq) => pq.as_str().to_owned(),
+        None => req.path().to_owned(),
+    };
+    let stamp = stamps(&state.db, tables).await?;
+    let body = state.pages.get_with(&key, stamp, build).await?;
+    Ok(json_response(body))
+}

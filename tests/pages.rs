@@ -1,0 +1,174 @@
+//! The API's page cache (`http::pages`) on a real daemon, SQLite file and PostgreSQL: a page
+//! is reused while its tables' stamps hold, a new or changed row shows at once, a change the
+//! stamps cannot see shows within `page_cache_ms`, concurrent requests get identical bodies,
+//! and a page larger than one slice goes out whole with its exact length.
+//!
+//! PostgreSQL cases: `eval "$(scripts/pg start)"; cargo test --test pages; scripts/pg stop`.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use decnetd::actors::ingester::ingest_files;
+use decnetd::app::RunningApp;
+use decnetd::config::{IngestSettings, Settings};
+use decnetd::db::Db;
+use decnetd::testkit;
+
+const TTL_MS: u64 = 1500;
+
+fn line(i: u32) -> String {
+    format!(
+        "<134>1 2026-05-14T00:{:02}:{:02}.000000+00:00 web-01 http - request [relay@55555 remote_addr=\"198.18.{}.{}\" method=\"GET\" path=\"/wp-admin/{i}\" user_agent=\"pages-test/{i} (compatible; a long user agent so that a page of a few hundred attackers is well above one 64 KiB slice)\"]",
+        (i / 60) % 60,
+        i % 60,
+        i / 250,
+        i % 250 + 1
+    )
+}
+
+async fn ingest(app: &RunningApp, dir: &Path, name: &str, lines: &[String]) {
+    let file = dir.join(name);
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write corpus");
+    ingest_files(
+        &app.state.db,
+        None,
+        &app.state.settings.ingest,
+        &[file],
+        false,
+    )
+    .await
+    .expect("ingest");
+}
+
+async fn exec(db: &Db, sql: &str) -> Result<usize, decnetd::db::DbError> {
+    use diesel_async::RunQueryDsl;
+    decnetd::db_run!(db, |c| Ok(diesel::sql_query(sql).execute(c).await?))
+}
+
+fn settings(dir: &Path, db_url: Option<String>) -> Settings {
+    let mut s = testkit::settings(dir, db_url);
+    s.ingest = IngestSettings {
+        log_file: dir.join("ingest.log"),
+        ..IngestSettings::default()
+    };
+    s.api.page_cache_ms = TTL_MS;
+    s.workers.disabled = decnetd::actors::supervisor::DISPLAY_ORDER
+        .iter()
+        .filter(|n| !matches!(**n, "heartbeat" | "api" | "bus"))
+        .map(|n| n.to_string())
+        .collect();
+    s
+}
+
+async fn page_cache_on_a_daemon(db_url: Option<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = testkit::start(settings(dir.path(), db_url))
+        .await
+        .expect("start");
+    let token = testkit::token_for(&app, "pageviewer", "viewer").await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}/api/v1{path}", app.base_url());
+    let get = |path: &str| {
+        let req = client.get(url(path)).bearer_auth(&token);
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let length = r.content_length();
+            let bytes = r.bytes().await.expect("body");
+            (status, length, bytes)
+        }
+    };
+    let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("json body");
+
+    ingest(
+        &app,
+        dir.path(),
+        "a.log",
+        &(0..300).map(line).collect::<Vec<_>>(),
+    )
+    .await;
+    let (st, length, body) = get("/attackers?limit=300").await;
+    assert_eq!(st, 200);
+    assert!(
+        body.len() > 2 * decnetd::http::pages::SLICE,
+        "the page must span several slices: {} bytes",
+        body.len()
+    );
+    assert_eq!(length, Some(body.len() as u64), "exact content-length");
+    let page = json(&body);
+    assert_eq!(page["total"], 300);
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(300));
+
+    // 32 concurrent requests for the same page: one body.
+    let many = futures::future::join_all((0..32).map(|_| get("/attackers?limit=300"))).await;
+    for (st, _, b) in &many {
+        assert_eq!(*st, 200);
+        assert_eq!(b, &body);
+    }
+
+    // A new attacker moves the stamp: the next request shows it at once.
+    ingest(&app, dir.path(), "b.log", &[line(300)]).await;
+    let started = Instant::now();
+    let (_, _, b) = get("/attackers?limit=1").await;
+    assert_eq!(json(&b)["total"], 301);
+    let (_, _, b) = get("/attackers?limit=300").await;
+    assert_eq!(
+        json(&b)["total"],
+        301,
+        "a cached page must not hide an insert"
+    );
+    assert!(started.elapsed() < Duration::from_millis(TTL_MS));
+
+    // A change the stamp cannot see (a column written without moving `updated_at`) is served
+    // from the cache until the time-to-live runs out, then shows.
+    let (_, _, before) = get("/attackers?limit=5").await;
+    let cached_at = Instant::now();
+    exec(
+        &app.state.db,
+        "UPDATE attackers SET country_code = 'ZZ' WHERE country_code IS NULL",
+    )
+    .await
+    .expect("update");
+    let (_, _, again) = get("/attackers?limit=5").await;
+    if cached_at.elapsed() < Duration::from_millis(TTL_MS) {
+        assert_eq!(again, before, "within the TTL the cached page is served");
+    }
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 100)).await;
+    let (_, _, after) = get("/attackers?limit=5").await;
+    assert_ne!(after, before, "after the TTL the page is built again");
+    assert!(json(&after)["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .all(|a| a["country_code"] == "ZZ"));
+
+    // An error answer keeps its status through the cache path.
+    for _ in 0..2 {
+        let (st, _, _) = get("/credential-reuse/no-such-finding").await;
+        assert_eq!(st, 404);
+    }
+    // Viewers only: the cached page is not served without a token.
+    let r = client
+        .get(url("/attackers?limit=300"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 401);
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn page_cache_sqlite() {
+    page_cache_on_a_daemon(None).await;
+}
+
+#[actix_rt::test]
+async fn page_cache_postgres() {
+    let Some(url) = common::pg_database_url().await else {
+        return;
+    };
+    page_cache_on_a_daemon(Some(url)).await;
+}
