@@ -428,7 +428,7 @@ impl Default for DbSettings {
         DbSettings {
             url: None,
             path: None,
-            pool_size: 8,
+            pool_size: 4,
             sqlite_read_cache_kib: crate::db::DbOptions::DEFAULT_READ_CACHE_KIB as usize,
             sqlite_write_cache_kib: crate::db::DbOptions::DEFAULT_WRITE_CACHE_KIB as usize,
         }

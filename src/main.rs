@@ -190,7 +190,24 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// SQLite allocates through the C library's malloc, and glibc gives every thread that
+/// allocates concurrently an arena of its own (up to 8 per core) that keeps what was freed in
+/// it. The database runs on the blocking pool's threads, so after an API load the process held
+/// 13 such arenas of 11–44 MiB each (294 MiB RSS); two arenas: 159 MiB, same req/s.
+/// `MALLOC_ARENA_MAX` in the environment still wins.
+#[cfg(target_env = "gnu")]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt with integer arguments, before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     disable_transparent_huge_pages();
     purge_freed_memory_at_once();
     let cli = Cli::parse();

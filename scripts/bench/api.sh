@@ -151,17 +151,23 @@ build() {
   settle "$data" "$url" campaigns
 }
 
-run() { # run PATH: one wrk run, one table row
-  local path=$1 out code
+run() { # run PATH: one wrk run, one table row; a PATH starting with `~` asks for a random page each time
+  local path=$1 out code script=()
+  if [[ "$path" == "~"* ]]; then
+    path=${path#\~}
+    script=(-s "$ROOT/scripts/bench/random_offset.lua")
+  fi
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$BASE$path")
   if [[ "$code" != "200" ]]; then printf '%-58s answered %s; skipped\n' "GET $path" "$code"; return; fi
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$BASE$path")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" -H "Authorization: Bearer $TOKEN" "$BASE$path")
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' || true)
-  printf '%-58s %8s req/s   p50 %-9s p99 %-9s %s\n' "GET ${path//$ATTACKER/\{a\}}" "$rps" "$p50" "$p99" "$errors"
+  local shown="GET ${path//$ATTACKER/\{a\}}"
+  if (( ${#script[@]} )); then shown="$shown&offset=random"; fi
+  printf '%-58s %8s req/s   p50 %-9s p99 %-9s %s\n' "$shown" "$rps" "$p50" "$p99" "$errors"
 }
 
 bench() { # bench LABEL DATA_DIR DB_URL
@@ -184,6 +190,9 @@ bench() { # bench LABEL DATA_DIR DB_URL
     "/api/v1/attackers?limit=50&sort_by=traversals"
     "/api/v1/attackers?limit=50&search=10.&service=ssh"
     "/api/v1/attackers?limit=50&offset=50000"
+    "~/api/v1/attackers?limit=50&sort_by=recent"
+    "~/api/v1/logs?limit=50"
+    "~/api/v1/identities?limit=50"
     "/api/v1/identities?limit=50"
     "/api/v1/campaigns?limit=50"
     "/api/v1/credentials?limit=50"
