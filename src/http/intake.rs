@@ -91,6 +91,11 @@ fn raw_list_of(
     raw.map_or(JsonList::Empty, JsonList::Raw)
 }
 
+/// [`JsonList`] of a stored list of strings, passed through as it is.
+fn raw_list(text: &str) -> JsonList {
+    raw_list_of(text, |_| false, |_| {})
+}
+
 /// Decode string `payload`s of fingerprint records to JSON where they hold JSON.
 fn decode_payloads(list: &mut Value) {
     if let Some(arr) = list.as_array_mut() {
@@ -282,10 +287,15 @@ pub struct ReuseView {
     pub secret_kind: String,
     pub principal: Option<String>,
     pub principal_key: String,
-    pub attacker_uuids: Vec<String>,
-    pub attacker_ips: Vec<String>,
-    pub deckies: Vec<String>,
-    pub services: Vec<String>,
+    /// Stored lists go out as raw JSON: a common secret's finding lists thousands of attackers.
+    #[schema(value_type = Vec<String>)]
+    pub attacker_uuids: JsonList,
+    #[schema(value_type = Vec<String>)]
+    pub attacker_ips: JsonList,
+    #[schema(value_type = Vec<String>)]
+    pub deckies: JsonList,
+    #[schema(value_type = Vec<String>)]
+    pub services: JsonList,
     pub target_count: i64,
     pub attempt_count: i64,
     pub confidence: f64,
@@ -725,10 +735,10 @@ fn reuse_json((r, printable, b64): &ReuseWithSecret) -> ReuseView {
         secret_kind: r.secret_kind.clone(),
         principal: r.principal.clone(),
         principal_key: r.principal_key.clone(),
-        attacker_uuids: strings_of(&r.attacker_uuids),
-        attacker_ips: strings_of(&r.attacker_ips),
-        deckies: strings_of(&r.deckies),
-        services: strings_of(&r.services),
+        attacker_uuids: raw_list(&r.attacker_uuids),
+        attacker_ips: raw_list(&r.attacker_ips),
+        deckies: raw_list(&r.deckies),
+        services: raw_list(&r.services),
         target_count: r.target_count,
         attempt_count: r.attempt_count,
         confidence: r.confidence,
