@@ -463,15 +463,20 @@ pub async fn get_attacker(
 pub async fn attacker_attribution(
     _v: Viewer,
     state: web::Data<AppState>,
+    req: HttpRequest,
     uuid: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some((_, e)) = repo::get_attacker(&state.db, &uuid).await? else {
-        return Err(not_found_attacker());
-    };
-    Ok(HttpResponse::Ok().json(AttributionView {
-        identity_uuid: e.and_then(|e| e.identity_id),
-        primitives: Vec::new(),
-    }))
+    // A clusterer link does not move the attacker's stamp: it shows within the cache's TTL.
+    pages::cached(&state, &req, &[Stamp::Attackers], || async {
+        let Some((_, e)) = repo::get_attacker(&state.db, &uuid).await? else {
+            return Err(not_found_attacker());
+        };
+        pages::to_body(&AttributionView {
+            identity_uuid: e.and_then(|e| e.identity_id),
+            primitives: Vec::new(),
+        })
+    })
+    .await
 }
 
 /// `GET /attackers/{uuid}/attribution` (dashboard-contract §8.4).
@@ -557,31 +562,35 @@ pub async fn attacker_commands(
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0)
         .max(0);
-    let Some((a, _)) = repo::get_attacker(&state.db, &uuid).await? else {
-        return Err(not_found_attacker());
-    };
-    let all = list_of(&a.commands);
-    let filtered: Vec<&Value> = all
-        .as_array()
-        .map(|v| {
-            v.iter()
-                .filter(|c| opt(&p, "service").is_none_or(|s| c["service"] == s))
-                .collect()
+    // The commands live in the attacker row, so its `updated_at` stamps them.
+    pages::cached(&state, &req, &[Stamp::Attackers], || async {
+        let Some((a, _)) = repo::get_attacker(&state.db, &uuid).await? else {
+            return Err(not_found_attacker());
+        };
+        let all = list_of(&a.commands);
+        let filtered: Vec<&Value> = all
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|c| opt(&p, "service").is_none_or(|s| c["service"] == s))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let total = filtered.len() as i64;
+        let data: Vec<Value> = filtered
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(200))
+            .cloned()
+            .collect();
+        pages::to_body(&CommandsPage {
+            total,
+            limit,
+            offset,
+            data,
         })
-        .unwrap_or_default();
-    let total = filtered.len() as i64;
-    let data: Vec<Value> = filtered
-        .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(200))
-        .cloned()
-        .collect();
-    Ok(HttpResponse::Ok().json(CommandsPage {
-        total,
-        limit,
-        offset,
-        data,
-    }))
+    })
+    .await
 }
 
 fn log_item(l: &Log) -> LogItem {
