@@ -116,14 +116,18 @@ async fn load_observations(
                 attackers::last_seen,
                 attackers::updated_at,
             ))
-            .order((attackers::first_seen.asc(), attackers::uuid.asc()))
             .into_boxed();
+        if !matches!(filter, ObservationFilter::Dirty) {
+            q = q.order((attackers::first_seen.asc(), attackers::uuid.asc()));
+        }
         match filter {
             ObservationFilter::All(limit) => {
                 if let Some(l) = limit {
                     q = q.limit(l);
                 }
             }
+            // Unordered: an ORDER BY makes SQLite scan the whole table through the
+            // `first_seen` index instead of the partial index of dirty rows (sorted below).
             ObservationFilter::Dirty => q = q.filter(sql::<Bool>(DIRTY)),
             ObservationFilter::OfIdentities(ids) => {
                 q = q.filter(attackers::identity_id.eq_any(ids))
@@ -140,7 +144,16 @@ async fn load_observations(
         }
         q.load::<ObservationTuple>(c).await
     })?;
-    Ok(rows.into_iter().map(observation_from_tuple).collect())
+    let mut out: Vec<ClusteringObservation> =
+        rows.into_iter().map(observation_from_tuple).collect();
+    if matches!(filter, ObservationFilter::Dirty) {
+        out.sort_by(|a, b| {
+            a.first_seen
+                .cmp(&b.first_seen)
+                .then_with(|| a.row.uuid.cmp(&b.row.uuid))
+        });
+    }
+    Ok(out)
 }
 
 /// Run a chunked `IN (…)` read and concatenate the results.
@@ -308,69 +321,91 @@ impl Marker {
     }
 }
 
+/// One bound value of a `VALUES` row of [`update_from_values`].
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    At(NaiveDateTime),
+}
+
+/// Rows per `UPDATE … FROM (VALUES …)` statement ([`update_from_values`]): at three binds a
+/// row at most, 30 000 binds, under SQLite's limit of 32 766 (PostgreSQL's is 65 535).
+pub const VALUES_ROWS_PER_UPDATE: usize = 10_000;
+
+/// `UPDATE {table} SET {set} FROM (VALUES (…), …) AS v WHERE {table}.uuid = v.column1{and}`,
+/// one statement per [`VALUES_ROWS_PER_UPDATE`] rows: many single-row updates in a few
+/// statements (SQLite ≥ 3.33 and PostgreSQL both have `UPDATE … FROM`; both name the columns
+/// of a `VALUES` list `column1`, `column2`, …). `set` and `and` refer to the row's cells as
+/// `v.columnN` and to the target's columns unqualified in `set`, as `{table}.x` in `and`.
+/// Every row's first cell is the target's uuid; uuids must be distinct.
+async fn update_from_values<C: AsAnyConn, const W: usize>(
+    c: &mut C,
+    table: &str,
+    set: &str,
+    and: &str,
+    rows: &[[Cell<'_>; W]],
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::Text;
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $placeholder:expr) => {
+            for chunk in rows.chunks(VALUES_ROWS_PER_UPDATE) {
+                let mut n = 0usize;
+                let mut values = String::with_capacity(chunk.len() * W * 6);
+                for (i, _) in chunk.iter().enumerate() {
+                    values.push_str(if i == 0 { "(" } else { ", (" });
+                    for k in 0..W {
+                        n += 1;
+                        if k > 0 {
+                            values.push_str(", ");
+                        }
+                        values.push_str(&$placeholder(n));
+                    }
+                    values.push(')');
+                }
+                let stmt = format!(
+                    "UPDATE {table} SET {set} FROM (VALUES {values}) AS v \
+                     WHERE {table}.uuid = v.column1{and}"
+                );
+                let mut q = diesel::sql_query(stmt).into_boxed::<$backend>();
+                for row in chunk {
+                    for cell in row {
+                        q = match *cell {
+                            Cell::Text(s) => q.bind::<Text, _>(s),
+                            Cell::At(t) => q.bind::<Timestamp, _>(t),
+                        };
+                    }
+                }
+                q.execute(&mut *$conn).await?;
+            }
+        };
+    }
+    match c.as_any_conn() {
+        AnyConnMut::Sqlite(conn) => run!(conn, diesel::sqlite::Sqlite, |_| String::from("?")),
+        AnyConnMut::Pg(conn) => run!(conn, diesel::pg::Pg, |n| format!("${n}")),
+    }
+    Ok(())
+}
+
 /// Set a processed marker to the `updated_at` each row had when the tick read it, only where
-/// `updated_at` still has that value (a row written again meanwhile stays dirty). One
-/// statement per row on SQLite (no round trip), one `UPDATE … FROM unnest(…)` per chunk on
-/// PostgreSQL.
+/// `updated_at` still has that value (a row written again meanwhile stays dirty).
 async fn mark_processed<C: AsAnyConn>(
     c: &mut C,
     marker: Marker,
     rows: Vec<(String, NaiveDateTime)>,
 ) -> Result<(), diesel::result::Error> {
-    use diesel::sql_types::{Array, Text};
-    if rows.is_empty() {
-        return Ok(());
-    }
     let (table, column) = marker.table_column();
-    match c.as_any_conn() {
-        AnyConnMut::Sqlite(conn) => {
-            // Query-builder statements: prepared once and cached by the connection (a raw
-            // `sql_query` is prepared again for every row: 100k prepares on a first tick).
-            macro_rules! mark_each {
-                ($sync:expr, $table:ident, $column:ident) => {
-                    for (uuid, at) in &rows {
-                        diesel::RunQueryDsl::execute(
-                            diesel::update(
-                                $table::table
-                                    .filter($table::uuid.eq(uuid))
-                                    .filter($table::updated_at.eq(at)),
-                            )
-                            .set($table::$column.eq(at)),
-                            $sync,
-                        )?;
-                    }
-                };
-            }
-            conn.spawn_blocking(move |sync| {
-                match marker {
-                    Marker::Observation => mark_each!(sync, attackers, clustered_at),
-                    Marker::Identity => mark_each!(sync, attacker_identities, clustered_at),
-                    Marker::IdentityCampaign => {
-                        mark_each!(sync, attacker_identities, campaign_clustered_at)
-                    }
-                }
-                Ok(())
-            })
-            .await
-        }
-        AnyConnMut::Pg(conn) => {
-            let stmt = format!(
-                "UPDATE {table} AS x SET {column} = v.at \
-                 FROM unnest($1::text[], $2::timestamp[]) AS v(uuid, at) \
-                 WHERE x.uuid = v.uuid AND x.updated_at = v.at"
-            );
-            for chunk in rows.chunks(5_000) {
-                let (uuids, ats): (Vec<&str>, Vec<NaiveDateTime>) =
-                    chunk.iter().map(|(u, a)| (u.as_str(), *a)).unzip();
-                diesel::sql_query(stmt.as_str())
-                    .bind::<Array<Text>, _>(uuids)
-                    .bind::<Array<Timestamp>, _>(ats)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    let cells: Vec<[Cell<'_>; 2]> = rows
+        .iter()
+        .map(|(uuid, at)| [Cell::Text(uuid), Cell::At(*at)])
+        .collect();
+    update_from_values(
+        c,
+        table,
+        &format!("{column} = v.column2"),
+        &format!(" AND {table}.updated_at = v.column2"),
+        &cells,
+    )
+    .await
 }
 
 /// Set an identity marker to the row's current `updated_at` (rows this tick itself wrote).
@@ -446,43 +481,16 @@ macro_rules! replace_keys {
     }};
 }
 
-/// Set `attackers.identity_id` for many rows, grouped per identity, inside a transaction.
+/// Set `attackers.identity_id` for many `(observation, identity)` rows inside a transaction.
 async fn set_identity_ids<C: AsAnyConn>(
     c: &mut C,
-    links: Vec<(String, String)>,
+    links: &[(String, String)],
 ) -> Result<(), diesel::result::Error> {
-    let mut by_identity: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (member, identity) in links {
-        by_identity.entry(identity).or_default().push(member);
-    }
-    match c.as_any_conn() {
-        AnyConnMut::Sqlite(conn) => {
-            conn.spawn_blocking(move |sync| {
-                for (identity, members) in &by_identity {
-                    for chunk in members.chunks(IN_CHUNK) {
-                        diesel::RunQueryDsl::execute(
-                            diesel::update(attackers::table.filter(attackers::uuid.eq_any(chunk)))
-                                .set(attackers::identity_id.eq(identity)),
-                            sync,
-                        )?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-        }
-        AnyConnMut::Pg(conn) => {
-            for (identity, members) in &by_identity {
-                for chunk in members.chunks(IN_CHUNK) {
-                    diesel::update(attackers::table.filter(attackers::uuid.eq_any(chunk)))
-                        .set(attackers::identity_id.eq(identity))
-                        .execute(&mut *conn)
-                        .await?;
-                }
-            }
-            Ok(())
-        }
-    }
+    let cells: Vec<[Cell<'_>; 2]> = links
+        .iter()
+        .map(|(member, identity)| [Cell::Text(member), Cell::Text(identity)])
+        .collect();
+    update_from_values(c, "attackers", "identity_id = v.column2", "", &cells).await
 }
 
 /// Apply an identity plan in one transaction: new identities, FK links, merge pointers.
@@ -504,9 +512,7 @@ pub async fn apply_identity_plan(
         if !new_identities.is_empty() {
             db_insert_batch!(c, attacker_identities::table, new_identities)?;
         }
-        if !links.is_empty() {
-            set_identity_ids(&mut *c, links).await?;
-        }
+        set_identity_ids(&mut *c, &links).await?;
         for (uuid, winner) in &merge_pointers {
             diesel::update(attacker_identities::table.find(uuid))
                 .set((
@@ -559,15 +565,13 @@ pub async fn write_identity_maintenance(
                 .execute(c)
                 .await?;
         }
-        let mut rows = Vec::new();
-        for (uuid, edges) in evidence {
-            diesel::delete(
-                identity_evidence::table.filter(identity_evidence::identity_uuid.eq(&uuid)),
-            )
-            .execute(c)
-            .await?;
-            rows.extend(edges);
+        let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
+        for chunk in owners.chunks(IN_CHUNK) {
+            diesel::delete(identity_evidence::table.filter(identity_evidence::identity_uuid.eq_any(chunk)))
+                .execute(c)
+                .await?;
         }
+        let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, identity_evidence::table, rows)?;
         }
@@ -732,6 +736,7 @@ type IdentityTuple = (
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     NaiveDateTime,
+    NaiveDateTime,
 );
 
 /// One identity as the campaign tick reads it: the projection's columns, the span the campaign
@@ -774,18 +779,22 @@ async fn load_identities(
                 attacker_identities::first_seen_at,
                 attacker_identities::last_seen_at,
                 attacker_identities::updated_at,
-            ))
-            .order((
-                attacker_identities::created_at.asc(),
-                attacker_identities::uuid.asc(),
+                attacker_identities::created_at,
             ))
             .into_boxed();
+        if !matches!(filter, IdentityFilter::Dirty) {
+            q = q.order((
+                attacker_identities::created_at.asc(),
+                attacker_identities::uuid.asc(),
+            ));
+        }
         match filter {
             IdentityFilter::All(limit) => {
                 if let Some(l) = limit {
                     q = q.limit(l);
                 }
             }
+            // Unordered, so SQLite reads the partial index of dirty rows (sorted below).
             IdentityFilter::Dirty => q = q.filter(sql::<Bool>(CAMPAIGN_DIRTY)),
             IdentityFilter::Uuids(u) => q = q.filter(attacker_identities::uuid.eq_any(u)),
             IdentityFilter::OfCampaigns(cs) => {
@@ -803,6 +812,10 @@ async fn load_identities(
         }
         q.load::<IdentityTuple>(c).await
     })?;
+    let mut rows = rows;
+    if matches!(filter, IdentityFilter::Dirty) {
+        rows.sort_by(|a, b| a.9.cmp(&b.9).then_with(|| a.0.cmp(&b.0)));
+    }
     Ok(rows
         .into_iter()
         .map(
@@ -816,6 +829,7 @@ async fn load_identities(
                 first_seen_at,
                 last_seen_at,
                 updated_at,
+                _created_at,
             )| ClusteringIdentity {
                 row: IdentityRow {
                     uuid,
@@ -908,22 +922,23 @@ pub async fn apply_campaign_plan(
         if !new_campaigns.is_empty() {
             db_insert_batch!(c, campaigns::table, new_campaigns)?;
         }
-        for (identity, campaign) in &links {
-            // A campaign link is no news for the identity layer: its marker follows
-            // `updated_at` when it was up to date.
-            diesel::update(attacker_identities::table.find(identity))
-                .set((
-                    attacker_identities::campaign_id.eq(campaign),
-                    attacker_identities::updated_at.eq(now),
-                    attacker_identities::clustered_at.eq(sql::<Nullable<Timestamp>>(
-                        "CASE WHEN clustered_at = updated_at THEN ",
-                    )
-                    .bind::<Timestamp, _>(now)
-                    .sql(" ELSE clustered_at END")),
-                ))
-                .execute(c)
-                .await?;
-        }
+        // A campaign link is no news for the identity layer: its marker follows `updated_at`
+        // when it was up to date (SET expressions read the row as it was).
+        let cells: Vec<[Cell<'_>; 3]> = links
+            .iter()
+            .map(|(identity, campaign)| {
+                [Cell::Text(identity), Cell::Text(campaign), Cell::At(now)]
+            })
+            .collect();
+        update_from_values(
+            &mut *c,
+            "attacker_identities",
+            "campaign_id = v.column2, updated_at = v.column3, clustered_at = \
+             CASE WHEN clustered_at = updated_at THEN v.column3 ELSE clustered_at END",
+            "",
+            &cells,
+        )
+        .await?;
         for (uuid, winner) in &merge_pointers {
             diesel::update(campaigns::table.find(uuid))
                 .set((
@@ -987,15 +1002,13 @@ pub async fn write_campaign_maintenance(
                 .execute(c)
                 .await?;
         }
-        let mut rows = Vec::new();
-        for (uuid, edges) in evidence {
-            diesel::delete(
-                campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq(&uuid)),
-            )
-            .execute(c)
-            .await?;
-            rows.extend(edges);
+        let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
+        for chunk in owners.chunks(IN_CHUNK) {
+            diesel::delete(campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq_any(chunk)))
+                .execute(c)
+                .await?;
         }
+        let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, campaign_evidence::table, rows)?;
         }
