@@ -144,9 +144,13 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
     }
 
     if changed.len() > FULL_CAMPAIGN_SCOPE_ABOVE {
+        let mut laps = crate::metrics::Laps::new("read_campaign_scope(full)");
         let identities = repo::list_identities_for_clustering(db, None).await?;
+        laps.lap("identities");
         let phases = crate::db::repo::ttp::ttp_decky_phases(db).await?;
+        laps.lap("phases");
         let campaigns = repo::list_all_campaigns(db).await?;
+        laps.lap("campaigns");
         return Ok(Some(CampaignScope {
             identities,
             phases,
@@ -242,6 +246,7 @@ fn features_of(
 /// TTP tags; a failing read fails the tick, which the next one retries (see [`phases_of`]).
 /// Reads only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
+    let mut laps = crate::metrics::Laps::new("run_campaign_tick");
     let Some(CampaignScope {
         identities: scope,
         phases,
@@ -264,12 +269,14 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             merged_into: c.merged_into_uuid.clone(),
         })
         .collect();
+    laps.lap("read");
     let input = rows.clone();
     let tick: CampaignTick = tokio::task::spawn_blocking(move || {
         plan_campaign_tick(&input, &phases, &entities, &mut new_uuid)
     })
     .await
     .map_err(|e| TickError::Join(e.to_string()))?;
+    laps.lap("plan");
     let now = now_utc();
 
     // Literal campaign of every active identity after the plan → count and span per campaign.
@@ -331,9 +338,11 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             .map(|u| (u.resurrected.clone(), None)),
     );
     let written: BTreeSet<String> = writes.links.iter().map(|(i, _)| i.clone()).collect();
+    laps.lap("prepare");
     if !tick.plan.is_quiet() {
         repo::apply_campaign_plan(db, writes, now).await?;
     }
+    laps.lap("apply");
 
     let mut maintenance = campaign_maintenance(&stored, &spans, &tick, now);
     let features: HashMap<&str, &IdentityFeatures> = tick
@@ -359,6 +368,7 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
     // The links stamped `updated_at = now` (apply_campaign_plan).
     maintenance.written = written.into_iter().map(|u| (u, now)).collect();
     maintenance.tag_cursor = tag_cursor;
+    laps.lap("prepare_maintenance");
     let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
@@ -370,6 +380,7 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             }
         }
     };
+    laps.lap("maintenance");
 
     Ok(CampaignTickOutcome {
         identities: active,

@@ -90,6 +90,8 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
     if dirty.is_empty() && dirty_identities.is_empty() {
         return Ok(None);
     }
+    let mut laps = crate::metrics::Laps::new("read_identity_scope");
+    laps.lap("dirty");
     let keys: Vec<(String, Vec<String>)> = dirty
         .iter()
         .map(|o| (o.row.uuid.clone(), linking_keys(&o.row.project())))
@@ -106,9 +108,11 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
         .collect();
     let mut loaded: BTreeMap<String, ClusteringObservation> =
         dirty.into_iter().map(|o| (o.row.uuid.clone(), o)).collect();
+    laps.lap("keys");
     for o in repo::observations_with_keys(db, &wanted).await? {
         loaded.entry(o.row.uuid.clone()).or_insert(o);
     }
+    laps.lap("with_keys");
     let seeds: BTreeSet<String> = loaded
         .values()
         .filter_map(|o| o.row.identity_id.clone())
@@ -119,12 +123,14 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
     for o in repo::observations_of_identities(db, &uuids).await? {
         loaded.entry(o.row.uuid.clone()).or_insert(o);
     }
+    laps.lap("closure");
     let mut observations: Vec<ClusteringObservation> = loaded.into_values().collect();
     observations.sort_by(|a, b| {
         a.first_seen
             .cmp(&b.first_seen)
             .then_with(|| a.row.uuid.cmp(&b.row.uuid))
     });
+    laps.lap("sort");
     Ok(Some(IdentityScope {
         observations,
         identities,
@@ -149,6 +155,7 @@ struct IdentityScope {
 /// last tick and its closure ([`read_identity_scope`]); a tick with nothing new reads nothing
 /// but two probes of the dirty-row indexes.
 pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
+    let mut laps = crate::metrics::Laps::new("run_identity_tick");
     let Some(IdentityScope {
         observations,
         identities: stored,
@@ -169,10 +176,12 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         })
         .collect();
     let rows: Vec<_> = observations.iter().map(|o| o.row.clone()).collect();
+    laps.lap("read");
     let tick: IdentityTick =
         tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
             .await
             .map_err(|e| TickError::Join(e.to_string()))?;
+    laps.lap("plan");
     let now = now_utc();
 
     // Literal FK of every observation after the plan, and the seen-times per identity.
@@ -254,9 +263,11 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     written.extend(writes.merge_pointers.iter().map(|(u, _)| u.clone()));
     writes.processed = processed;
     writes.keys = keys;
+    laps.lap("prepare");
     if !tick.plan.is_quiet() || !writes.processed.is_empty() {
         repo::apply_identity_plan(db, writes, now).await?;
     }
+    laps.lap("apply");
 
     // Transaction 2: maintenance of existing rows (roll-ups, counts, first/last seen) and
     // evidence of changed identities. Only differences are written (idempotent ticks).
@@ -268,6 +279,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         .map(|i| (i.uuid.clone(), i.updated_at))
         .collect();
     maintenance.written = written.into_iter().collect();
+    laps.lap("prepare_maintenance");
     let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
@@ -280,6 +292,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         }
     };
 
+    laps.lap("maintenance");
     let resurrected = tick
         .plan
         .unmerged

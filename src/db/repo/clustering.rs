@@ -506,13 +506,18 @@ pub async fn apply_identity_plan(
         processed,
         keys,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("apply_identity_plan");
     db_tx!(db, |c| {
         replace_keys!(c, observation_cluster_keys, observation_uuid, keys);
+        laps.lap("keys");
         mark_processed(&mut *c, Marker::Observation, processed).await?;
+        laps.lap("mark_processed");
         if !new_identities.is_empty() {
             db_insert_batch!(c, attacker_identities::table, new_identities)?;
         }
+        laps.lap("insert_identities");
         set_identity_ids(&mut *c, &links).await?;
+        laps.lap("links");
         for (uuid, winner) in &merge_pointers {
             diesel::update(attacker_identities::table.find(uuid))
                 .set((
@@ -558,6 +563,7 @@ pub async fn write_identity_maintenance(
         written,
         read,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("write_identity_maintenance");
     db_tx!(db, |c| {
         for (uuid, cols) in &columns {
             diesel::update(attacker_identities::table.find(uuid))
@@ -565,18 +571,24 @@ pub async fn write_identity_maintenance(
                 .execute(c)
                 .await?;
         }
+        laps.lap("columns");
         let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
         for chunk in owners.chunks(IN_CHUNK) {
-            diesel::delete(identity_evidence::table.filter(identity_evidence::identity_uuid.eq_any(chunk)))
-                .execute(c)
-                .await?;
+            diesel::delete(
+                identity_evidence::table.filter(identity_evidence::identity_uuid.eq_any(chunk)),
+            )
+            .execute(c)
+            .await?;
         }
         let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, identity_evidence::table, rows)?;
         }
+        laps.lap("evidence");
         mark_written(&mut *c, Marker::Identity, &written).await?;
+        laps.lap("mark_written");
         mark_processed(&mut *c, Marker::Identity, read).await?;
+        laps.lap("mark_read");
         Ok(())
     })
 }
@@ -918,17 +930,17 @@ pub async fn apply_campaign_plan(
         links,
         merge_pointers,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("apply_campaign_plan");
     db_tx!(db, |c| {
         if !new_campaigns.is_empty() {
             db_insert_batch!(c, campaigns::table, new_campaigns)?;
         }
+        laps.lap("insert_campaigns");
         // A campaign link is no news for the identity layer: its marker follows `updated_at`
         // when it was up to date (SET expressions read the row as it was).
         let cells: Vec<[Cell<'_>; 3]> = links
             .iter()
-            .map(|(identity, campaign)| {
-                [Cell::Text(identity), Cell::Text(campaign), Cell::At(now)]
-            })
+            .map(|(identity, campaign)| [Cell::Text(identity), Cell::Text(campaign), Cell::At(now)])
             .collect();
         update_from_values(
             &mut *c,
@@ -939,6 +951,7 @@ pub async fn apply_campaign_plan(
             &cells,
         )
         .await?;
+        laps.lap("links");
         for (uuid, winner) in &merge_pointers {
             diesel::update(campaigns::table.find(uuid))
                 .set((
@@ -995,6 +1008,7 @@ pub async fn write_campaign_maintenance(
         read,
         tag_cursor,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("write_campaign_maintenance");
     db_tx!(db, |c| {
         for (uuid, cols) in &columns {
             diesel::update(campaigns::table.find(uuid))
@@ -1002,19 +1016,25 @@ pub async fn write_campaign_maintenance(
                 .execute(c)
                 .await?;
         }
+        laps.lap("columns");
         let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
         for chunk in owners.chunks(IN_CHUNK) {
-            diesel::delete(campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq_any(chunk)))
-                .execute(c)
-                .await?;
+            diesel::delete(
+                campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq_any(chunk)),
+            )
+            .execute(c)
+            .await?;
         }
         let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, campaign_evidence::table, rows)?;
         }
+        laps.lap("evidence");
         replace_keys!(c, identity_cluster_keys, identity_uuid, keys);
+        laps.lap("keys");
         mark_processed(&mut *c, Marker::IdentityCampaign, written).await?;
         mark_processed(&mut *c, Marker::IdentityCampaign, read).await?;
+        laps.lap("mark");
         if let Some(log_id) = tag_cursor {
             let entry = crate::db::repo::ttp::campaign_tag_cursor_entry(log_id);
             diesel::insert_into(state::table)
