@@ -303,8 +303,6 @@ pub struct IdentityPlanWrites {
 /// Which processed marker [`mark_processed`] sets.
 #[derive(Debug, Clone, Copy)]
 enum Marker {
-    /// `attackers.clustered_at`.
-    Observation,
     /// `attacker_identities.clustered_at`.
     Identity,
     /// `attacker_identities.campaign_clustered_at`.
@@ -314,7 +312,6 @@ enum Marker {
 impl Marker {
     fn table_column(self) -> (&'static str, &'static str) {
         match self {
-            Marker::Observation => ("attackers", "clustered_at"),
             Marker::Identity => ("attacker_identities", "clustered_at"),
             Marker::IdentityCampaign => ("attacker_identities", "campaign_clustered_at"),
         }
@@ -325,35 +322,40 @@ impl Marker {
 #[derive(Debug, Clone, Copy)]
 enum Cell<'a> {
     Text(&'a str),
+    OptText(Option<&'a str>),
     At(NaiveDateTime),
+    OptAt(Option<NaiveDateTime>),
 }
 
 /// Rows per `UPDATE … FROM (VALUES …)` statement ([`update_from_values`]): at three binds a
 /// row at most, 30 000 binds, under SQLite's limit of 32 766 (PostgreSQL's is 65 535).
 pub const VALUES_ROWS_PER_UPDATE: usize = 10_000;
 
-/// `UPDATE {table} SET {set} FROM (VALUES (…), …) AS v WHERE {table}.uuid = v.column1{and}`,
-/// one statement per [`VALUES_ROWS_PER_UPDATE`] rows: many single-row updates in a few
-/// statements (SQLite ≥ 3.33 and PostgreSQL both have `UPDATE … FROM`; both name the columns
-/// of a `VALUES` list `column1`, `column2`, …). `set` and `and` refer to the row's cells as
-/// `v.columnN` and to the target's columns unqualified in `set`, as `{table}.x` in `and`.
-/// Every row's first cell is the target's uuid; uuids must be distinct.
+/// `UPDATE {table} SET {set} FROM (VALUES (uuid, cells…), …) AS v WHERE {table}.uuid =
+/// v.column1{and}`, one statement per [`VALUES_ROWS_PER_UPDATE`] rows: many single-row
+/// updates in a few statements (SQLite ≥ 3.33 and PostgreSQL both have `UPDATE … FROM`; both
+/// name the columns of a `VALUES` list `column1`, `column2`, …). `set` and `and` refer to a
+/// row's cells as `v.column2`, `v.column3`, …, to the target's columns unqualified in `set` and
+/// as `{table}.x` in `and`. Uuids must be distinct. Rows go in uuid order, so the target's
+/// primary-key lookups walk its index in order rather than at random.
 async fn update_from_values<C: AsAnyConn, const W: usize>(
     c: &mut C,
     table: &str,
     set: &str,
     and: &str,
-    rows: &[[Cell<'_>; W]],
+    rows: &[(&str, [Cell<'_>; W])],
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::Text;
+    let mut rows: Vec<&(&str, [Cell<'_>; W])> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     macro_rules! run {
         ($conn:expr, $backend:ty, $placeholder:expr) => {
             for chunk in rows.chunks(VALUES_ROWS_PER_UPDATE) {
                 let mut n = 0usize;
-                let mut values = String::with_capacity(chunk.len() * W * 6);
+                let mut values = String::with_capacity(chunk.len() * (W + 1) * 6);
                 for (i, _) in chunk.iter().enumerate() {
                     values.push_str(if i == 0 { "(" } else { ", (" });
-                    for k in 0..W {
+                    for k in 0..=W {
                         n += 1;
                         if k > 0 {
                             values.push_str(", ");
@@ -367,11 +369,14 @@ async fn update_from_values<C: AsAnyConn, const W: usize>(
                      WHERE {table}.uuid = v.column1{and}"
                 );
                 let mut q = diesel::sql_query(stmt).into_boxed::<$backend>();
-                for row in chunk {
-                    for cell in row {
+                for (uuid, cells) in chunk.iter().copied() {
+                    q = q.bind::<Text, _>(*uuid);
+                    for cell in cells {
                         q = match *cell {
                             Cell::Text(s) => q.bind::<Text, _>(s),
+                            Cell::OptText(s) => q.bind::<Nullable<Text>, _>(s),
                             Cell::At(t) => q.bind::<Timestamp, _>(t),
+                            Cell::OptAt(t) => q.bind::<Nullable<Timestamp>, _>(t),
                         };
                     }
                 }
@@ -394,9 +399,9 @@ async fn mark_processed<C: AsAnyConn>(
     rows: Vec<(String, NaiveDateTime)>,
 ) -> Result<(), diesel::result::Error> {
     let (table, column) = marker.table_column();
-    let cells: Vec<[Cell<'_>; 2]> = rows
+    let cells: Vec<(&str, [Cell<'_>; 1])> = rows
         .iter()
-        .map(|(uuid, at)| [Cell::Text(uuid), Cell::At(*at)])
+        .map(|(uuid, at)| (uuid.as_str(), [Cell::At(*at)]))
         .collect();
     update_from_values(
         c,
@@ -426,7 +431,6 @@ async fn mark_written<C: AsAnyConn>(
     }
     for chunk in uuids.chunks(IN_CHUNK) {
         match (marker, c.as_any_conn()) {
-            (Marker::Observation, _) => {}
             (Marker::Identity, AnyConnMut::Sqlite(conn)) => {
                 set_marker!(conn, attacker_identities::clustered_at, chunk);
             }
@@ -451,12 +455,15 @@ macro_rules! replace_keys {
         let keys: Vec<(String, Vec<String>)> = $keys;
         if !keys.is_empty() {
             let owners: Vec<String> = keys.iter().map(|(o, _)| o.clone()).collect();
-            let rows: Vec<_> = keys
+            // In primary-key order: the index inserts walk the index in order.
+            let mut pairs: Vec<(String, String)> = keys
                 .into_iter()
-                .flat_map(|(o, ks)| {
-                    ks.into_iter()
-                        .map(move |key| (k::cluster_key.eq(key), k::$owner.eq(o.clone())))
-                })
+                .flat_map(|(o, ks)| ks.into_iter().map(move |key| (key, o.clone())))
+                .collect();
+            pairs.sort_unstable();
+            let rows: Vec<_> = pairs
+                .into_iter()
+                .map(|(key, o)| (k::cluster_key.eq(key), k::$owner.eq(o)))
                 .collect();
             for chunk in owners.chunks(IN_CHUNK) {
                 match $crate::db::AsAnyConn::as_any_conn(&mut *$c) {
@@ -481,16 +488,34 @@ macro_rules! replace_keys {
     }};
 }
 
-/// Set `attackers.identity_id` for many `(observation, identity)` rows inside a transaction.
-async fn set_identity_ids<C: AsAnyConn>(
+/// The observation writes of an identity plan, one row write each: mark each `processed`
+/// observation processed (`clustered_at` = the `updated_at` read, only where `updated_at`
+/// still has it) and set `identity_id` of each `(observation, identity)` link.
+async fn write_observations<C: AsAnyConn>(
     c: &mut C,
+    processed: &[(String, NaiveDateTime)],
     links: &[(String, String)],
 ) -> Result<(), diesel::result::Error> {
-    let cells: Vec<[Cell<'_>; 2]> = links
-        .iter()
-        .map(|(member, identity)| [Cell::Text(member), Cell::Text(identity)])
+    let mut rows: BTreeMap<&str, (Option<NaiveDateTime>, Option<&str>)> = BTreeMap::new();
+    for (uuid, at) in processed {
+        rows.entry(uuid).or_default().0 = Some(*at);
+    }
+    for (member, identity) in links {
+        rows.entry(member).or_default().1 = Some(identity);
+    }
+    let cells: Vec<(&str, [Cell<'_>; 2])> = rows
+        .into_iter()
+        .map(|(uuid, (at, identity))| (uuid, [Cell::OptAt(at), Cell::OptText(identity)]))
         .collect();
-    update_from_values(c, "attackers", "identity_id = v.column2", "", &cells).await
+    update_from_values(
+        c,
+        "attackers",
+        "clustered_at = CASE WHEN updated_at = v.column2 THEN v.column2 ELSE clustered_at END, \
+         identity_id = COALESCE(v.column3, identity_id)",
+        "",
+        &cells,
+    )
+    .await
 }
 
 /// Apply an identity plan in one transaction: new identities, FK links, merge pointers.
@@ -510,14 +535,15 @@ pub async fn apply_identity_plan(
     db_tx!(db, |c| {
         replace_keys!(c, observation_cluster_keys, observation_uuid, keys);
         laps.lap("keys");
-        mark_processed(&mut *c, Marker::Observation, processed).await?;
-        laps.lap("mark_processed");
         if !new_identities.is_empty() {
+            // In uuid order: the inserts into the uuid-keyed indexes walk them in order.
+            let mut new_identities = new_identities;
+            new_identities.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
             db_insert_batch!(c, attacker_identities::table, new_identities)?;
         }
         laps.lap("insert_identities");
-        set_identity_ids(&mut *c, &links).await?;
-        laps.lap("links");
+        write_observations(&mut *c, &processed, &links).await?;
+        laps.lap("observations");
         for (uuid, winner) in &merge_pointers {
             diesel::update(attacker_identities::table.find(uuid))
                 .set((
@@ -933,14 +959,17 @@ pub async fn apply_campaign_plan(
     let mut laps = crate::metrics::Laps::new("apply_campaign_plan");
     db_tx!(db, |c| {
         if !new_campaigns.is_empty() {
+            // In uuid order, like the identities.
+            let mut new_campaigns = new_campaigns;
+            new_campaigns.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
             db_insert_batch!(c, campaigns::table, new_campaigns)?;
         }
         laps.lap("insert_campaigns");
         // A campaign link is no news for the identity layer: its marker follows `updated_at`
         // when it was up to date (SET expressions read the row as it was).
-        let cells: Vec<[Cell<'_>; 3]> = links
+        let cells: Vec<(&str, [Cell<'_>; 2])> = links
             .iter()
-            .map(|(identity, campaign)| [Cell::Text(identity), Cell::Text(campaign), Cell::At(now)])
+            .map(|(identity, campaign)| (identity.as_str(), [Cell::Text(campaign), Cell::At(now)]))
             .collect();
         update_from_values(
             &mut *c,
