@@ -1161,3 +1161,71 @@ async fn campaign_span_and_counts_are_maintained_and_updated_at_moves_only_on_ch
         drop(db);
     }
 }
+
+/// More rows than one `UPDATE … FROM (VALUES …)` statement holds, and more than one statement
+/// could bind (11 000 rows × 3 binds > SQLite's 32 766): every observation is linked and
+/// marked, every identity joins a campaign and is marked, on both backends.
+#[actix_rt::test]
+async fn a_tick_over_more_rows_than_one_update_statement_writes_every_row() {
+    const N: usize = 11_000;
+    assert!(N > repo::VALUES_ROWS_PER_UPDATE && N * 3 > 32_766);
+    for (backend, db, _dir) in common::all_backends().await {
+        let t = ts(1_767_225_600.0);
+        let rows: Vec<NewObservation> = (0..N)
+            .map(|i| NewObservation {
+                uuid: format!("obs-{i:05}"),
+                ip: format!("10.9.{}.{}", i / 256, i % 256),
+                identity_id: None,
+                first_seen: t + chrono::Duration::seconds(i as i64),
+                last_seen: t + chrono::Duration::seconds(i as i64),
+                event_count: 1,
+                fingerprints: Some("[]".into()),
+                asn: None,
+                payload_hashes: None,
+                c2_endpoints: None,
+                updated_at: now_utc(),
+            })
+            .collect();
+        repo::insert_observations(&db, rows).await.expect("seed");
+
+        let i = run_identity_tick(&db).await.expect("identity tick");
+        assert_eq!((i.observations, i.formed.len()), (N, N), "{backend}");
+        assert!(i.maintenance_ok, "{backend}");
+        let stored = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let linked: BTreeSet<&str> = stored
+            .iter()
+            .filter_map(|o| o.row.identity_id.as_deref())
+            .collect();
+        assert_eq!(linked.len(), N, "{backend}: every observation linked");
+        assert!(
+            repo::list_dirty_observations(&db)
+                .await
+                .expect("dirty")
+                .is_empty(),
+            "{backend}: every observation marked"
+        );
+
+        let c = run_campaign_tick(&db).await.expect("campaign tick");
+        assert_eq!((c.identities, c.formed.len()), (N, N), "{backend}");
+        assert!(c.maintenance_ok, "{backend}");
+        let identities = repo::list_identities_for_clustering(&db, None)
+            .await
+            .expect("read");
+        assert_eq!(identities.len(), N, "{backend}");
+        assert!(
+            identities.iter().all(|i| i.row.campaign_id.is_some()),
+            "{backend}: every identity in a campaign"
+        );
+        assert!(
+            repo::list_campaign_dirty_identities(&db)
+                .await
+                .expect("dirty")
+                .is_empty(),
+            "{backend}: every identity marked"
+        );
+        assert_eq!(tick_pair(&db).await, (0, 0), "{backend}: idle afterwards");
+        drop(db);
+    }
+}
