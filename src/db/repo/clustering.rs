@@ -336,8 +336,9 @@ pub const VALUES_ROWS_PER_UPDATE: usize = 10_000;
 /// updates in a few statements (SQLite ≥ 3.33 and PostgreSQL both have `UPDATE … FROM`; both
 /// name the columns of a `VALUES` list `column1`, `column2`, …). `set` and `and` refer to a
 /// row's cells as `v.column2`, `v.column3`, …, to the target's columns unqualified in `set` and
-/// as `{table}.x` in `and`. Uuids must be distinct. Rows go in uuid order, so the target's
-/// primary-key lookups walk its index in order rather than at random.
+/// as `{table}.x` in `and`. Uuids must be distinct. Rows are written in the order given: in
+/// the order the target's rows are stored, its pages are visited in order (SQLite), not at
+/// random.
 async fn update_from_values<C: AsAnyConn, const W: usize>(
     c: &mut C,
     table: &str,
@@ -346,8 +347,6 @@ async fn update_from_values<C: AsAnyConn, const W: usize>(
     rows: &[(&str, [Cell<'_>; W])],
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::Text;
-    let mut rows: Vec<&(&str, [Cell<'_>; W])> = rows.iter().collect();
-    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
     macro_rules! run {
         ($conn:expr, $backend:ty, $placeholder:expr) => {
             for chunk in rows.chunks(VALUES_ROWS_PER_UPDATE) {
@@ -369,7 +368,7 @@ async fn update_from_values<C: AsAnyConn, const W: usize>(
                      WHERE {table}.uuid = v.column1{and}"
                 );
                 let mut q = diesel::sql_query(stmt).into_boxed::<$backend>();
-                for (uuid, cells) in chunk.iter().copied() {
+                for (uuid, cells) in chunk {
                     q = q.bind::<Text, _>(*uuid);
                     for cell in cells {
                         q = match *cell {
@@ -399,10 +398,12 @@ async fn mark_processed<C: AsAnyConn>(
     rows: Vec<(String, NaiveDateTime)>,
 ) -> Result<(), diesel::result::Error> {
     let (table, column) = marker.table_column();
-    let cells: Vec<(&str, [Cell<'_>; 1])> = rows
+    // Uuid order: a tick inserts identities in uuid order (see `apply_identity_plan`).
+    let mut cells: Vec<(&str, [Cell<'_>; 1])> = rows
         .iter()
         .map(|(uuid, at)| (uuid.as_str(), [Cell::At(*at)]))
         .collect();
+    cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
     update_from_values(
         c,
         table,
@@ -496,17 +497,25 @@ async fn write_observations<C: AsAnyConn>(
     processed: &[(String, NaiveDateTime)],
     links: &[(String, String)],
 ) -> Result<(), diesel::result::Error> {
-    let mut rows: BTreeMap<&str, (Option<NaiveDateTime>, Option<&str>)> = BTreeMap::new();
+    // In the order of `processed` (the tick reads them in `first_seen` order, which is
+    // roughly the order intake inserted them, i.e. their order in the table), then the links
+    // of rows not processed.
+    let mut at_row: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(processed.len());
+    let mut cells: Vec<(&str, [Cell<'_>; 2])> = Vec::with_capacity(processed.len());
     for (uuid, at) in processed {
-        rows.entry(uuid).or_default().0 = Some(*at);
+        at_row.entry(uuid).or_insert_with(|| {
+            cells.push((uuid, [Cell::OptAt(Some(*at)), Cell::OptText(None)]));
+            cells.len() - 1
+        });
     }
     for (member, identity) in links {
-        rows.entry(member).or_default().1 = Some(identity);
+        let row = *at_row.entry(member).or_insert_with(|| {
+            cells.push((member, [Cell::OptAt(None), Cell::OptText(None)]));
+            cells.len() - 1
+        });
+        cells[row].1[1] = Cell::OptText(Some(identity));
     }
-    let cells: Vec<(&str, [Cell<'_>; 2])> = rows
-        .into_iter()
-        .map(|(uuid, (at, identity))| (uuid, [Cell::OptAt(at), Cell::OptText(identity)]))
-        .collect();
     update_from_values(
         c,
         "attackers",
@@ -967,10 +976,12 @@ pub async fn apply_campaign_plan(
         laps.lap("insert_campaigns");
         // A campaign link is no news for the identity layer: its marker follows `updated_at`
         // when it was up to date (SET expressions read the row as it was).
-        let cells: Vec<(&str, [Cell<'_>; 2])> = links
+        // Uuid order: a tick inserts identities in uuid order (see `apply_identity_plan`).
+        let mut cells: Vec<(&str, [Cell<'_>; 2])> = links
             .iter()
             .map(|(identity, campaign)| (identity.as_str(), [Cell::Text(campaign), Cell::At(now)]))
             .collect();
+        cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
         update_from_values(
             &mut *c,
             "attacker_identities",
