@@ -1229,3 +1229,92 @@ async fn a_tick_over_more_rows_than_one_update_statement_writes_every_row() {
         drop(db);
     }
 }
+
+/// The identity plan marks an observation processed with the `updated_at` the tick read: an
+/// observation intake rewrote meanwhile stays dirty, and both get their identity link either
+/// way (one `UPDATE … FROM (VALUES …)` statement writes marker and link).
+#[actix_rt::test]
+async fn an_observation_rewritten_during_the_tick_stays_dirty_but_is_linked() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("p1", &fp("JP1", "HP1"), 1),
+                bare("p2", &fp("JP2", "HP2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let read = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let identity = |uuid: &str| {
+            read.iter()
+                .find(|o| o.row.uuid == uuid)
+                .and_then(|o| o.row.identity_id.clone())
+                .expect("linked")
+        };
+        let (i1, i2) = (identity("p1"), identity("p2"));
+        // Both rows changed (dirty again); the tick reads them; then intake rewrites p2.
+        let stamp = |s: &str| match backend {
+            "sqlite" => format!("'{s}'"),
+            _ => format!("TIMESTAMP '{s}'"),
+        };
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET updated_at = {} WHERE uuid IN ('p1', 'p2')",
+                stamp("2027-01-01 00:00:00")
+            ),
+        )
+        .await;
+        let processed: Vec<(String, NaiveDateTime)> = repo::list_dirty_observations(&db)
+            .await
+            .expect("dirty")
+            .into_iter()
+            .map(|o| (o.row.uuid, o.updated_at))
+            .collect();
+        assert_eq!(processed.len(), 2, "{backend}");
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET updated_at = {} WHERE uuid = 'p2'",
+                stamp("2027-01-02 00:00:00")
+            ),
+        )
+        .await;
+        repo::apply_identity_plan(
+            &db,
+            repo::IdentityPlanWrites {
+                links: vec![("p1".into(), i2.clone()), ("p2".into(), i1.clone())],
+                processed,
+                ..Default::default()
+            },
+            now_utc(),
+        )
+        .await
+        .expect("apply");
+        let dirty: Vec<String> = repo::list_dirty_observations(&db)
+            .await
+            .expect("dirty")
+            .into_iter()
+            .map(|o| o.row.uuid)
+            .collect();
+        assert_eq!(
+            dirty,
+            vec!["p2".to_owned()],
+            "{backend}: only the rewritten row"
+        );
+        let after = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let linked: BTreeMap<&str, Option<&str>> = after
+            .iter()
+            .map(|o| (o.row.uuid.as_str(), o.row.identity_id.as_deref()))
+            .collect();
+        assert_eq!(linked["p1"], Some(i2.as_str()), "{backend}");
+        assert_eq!(linked["p2"], Some(i1.as_str()), "{backend}");
+        drop(db);
+    }
+}
