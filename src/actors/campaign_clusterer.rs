@@ -260,7 +260,12 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             ..Default::default()
         });
     };
-    let rows: Vec<IdentityRow> = scope.iter().map(|i| i.row.clone()).collect();
+    // The rows move to the planner and back: every row's strings are held once.
+    type Times = (Option<NaiveDateTime>, Option<NaiveDateTime>, NaiveDateTime);
+    let (rows, times): (Vec<IdentityRow>, Vec<Times>) = scope
+        .into_iter()
+        .map(|i| (i.row, (i.first_seen_at, i.last_seen_at, i.updated_at)))
+        .unzip();
     let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
     let entities: Vec<EntityState> = stored
         .iter()
@@ -270,9 +275,9 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         })
         .collect();
     laps.lap("read");
-    let input = rows.clone();
-    let tick: CampaignTick = tokio::task::spawn_blocking(move || {
-        plan_campaign_tick(&input, &phases, &entities, &mut new_uuid)
+    let (tick, rows): (CampaignTick, Vec<IdentityRow>) = tokio::task::spawn_blocking(move || {
+        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut new_uuid);
+        (tick, rows)
     })
     .await
     .map_err(|e| TickError::Join(e.to_string()))?;
@@ -294,12 +299,12 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         literal.insert(l.member.as_str(), l.entity.as_str());
     }
     let mut spans: BTreeMap<String, Span> = BTreeMap::new();
-    for i in &scope {
-        if let Some(&campaign) = literal.get(i.row.uuid.as_str()) {
+    for (r, &(first_seen_at, last_seen_at, _)) in rows.iter().zip(&times) {
+        if let Some(&campaign) = literal.get(r.uuid.as_str()) {
             spans
                 .entry(campaign.to_owned())
                 .or_default()
-                .add(i.first_seen_at, i.last_seen_at);
+                .add(first_seen_at, last_seen_at);
         }
     }
 
@@ -360,10 +365,11 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             (u.clone(), keys)
         })
         .collect();
-    maintenance.read = scope
+    maintenance.read = rows
         .iter()
-        .filter(|i| changed.contains(&i.row.uuid) && !written.contains(&i.row.uuid))
-        .map(|i| (i.row.uuid.clone(), i.updated_at))
+        .zip(&times)
+        .filter(|(r, _)| changed.contains(&r.uuid) && !written.contains(&r.uuid))
+        .map(|(r, &(_, _, updated_at))| (r.uuid.clone(), updated_at))
         .collect();
     // The links stamped `updated_at = now` (apply_campaign_plan).
     maintenance.written = written.into_iter().map(|u| (u, now)).collect();

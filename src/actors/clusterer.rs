@@ -21,7 +21,7 @@ use crate::db::repo::clustering::{self as repo, ClusteringObservation};
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::domain::clustering::kernel::linking_keys;
 use crate::domain::clustering::reconcile::EntityState;
-use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick};
+use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick, ObservationRow};
 
 /// Errors that end a tick early (logged; the tick counts as empty).
 #[derive(Debug, thiserror::Error)]
@@ -175,19 +175,26 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             merged_into: i.merged_into_uuid.clone(),
         })
         .collect();
-    let rows: Vec<_> = observations.iter().map(|o| o.row.clone()).collect();
+    // The rows move to the planner and back: every row's strings are held once.
+    let (rows, seen): (Vec<ObservationRow>, Vec<(NaiveDateTime, NaiveDateTime)>) = observations
+        .into_iter()
+        .map(|o| (o.row, (o.first_seen, o.last_seen)))
+        .unzip();
     laps.lap("read");
-    let tick: IdentityTick =
-        tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
-            .await
-            .map_err(|e| TickError::Join(e.to_string()))?;
+    let (tick, rows): (IdentityTick, Vec<ObservationRow>) =
+        tokio::task::spawn_blocking(move || {
+            let tick = plan_identity_tick(&rows, &entities, &mut new_uuid);
+            (tick, rows)
+        })
+        .await
+        .map_err(|e| TickError::Join(e.to_string()))?;
     laps.lap("plan");
     let now = now_utc();
 
     // Literal FK of every observation after the plan, and the seen-times per identity.
-    let mut literal: HashMap<&str, String> = observations
+    let mut literal: HashMap<&str, String> = rows
         .iter()
-        .filter_map(|o| o.row.identity_id.clone().map(|i| (o.row.uuid.as_str(), i)))
+        .filter_map(|r| r.identity_id.clone().map(|i| (r.uuid.as_str(), i)))
         .collect();
     for f in &tick.plan.formed {
         for m in &f.members {
@@ -198,14 +205,14 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         literal.insert(l.member.as_str(), l.entity.clone());
     }
     let mut stats: BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)> = BTreeMap::new();
-    for o in &observations {
-        if let Some(identity) = literal.get(o.row.uuid.as_str()) {
+    for (r, &(first_seen, last_seen)) in rows.iter().zip(&seen) {
+        if let Some(identity) = literal.get(r.uuid.as_str()) {
             let e = stats
                 .entry(identity.clone())
-                .or_insert((0, o.first_seen, o.last_seen));
+                .or_insert((0, first_seen, last_seen));
             e.0 += 1;
-            e.1 = e.1.min(o.first_seen);
-            e.2 = e.2.max(o.last_seen);
+            e.1 = e.1.min(first_seen);
+            e.2 = e.2.max(last_seen);
         }
     }
     let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
@@ -299,18 +306,17 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         .iter()
         .map(|u| topics::IdentityFormed {
             identity_uuid: u.resurrected.clone(),
-            observation_uuids: observations
+            observation_uuids: rows
                 .iter()
-                .filter(|o| {
-                    literal.get(o.row.uuid.as_str()).map(String::as_str)
-                        == Some(u.resurrected.as_str())
+                .filter(|r| {
+                    literal.get(r.uuid.as_str()).map(String::as_str) == Some(u.resurrected.as_str())
                 })
-                .map(|o| o.row.uuid.clone())
+                .map(|r| r.uuid.clone())
                 .collect(),
         })
         .collect();
     Ok(IdentityTickOutcome {
-        observations: observations.len(),
+        observations: rows.len(),
         resurrected,
         formed: tick
             .plan
