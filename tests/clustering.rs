@@ -1168,7 +1168,7 @@ async fn campaign_span_and_counts_are_maintained_and_updated_at_moves_only_on_ch
 #[actix_rt::test]
 async fn a_tick_over_more_rows_than_one_update_statement_writes_every_row() {
     const N: usize = 11_000;
-    assert!(N > repo::VALUES_ROWS_PER_UPDATE && N * 3 > 32_766);
+    const { assert!(N > repo::VALUES_ROWS_PER_UPDATE && N * 3 > 32_766) };
     for (backend, db, _dir) in common::all_backends().await {
         let t = ts(1_767_225_600.0);
         let rows: Vec<NewObservation> = (0..N)
