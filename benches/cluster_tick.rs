@@ -63,6 +63,13 @@ async fn tick(db: &Db, label: &str) {
 }
 
 fn main() {
+    // `RUST_LOG=decnetd::laps=debug` prints each tick's phases (stderr).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo bench` passes `--bench`; nothing to parse.
     let n: usize = std::env::var("DECNETD_BENCH_ROWS")
         .ok()

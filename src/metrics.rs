@@ -352,3 +352,47 @@ pub fn serve(
 fn state_has_token(settings: &MetricsSettings) -> bool {
     settings.token.as_ref().is_some_and(|t| !t.is_empty())
 }
+
+/// Wall time of the phases of one piece of work, logged as one DEBUG line (target
+/// `decnetd::laps`) when dropped: `RUST_LOG=decnetd::laps=debug` shows where a clustering tick
+/// spends its time. Not a Prometheus metric; costs one `Instant::now()` per phase.
+#[derive(Debug)]
+pub struct Laps {
+    what: &'static str,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl Laps {
+    pub fn new(what: &'static str) -> Self {
+        Laps {
+            what,
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    /// The phase `name` ended now (it began at the previous lap or at [`Laps::new`]).
+    pub fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now.duration_since(self.last)));
+        self.last = now;
+    }
+}
+
+impl Drop for Laps {
+    fn drop(&mut self) {
+        if self.laps.is_empty()
+            || !tracing::enabled!(target: "decnetd::laps", tracing::Level::DEBUG)
+        {
+            return;
+        }
+        let phases = self
+            .laps
+            .iter()
+            .map(|(n, d)| format!("{n}={:.3}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::debug!(target: "decnetd::laps", what = self.what, %phases, "phases (s)");
+    }
+}

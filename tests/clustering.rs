@@ -1161,3 +1161,160 @@ async fn campaign_span_and_counts_are_maintained_and_updated_at_moves_only_on_ch
         drop(db);
     }
 }
+
+/// More rows than one `UPDATE … FROM (VALUES …)` statement holds, and more than one statement
+/// could bind (11 000 rows × 3 binds > SQLite's 32 766): every observation is linked and
+/// marked, every identity joins a campaign and is marked, on both backends.
+#[actix_rt::test]
+async fn a_tick_over_more_rows_than_one_update_statement_writes_every_row() {
+    const N: usize = 11_000;
+    const { assert!(N > repo::VALUES_ROWS_PER_UPDATE && N * 3 > 32_766) };
+    for (backend, db, _dir) in common::all_backends().await {
+        let t = ts(1_767_225_600.0);
+        let rows: Vec<NewObservation> = (0..N)
+            .map(|i| NewObservation {
+                uuid: format!("obs-{i:05}"),
+                ip: format!("10.9.{}.{}", i / 256, i % 256),
+                identity_id: None,
+                first_seen: t + chrono::Duration::seconds(i as i64),
+                last_seen: t + chrono::Duration::seconds(i as i64),
+                event_count: 1,
+                fingerprints: Some("[]".into()),
+                asn: None,
+                payload_hashes: None,
+                c2_endpoints: None,
+                updated_at: now_utc(),
+            })
+            .collect();
+        repo::insert_observations(&db, rows).await.expect("seed");
+
+        let i = run_identity_tick(&db).await.expect("identity tick");
+        assert_eq!((i.observations, i.formed.len()), (N, N), "{backend}");
+        assert!(i.maintenance_ok, "{backend}");
+        let stored = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let linked: BTreeSet<&str> = stored
+            .iter()
+            .filter_map(|o| o.row.identity_id.as_deref())
+            .collect();
+        assert_eq!(linked.len(), N, "{backend}: every observation linked");
+        assert!(
+            repo::list_dirty_observations(&db)
+                .await
+                .expect("dirty")
+                .is_empty(),
+            "{backend}: every observation marked"
+        );
+
+        let c = run_campaign_tick(&db).await.expect("campaign tick");
+        assert_eq!((c.identities, c.formed.len()), (N, N), "{backend}");
+        assert!(c.maintenance_ok, "{backend}");
+        let identities = repo::list_identities_for_clustering(&db, None)
+            .await
+            .expect("read");
+        assert_eq!(identities.len(), N, "{backend}");
+        assert!(
+            identities.iter().all(|i| i.row.campaign_id.is_some()),
+            "{backend}: every identity in a campaign"
+        );
+        assert!(
+            repo::list_campaign_dirty_identities(&db)
+                .await
+                .expect("dirty")
+                .is_empty(),
+            "{backend}: every identity marked"
+        );
+        assert_eq!(tick_pair(&db).await, (0, 0), "{backend}: idle afterwards");
+        drop(db);
+    }
+}
+
+/// The identity plan marks an observation processed with the `updated_at` the tick read: an
+/// observation intake rewrote meanwhile stays dirty, and both get their identity link either
+/// way (one `UPDATE … FROM (VALUES …)` statement writes marker and link).
+#[actix_rt::test]
+async fn an_observation_rewritten_during_the_tick_stays_dirty_but_is_linked() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("p1", &fp("JP1", "HP1"), 1),
+                bare("p2", &fp("JP2", "HP2"), 2),
+            ],
+        )
+        .await
+        .expect("seed");
+        run_identity_tick(&db).await.expect("tick");
+        let read = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let identity = |uuid: &str| {
+            read.iter()
+                .find(|o| o.row.uuid == uuid)
+                .and_then(|o| o.row.identity_id.clone())
+                .expect("linked")
+        };
+        let (i1, i2) = (identity("p1"), identity("p2"));
+        // Both rows changed (dirty again); the tick reads them; then intake rewrites p2.
+        let stamp = |s: &str| match backend {
+            "sqlite" => format!("'{s}'"),
+            _ => format!("TIMESTAMP '{s}'"),
+        };
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET updated_at = {} WHERE uuid IN ('p1', 'p2')",
+                stamp("2027-01-01 00:00:00")
+            ),
+        )
+        .await;
+        let processed: Vec<(String, NaiveDateTime)> = repo::list_dirty_observations(&db)
+            .await
+            .expect("dirty")
+            .into_iter()
+            .map(|o| (o.row.uuid, o.updated_at))
+            .collect();
+        assert_eq!(processed.len(), 2, "{backend}");
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE attackers SET updated_at = {} WHERE uuid = 'p2'",
+                stamp("2027-01-02 00:00:00")
+            ),
+        )
+        .await;
+        repo::apply_identity_plan(
+            &db,
+            repo::IdentityPlanWrites {
+                links: vec![("p1".into(), i2.clone()), ("p2".into(), i1.clone())],
+                processed,
+                ..Default::default()
+            },
+            now_utc(),
+        )
+        .await
+        .expect("apply");
+        let dirty: Vec<String> = repo::list_dirty_observations(&db)
+            .await
+            .expect("dirty")
+            .into_iter()
+            .map(|o| o.row.uuid)
+            .collect();
+        assert_eq!(
+            dirty,
+            vec!["p2".to_owned()],
+            "{backend}: only the rewritten row"
+        );
+        let after = repo::list_attackers_for_clustering(&db, None)
+            .await
+            .expect("read");
+        let linked: BTreeMap<&str, Option<&str>> = after
+            .iter()
+            .map(|o| (o.row.uuid.as_str(), o.row.identity_id.as_deref()))
+            .collect();
+        assert_eq!(linked["p1"], Some(i2.as_str()), "{backend}");
+        assert_eq!(linked["p2"], Some(i1.as_str()), "{backend}");
+        drop(db);
+    }
+}

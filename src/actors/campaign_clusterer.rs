@@ -144,9 +144,13 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
     }
 
     if changed.len() > FULL_CAMPAIGN_SCOPE_ABOVE {
+        let mut laps = crate::metrics::Laps::new("read_campaign_scope(full)");
         let identities = repo::list_identities_for_clustering(db, None).await?;
+        laps.lap("identities");
         let phases = crate::db::repo::ttp::ttp_decky_phases(db).await?;
+        laps.lap("phases");
         let campaigns = repo::list_all_campaigns(db).await?;
+        laps.lap("campaigns");
         return Ok(Some(CampaignScope {
             identities,
             phases,
@@ -242,6 +246,7 @@ fn features_of(
 /// TTP tags; a failing read fails the tick, which the next one retries (see [`phases_of`]).
 /// Reads only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
+    let mut laps = crate::metrics::Laps::new("run_campaign_tick");
     let Some(CampaignScope {
         identities: scope,
         phases,
@@ -255,7 +260,12 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             ..Default::default()
         });
     };
-    let rows: Vec<IdentityRow> = scope.iter().map(|i| i.row.clone()).collect();
+    // The rows move to the planner and back: every row's strings are held once.
+    type Times = (Option<NaiveDateTime>, Option<NaiveDateTime>, NaiveDateTime);
+    let (rows, times): (Vec<IdentityRow>, Vec<Times>) = scope
+        .into_iter()
+        .map(|i| (i.row, (i.first_seen_at, i.last_seen_at, i.updated_at)))
+        .unzip();
     let active = rows.iter().filter(|r| r.merged_into_uuid.is_none()).count();
     let entities: Vec<EntityState> = stored
         .iter()
@@ -264,12 +274,14 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             merged_into: c.merged_into_uuid.clone(),
         })
         .collect();
-    let input = rows.clone();
-    let tick: CampaignTick = tokio::task::spawn_blocking(move || {
-        plan_campaign_tick(&input, &phases, &entities, &mut new_uuid)
+    laps.lap("read");
+    let (tick, rows): (CampaignTick, Vec<IdentityRow>) = tokio::task::spawn_blocking(move || {
+        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut new_uuid);
+        (tick, rows)
     })
     .await
     .map_err(|e| TickError::Join(e.to_string()))?;
+    laps.lap("plan");
     let now = now_utc();
 
     // Literal campaign of every active identity after the plan → count and span per campaign.
@@ -287,12 +299,12 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         literal.insert(l.member.as_str(), l.entity.as_str());
     }
     let mut spans: BTreeMap<String, Span> = BTreeMap::new();
-    for i in &scope {
-        if let Some(&campaign) = literal.get(i.row.uuid.as_str()) {
+    for (r, &(first_seen_at, last_seen_at, _)) in rows.iter().zip(&times) {
+        if let Some(&campaign) = literal.get(r.uuid.as_str()) {
             spans
                 .entry(campaign.to_owned())
                 .or_default()
-                .add(i.first_seen_at, i.last_seen_at);
+                .add(first_seen_at, last_seen_at);
         }
     }
 
@@ -331,9 +343,11 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             .map(|u| (u.resurrected.clone(), None)),
     );
     let written: BTreeSet<String> = writes.links.iter().map(|(i, _)| i.clone()).collect();
+    laps.lap("prepare");
     if !tick.plan.is_quiet() {
         repo::apply_campaign_plan(db, writes, now).await?;
     }
+    laps.lap("apply");
 
     let mut maintenance = campaign_maintenance(&stored, &spans, &tick, now);
     let features: HashMap<&str, &IdentityFeatures> = tick
@@ -351,14 +365,16 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             (u.clone(), keys)
         })
         .collect();
-    maintenance.read = scope
+    maintenance.read = rows
         .iter()
-        .filter(|i| changed.contains(&i.row.uuid) && !written.contains(&i.row.uuid))
-        .map(|i| (i.row.uuid.clone(), i.updated_at))
+        .zip(&times)
+        .filter(|(r, _)| changed.contains(&r.uuid) && !written.contains(&r.uuid))
+        .map(|(r, &(_, _, updated_at))| (r.uuid.clone(), updated_at))
         .collect();
     // The links stamped `updated_at = now` (apply_campaign_plan).
     maintenance.written = written.into_iter().map(|u| (u, now)).collect();
     maintenance.tag_cursor = tag_cursor;
+    laps.lap("prepare_maintenance");
     let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
@@ -370,6 +386,7 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
             }
         }
     };
+    laps.lap("maintenance");
 
     Ok(CampaignTickOutcome {
         identities: active,

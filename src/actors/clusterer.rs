@@ -21,7 +21,7 @@ use crate::db::repo::clustering::{self as repo, ClusteringObservation};
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::domain::clustering::kernel::linking_keys;
 use crate::domain::clustering::reconcile::EntityState;
-use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick};
+use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick, ObservationRow};
 
 /// Errors that end a tick early (logged; the tick counts as empty).
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +90,8 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
     if dirty.is_empty() && dirty_identities.is_empty() {
         return Ok(None);
     }
+    let mut laps = crate::metrics::Laps::new("read_identity_scope");
+    laps.lap("dirty");
     let keys: Vec<(String, Vec<String>)> = dirty
         .iter()
         .map(|o| (o.row.uuid.clone(), linking_keys(&o.row.project())))
@@ -106,9 +108,11 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
         .collect();
     let mut loaded: BTreeMap<String, ClusteringObservation> =
         dirty.into_iter().map(|o| (o.row.uuid.clone(), o)).collect();
+    laps.lap("keys");
     for o in repo::observations_with_keys(db, &wanted).await? {
         loaded.entry(o.row.uuid.clone()).or_insert(o);
     }
+    laps.lap("with_keys");
     let seeds: BTreeSet<String> = loaded
         .values()
         .filter_map(|o| o.row.identity_id.clone())
@@ -119,12 +123,14 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
     for o in repo::observations_of_identities(db, &uuids).await? {
         loaded.entry(o.row.uuid.clone()).or_insert(o);
     }
+    laps.lap("closure");
     let mut observations: Vec<ClusteringObservation> = loaded.into_values().collect();
     observations.sort_by(|a, b| {
         a.first_seen
             .cmp(&b.first_seen)
             .then_with(|| a.row.uuid.cmp(&b.row.uuid))
     });
+    laps.lap("sort");
     Ok(Some(IdentityScope {
         observations,
         identities,
@@ -149,6 +155,7 @@ struct IdentityScope {
 /// last tick and its closure ([`read_identity_scope`]); a tick with nothing new reads nothing
 /// but two probes of the dirty-row indexes.
 pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
+    let mut laps = crate::metrics::Laps::new("run_identity_tick");
     let Some(IdentityScope {
         observations,
         identities: stored,
@@ -168,17 +175,26 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             merged_into: i.merged_into_uuid.clone(),
         })
         .collect();
-    let rows: Vec<_> = observations.iter().map(|o| o.row.clone()).collect();
-    let tick: IdentityTick =
-        tokio::task::spawn_blocking(move || plan_identity_tick(&rows, &entities, &mut new_uuid))
-            .await
-            .map_err(|e| TickError::Join(e.to_string()))?;
+    // The rows move to the planner and back: every row's strings are held once.
+    let (rows, seen): (Vec<ObservationRow>, Vec<(NaiveDateTime, NaiveDateTime)>) = observations
+        .into_iter()
+        .map(|o| (o.row, (o.first_seen, o.last_seen)))
+        .unzip();
+    laps.lap("read");
+    let (tick, rows): (IdentityTick, Vec<ObservationRow>) =
+        tokio::task::spawn_blocking(move || {
+            let tick = plan_identity_tick(&rows, &entities, &mut new_uuid);
+            (tick, rows)
+        })
+        .await
+        .map_err(|e| TickError::Join(e.to_string()))?;
+    laps.lap("plan");
     let now = now_utc();
 
     // Literal FK of every observation after the plan, and the seen-times per identity.
-    let mut literal: HashMap<&str, String> = observations
+    let mut literal: HashMap<&str, String> = rows
         .iter()
-        .filter_map(|o| o.row.identity_id.clone().map(|i| (o.row.uuid.as_str(), i)))
+        .filter_map(|r| r.identity_id.clone().map(|i| (r.uuid.as_str(), i)))
         .collect();
     for f in &tick.plan.formed {
         for m in &f.members {
@@ -189,14 +205,14 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         literal.insert(l.member.as_str(), l.entity.clone());
     }
     let mut stats: BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)> = BTreeMap::new();
-    for o in &observations {
-        if let Some(identity) = literal.get(o.row.uuid.as_str()) {
+    for (r, &(first_seen, last_seen)) in rows.iter().zip(&seen) {
+        if let Some(identity) = literal.get(r.uuid.as_str()) {
             let e = stats
                 .entry(identity.clone())
-                .or_insert((0, o.first_seen, o.last_seen));
+                .or_insert((0, first_seen, last_seen));
             e.0 += 1;
-            e.1 = e.1.min(o.first_seen);
-            e.2 = e.2.max(o.last_seen);
+            e.1 = e.1.min(first_seen);
+            e.2 = e.2.max(last_seen);
         }
     }
     let updates: HashMap<&str, &crate::domain::clustering::tick::IdentityUpdate> = tick
@@ -254,9 +270,11 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     written.extend(writes.merge_pointers.iter().map(|(u, _)| u.clone()));
     writes.processed = processed;
     writes.keys = keys;
+    laps.lap("prepare");
     if !tick.plan.is_quiet() || !writes.processed.is_empty() {
         repo::apply_identity_plan(db, writes, now).await?;
     }
+    laps.lap("apply");
 
     // Transaction 2: maintenance of existing rows (roll-ups, counts, first/last seen) and
     // evidence of changed identities. Only differences are written (idempotent ticks).
@@ -268,6 +286,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         .map(|i| (i.uuid.clone(), i.updated_at))
         .collect();
     maintenance.written = written.into_iter().collect();
+    laps.lap("prepare_maintenance");
     let maintenance_ok = if maintenance.is_empty() {
         true
     } else {
@@ -280,24 +299,24 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         }
     };
 
+    laps.lap("maintenance");
     let resurrected = tick
         .plan
         .unmerged
         .iter()
         .map(|u| topics::IdentityFormed {
             identity_uuid: u.resurrected.clone(),
-            observation_uuids: observations
+            observation_uuids: rows
                 .iter()
-                .filter(|o| {
-                    literal.get(o.row.uuid.as_str()).map(String::as_str)
-                        == Some(u.resurrected.as_str())
+                .filter(|r| {
+                    literal.get(r.uuid.as_str()).map(String::as_str) == Some(u.resurrected.as_str())
                 })
-                .map(|o| o.row.uuid.clone())
+                .map(|r| r.uuid.clone())
                 .collect(),
         })
         .collect();
     Ok(IdentityTickOutcome {
-        observations: observations.len(),
+        observations: rows.len(),
         resurrected,
         formed: tick
             .plan

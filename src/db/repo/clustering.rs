@@ -116,14 +116,18 @@ async fn load_observations(
                 attackers::last_seen,
                 attackers::updated_at,
             ))
-            .order((attackers::first_seen.asc(), attackers::uuid.asc()))
             .into_boxed();
+        if !matches!(filter, ObservationFilter::Dirty) {
+            q = q.order((attackers::first_seen.asc(), attackers::uuid.asc()));
+        }
         match filter {
             ObservationFilter::All(limit) => {
                 if let Some(l) = limit {
                     q = q.limit(l);
                 }
             }
+            // Unordered: an ORDER BY makes SQLite scan the whole table through the
+            // `first_seen` index instead of the partial index of dirty rows (sorted below).
             ObservationFilter::Dirty => q = q.filter(sql::<Bool>(DIRTY)),
             ObservationFilter::OfIdentities(ids) => {
                 q = q.filter(attackers::identity_id.eq_any(ids))
@@ -140,7 +144,16 @@ async fn load_observations(
         }
         q.load::<ObservationTuple>(c).await
     })?;
-    Ok(rows.into_iter().map(observation_from_tuple).collect())
+    let mut out: Vec<ClusteringObservation> =
+        rows.into_iter().map(observation_from_tuple).collect();
+    if matches!(filter, ObservationFilter::Dirty) {
+        out.sort_by(|a, b| {
+            a.first_seen
+                .cmp(&b.first_seen)
+                .then_with(|| a.row.uuid.cmp(&b.row.uuid))
+        });
+    }
+    Ok(out)
 }
 
 /// Run a chunked `IN (…)` read and concatenate the results.
@@ -290,8 +303,6 @@ pub struct IdentityPlanWrites {
 /// Which processed marker [`mark_processed`] sets.
 #[derive(Debug, Clone, Copy)]
 enum Marker {
-    /// `attackers.clustered_at`.
-    Observation,
     /// `attacker_identities.clustered_at`.
     Identity,
     /// `attacker_identities.campaign_clustered_at`.
@@ -301,76 +312,106 @@ enum Marker {
 impl Marker {
     fn table_column(self) -> (&'static str, &'static str) {
         match self {
-            Marker::Observation => ("attackers", "clustered_at"),
             Marker::Identity => ("attacker_identities", "clustered_at"),
             Marker::IdentityCampaign => ("attacker_identities", "campaign_clustered_at"),
         }
     }
 }
 
+/// One bound value of a `VALUES` row of [`update_from_values`].
+#[derive(Debug, Clone, Copy)]
+enum Cell<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    At(NaiveDateTime),
+    OptAt(Option<NaiveDateTime>),
+}
+
+/// Rows per `UPDATE … FROM (VALUES …)` statement ([`update_from_values`]): at three binds a
+/// row at most, 30 000 binds, under SQLite's limit of 32 766 (PostgreSQL's is 65 535).
+pub const VALUES_ROWS_PER_UPDATE: usize = 10_000;
+
+/// `UPDATE {table} SET {set} FROM (VALUES (uuid, cells…), …) AS v WHERE {table}.uuid =
+/// v.column1{and}`, one statement per [`VALUES_ROWS_PER_UPDATE`] rows: many single-row
+/// updates in a few statements (SQLite ≥ 3.33 and PostgreSQL both have `UPDATE … FROM`; both
+/// name the columns of a `VALUES` list `column1`, `column2`, …). `set` and `and` refer to a
+/// row's cells as `v.column2`, `v.column3`, …, to the target's columns unqualified in `set` and
+/// as `{table}.x` in `and`. Uuids must be distinct. Rows are written in the order given: in
+/// the order the target's rows are stored, its pages are visited in order (SQLite), not at
+/// random.
+async fn update_from_values<C: AsAnyConn, const W: usize>(
+    c: &mut C,
+    table: &str,
+    set: &str,
+    and: &str,
+    rows: &[(&str, [Cell<'_>; W])],
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::Text;
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $placeholder:expr) => {
+            for chunk in rows.chunks(VALUES_ROWS_PER_UPDATE) {
+                let mut n = 0usize;
+                let mut values = String::with_capacity(chunk.len() * (W + 1) * 6);
+                for (i, _) in chunk.iter().enumerate() {
+                    values.push_str(if i == 0 { "(" } else { ", (" });
+                    for k in 0..=W {
+                        n += 1;
+                        if k > 0 {
+                            values.push_str(", ");
+                        }
+                        values.push_str(&$placeholder(n));
+                    }
+                    values.push(')');
+                }
+                let stmt = format!(
+                    "UPDATE {table} SET {set} FROM (VALUES {values}) AS v \
+                     WHERE {table}.uuid = v.column1{and}"
+                );
+                let mut q = diesel::sql_query(stmt).into_boxed::<$backend>();
+                for (uuid, cells) in chunk {
+                    q = q.bind::<Text, _>(*uuid);
+                    for cell in cells {
+                        q = match *cell {
+                            Cell::Text(s) => q.bind::<Text, _>(s),
+                            Cell::OptText(s) => q.bind::<Nullable<Text>, _>(s),
+                            Cell::At(t) => q.bind::<Timestamp, _>(t),
+                            Cell::OptAt(t) => q.bind::<Nullable<Timestamp>, _>(t),
+                        };
+                    }
+                }
+                q.execute(&mut *$conn).await?;
+            }
+        };
+    }
+    match c.as_any_conn() {
+        AnyConnMut::Sqlite(conn) => run!(conn, diesel::sqlite::Sqlite, |_| String::from("?")),
+        AnyConnMut::Pg(conn) => run!(conn, diesel::pg::Pg, |n| format!("${n}")),
+    }
+    Ok(())
+}
+
 /// Set a processed marker to the `updated_at` each row had when the tick read it, only where
-/// `updated_at` still has that value (a row written again meanwhile stays dirty). One
-/// statement per row on SQLite (no round trip), one `UPDATE … FROM unnest(…)` per chunk on
-/// PostgreSQL.
+/// `updated_at` still has that value (a row written again meanwhile stays dirty).
 async fn mark_processed<C: AsAnyConn>(
     c: &mut C,
     marker: Marker,
     rows: Vec<(String, NaiveDateTime)>,
 ) -> Result<(), diesel::result::Error> {
-    use diesel::sql_types::{Array, Text};
-    if rows.is_empty() {
-        return Ok(());
-    }
     let (table, column) = marker.table_column();
-    match c.as_any_conn() {
-        AnyConnMut::Sqlite(conn) => {
-            // Query-builder statements: prepared once and cached by the connection (a raw
-            // `sql_query` is prepared again for every row: 100k prepares on a first tick).
-            macro_rules! mark_each {
-                ($sync:expr, $table:ident, $column:ident) => {
-                    for (uuid, at) in &rows {
-                        diesel::RunQueryDsl::execute(
-                            diesel::update(
-                                $table::table
-                                    .filter($table::uuid.eq(uuid))
-                                    .filter($table::updated_at.eq(at)),
-                            )
-                            .set($table::$column.eq(at)),
-                            $sync,
-                        )?;
-                    }
-                };
-            }
-            conn.spawn_blocking(move |sync| {
-                match marker {
-                    Marker::Observation => mark_each!(sync, attackers, clustered_at),
-                    Marker::Identity => mark_each!(sync, attacker_identities, clustered_at),
-                    Marker::IdentityCampaign => {
-                        mark_each!(sync, attacker_identities, campaign_clustered_at)
-                    }
-                }
-                Ok(())
-            })
-            .await
-        }
-        AnyConnMut::Pg(conn) => {
-            let stmt = format!(
-                "UPDATE {table} AS x SET {column} = v.at \
-                 FROM unnest($1::text[], $2::timestamp[]) AS v(uuid, at) \
-                 WHERE x.uuid = v.uuid AND x.updated_at = v.at"
-            );
-            for chunk in rows.chunks(5_000) {
-                let (uuids, ats): (Vec<&str>, Vec<NaiveDateTime>) =
-                    chunk.iter().map(|(u, a)| (u.as_str(), *a)).unzip();
-                diesel::sql_query(stmt.as_str())
-                    .bind::<Array<Text>, _>(uuids)
-                    .bind::<Array<Timestamp>, _>(ats)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    // Uuid order: a tick inserts identities in uuid order (see `apply_identity_plan`).
+    let mut cells: Vec<(&str, [Cell<'_>; 1])> = rows
+        .iter()
+        .map(|(uuid, at)| (uuid.as_str(), [Cell::At(*at)]))
+        .collect();
+    cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    update_from_values(
+        c,
+        table,
+        &format!("{column} = v.column2"),
+        &format!(" AND {table}.updated_at = v.column2"),
+        &cells,
+    )
+    .await
 }
 
 /// Set an identity marker to the row's current `updated_at` (rows this tick itself wrote).
@@ -391,7 +432,6 @@ async fn mark_written<C: AsAnyConn>(
     }
     for chunk in uuids.chunks(IN_CHUNK) {
         match (marker, c.as_any_conn()) {
-            (Marker::Observation, _) => {}
             (Marker::Identity, AnyConnMut::Sqlite(conn)) => {
                 set_marker!(conn, attacker_identities::clustered_at, chunk);
             }
@@ -416,12 +456,15 @@ macro_rules! replace_keys {
         let keys: Vec<(String, Vec<String>)> = $keys;
         if !keys.is_empty() {
             let owners: Vec<String> = keys.iter().map(|(o, _)| o.clone()).collect();
-            let rows: Vec<_> = keys
+            // In primary-key order: the index inserts walk the index in order.
+            let mut pairs: Vec<(String, String)> = keys
                 .into_iter()
-                .flat_map(|(o, ks)| {
-                    ks.into_iter()
-                        .map(move |key| (k::cluster_key.eq(key), k::$owner.eq(o.clone())))
-                })
+                .flat_map(|(o, ks)| ks.into_iter().map(move |key| (key, o.clone())))
+                .collect();
+            pairs.sort_unstable();
+            let rows: Vec<_> = pairs
+                .into_iter()
+                .map(|(key, o)| (k::cluster_key.eq(key), k::$owner.eq(o)))
                 .collect();
             for chunk in owners.chunks(IN_CHUNK) {
                 match $crate::db::AsAnyConn::as_any_conn(&mut *$c) {
@@ -446,43 +489,42 @@ macro_rules! replace_keys {
     }};
 }
 
-/// Set `attackers.identity_id` for many rows, grouped per identity, inside a transaction.
-async fn set_identity_ids<C: AsAnyConn>(
+/// The observation writes of an identity plan, one row write each: mark each `processed`
+/// observation processed (`clustered_at` = the `updated_at` read, only where `updated_at`
+/// still has it) and set `identity_id` of each `(observation, identity)` link.
+async fn write_observations<C: AsAnyConn>(
     c: &mut C,
-    links: Vec<(String, String)>,
+    processed: &[(String, NaiveDateTime)],
+    links: &[(String, String)],
 ) -> Result<(), diesel::result::Error> {
-    let mut by_identity: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // In the order of `processed` (the tick reads them in `first_seen` order, which is
+    // roughly the order intake inserted them, i.e. their order in the table), then the links
+    // of rows not processed.
+    let mut at_row: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(processed.len());
+    let mut cells: Vec<(&str, [Cell<'_>; 2])> = Vec::with_capacity(processed.len());
+    for (uuid, at) in processed {
+        at_row.entry(uuid).or_insert_with(|| {
+            cells.push((uuid, [Cell::OptAt(Some(*at)), Cell::OptText(None)]));
+            cells.len() - 1
+        });
+    }
     for (member, identity) in links {
-        by_identity.entry(identity).or_default().push(member);
+        let row = *at_row.entry(member).or_insert_with(|| {
+            cells.push((member, [Cell::OptAt(None), Cell::OptText(None)]));
+            cells.len() - 1
+        });
+        cells[row].1[1] = Cell::OptText(Some(identity));
     }
-    match c.as_any_conn() {
-        AnyConnMut::Sqlite(conn) => {
-            conn.spawn_blocking(move |sync| {
-                for (identity, members) in &by_identity {
-                    for chunk in members.chunks(IN_CHUNK) {
-                        diesel::RunQueryDsl::execute(
-                            diesel::update(attackers::table.filter(attackers::uuid.eq_any(chunk)))
-                                .set(attackers::identity_id.eq(identity)),
-                            sync,
-                        )?;
-                    }
-                }
-                Ok(())
-            })
-            .await
-        }
-        AnyConnMut::Pg(conn) => {
-            for (identity, members) in &by_identity {
-                for chunk in members.chunks(IN_CHUNK) {
-                    diesel::update(attackers::table.filter(attackers::uuid.eq_any(chunk)))
-                        .set(attackers::identity_id.eq(identity))
-                        .execute(&mut *conn)
-                        .await?;
-                }
-            }
-            Ok(())
-        }
-    }
+    update_from_values(
+        c,
+        "attackers",
+        "clustered_at = CASE WHEN updated_at = v.column2 THEN v.column2 ELSE clustered_at END, \
+         identity_id = COALESCE(v.column3, identity_id)",
+        "",
+        &cells,
+    )
+    .await
 }
 
 /// Apply an identity plan in one transaction: new identities, FK links, merge pointers.
@@ -498,15 +540,19 @@ pub async fn apply_identity_plan(
         processed,
         keys,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("apply_identity_plan");
     db_tx!(db, |c| {
         replace_keys!(c, observation_cluster_keys, observation_uuid, keys);
-        mark_processed(&mut *c, Marker::Observation, processed).await?;
+        laps.lap("keys");
         if !new_identities.is_empty() {
+            // In uuid order: the inserts into the uuid-keyed indexes walk them in order.
+            let mut new_identities = new_identities;
+            new_identities.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
             db_insert_batch!(c, attacker_identities::table, new_identities)?;
         }
-        if !links.is_empty() {
-            set_identity_ids(&mut *c, links).await?;
-        }
+        laps.lap("insert_identities");
+        write_observations(&mut *c, &processed, &links).await?;
+        laps.lap("observations");
         for (uuid, winner) in &merge_pointers {
             diesel::update(attacker_identities::table.find(uuid))
                 .set((
@@ -552,6 +598,7 @@ pub async fn write_identity_maintenance(
         written,
         read,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("write_identity_maintenance");
     db_tx!(db, |c| {
         for (uuid, cols) in &columns {
             diesel::update(attacker_identities::table.find(uuid))
@@ -559,20 +606,24 @@ pub async fn write_identity_maintenance(
                 .execute(c)
                 .await?;
         }
-        let mut rows = Vec::new();
-        for (uuid, edges) in evidence {
+        laps.lap("columns");
+        let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
+        for chunk in owners.chunks(IN_CHUNK) {
             diesel::delete(
-                identity_evidence::table.filter(identity_evidence::identity_uuid.eq(&uuid)),
+                identity_evidence::table.filter(identity_evidence::identity_uuid.eq_any(chunk)),
             )
             .execute(c)
             .await?;
-            rows.extend(edges);
         }
+        let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, identity_evidence::table, rows)?;
         }
+        laps.lap("evidence");
         mark_written(&mut *c, Marker::Identity, &written).await?;
+        laps.lap("mark_written");
         mark_processed(&mut *c, Marker::Identity, read).await?;
+        laps.lap("mark_read");
         Ok(())
     })
 }
@@ -732,6 +783,7 @@ type IdentityTuple = (
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     NaiveDateTime,
+    NaiveDateTime,
 );
 
 /// One identity as the campaign tick reads it: the projection's columns, the span the campaign
@@ -774,18 +826,22 @@ async fn load_identities(
                 attacker_identities::first_seen_at,
                 attacker_identities::last_seen_at,
                 attacker_identities::updated_at,
-            ))
-            .order((
-                attacker_identities::created_at.asc(),
-                attacker_identities::uuid.asc(),
+                attacker_identities::created_at,
             ))
             .into_boxed();
+        if !matches!(filter, IdentityFilter::Dirty) {
+            q = q.order((
+                attacker_identities::created_at.asc(),
+                attacker_identities::uuid.asc(),
+            ));
+        }
         match filter {
             IdentityFilter::All(limit) => {
                 if let Some(l) = limit {
                     q = q.limit(l);
                 }
             }
+            // Unordered, so SQLite reads the partial index of dirty rows (sorted below).
             IdentityFilter::Dirty => q = q.filter(sql::<Bool>(CAMPAIGN_DIRTY)),
             IdentityFilter::Uuids(u) => q = q.filter(attacker_identities::uuid.eq_any(u)),
             IdentityFilter::OfCampaigns(cs) => {
@@ -803,6 +859,10 @@ async fn load_identities(
         }
         q.load::<IdentityTuple>(c).await
     })?;
+    let mut rows = rows;
+    if matches!(filter, IdentityFilter::Dirty) {
+        rows.sort_by(|a, b| a.9.cmp(&b.9).then_with(|| a.0.cmp(&b.0)));
+    }
     Ok(rows
         .into_iter()
         .map(
@@ -816,6 +876,7 @@ async fn load_identities(
                 first_seen_at,
                 last_seen_at,
                 updated_at,
+                _created_at,
             )| ClusteringIdentity {
                 row: IdentityRow {
                     uuid,
@@ -904,26 +965,33 @@ pub async fn apply_campaign_plan(
         links,
         merge_pointers,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("apply_campaign_plan");
     db_tx!(db, |c| {
         if !new_campaigns.is_empty() {
+            // In uuid order, like the identities.
+            let mut new_campaigns = new_campaigns;
+            new_campaigns.sort_unstable_by(|a, b| a.uuid.cmp(&b.uuid));
             db_insert_batch!(c, campaigns::table, new_campaigns)?;
         }
-        for (identity, campaign) in &links {
-            // A campaign link is no news for the identity layer: its marker follows
-            // `updated_at` when it was up to date.
-            diesel::update(attacker_identities::table.find(identity))
-                .set((
-                    attacker_identities::campaign_id.eq(campaign),
-                    attacker_identities::updated_at.eq(now),
-                    attacker_identities::clustered_at.eq(sql::<Nullable<Timestamp>>(
-                        "CASE WHEN clustered_at = updated_at THEN ",
-                    )
-                    .bind::<Timestamp, _>(now)
-                    .sql(" ELSE clustered_at END")),
-                ))
-                .execute(c)
-                .await?;
-        }
+        laps.lap("insert_campaigns");
+        // A campaign link is no news for the identity layer: its marker follows `updated_at`
+        // when it was up to date (SET expressions read the row as it was).
+        // Uuid order: a tick inserts identities in uuid order (see `apply_identity_plan`).
+        let mut cells: Vec<(&str, [Cell<'_>; 2])> = links
+            .iter()
+            .map(|(identity, campaign)| (identity.as_str(), [Cell::Text(campaign), Cell::At(now)]))
+            .collect();
+        cells.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        update_from_values(
+            &mut *c,
+            "attacker_identities",
+            "campaign_id = v.column2, updated_at = v.column3, clustered_at = \
+             CASE WHEN clustered_at = updated_at THEN v.column3 ELSE clustered_at END",
+            "",
+            &cells,
+        )
+        .await?;
+        laps.lap("links");
         for (uuid, winner) in &merge_pointers {
             diesel::update(campaigns::table.find(uuid))
                 .set((
@@ -980,6 +1048,7 @@ pub async fn write_campaign_maintenance(
         read,
         tag_cursor,
     } = writes;
+    let mut laps = crate::metrics::Laps::new("write_campaign_maintenance");
     db_tx!(db, |c| {
         for (uuid, cols) in &columns {
             diesel::update(campaigns::table.find(uuid))
@@ -987,21 +1056,25 @@ pub async fn write_campaign_maintenance(
                 .execute(c)
                 .await?;
         }
-        let mut rows = Vec::new();
-        for (uuid, edges) in evidence {
+        laps.lap("columns");
+        let (owners, edges): (Vec<String>, Vec<_>) = evidence.into_iter().unzip();
+        for chunk in owners.chunks(IN_CHUNK) {
             diesel::delete(
-                campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq(&uuid)),
+                campaign_evidence::table.filter(campaign_evidence::campaign_uuid.eq_any(chunk)),
             )
             .execute(c)
             .await?;
-            rows.extend(edges);
         }
+        let rows: Vec<_> = edges.into_iter().flatten().collect();
         if !rows.is_empty() {
             db_insert_batch!(c, campaign_evidence::table, rows)?;
         }
+        laps.lap("evidence");
         replace_keys!(c, identity_cluster_keys, identity_uuid, keys);
+        laps.lap("keys");
         mark_processed(&mut *c, Marker::IdentityCampaign, written).await?;
         mark_processed(&mut *c, Marker::IdentityCampaign, read).await?;
+        laps.lap("mark");
         if let Some(log_id) = tag_cursor {
             let entry = crate::db::repo::ttp::campaign_tag_cursor_entry(log_id);
             diesel::insert_into(state::table)
