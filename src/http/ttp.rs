@@ -3,18 +3,20 @@
 //! reads an array; an empty section is `200 []`. An unknown uuid is 404 like the other
 //! per-attacker / per-identity routes (the page itself is "not found" then).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::models::ttp::TtpTag;
 use crate::db::repo::clustering as clustering_repo;
+use crate::db::repo::live::Stamp;
 use crate::db::repo::ttp as repo;
 use crate::domain::clustering::campaign::ukc_phase_for_tactic;
 use crate::domain::ttp::tactic_name;
 use crate::http::auth::Viewer;
 use crate::http::error::ApiError;
 use crate::http::iso;
+use crate::http::pages;
 use crate::http::state::AppState;
 
 /// Most tags one answer carries (the newest).
@@ -86,14 +88,23 @@ fn views(tags: Vec<TtpTag>) -> Vec<TtpTagView> {
 )]
 pub async fn by_attacker(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if !repo::attacker_exists(&state.db, &path).await? {
-        return Err(ApiError::not_found("Attacker not found"));
-    }
-    let tags = repo::tags_for_attacker(&state.db, &path, MAX_TAGS).await?;
-    Ok(HttpResponse::Ok().json(views(tags)))
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::TtpTags, Stamp::Attackers],
+        || async {
+            if !repo::attacker_exists(&state.db, &path).await? {
+                return Err(ApiError::not_found("Attacker not found"));
+            }
+            let tags = repo::tags_for_attacker(&state.db, &path, MAX_TAGS).await?;
+            pages::to_body(&views(tags))
+        },
+    )
+    .await
 }
 
 #[utoipa::path(
@@ -106,14 +117,24 @@ pub async fn by_attacker(
 )]
 pub async fn by_identity(
     _viewer: Viewer,
+    req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (identity, _) = clustering_repo::get_identity_by_uuid(&state.db, &path)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Identity not found"))?;
-    let tags = repo::tags_for_identity(&state.db, &identity.uuid, MAX_TAGS).await?;
-    Ok(HttpResponse::Ok().json(views(tags)))
+    // A link of an observation to the identity moves the identity's stamp.
+    pages::cached(
+        &state,
+        &req,
+        &[Stamp::TtpTags, Stamp::Identities],
+        || async {
+            let (identity, _) = clustering_repo::get_identity_by_uuid(&state.db, &path)
+                .await?
+                .ok_or_else(|| ApiError::not_found("Identity not found"))?;
+            let tags = repo::tags_for_identity(&state.db, &identity.uuid, MAX_TAGS).await?;
+            pages::to_body(&views(tags))
+        },
+    )
+    .await
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

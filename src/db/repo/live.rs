@@ -68,11 +68,15 @@ pub enum Stamp {
     Identities,
     /// Newest campaign `updated_at`.
     Campaigns,
+    /// Newest tagged log id (the tagger follows the log table in id order).
+    TtpTags,
 }
 
 /// The stamps of `tables`, in one string (one indexed probe per table, one connection).
 pub async fn stamps(db: &Db, tables: &[Stamp]) -> Result<String, DbError> {
-    use crate::db::schema::{attacker_identities, campaigns, credential_reuse, credentials};
+    use crate::db::schema::{
+        attacker_identities, campaigns, credential_reuse, credentials, ttp_tags,
+    };
     use std::fmt::Write;
     Ok(db_run!(db, |c| {
         let mut out = String::new();
@@ -116,6 +120,13 @@ pub async fn stamps(db: &Db, tables: &[Stamp]) -> Result<String, DbError> {
                         .first(c)
                         .await?;
                     let _ = write!(out, "k{v:?}|");
+                }
+                Stamp::TtpTags => {
+                    let v: Option<i64> = ttp_tags::table
+                        .select(max(ttp_tags::log_id))
+                        .first(c)
+                        .await?;
+                    let _ = write!(out, "t{v:?}|");
                 }
             }
         }
