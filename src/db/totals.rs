@@ -22,7 +22,8 @@ use super::DbError;
 
 /// How long a total is reused while its table's stamp has not moved.
 pub const TOTALS_TTL: Duration = Duration::from_secs(2);
-/// How many distinct (list, filter) totals are kept; beyond it the cache starts over.
+/// How many distinct keys a cache holds (values or slots left empty by a failed computation,
+/// e.g. a 404 page); beyond it the cache starts over.
 const MAX_KEYS: usize = 4096;
 
 /// A cached value.
@@ -102,6 +103,12 @@ impl<V: Clone> StampCache<V> {
         let mut slots = self.slots.lock();
         if let Some(s) = slots.get(key) {
             return Arc::clone(s);
+        }
+        if slots.len() >= MAX_KEYS {
+            // Slots of failed computations weigh nothing, so the budget alone would not bound
+            // them (hostile requests for distinct missing pages).
+            slots.clear();
+            self.used.store(0, Ordering::Relaxed);
         }
         let s: Slot<V> = Arc::new(tokio::sync::Mutex::new(None));
         slots.insert(key.to_owned(), Arc::clone(&s));
@@ -277,5 +284,20 @@ mod tests {
             .await
             .expect("a cached");
         assert_eq!(calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn failed_computations_do_not_grow_the_cache_without_bound() {
+        let pages: StampCache<Vec<u8>> =
+            StampCache::with_budget(Duration::from_secs(60), 1 << 20, |_, v| v.len());
+        for i in 0..(MAX_KEYS + 100) {
+            let r = pages
+                .get_with(&format!("/missing/{i}"), "s".into(), || async {
+                    Err::<Vec<u8>, _>(DbError::Task("not found".into()))
+                })
+                .await;
+            assert!(r.is_err());
+        }
+        assert!(pages.slots.lock().len() <= MAX_KEYS);
     }
 }
