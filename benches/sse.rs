@@ -7,14 +7,14 @@
 //!
 //! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 by default)
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use decnetd::actors::topics::{Event, IdentityFormed};
 use decnetd::testkit;
 use futures::StreamExt;
-use parking_lot::Mutex;
+use memchr::memmem;
 use serde_json::Value;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -44,6 +44,15 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The event number a frame carries: the last 12 digits of its identity uuid
+/// (`00000000-0000-4000-8000-{n:012}`, see the burst below).
+fn event_number(frame: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"identity_uuid\":\"";
+    let at = memmem::find(frame, KEY)? + KEY.len();
+    let digits = frame.get(at + 24..at + 36)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 fn main() {
     let streams = env_usize("STREAMS", 1000);
     let events = env_usize("EVENTS", 100);
@@ -54,24 +63,29 @@ fn main() {
         s.auth.limiter_enabled = false;
         s.bus.capacity = events.max(1024);
         let app = testkit::start_http_only(s).await.expect("daemon starts");
-        let base = app.base_url();
+        let base_url = app.base_url();
         let token = testkit::token_for(&app, "bench-viewer", "viewer").await;
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(streams + 10)
             .build()
             .expect("client");
 
-        // publish time of each event, by identity uuid
-        let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let received: Arc<Mutex<Vec<usize>>> = Arc::new(Mutex::new(vec![0; streams]));
+        // Publish time of event n (nanoseconds since `base`, plus one; 0 = not yet sent) and
+        // the events each stream has received. The clients share this process and the 2 cores
+        // with the daemon, so they are kept cheap: a frame is matched by a byte search for its
+        // identity uuid (which encodes n) rather than parsed, and each stream keeps its own
+        // latencies (no lock per frame). Receipt time is taken when a chunk arrives.
+        let base = Instant::now();
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..events).map(|_| AtomicU64::new(0)).collect());
+        let received: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..streams).map(|_| AtomicUsize::new(0)).collect());
 
         let rss_before = rss_kib();
         let mut opened = 0usize;
         let mut tasks = Vec::with_capacity(streams);
         for i in 0..streams {
             let ticket: Value = client
-                .post(format!("{base}/api/v1/auth/sse-ticket"))
+                .post(format!("{base_url}/api/v1/auth/sse-ticket"))
                 .bearer_auth(&token)
                 .send()
                 .await
@@ -81,7 +95,9 @@ fn main() {
                 .expect("ticket json");
             let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
             let resp = client
-                .get(format!("{base}/api/v1/identities/events?ticket={ticket}"))
+                .get(format!(
+                    "{base_url}/api/v1/identities/events?ticket={ticket}"
+                ))
                 .send()
                 .await
                 .expect("stream");
@@ -90,40 +106,35 @@ fn main() {
                 continue;
             }
             opened += 1;
-            let (sent, latencies, received) = (
-                Arc::clone(&sent),
-                Arc::clone(&latencies),
-                Arc::clone(&received),
-            );
+            let (sent, received) = (Arc::clone(&sent), Arc::clone(&received));
             tasks.push(actix_rt::spawn(async move {
                 let mut body = resp.bytes_stream();
-                let mut buf = String::new();
+                let mut buf: Vec<u8> = Vec::new();
+                let mut lat = Vec::with_capacity(events);
                 let mut got = 0usize;
                 while let Some(Ok(chunk)) = body.next().await {
-                    let at = Instant::now();
-                    buf.push_str(&String::from_utf8_lossy(&chunk));
-                    while let Some(end) = buf.find("\n\n") {
-                        let frame: String = buf.drain(..end + 2).collect();
-                        let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) else {
+                    let at = base.elapsed().as_nanos() as u64;
+                    buf.extend_from_slice(&chunk);
+                    let mut from = 0;
+                    while let Some(end) = memmem::find(&buf[from..], b"\n\n") {
+                        let frame = &buf[from..from + end];
+                        from += end + 2;
+                        let Some(n) = event_number(frame) else {
                             continue;
                         };
-                        let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
-                            continue;
-                        };
-                        let uuid = v
-                            .pointer("/payload/identity_uuid")
-                            .or_else(|| v.get("identity_uuid"))
-                            .and_then(Value::as_str);
-                        if let Some(t0) = uuid.and_then(|u| sent.lock().get(u).copied()) {
-                            latencies.lock().push(at.duration_since(t0));
+                        let t0 = sent.get(n).map_or(0, |t| t.load(Ordering::Acquire));
+                        if t0 > 0 {
+                            lat.push(Duration::from_nanos(at.saturating_sub(t0 - 1)));
                             got += 1;
-                            received.lock()[i] = got;
+                            received[i].store(got, Ordering::Release);
                         }
                     }
+                    buf.drain(..from);
                     if got >= events {
                         break;
                     }
                 }
+                lat
             }));
         }
         // let every stream reach its subscription before the burst
@@ -133,7 +144,7 @@ fn main() {
         let started = Instant::now();
         for n in 0..events {
             let uuid = format!("00000000-0000-4000-8000-{n:012}");
-            sent.lock().insert(uuid.clone(), Instant::now());
+            sent[n].store(base.elapsed().as_nanos() as u64 + 1, Ordering::Release);
             app.state
                 .registry
                 .publish(Event::IdentityFormed(IdentityFormed {
@@ -142,14 +153,26 @@ fn main() {
                 }));
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline
-            && received.lock().iter().filter(|&&g| g >= events).count() < opened
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let complete = || {
+            received
+                .iter()
+                .filter(|g| g.load(Ordering::Acquire) >= events)
+                .count()
+        };
+        while Instant::now() < deadline && complete() < opened {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let burst = started.elapsed();
-        let complete = received.lock().iter().filter(|&&g| g >= events).count();
-        let mut lat = latencies.lock().clone();
+        let complete = complete();
+        let mut lat = Vec::with_capacity(opened * events);
+        for t in tasks {
+            if complete < opened {
+                t.abort();
+            }
+            if let Ok(l) = t.await {
+                lat.extend(l);
+            }
+        }
         lat.sort();
         println!(
             "sse fan-out: {opened}/{streams} streams open, {events} events published in a burst; \
@@ -170,9 +193,6 @@ fn main() {
             rss_open / 1024,
             (rss_open.saturating_sub(rss_before)) as f64 / opened.max(1) as f64
         );
-        for t in tasks {
-            t.abort();
-        }
         app.stop().await;
     });
 }

@@ -22,6 +22,9 @@ use crate::http;
 use crate::http::state::AppState;
 use crate::private_fs;
 
+/// How often the API drops cached pages past their time-to-live (see `http::pages`).
+const PAGE_SWEEP: Duration = Duration::from_secs(2);
+
 /// Errors that stop the daemon from booting.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -220,11 +223,21 @@ impl App {
             Duration::from_secs_f64(settings.workers.heartbeat_interval_s),
         )
         .recording_to(state.status.clone());
+        // … and the page cache's sweep: pages past their time-to-live can no longer answer,
+        // so their memory goes back once a load is over instead of when the key is asked again.
+        let pages = Arc::clone(&state.pages);
         let api_beat = actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(beat.interval);
+            let mut sweep = tokio::time::interval(PAGE_SWEEP);
             loop {
-                tick.tick().await;
-                beat.publish(serde_json::Map::new());
+                tokio::select! {
+                    _ = tick.tick() => beat.publish(serde_json::Map::new()),
+                    _ = sweep.tick() => {
+                        if pages.sweep() > 0 {
+                            release_free_heap();
+                        }
+                    }
+                }
             }
         });
 
@@ -262,6 +275,19 @@ impl App {
             api_beat,
             metrics,
         })
+    }
+}
+
+/// Hand the C library's free heap memory back to the system. SQLite allocates with malloc
+/// (sorts, statement caches, result rows) on the blocking pool's threads; glibc returns only
+/// what sits at the top of a heap on its own, so after a load the freed middle of its arenas
+/// stayed resident. Called when the page cache has just dropped pages, i.e. a load has ended:
+/// it walks the arenas once.
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer and only releases memory malloc holds unused.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -218,6 +218,8 @@ bench() { # bench LABEL DATA_DIR DB_URL
     run "$path"
   done
   echo "== $label after the load: $(rss)"
+  sleep 5
+  echo "== $label 5 s after the load: $(rss)"
   stop_daemon
 }
 

@@ -56,6 +56,8 @@ const READ_CHUNK: usize = 4 << 20;
 /// Longest wait before committing a batch holding a line a RELP sender waits to see
 /// acknowledged (lines arriving meanwhile join the batch).
 const ACK_LINGER: Duration = Duration::from_millis(5);
+/// Longest the listener path commits one backlog before it returns to its loop.
+const BACKLOG_SLICE: Duration = Duration::from_secs(1);
 /// Longest pause between two reads of the tailed file, milliseconds (shorter when
 /// `batch_max_wait_ms` is).
 const TAIL_POLL_MS: u64 = 200;
@@ -1382,6 +1384,79 @@ async fn flush(
     Ok(out)
 }
 
+/// Listener lines being parsed off the loop's thread.
+type ParseJob = tokio::task::JoinHandle<(Vec<RawLine>, ParsedBatch)>;
+
+fn parse_off_thread(lines: Vec<RawLine>, cfg: &Arc<ExtractConfig>) -> ParseJob {
+    let cfg = Arc::clone(cfg);
+    tokio::task::spawn_blocking(move || {
+        let parsed = ParsedBatch::parse_serial(&lines, &cfg);
+        (lines, parsed)
+    })
+}
+
+/// Commit the listener lines in `live.pending`, then, batch by batch, every full batch (at
+/// least `batch` lines, at most `max_batch`) the queue holds by then: while one batch commits,
+/// the next is parsed on another thread. A committed batch's RELP senders are acknowledged.
+/// Lines not committed — a stop made the commit give up, or it failed for good — go back to
+/// the front of `live.pending`, in order, so that the drain or the successor commits them.
+/// Whether a commit captured credentials (the reuse pass is then due).
+async fn flush_backlog(
+    pipeline: &mut Pipeline,
+    live: &mut LiveIntake,
+    batch: usize,
+    max_batch: usize,
+    cfg: &Arc<ExtractConfig>,
+    stop: &watch::Receiver<bool>,
+) -> Result<bool, IngestError> {
+    if live.pending.is_empty() {
+        return Ok(false);
+    }
+    let mut captured = false;
+    let started = tokio::time::Instant::now();
+    let mut ready = parse_off_thread(std::mem::take(&mut live.pending), cfg);
+    loop {
+        live.rx.drain_ready(&mut live.pending, max_batch);
+        // Back to the loop after a stop and at least every BACKLOG_SLICE (the stop, the
+        // tail and the profiler pass get their turn under a flood).
+        let more = !*stop.borrow() && started.elapsed() < BACKLOG_SLICE;
+        let next = (more && live.pending.len() >= batch)
+            .then(|| parse_off_thread(std::mem::take(&mut live.pending), cfg));
+        let (lines, parsed) = ready.await.map_err(|e| IngestError::Parse(e.to_string()))?;
+        let out = match pipeline.commit_parsed(lines.len(), parsed, None).await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) => {
+                pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "ingest batch failed; will retry without advancing");
+                commit_with_retry(pipeline, &lines, None, stop).await
+            }
+        };
+        match out {
+            Ok(Some(out)) => {
+                // Committed: RELP senders may forget these messages now.
+                for a in lines.iter().filter_map(|l| l.ack.as_ref()) {
+                    a.send();
+                }
+                captured |= !out.captured.is_empty();
+                match next {
+                    Some(n) => ready = n,
+                    None => return Ok(captured),
+                }
+            }
+            Ok(None) | Err(_) => {
+                let mut back = lines;
+                if let Some(n) = next {
+                    let (more, _) = n.await.map_err(|e| IngestError::Parse(e.to_string()))?;
+                    back.extend(more);
+                }
+                back.append(&mut live.pending);
+                live.pending = back;
+                return out.map(|_| captured);
+            }
+        }
+    }
+}
+
 /// On stop: the listeners stop accepting and hand over what their connections still hold;
 /// everything received is committed.
 async fn drain_on_stop(
@@ -1486,22 +1561,19 @@ async fn run(
                     }
                     live.pending.push(l);
                     if live.pending.len() >= batch {
-                        // A full batch: take what else is already queued, up to `max_batch`.
+                        // A full batch: take what else is already queued, up to `max_batch`,
+                        // then the rest of the backlog batch by batch.
                         live.rx.drain_ready(&mut live.pending, max_batch);
-                        if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
-                            reuse_dirty |= !out.captured.is_empty();
-                        }
-                        deadline = None;
+                        reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, &extract, &stop).await?;
+                        deadline = (!live.pending.is_empty()).then(|| tokio::time::Instant::now() + max_wait);
                     }
                 }
                 None => listeners_open = false,
             },
             _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
                 live.rx.drain_ready(&mut live.pending, max_batch);
-                if let Some(out) = flush(&mut pipeline, &mut live.pending, &stop).await? {
-                    reuse_dirty |= !out.captured.is_empty();
-                }
-                deadline = None;
+                reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, &extract, &stop).await?;
+                deadline = (!live.pending.is_empty()).then(|| tokio::time::Instant::now() + max_wait);
             }
             _ = tail_tick.tick() => {
                 // Drain everything the file holds now, batch by batch: while one batch commits,

@@ -18,6 +18,7 @@
 //! timestamps are `Timestamp` holding UTC [`chrono::NaiveDateTime`] truncated to microseconds
 //! ([`now_utc`]), surrogate ids are `BigInt`.
 
+pub mod coalesce;
 pub mod models;
 pub mod repo;
 pub mod schema;

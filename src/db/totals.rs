@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,24 @@ struct Entry<V> {
     value: V,
 }
 
-type Slot<V> = Arc<tokio::sync::Mutex<Option<Entry<V>>>>;
+/// One key's value, and whether a request is refreshing it ahead of its expiry.
+#[derive(Debug)]
+struct SlotInner<V> {
+    entry: tokio::sync::Mutex<Option<Entry<V>>>,
+    refreshing: AtomicBool,
+}
+
+type Slot<V> = Arc<SlotInner<V>>;
+
+/// Clears a slot's `refreshing` flag however the refresh ends (done, failed, or its request
+/// dropped mid-way).
+struct Refreshing<'a>(&'a AtomicBool);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
 
 /// Values computed from the database, one per key, each kept with the stamp it was computed
 /// at: reused while the stamp holds and it is younger than the time-to-live, recomputed by
@@ -110,7 +127,10 @@ impl<V: Clone> StampCache<V> {
             slots.clear();
             self.used.store(0, Ordering::Relaxed);
         }
-        let s: Slot<V> = Arc::new(tokio::sync::Mutex::new(None));
+        let s: Slot<V> = Arc::new(SlotInner {
+            entry: tokio::sync::Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+        });
         slots.insert(key.to_owned(), Arc::clone(&s));
         s
     }
@@ -141,10 +161,40 @@ impl<V: Clone> StampCache<V> {
             return compute().await;
         }
         let slot = self.slot(key);
-        let mut entry = slot.lock().await;
+        let mut entry = slot.entry.lock().await;
         if let Some(e) = entry.as_ref() {
-            if e.stamp == stamp && e.at.elapsed() < self.ttl {
-                return Ok(e.value.clone());
+            let age = e.at.elapsed();
+            if e.stamp == stamp && age < self.ttl {
+                // Past half its life, one caller computes the value again while the others
+                // are still answered from this one, so that expiry does not stall every
+                // caller of a busy key behind one computation.
+                if age < self.ttl / 2
+                    || slot
+                        .refreshing
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                {
+                    return Ok(e.value.clone());
+                }
+                drop(entry);
+                let _refreshing = Refreshing(&slot.refreshing);
+                let at = Instant::now();
+                let value = compute().await?;
+                let mut entry = slot.entry.lock().await;
+                // Keep whatever is newer (a caller that found the stamp moved recomputes
+                // under the lock meanwhile).
+                if entry.as_ref().is_none_or(|e| e.at <= at) {
+                    let old = entry.as_ref().map_or(0, |e| (self.weigh)(key, &e.value));
+                    let w = (self.weigh)(key, &value);
+                    *entry = Some(Entry {
+                        stamp,
+                        at,
+                        value: value.clone(),
+                    });
+                    drop(entry);
+                    self.account(old, w);
+                }
+                return Ok(value);
             }
         }
         let at = Instant::now();
@@ -159,6 +209,41 @@ impl<V: Clone> StampCache<V> {
         drop(entry);
         self.account(old, w);
         Ok(value)
+    }
+
+    /// Whether caching is off (a zero time-to-live: every call computes).
+    pub fn is_off(&self) -> bool {
+        self.ttl.is_zero()
+    }
+
+    /// Drop the values older than the time-to-live: they can no longer answer a request, and
+    /// without this they would hold their memory until their key is asked for again. Slots in
+    /// use (a computation running) are left alone. Returns how many values were dropped.
+    pub fn sweep(&self) -> usize {
+        let mut slots = self.slots.lock();
+        let mut dropped = 0;
+        let mut freed = 0;
+        slots.retain(|key, slot| {
+            if Arc::strong_count(slot) > 1 {
+                return true; // a caller is about to use it
+            }
+            let Ok(entry) = slot.entry.try_lock() else {
+                return true;
+            };
+            match entry.as_ref() {
+                Some(e) if e.at.elapsed() < self.ttl => true,
+                Some(e) => {
+                    freed += (self.weigh)(key, &e.value);
+                    dropped += 1;
+                    false
+                }
+                None => false,
+            }
+        });
+        let used = self.used.load(Ordering::Relaxed);
+        self.used
+            .store(used.saturating_sub(freed), Ordering::Relaxed);
+        dropped
     }
 
     /// Forget every cached value (after a write the stamps cannot see, e.g. a bulk delete).
@@ -299,5 +384,62 @@ mod tests {
             assert!(r.is_err());
         }
         assert!(pages.slots.lock().len() <= MAX_KEYS);
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_expired_values_and_their_weight() {
+        let pages: StampCache<Vec<u8>> =
+            StampCache::with_budget(Duration::from_millis(50), 1 << 20, |_, v| v.len());
+        for key in ["a", "b"] {
+            pages
+                .get_with(key, "s".into(), || async {
+                    Ok::<_, DbError>(vec![0u8; 1000])
+                })
+                .await
+                .expect("page");
+        }
+        assert_eq!(pages.sweep(), 0, "fresh values stay");
+        assert_eq!(pages.used.load(Ordering::Relaxed), 2000);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pages
+            .get_with("b", "s".into(), || async {
+                Ok::<_, DbError>(vec![0u8; 10])
+            })
+            .await
+            .expect("b again");
+        assert_eq!(pages.sweep(), 1, "only the expired value goes");
+        assert_eq!(pages.slots.lock().len(), 1);
+        assert_eq!(pages.used.load(Ordering::Relaxed), 10);
+    }
+
+    #[tokio::test]
+    async fn past_half_its_life_one_caller_refreshes_while_the_others_get_the_value_at_once() {
+        let pages: StampCache<u32> =
+            StampCache::with_budget(Duration::from_millis(400), 1 << 20, |_, _| 1);
+        let v = |n: u32| move || async move { Ok::<_, DbError>(n) };
+        assert_eq!(pages.get_with("k", "s".into(), v(1)).await.ok(), Some(1));
+        tokio::time::sleep(Duration::from_millis(220)).await;
+        // The refresh takes 150 ms; a caller arriving meanwhile is answered from the cache.
+        let slow = pages.get_with("k", "s".into(), || async {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok::<_, DbError>(2)
+        });
+        let other = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let t = Instant::now();
+            let got = pages.get_with("k", "s".into(), v(3)).await.ok();
+            (got, t.elapsed())
+        };
+        let (refreshed, (got, waited)) = tokio::join!(slow, other);
+        assert_eq!(refreshed.ok(), Some(2));
+        assert_eq!(got, Some(1), "the other caller gets the cached value");
+        assert!(
+            waited < Duration::from_millis(100),
+            "and does not wait: {waited:?}"
+        );
+        // The refreshed value is the cached one now, with a new life.
+        assert_eq!(pages.get_with("k", "s".into(), v(4)).await.ok(), Some(2));
+        // A moved stamp is never answered from the cache, refresh or not.
+        assert_eq!(pages.get_with("k", "t".into(), v(5)).await.ok(), Some(5));
     }
 }

@@ -23,25 +23,48 @@ use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::stream;
 
+use crate::db::coalesce::Coalescer;
 use crate::db::repo::live::{stamps, Stamp};
 use crate::db::totals::StampCache;
 
 use super::error::ApiError;
 use super::state::AppState;
 
-/// Serialized pages by request path and query.
-pub type Pages = StampCache<Bytes>;
+/// Serialized pages by request path and query, and the stamp probes that validate them.
+#[derive(Debug)]
+pub struct Pages {
+    bodies: StampCache<Bytes>,
+    /// One stamp probe at a time per set of tables: concurrent requests share the next one
+    /// (see [`Coalescer`]), so the probes cost one blocking round trip per set, not per request.
+    probes: Coalescer<Vec<Stamp>, String>,
+}
+
+impl Pages {
+    /// Forget every cached page.
+    pub fn clear(&self) {
+        self.bodies.clear();
+    }
+
+    /// Drop the pages older than the time-to-live (they can no longer answer), returning their
+    /// memory; see [`StampCache::sweep`].
+    pub fn sweep(&self) -> usize {
+        self.bodies.sweep()
+    }
+}
 
 /// Bodies above this size go out as a stream of slices of this size.
 pub const SLICE: usize = 64 * 1024;
 
 /// The page cache of `[api]` `page_cache_ms` / `page_cache_mib` (0 ms: every request builds).
 pub fn pages(ttl_ms: u64, budget_mib: usize) -> Pages {
-    StampCache::with_budget(
-        Duration::from_millis(ttl_ms),
-        budget_mib.saturating_mul(1024 * 1024),
-        |key, body| key.len() + body.len(),
-    )
+    Pages {
+        bodies: StampCache::with_budget(
+            Duration::from_millis(ttl_ms),
+            budget_mib.saturating_mul(1024 * 1024),
+            |key, body| key.len() + body.len(),
+        ),
+        probes: Coalescer::default(),
+    }
 }
 
 /// A JSON body as a 200 response: one piece when small, else slices of one shared buffer.
@@ -87,7 +110,15 @@ where
         Some(pq) => pq.as_str().to_owned(),
         None => req.path().to_owned(),
     };
-    let stamp = stamps(&state.db, tables).await?;
-    let body = state.pages.get_with(&key, stamp, build).await?;
+    if state.pages.bodies.is_off() {
+        return build().await.map(json_response);
+    }
+    let stamp = state
+        .pages
+        .probes
+        .run(&tables.to_vec(), || stamps(&state.db, tables))
+        .await
+        .map_err(|e| ApiError::internal(format!("page stamps: {e}")))?;
+    let body = state.pages.bodies.get_with(&key, stamp, build).await?;
     Ok(json_response(body))
 }

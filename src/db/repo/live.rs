@@ -54,7 +54,7 @@ pub async fn max_log_id(db: &Db) -> Result<i64, DbError> {
 
 /// A table whose stamp (an indexed `max` that moves with every insert and update) validates a
 /// cached API page (see `http::pages`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stamp {
     /// Newest log id.
     Logs,
