@@ -1,0 +1,6 @@
+DROP INDEX ix_attackers_recent_page;
+DROP INDEX ix_attackers_active_page;
+DROP INDEX ix_attackers_traversal_page;
+CREATE INDEX ix_attackers_recent_page ON attackers (last_seen DESC, uuid);
+CREATE INDEX ix_attackers_active_page ON attackers (event_count DESC, last_seen DESC);
+CREATE INDEX ix_attackers_traversal_page ON attackers (is_traversal DESC, last_seen DESC);
