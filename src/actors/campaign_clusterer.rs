@@ -109,36 +109,45 @@ fn epoch(t: f64) -> NaiveDateTime {
 /// on the same decky inside the window), and every identity of every campaign connected to
 /// those. `None` when nothing changed.
 async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError> {
-    let dirty = repo::list_campaign_dirty_identities(db).await?;
+    // Pointers first: above the threshold every identity is read anyway.
+    let dirty = repo::list_campaign_dirty_identity_pointers(db).await?;
     let (tagged, tag_cursor) = crate::db::repo::ttp::identities_tagged_since_cursor(db).await?;
     if dirty.is_empty() && tagged.is_empty() && tag_cursor.is_none() {
         return Ok(None);
     }
-    let mut loaded: BTreeMap<String, ClusteringIdentity> =
-        dirty.into_iter().map(|i| (i.row.uuid.clone(), i)).collect();
+    // uuid → merged_into_uuid of every changed identity; whole rows where already read.
+    let mut pointers: BTreeMap<String, Option<String>> = dirty.into_iter().collect();
+    let mut loaded: BTreeMap<String, ClusteringIdentity> = BTreeMap::new();
     let missing: Vec<String> = tagged
         .into_iter()
-        .filter(|u| !loaded.contains_key(u))
+        .filter(|u| !pointers.contains_key(u))
         .collect();
     for i in repo::identities_by_uuid(db, &missing).await? {
+        pointers
+            .entry(i.row.uuid.clone())
+            .or_insert_with(|| i.row.merged_into_uuid.clone());
         loaded.entry(i.row.uuid.clone()).or_insert(i);
     }
-    let mut changed: BTreeSet<String> = loaded.keys().cloned().collect();
+    let mut changed: BTreeSet<String> = pointers.keys().cloned().collect();
     // A merged-out identity is represented by its winner.
-    let winners: Vec<String> = loaded
+    let winners: Vec<String> = pointers
         .values()
-        .filter_map(|i| i.row.merged_into_uuid.clone())
-        .filter(|w| !loaded.contains_key(w))
+        .flatten()
+        .filter(|w| !pointers.contains_key(*w))
+        .cloned()
         .collect();
     if !winners.is_empty() {
         let closure = repo::identity_merge_closure(db, &winners.into_iter().collect()).await?;
         let active: Vec<String> = closure
             .into_iter()
-            .filter(|i| i.merged_into_uuid.is_none() && !loaded.contains_key(&i.uuid))
+            .filter(|i| i.merged_into_uuid.is_none() && !pointers.contains_key(&i.uuid))
             .map(|i| i.uuid)
             .collect();
         for i in repo::identities_by_uuid(db, &active).await? {
             changed.insert(i.row.uuid.clone());
+            pointers
+                .entry(i.row.uuid.clone())
+                .or_insert_with(|| i.row.merged_into_uuid.clone());
             loaded.entry(i.row.uuid.clone()).or_insert(i);
         }
     }
@@ -158,6 +167,16 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
             changed,
             tag_cursor,
         }));
+    }
+
+    // The whole rows of the changed identities not read yet.
+    let unread: Vec<String> = pointers
+        .keys()
+        .filter(|u| !loaded.contains_key(*u))
+        .cloned()
+        .collect();
+    for i in repo::identities_by_uuid(db, &unread).await? {
+        loaded.entry(i.row.uuid.clone()).or_insert(i);
     }
 
     // Partners of the changed active identities.

@@ -21,7 +21,9 @@ use crate::db::repo::clustering::{self as repo, ClusteringObservation};
 use crate::db::{new_uuid, now_utc, Db, DbError};
 use crate::domain::clustering::kernel::linking_keys;
 use crate::domain::clustering::reconcile::EntityState;
-use crate::domain::clustering::tick::{plan_identity_tick, IdentityTick, ObservationRow};
+use crate::domain::clustering::tick::{
+    plan_identity_tick_decoded, DecodedRow, IdentityTick, ObservationRow,
+};
 
 /// Errors that end a tick early (logged; the tick counts as empty).
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,9 @@ impl IdentityTickOutcome {
     }
 }
 
+/// Observation count and first / last seen per identity uuid (literal FKs after the plan).
+type Stats<'a> = HashMap<&'a str, (i64, NaiveDateTime, NaiveDateTime)>;
+
 fn to_json_list(list: Option<&[String]>) -> Option<String> {
     crate::domain::clustering::rollup::encode_list(list)
 }
@@ -92,9 +97,12 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
     }
     let mut laps = crate::metrics::Laps::new("read_identity_scope");
     laps.lap("dirty");
+    // Each dirty row is decoded once: here for its linking keys, and the planner reuses it.
+    let decoded: Vec<DecodedRow> = dirty.iter().map(|o| o.row.decode()).collect();
     let keys: Vec<(String, Vec<String>)> = dirty
         .iter()
-        .map(|o| (o.row.uuid.clone(), linking_keys(&o.row.project())))
+        .zip(&decoded)
+        .map(|(o, d)| (o.row.uuid.clone(), linking_keys(&d.observation)))
         .collect();
     let processed: Vec<(String, NaiveDateTime)> = dirty
         .iter()
@@ -106,26 +114,30 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut loaded: BTreeMap<String, ClusteringObservation> =
-        dirty.into_iter().map(|o| (o.row.uuid.clone(), o)).collect();
+    let mut loaded: BTreeMap<String, (ClusteringObservation, Option<DecodedRow>)> = dirty
+        .into_iter()
+        .zip(decoded)
+        .map(|(o, d)| (o.row.uuid.clone(), (o, Some(d))))
+        .collect();
     laps.lap("keys");
     for o in repo::observations_with_keys(db, &wanted).await? {
-        loaded.entry(o.row.uuid.clone()).or_insert(o);
+        loaded.entry(o.row.uuid.clone()).or_insert((o, None));
     }
     laps.lap("with_keys");
     let seeds: BTreeSet<String> = loaded
         .values()
-        .filter_map(|o| o.row.identity_id.clone())
+        .filter_map(|(o, _)| o.row.identity_id.clone())
         .chain(dirty_identities)
         .collect();
     let identities = repo::identity_merge_closure(db, &seeds).await?;
     let uuids: Vec<String> = identities.iter().map(|i| i.uuid.clone()).collect();
     for o in repo::observations_of_identities(db, &uuids).await? {
-        loaded.entry(o.row.uuid.clone()).or_insert(o);
+        loaded.entry(o.row.uuid.clone()).or_insert((o, None));
     }
     laps.lap("closure");
-    let mut observations: Vec<ClusteringObservation> = loaded.into_values().collect();
-    observations.sort_by(|a, b| {
+    let mut observations: Vec<(ClusteringObservation, Option<DecodedRow>)> =
+        loaded.into_values().collect();
+    observations.sort_by(|(a, _), (b, _)| {
         a.first_seen
             .cmp(&b.first_seen)
             .then_with(|| a.row.uuid.cmp(&b.row.uuid))
@@ -141,8 +153,8 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
 
 /// The rows one identity tick works on (see [`read_identity_scope`]).
 struct IdentityScope {
-    /// `first_seen` order.
-    observations: Vec<ClusteringObservation>,
+    /// `first_seen` order, with the decoded row where the read already decoded it.
+    observations: Vec<(ClusteringObservation, Option<DecodedRow>)>,
     /// `created_at` order, merged-out ones included.
     identities: Vec<Identity>,
     /// The changed observations with the `updated_at` read.
@@ -176,14 +188,18 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
         })
         .collect();
     // The rows move to the planner and back: every row's strings are held once.
-    let (rows, seen): (Vec<ObservationRow>, Vec<(NaiveDateTime, NaiveDateTime)>) = observations
-        .into_iter()
-        .map(|o| (o.row, (o.first_seen, o.last_seen)))
-        .unzip();
+    let mut rows: Vec<ObservationRow> = Vec::with_capacity(observations.len());
+    let mut seen: Vec<(NaiveDateTime, NaiveDateTime)> = Vec::with_capacity(observations.len());
+    let mut decoded: Vec<Option<DecodedRow>> = Vec::with_capacity(observations.len());
+    for (o, d) in observations {
+        rows.push(o.row);
+        seen.push((o.first_seen, o.last_seen));
+        decoded.push(d);
+    }
     laps.lap("read");
     let (tick, rows): (IdentityTick, Vec<ObservationRow>) =
         tokio::task::spawn_blocking(move || {
-            let tick = plan_identity_tick(&rows, &entities, &mut new_uuid);
+            let tick = plan_identity_tick_decoded(&rows, decoded, &entities, &mut new_uuid);
             (tick, rows)
         })
         .await
@@ -192,24 +208,22 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     let now = now_utc();
 
     // Literal FK of every observation after the plan, and the seen-times per identity.
-    let mut literal: HashMap<&str, String> = rows
+    let mut literal: HashMap<&str, &str> = rows
         .iter()
-        .filter_map(|r| r.identity_id.clone().map(|i| (r.uuid.as_str(), i)))
+        .filter_map(|r| r.identity_id.as_deref().map(|i| (r.uuid.as_str(), i)))
         .collect();
     for f in &tick.plan.formed {
         for m in &f.members {
-            literal.insert(m.as_str(), f.uuid.clone());
+            literal.insert(m.as_str(), f.uuid.as_str());
         }
     }
     for l in &tick.plan.linked {
-        literal.insert(l.member.as_str(), l.entity.clone());
+        literal.insert(l.member.as_str(), l.entity.as_str());
     }
-    let mut stats: BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)> = BTreeMap::new();
+    let mut stats: Stats<'_> = HashMap::with_capacity(literal.len());
     for (r, &(first_seen, last_seen)) in rows.iter().zip(&seen) {
-        if let Some(identity) = literal.get(r.uuid.as_str()) {
-            let e = stats
-                .entry(identity.clone())
-                .or_insert((0, first_seen, last_seen));
+        if let Some(&identity) = literal.get(r.uuid.as_str()) {
+            let e = stats.entry(identity).or_insert((0, first_seen, last_seen));
             e.0 += 1;
             e.1 = e.1.min(first_seen);
             e.2 = e.2.max(last_seen);
@@ -226,7 +240,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     for f in &tick.plan.formed {
         let (count, first, last) =
             stats
-                .get(&f.uuid)
+                .get(f.uuid.as_str())
                 .copied()
                 .unwrap_or((f.members.len() as i64, now, now));
         let u = updates.get(f.uuid.as_str());
@@ -308,9 +322,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
             identity_uuid: u.resurrected.clone(),
             observation_uuids: rows
                 .iter()
-                .filter(|r| {
-                    literal.get(r.uuid.as_str()).map(String::as_str) == Some(u.resurrected.as_str())
-                })
+                .filter(|r| literal.get(r.uuid.as_str()).copied() == Some(u.resurrected.as_str()))
                 .map(|r| r.uuid.clone())
                 .collect(),
         })
@@ -363,7 +375,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
 /// replaced for every changed target.
 fn identity_maintenance(
     stored: &[Identity],
-    stats: &BTreeMap<String, (i64, NaiveDateTime, NaiveDateTime)>,
+    stats: &Stats<'_>,
     tick: &IdentityTick,
     now: NaiveDateTime,
 ) -> repo::IdentityMaintenanceWrites {
@@ -377,7 +389,7 @@ fn identity_maintenance(
     for row in stored {
         let current = IdentityMaintenance::of(row);
         let mut wanted = current.clone();
-        if let Some(&(count, first, last)) = stats.get(&row.uuid) {
+        if let Some(&(count, first, last)) = stats.get(row.uuid.as_str()) {
             wanted.observation_count = count;
             wanted.first_seen_at = Some(first);
             wanted.last_seen_at = Some(last);

@@ -908,6 +908,22 @@ pub async fn list_campaign_dirty_identities(db: &Db) -> Result<Vec<ClusteringIde
     load_identities(db, IdentityFilter::Dirty).await
 }
 
+/// `(uuid, merged_into_uuid)` of the identities changed since the campaign clusterer last
+/// processed them: what the campaign tick needs to size its scope before it reads whole rows
+/// (a first tick reads every identity anyway, so its dirty rows are not read twice).
+pub async fn list_campaign_dirty_identity_pointers(
+    db: &Db,
+) -> Result<Vec<(String, Option<String>)>, DbError> {
+    Ok(db_run!(db, |c| attacker_identities::table
+        .filter(sql::<Bool>(CAMPAIGN_DIRTY))
+        .select((
+            attacker_identities::uuid,
+            attacker_identities::merged_into_uuid
+        ))
+        .load::<(String, Option<String>)>(c)
+        .await)?)
+}
+
 /// Identities by uuid.
 pub async fn identities_by_uuid(
     db: &Db,

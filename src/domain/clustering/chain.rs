@@ -83,7 +83,28 @@ impl MergeChain {
 
     /// The canonical winner of `uuid` (itself when not merged or unknown).
     pub fn resolve(&self, uuid: &str) -> String {
-        walk_chain(uuid, |u| self.pointers.get(u).cloned()).end
+        self.resolve_ref(uuid).to_owned()
+    }
+
+    /// [`MergeChain::resolve`] without allocating: the same walk as [`walk_chain`] (same stop
+    /// rules, same hop cap), borrowing the uuids.
+    pub fn resolve_ref<'a>(&'a self, uuid: &'a str) -> &'a str {
+        let mut current = uuid;
+        let mut hops = 0;
+        while let Some(next) = self.pointers.get(current) {
+            match next.as_deref() {
+                None => break,
+                Some(n) if n == current => break,
+                Some(n) => {
+                    if hops == MAX_MERGE_HOPS {
+                        break;
+                    }
+                    current = n;
+                    hops += 1;
+                }
+            }
+        }
+        current
     }
 
     /// Record `loser → winner`.
@@ -151,6 +172,25 @@ mod tests {
         assert_eq!((w.end.as_str(), w.last_row()), ("ghost", Some("d")));
         let w = walk_chain("nobody", |u| rows.get(u).cloned());
         assert_eq!((w.end.as_str(), w.last_row()), ("nobody", None));
+    }
+
+    /// The borrowing resolve ends where the reference walk ends, caps and cycles included.
+    #[test]
+    fn resolve_matches_walk_chain() {
+        let mut rows: Vec<(String, Option<String>)> = chain(12).into_iter().collect();
+        rows.push(("a".into(), Some("b".into())));
+        rows.push(("b".into(), Some("a".into())));
+        rows.push(("s".into(), Some("s".into())));
+        rows.push(("d".into(), Some("ghost".into())));
+        let c = MergeChain::new(rows.iter().map(|(u, m)| (u.as_str(), m.as_deref())));
+        let map: HashMap<String, Option<String>> = rows.iter().cloned().collect();
+        let mut starts: Vec<String> = map.keys().cloned().collect();
+        starts.extend(["ghost".to_owned(), "nobody".to_owned()]);
+        for start in &starts {
+            let end = walk_chain(start, |u| map.get(u).cloned()).end;
+            assert_eq!(c.resolve_ref(start), end, "{start}");
+            assert_eq!(c.resolve(start), end, "{start}");
+        }
     }
 
     #[test]

@@ -77,6 +77,88 @@ pub fn fingerprint_entries(fingerprints: Option<&Value>) -> Vec<Value> {
     }
 }
 
+/// What the identity tick takes from one `fingerprints` TEXT column, decoded once: the
+/// projection's JA3 / HASSH ([`Observation::from_stored_text`]) and the roll-up values
+/// ([`super::rollup::rollup_texts`]), each exactly as those functions read the column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodedFingerprints {
+    pub ja3: Option<String>,
+    pub hassh: Option<String>,
+    /// `(family index into the roll-up families, value)`, in entry order.
+    pub rollup: Vec<(u8, String)>,
+}
+
+/// The payload object of a bounty-shape entry, borrowed when it is an object.
+fn payload_of(
+    entry: &serde_json::Map<String, Value>,
+) -> Option<std::borrow::Cow<'_, serde_json::Map<String, Value>>> {
+    use std::borrow::Cow;
+    match entry.get("payload") {
+        Some(Value::Object(map)) => Some(Cow::Borrowed(map)),
+        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Some(Cow::Owned(map)),
+            _ => Some(Cow::Owned(serde_json::Map::new())),
+        },
+        Some(_) => Some(Cow::Owned(serde_json::Map::new())),
+        None => None,
+    }
+}
+
+/// Decode a `fingerprints` TEXT column once (see [`DecodedFingerprints`]).
+pub fn decode_fingerprints_text(text: Option<&str>) -> DecodedFingerprints {
+    let mut out = DecodedFingerprints::default();
+    let Some(text) = text else {
+        return out;
+    };
+    let Ok(Value::Array(entries)) = serde_json::from_str::<Value>(text) else {
+        return out;
+    };
+    for entry in &entries {
+        let Value::Object(entry) = entry else {
+            continue;
+        };
+        let payload = payload_of(entry);
+        // Projection (same pass as `project_fingerprints`).
+        if let Some(Value::String(kind)) = entry.get("kind") {
+            let value =
+                non_empty_str(entry.get("hash")).or_else(|| non_empty_str(entry.get("value")));
+            match (kind.as_str(), value) {
+                ("ja3", Some(v)) => out.ja3 = Some(v),
+                ("hassh", Some(v)) => out.hassh = Some(v),
+                _ => {}
+            }
+        } else if matches!(entry.get("bounty_type"), Some(Value::String(t)) if t == "fingerprint") {
+            if let Some(payload) = payload.as_deref() {
+                match payload.get("fingerprint_type") {
+                    Some(Value::String(t)) if t == "ja3" => {
+                        if let Some(v) = non_empty_str(payload.get("ja3")) {
+                            out.ja3 = Some(v);
+                        }
+                    }
+                    Some(Value::String(t)) if t == "hassh_server" => {
+                        if let Some(v) = non_empty_str(payload.get("hash")) {
+                            out.hassh = Some(v);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Roll-up values (same rule as `rollup::rollup`).
+        let source: &serde_json::Map<String, Value> = payload.as_deref().unwrap_or(entry);
+        if let Some(Value::String(kind)) = source.get("fingerprint_type") {
+            if let Some(family) = super::rollup::family_of(kind) {
+                if let Some(Value::String(v)) = source.get(super::rollup::family_key(family)) {
+                    if !v.is_empty() {
+                        out.rollup.push((family as u8, v.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The payload object of a bounty-shape entry: an object, or a JSON string holding an object.
 pub(crate) fn entry_payload(
     entry: &serde_json::Map<String, Value>,
@@ -190,6 +272,58 @@ mod tests {
         }
         let o = Observation::from_stored("a", None, None);
         assert_eq!((o.ja3, o.hassh), (None, None));
+    }
+
+    /// Decoding a column once gives exactly what the projection and the roll-up each read
+    /// from it separately.
+    #[test]
+    fn decoding_once_matches_projection_and_rollup() {
+        let inputs = [
+            None,
+            Some(String::new()),
+            Some("not json".to_owned()),
+            Some("{}".to_owned()),
+            Some("\"[]\"".to_owned()),
+            Some("[1, \"x\", null, []]".to_owned()),
+            Some(
+                json!([
+                    {"kind": "ja3", "hash": "J"},
+                    {"kind": "hassh", "hash": "", "value": "H"},
+                    {"kind": "ja3", "payload": {"fingerprint_type": "ja3", "ja3": "kp"}},
+                    {"kind": "tls", "fingerprint_type": "ja4h", "ja4h": "flat"},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": "ja3", "ja3": "second"}},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": "ja3", "ja3": ""}},
+                    {"bounty_type": "fingerprint", "payload": "{\"fingerprint_type\": \"hassh_server\", \"hash\": \"HS\"}"},
+                    {"bounty_type": "fingerprint", "payload": "{not json"},
+                    {"bounty_type": "fingerprint", "payload": 7},
+                    {"bounty_type": "fingerprint"},
+                    {"bounty_type": "other", "payload": {"fingerprint_type": "ja3", "ja3": "notbounty"}},
+                    {"payload": {"fingerprint_type": "tls_certificate", "cert_sha256": "c1"}},
+                    {"fingerprint_type": "hassh_server", "hash": "flat-h"},
+                    {"fingerprint_type": "ja4_quic", "ja4_quic": "q"},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": "ja3", "ja3": 42}},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": 7, "ja3": "x"}},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": "tcpfp", "hash": "t"}},
+                    {"bounty_type": "fingerprint", "payload": {"fingerprint_type": "hassh_server", "hash": "H2"}},
+                ])
+                .to_string(),
+            ),
+        ];
+        for text in &inputs {
+            let text = text.as_deref();
+            let decoded = decode_fingerprints_text(text);
+            let o = Observation::from_stored_text("a", None, text);
+            assert_eq!(
+                (&decoded.ja3, &decoded.hassh),
+                (&o.ja3, &o.hassh),
+                "{text:?}"
+            );
+            assert_eq!(
+                crate::domain::clustering::rollup::rollup_decoded([decoded.rollup.as_slice()]),
+                crate::domain::clustering::rollup::rollup_texts([text]),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

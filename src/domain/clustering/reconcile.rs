@@ -13,7 +13,8 @@
 //!   winner whose merge is being revoked in the same tick (spec §10.4). Events keep the
 //!   spec's publication order (formed, linked, merged, unmerged).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use serde::Serialize;
 
@@ -71,6 +72,8 @@ pub struct Target {
     pub components: Vec<usize>,
     /// Member ids of those components, in input order.
     pub members: Vec<String>,
+    /// Their indices in the plan's `members`, same order.
+    pub member_indices: Vec<usize>,
     /// True when this tick formed, linked, merged or unmerged anything touching the entity.
     pub changed: bool,
 }
@@ -109,7 +112,7 @@ pub fn plan(
             .map(|e| (e.uuid.as_str(), e.merged_into.as_deref())),
     );
     let mut out = Plan::default();
-    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut touched: HashSet<String> = HashSet::new();
 
     // Revocable-merge undo (the spec's Pass 2), decided on the snapshot's literal FKs before any
     // new link is made.
@@ -119,7 +122,7 @@ pub fn plan(
             component_of[m] = c;
         }
     }
-    let mut components_of: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut components_of: HashMap<&str, BTreeSet<usize>> = HashMap::new();
     for (m, member) in members.iter().enumerate() {
         if let (Some(l), c) = (member.literal.as_deref(), component_of[m]) {
             if c != usize::MAX {
@@ -149,20 +152,28 @@ pub fn plan(
         }
     }
 
-    // Per-component reconciliation (the spec's Pass 1).
-    let mut literal: Vec<Option<String>> = members.iter().map(|m| m.literal.clone()).collect();
+    // Per-component reconciliation (the spec's Pass 1). Literal FKs are shared strings: a
+    // component's members all point at one allocation.
+    let mut literal: Vec<Option<Rc<str>>> = members
+        .iter()
+        .map(|m| m.literal.as_deref().map(Rc::from))
+        .collect();
     for (c, comp) in components.iter().enumerate() {
-        let effective: BTreeSet<String> = comp
-            .iter()
-            .filter_map(|&m| members[m].literal.as_deref())
-            .map(|l| chain.resolve(l))
-            .collect();
+        let effective: Vec<String> = {
+            let set: BTreeSet<&str> = comp
+                .iter()
+                .filter_map(|&m| members[m].literal.as_deref())
+                .map(|l| chain.resolve_ref(l))
+                .collect();
+            set.into_iter().map(str::to_owned).collect()
+        };
         let mut effective = effective.into_iter();
         let Some(winner) = effective.next() else {
             let uuid = mint();
             chain.insert(&uuid);
+            let shared: Rc<str> = Rc::from(uuid.as_str());
             for &m in comp {
-                literal[m] = Some(uuid.clone());
+                literal[m] = Some(Rc::clone(&shared));
             }
             touched.insert(uuid.clone());
             out.formed.push(Formed {
@@ -181,9 +192,11 @@ pub fn plan(
                 loser,
             });
         }
+        let mut shared: Option<Rc<str>> = None;
         for &m in comp {
             if literal[m].is_none() {
-                literal[m] = Some(winner.clone());
+                let w = shared.get_or_insert_with(|| Rc::from(winner.as_str()));
+                literal[m] = Some(Rc::clone(w));
                 touched.insert(winner.clone());
                 out.linked.push(Linked {
                     entity: winner.clone(),
@@ -194,39 +207,56 @@ pub fn plan(
     }
 
     // Final targets: every component belongs to the (smallest) canonical entity of its members.
-    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    // (component indices, member indices) per target uuid.
+    let mut targets: BTreeMap<&str, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
     for (c, comp) in components.iter().enumerate() {
-        let Some(uuid) = comp
-            .iter()
-            .filter_map(|&m| literal[m].as_deref())
-            .map(|l| chain.resolve(l))
-            .min()
-        else {
+        let mut best: Option<&str> = None;
+        let mut previous: Option<&str> = None;
+        for &m in comp {
+            let Some(l) = literal[m].as_deref() else {
+                continue;
+            };
+            if previous == Some(l) {
+                continue;
+            }
+            previous = Some(l);
+            let resolved = chain.resolve_ref(l);
+            if best.is_none_or(|b| resolved < b) {
+                best = Some(resolved);
+            }
+        }
+        let Some(uuid) = best else {
             continue;
         };
-        let target = targets.entry(uuid.clone()).or_insert_with(|| Target {
-            uuid: uuid.clone(),
-            components: Vec::new(),
-            members: Vec::new(),
-            changed: false,
-        });
-        target.components.push(c);
-        target
-            .members
-            .extend(comp.iter().map(|&m| members[m].id.clone()));
+        let target = targets.entry(uuid).or_default();
+        target.0.push(c);
+        target.1.extend(comp.iter().copied());
     }
-    let position: BTreeMap<&str, usize> = members
+    // Members in input order; a repeated id sorts at its last position.
+    let position: HashMap<&str, usize> = members
         .iter()
         .enumerate()
         .map(|(i, m)| (m.id.as_str(), i))
         .collect();
     out.targets = targets
-        .into_values()
-        .map(|mut t| {
-            t.members
-                .sort_by_key(|id| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
-            t.changed = touched.contains(&t.uuid);
-            t
+        .into_iter()
+        .map(|(uuid, (components, mut member_indices))| {
+            member_indices.sort_by_key(|&i| {
+                position
+                    .get(members[i].id.as_str())
+                    .copied()
+                    .unwrap_or(usize::MAX)
+            });
+            Target {
+                uuid: uuid.to_owned(),
+                components,
+                members: member_indices
+                    .iter()
+                    .map(|&i| members[i].id.clone())
+                    .collect(),
+                member_indices,
+                changed: touched.contains(uuid),
+            }
         })
         .collect();
     out
@@ -271,6 +301,208 @@ pub fn apply(plan: &Plan, members: &mut [MemberState], entities: &mut Vec<Entity
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan as it was built before the allocation cuts (the reference). `components` are member indices per component in processing order (the
+    /// kernel's order of first member); `mint` yields a fresh entity uuid.
+    fn reference_plan(
+        members: &[MemberState],
+        components: &[Vec<usize>],
+        entities: &[EntityState],
+        mint: &mut dyn FnMut() -> String,
+    ) -> Plan {
+        let mut chain = MergeChain::new(
+            entities
+                .iter()
+                .map(|e| (e.uuid.as_str(), e.merged_into.as_deref())),
+        );
+        let mut out = Plan::default();
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+
+        // Revocable-merge undo (the spec's Pass 2), decided on the snapshot's literal FKs before any
+        // new link is made.
+        let mut component_of = vec![usize::MAX; members.len()];
+        for (c, comp) in components.iter().enumerate() {
+            for &m in comp {
+                component_of[m] = c;
+            }
+        }
+        let mut components_of: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+        for (m, member) in members.iter().enumerate() {
+            if let (Some(l), c) = (member.literal.as_deref(), component_of[m]) {
+                if c != usize::MAX {
+                    components_of.entry(l).or_default().insert(c);
+                }
+            }
+        }
+        let empty = BTreeSet::new();
+        for loser in entities.iter().filter(|e| e.merged_into.is_some()) {
+            let winner = chain.resolve(&loser.uuid);
+            if winner == loser.uuid {
+                continue;
+            }
+            let lose_set = components_of.get(loser.uuid.as_str()).unwrap_or(&empty);
+            let win_set = components_of.get(winner.as_str()).unwrap_or(&empty);
+            if lose_set.is_empty() || win_set.is_empty() {
+                continue;
+            }
+            if lose_set.is_disjoint(win_set) {
+                chain.unmerge(&loser.uuid);
+                touched.insert(loser.uuid.clone());
+                touched.insert(winner.clone());
+                out.unmerged.push(Unmerged {
+                    resurrected: loser.uuid.clone(),
+                    former_winner: winner,
+                });
+            }
+        }
+
+        // Per-component reconciliation (the spec's Pass 1).
+        let mut literal: Vec<Option<String>> = members.iter().map(|m| m.literal.clone()).collect();
+        for (c, comp) in components.iter().enumerate() {
+            let effective: BTreeSet<String> = comp
+                .iter()
+                .filter_map(|&m| members[m].literal.as_deref())
+                .map(|l| chain.resolve(l))
+                .collect();
+            let mut effective = effective.into_iter();
+            let Some(winner) = effective.next() else {
+                let uuid = mint();
+                chain.insert(&uuid);
+                for &m in comp {
+                    literal[m] = Some(uuid.clone());
+                }
+                touched.insert(uuid.clone());
+                out.formed.push(Formed {
+                    uuid,
+                    component: c,
+                    members: comp.iter().map(|&m| members[m].id.clone()).collect(),
+                });
+                continue;
+            };
+            for loser in effective {
+                chain.merge(&loser, &winner);
+                touched.insert(loser.clone());
+                touched.insert(winner.clone());
+                out.merged.push(Merged {
+                    winner: winner.clone(),
+                    loser,
+                });
+            }
+            for &m in comp {
+                if literal[m].is_none() {
+                    literal[m] = Some(winner.clone());
+                    touched.insert(winner.clone());
+                    out.linked.push(Linked {
+                        entity: winner.clone(),
+                        member: members[m].id.clone(),
+                    });
+                }
+            }
+        }
+
+        // Final targets: every component belongs to the (smallest) canonical entity of its members.
+        let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+        for (c, comp) in components.iter().enumerate() {
+            let Some(uuid) = comp
+                .iter()
+                .filter_map(|&m| literal[m].as_deref())
+                .map(|l| chain.resolve(l))
+                .min()
+            else {
+                continue;
+            };
+            let target = targets.entry(uuid.clone()).or_insert_with(|| Target {
+                uuid: uuid.clone(),
+                components: Vec::new(),
+                members: Vec::new(),
+                member_indices: Vec::new(),
+                changed: false,
+            });
+            target.components.push(c);
+            target
+                .members
+                .extend(comp.iter().map(|&m| members[m].id.clone()));
+        }
+        let position: BTreeMap<&str, usize> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.as_str(), i))
+            .collect();
+        out.targets = targets
+            .into_values()
+            .map(|mut t| {
+                t.members
+                    .sort_by_key(|id| position.get(id.as_str()).copied().unwrap_or(usize::MAX));
+                t.changed = touched.contains(&t.uuid);
+                t
+            })
+            .collect();
+        out
+    }
+
+    /// The plan matches the reference implementation on random states: literal FKs, merge
+    /// chains with cycles, dangling pointers and stale pointers, repeated member ids.
+    #[test]
+    fn plan_matches_the_reference_on_random_states() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        for seed in 0..400u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let n_entities = rng.gen_range(0..12);
+            let entities: Vec<EntityState> = (0..n_entities)
+                .map(|i| EntityState {
+                    uuid: format!("e{:02}", (i * 7) % 13),
+                    merged_into: rng
+                        .gen_bool(0.4)
+                        .then(|| format!("e{:02}", rng.gen_range(0..14))),
+                })
+                .collect();
+            let n_members = rng.gen_range(0..40);
+            let members: Vec<MemberState> = (0..n_members)
+                .map(|i| MemberState {
+                    id: format!("m{:02}", if rng.gen_bool(0.05) { 0 } else { i }),
+                    literal: rng
+                        .gen_bool(0.6)
+                        .then(|| format!("e{:02}", rng.gen_range(0..14))),
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..n_members).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.gen_range(0..=i));
+            }
+            let mut components: Vec<Vec<usize>> = Vec::new();
+            for m in order {
+                if components.is_empty() || rng.gen_bool(0.4) {
+                    components.push(vec![m]);
+                } else {
+                    let k = rng.gen_range(0..components.len());
+                    components[k].push(m);
+                }
+            }
+            let mut minted = 0;
+            let mut mint_a = || {
+                minted += 1;
+                format!("n{minted:03}")
+            };
+            let mut got = plan(&members, &components, &entities, &mut mint_a);
+            let mut minted = 0;
+            let mut mint_b = || {
+                minted += 1;
+                format!("n{minted:03}")
+            };
+            let want = reference_plan(&members, &components, &entities, &mut mint_b);
+            for t in &mut got.targets {
+                let ids: Vec<&str> = t
+                    .member_indices
+                    .iter()
+                    .map(|&i| members[i].id.as_str())
+                    .collect();
+                assert_eq!(ids, t.members, "seed {seed}: indices match ids");
+                t.member_indices.clear();
+            }
+            assert_eq!(got, want, "seed {seed}");
+        }
+    }
 
     fn member(id: &str, literal: Option<&str>) -> MemberState {
         MemberState {

@@ -30,6 +30,41 @@ const FAMILIES: [(&str, &str); 5] = [
     ("ja4_quic", "ja4_quic"),
 ];
 
+/// The family index of a `fingerprint_type`.
+pub(crate) fn family_of(kind: &str) -> Option<usize> {
+    FAMILIES.iter().position(|(t, _)| *t == kind)
+}
+
+/// The payload key holding the value of family `family`.
+pub(crate) fn family_key(family: usize) -> &'static str {
+    FAMILIES[family].1
+}
+
+/// [`rollup_texts`] over columns already decoded ([`DecodedFingerprints::rollup`] of each
+/// member row).
+///
+/// [`DecodedFingerprints::rollup`]: super::observation::DecodedFingerprints
+pub fn rollup_decoded<'a, I>(rows: I) -> FingerprintRollup
+where
+    I: IntoIterator<Item = &'a [(u8, String)]>,
+{
+    let mut sets: [BTreeSet<&'a str>; 5] = Default::default();
+    for values in rows {
+        for (family, v) in values {
+            sets[usize::from(*family)].insert(v.as_str());
+        }
+    }
+    let [ja3, hassh, tls, ja4h, ja4_quic] =
+        sets.map(|s| (!s.is_empty()).then(|| s.into_iter().map(str::to_owned).collect()));
+    FingerprintRollup {
+        ja3_hashes: ja3,
+        hassh_hashes: hassh,
+        tls_cert_sha256: tls,
+        ja4h_hashes: ja4h,
+        ja4_quic_hashes: ja4_quic,
+    }
+}
+
 /// Encode one list column: `None` stays NULL, a list becomes a compact JSON array.
 pub fn encode_list(list: Option<&[String]>) -> Option<String> {
     list.map(|items| {

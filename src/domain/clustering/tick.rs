@@ -16,7 +16,7 @@ use super::campaign::{
     self, CampaignClustering, CampaignEvidence, IdentityFeatures, TtpPhaseEntry,
 };
 use super::kernel::{self, IdentityClustering, IdentityEvidence};
-use super::observation::Observation;
+use super::observation::{decode_fingerprints_text, Observation};
 use super::reconcile::{self, EntityState, MemberState, Plan};
 use super::rollup::{self, encode_list, FingerprintRollup};
 
@@ -37,14 +37,38 @@ pub struct ObservationRow {
 impl ObservationRow {
     /// The identity projection of the row.
     pub fn project(&self) -> Observation {
-        let mut o =
-            Observation::from_stored_text(&self.uuid, self.asn, self.fingerprints.as_deref());
-        o.payload_hashes = campaign::decode_string_list(self.payload_hashes.as_deref());
-        o.payload_hashes.retain(|s| !s.is_empty());
-        o.c2_endpoints = campaign::decode_string_list(self.c2_endpoints.as_deref());
-        o.c2_endpoints.retain(|s| !s.is_empty());
-        o
+        self.decode().observation
     }
+
+    /// The identity projection and the fingerprint roll-up values of the row, its
+    /// `fingerprints` JSON parsed once.
+    pub fn decode(&self) -> DecodedRow {
+        let fps = decode_fingerprints_text(self.fingerprints.as_deref());
+        let mut payload_hashes = campaign::decode_string_list(self.payload_hashes.as_deref());
+        payload_hashes.retain(|s| !s.is_empty());
+        let mut c2_endpoints = campaign::decode_string_list(self.c2_endpoints.as_deref());
+        c2_endpoints.retain(|s| !s.is_empty());
+        DecodedRow {
+            observation: Observation {
+                observation_id: self.uuid.clone(),
+                ja3: fps.ja3,
+                hassh: fps.hassh,
+                asn: self.asn,
+                payload_hashes,
+                c2_endpoints,
+                ..Observation::default()
+            },
+            rollup: fps.rollup,
+        }
+    }
+}
+
+/// One [`ObservationRow`] decoded ([`ObservationRow::decode`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodedRow {
+    pub observation: Observation,
+    /// Fingerprint roll-up values (`DecodedFingerprints::rollup`).
+    pub rollup: Vec<(u8, String)>,
 }
 
 /// What the tick writes onto one identity besides the plan.
@@ -90,7 +114,26 @@ pub fn plan_identity_tick(
     identities: &[EntityState],
     mint: &mut dyn FnMut() -> String,
 ) -> IdentityTick {
-    let observations: Vec<Observation> = rows.iter().map(ObservationRow::project).collect();
+    plan_identity_tick_decoded(rows, Vec::new(), identities, mint)
+}
+
+/// [`plan_identity_tick`] reusing rows already decoded: `decoded[i]`, when present and
+/// `Some`, is `rows[i].decode()` (the caller decoded it to read the row's linking keys);
+/// the other rows are decoded here.
+pub fn plan_identity_tick_decoded(
+    rows: &[ObservationRow],
+    decoded: Vec<Option<DecodedRow>>,
+    identities: &[EntityState],
+    mint: &mut dyn FnMut() -> String,
+) -> IdentityTick {
+    let mut decoded = decoded.into_iter();
+    let (observations, fingerprint_values): (Vec<Observation>, Vec<Vec<(u8, String)>>) = rows
+        .iter()
+        .map(|r| {
+            let d = decoded.next().flatten().unwrap_or_else(|| r.decode());
+            (d.observation, d.rollup)
+        })
+        .unzip();
     let clustering = kernel::cluster(&observations);
     let members: Vec<MemberState> = rows
         .iter()
@@ -115,7 +158,7 @@ pub fn plan_identity_tick(
                 .filter_map(|m| index.get(m.as_str()).copied())
                 .collect();
             let fingerprints =
-                rollup::rollup_texts(idx.iter().map(|&i| rows[i].fingerprints.as_deref()));
+                rollup::rollup_decoded(idx.iter().map(|&i| fingerprint_values[i].as_slice()));
             let payload: BTreeSet<String> = idx
                 .iter()
                 .flat_map(|&i| observations[i].payload_hashes.iter().cloned())
