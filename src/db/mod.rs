@@ -447,6 +447,13 @@ where
         .create_timeout(Some(POOL_CREATE_TIMEOUT))
 }
 
+/// WAL pages after which a commit of the writer copies the log back into the database
+/// (SQLite's default is 1 000). A clustering tick rewrites the same pages in several
+/// transactions (markers, then identity links, then roll-ups); with the default each of its
+/// commits checkpointed and copied those pages again. 4 096 pages of 16 KiB: the WAL file
+/// grows to ~64 MiB before a checkpoint.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 4096;
+
 /// A pool of `size` SQLite connections with a page cache of `cache_kib` each. The writer keeps
 /// its temporary tables and statement journals in memory (small, and on the ingest path);
 /// readers put theirs in temporary files, so that a large sort (a deep `offset`, a search
@@ -458,8 +465,13 @@ fn sqlite_pool(
     writer: bool,
 ) -> Result<Pool<SqliteConn>, DbError> {
     let per_pool = format!(
-        "PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = {};",
-        if writer { "MEMORY" } else { "FILE" }
+        "PRAGMA cache_size = -{cache_kib}; PRAGMA temp_store = {};{}",
+        if writer { "MEMORY" } else { "FILE" },
+        if writer {
+            format!(" PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};")
+        } else {
+            String::new()
+        }
     );
     if let Some(parent) = Path::new(path).parent() {
         if !parent.as_os_str().is_empty() {
