@@ -161,7 +161,7 @@ impl<V: Clone> StampCache<V> {
             return compute().await;
         }
         let slot = self.slot(key);
-        let mut entry = slot.entry.lock().await;
+        let entry = slot.entry.lock().await;
         if let Some(e) = entry.as_ref() {
             let age = e.at.elapsed();
             if e.stamp == stamp && age < self.ttl {
@@ -180,35 +180,36 @@ impl<V: Clone> StampCache<V> {
                 let _refreshing = Refreshing(&slot.refreshing);
                 let at = Instant::now();
                 let value = compute().await?;
-                let mut entry = slot.entry.lock().await;
+                let entry = slot.entry.lock().await;
                 // Keep whatever is newer (a caller that found the stamp moved recomputes
                 // under the lock meanwhile).
                 if entry.as_ref().is_none_or(|e| e.at <= at) {
-                    let old = entry.as_ref().map_or(0, |e| (self.weigh)(key, &e.value));
-                    let w = (self.weigh)(key, &value);
-                    *entry = Some(Entry {
-                        stamp,
-                        at,
-                        value: value.clone(),
-                    });
-                    drop(entry);
-                    self.account(old, w);
+                    self.store(key, entry, stamp, at, value.clone());
                 }
                 return Ok(value);
             }
         }
         let at = Instant::now();
         let value = compute().await?;
+        self.store(key, entry, stamp, at, value.clone());
+        Ok(value)
+    }
+
+    /// Put `value`, computed from `at` with `stamp`, in the locked slot of `key`, and account
+    /// for its weight against the one it replaces.
+    fn store(
+        &self,
+        key: &str,
+        mut entry: tokio::sync::MutexGuard<'_, Option<Entry<V>>>,
+        stamp: String,
+        at: Instant,
+        value: V,
+    ) {
         let old = entry.as_ref().map_or(0, |e| (self.weigh)(key, &e.value));
         let w = (self.weigh)(key, &value);
-        *entry = Some(Entry {
-            stamp,
-            at,
-            value: value.clone(),
-        });
+        *entry = Some(Entry { stamp, at, value });
         drop(entry);
         self.account(old, w);
-        Ok(value)
     }
 
     /// Whether caching is off (a zero time-to-live: every call computes).
