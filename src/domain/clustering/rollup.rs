@@ -54,8 +54,12 @@ where
             sets[usize::from(*family)].insert(v.as_str());
         }
     }
-    let [ja3, hassh, tls, ja4h, ja4_quic] =
-        sets.map(|s| (!s.is_empty()).then(|| s.into_iter().map(str::to_owned).collect()));
+    from_lists(sets.map(|s| (!s.is_empty()).then(|| s.into_iter().map(str::to_owned).collect())))
+}
+
+/// The roll-up of the five families' lists, in [`FAMILIES`] order.
+fn from_lists(lists: [Option<Vec<String>>; 5]) -> FingerprintRollup {
+    let [ja3, hassh, tls, ja4h, ja4_quic] = lists;
     FingerprintRollup {
         ja3_hashes: ja3,
         hassh_hashes: hassh,
@@ -101,25 +105,17 @@ where
             let Some(Value::String(kind)) = payload.get("fingerprint_type") else {
                 continue;
             };
-            let Some(family) = FAMILIES.iter().position(|(t, _)| t == kind) else {
+            let Some(family) = family_of(kind) else {
                 continue;
             };
-            if let Some(Value::String(v)) = payload.get(FAMILIES[family].1) {
+            if let Some(Value::String(v)) = payload.get(family_key(family)) {
                 if !v.is_empty() {
                     sets[family].insert(v.clone());
                 }
             }
         }
     }
-    let [ja3, hassh, tls, ja4h, ja4_quic] =
-        sets.map(|s| (!s.is_empty()).then(|| s.into_iter().collect()));
-    FingerprintRollup {
-        ja3_hashes: ja3,
-        hassh_hashes: hassh,
-        tls_cert_sha256: tls,
-        ja4h_hashes: ja4h,
-        ja4_quic_hashes: ja4_quic,
-    }
+    from_lists(sets.map(|s| (!s.is_empty()).then(|| s.into_iter().collect())))
 }
 
 /// Same as [`rollup`] over TEXT columns.
