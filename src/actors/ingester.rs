@@ -1351,17 +1351,7 @@ async fn commit_tail_batch(
         .await
         .map_err(|e| IngestError::Parse(e.to_string()))?;
     pipeline.set_tail_identity(b.identity);
-    match pipeline
-        .commit_parsed(lines.len(), parsed, Some(b.end))
-        .await
-    {
-        Ok(out) => Ok(Some(out)),
-        Err(e) => {
-            pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, "ingest batch failed; will retry without advancing");
-            commit_with_retry(pipeline, &lines, Some(b.end), stop).await
-        }
-    }
+    commit_parsed_or_retry(pipeline, &lines, parsed, Some(b.end), stop).await
 }
 
 /// Commit the pending lines (`Ok(false)` when the stop made the commit give up).
@@ -1384,22 +1374,51 @@ async fn flush(
     Ok(out)
 }
 
-/// Listener lines being parsed off the loop's thread.
-type ParseJob = tokio::task::JoinHandle<(Vec<RawLine>, ParsedBatch)>;
+/// Listener lines being parsed off the loop's thread. The lines come back even if parsing
+/// panicked (then with the panic's message), so that they are never lost with the task.
+type ParseJob = tokio::task::JoinHandle<(Vec<RawLine>, Result<ParsedBatch, String>)>;
 
 fn parse_off_thread(lines: Vec<RawLine>, cfg: &Arc<ExtractConfig>) -> ParseJob {
     let cfg = Arc::clone(cfg);
     tokio::task::spawn_blocking(move || {
-        let parsed = ParsedBatch::parse_serial(&lines, &cfg);
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ParsedBatch::parse_serial(&lines, &cfg)
+        }))
+        .map_err(|p| {
+            p.downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "parse panicked".to_owned())
+        });
         (lines, parsed)
     })
+}
+
+/// Commit a parsed batch; a failed first attempt falls back to [`commit_with_retry`] on the
+/// same lines (`Ok(None)` when the stop made it give up).
+async fn commit_parsed_or_retry(
+    pipeline: &mut Pipeline,
+    lines: &[RawLine],
+    parsed: ParsedBatch,
+    position: Option<u64>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<CommitOutcome>, IngestError> {
+    match pipeline.commit_parsed(lines.len(), parsed, position).await {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "ingest batch failed; will retry without advancing");
+            commit_with_retry(pipeline, lines, position, stop).await
+        }
+    }
 }
 
 /// Commit the listener lines in `live.pending`, then, batch by batch, every full batch (at
 /// least `batch` lines, at most `max_batch`) the queue holds by then: while one batch commits,
 /// the next is parsed on another thread. A committed batch's RELP senders are acknowledged.
-/// Lines not committed — a stop made the commit give up, or it failed for good — go back to
-/// the front of `live.pending`, in order, so that the drain or the successor commits them.
+/// Lines not committed — a stop made the commit give up, it failed for good, or parsing
+/// panicked — go back to the front of `live.pending`, in order, so that the drain or the
+/// successor commits them.
 /// Whether a commit captured credentials (the reuse pass is then due).
 async fn flush_backlog(
     pipeline: &mut Pipeline,
@@ -1423,13 +1442,9 @@ async fn flush_backlog(
         let next = (more && live.pending.len() >= batch)
             .then(|| parse_off_thread(std::mem::take(&mut live.pending), cfg));
         let (lines, parsed) = ready.await.map_err(|e| IngestError::Parse(e.to_string()))?;
-        let out = match pipeline.commit_parsed(lines.len(), parsed, None).await {
-            Ok(out) => Ok(Some(out)),
-            Err(e) => {
-                pipeline.counters.db_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "ingest batch failed; will retry without advancing");
-                commit_with_retry(pipeline, &lines, None, stop).await
-            }
+        let out = match parsed {
+            Ok(parsed) => commit_parsed_or_retry(pipeline, &lines, parsed, None, stop).await,
+            Err(why) => Err(IngestError::Parse(why)),
         };
         match out {
             Ok(Some(out)) => {

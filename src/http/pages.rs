@@ -40,11 +40,6 @@ pub struct Pages {
 }
 
 impl Pages {
-    /// Forget every cached page.
-    pub fn clear(&self) {
-        self.bodies.clear();
-    }
-
     /// Drop the pages older than the time-to-live (they can no longer answer), returning their
     /// memory; see [`StampCache::sweep`].
     pub fn sweep(&self) -> usize {
