@@ -8,6 +8,7 @@ pub mod docker;
 pub mod domain;
 pub mod http;
 pub mod intel;
+pub mod memory;
 pub mod metrics;
 pub mod private_fs;
 pub mod systemd;

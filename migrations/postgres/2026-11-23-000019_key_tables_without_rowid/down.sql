@@ -1,0 +1,1 @@
+CREATE INDEX ix_attacker_identities_kd_digraph_simhash ON attacker_identities (kd_digraph_simhash);
