@@ -265,6 +265,18 @@ fn features_of(
 /// TTP tags; a failing read fails the tick, which the next one retries (see [`phases_of`]).
 /// Reads only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
+    run_campaign_tick_with_mint(db, new_uuid).await
+}
+
+/// [`run_campaign_tick`] with the uuids of the campaigns it forms taken from `mint` (random v4
+/// in production; see [`run_identity_tick_with_mint`](super::clusterer::run_identity_tick_with_mint)).
+pub async fn run_campaign_tick_with_mint<M>(
+    db: &Db,
+    mut mint: M,
+) -> Result<CampaignTickOutcome, TickError>
+where
+    M: FnMut() -> String + Send + 'static,
+{
     let mut laps = crate::metrics::Laps::new("run_campaign_tick");
     let Some(CampaignScope {
         identities: scope,
@@ -295,7 +307,7 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         .collect();
     laps.lap("read");
     let (tick, rows): (CampaignTick, Vec<IdentityRow>) = tokio::task::spawn_blocking(move || {
-        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut new_uuid);
+        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut mint);
         (tick, rows)
     })
     .await
