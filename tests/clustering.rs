@@ -12,6 +12,7 @@ use decnetd::actors::campaign_clusterer::run_campaign_tick;
 use decnetd::actors::clusterer::run_identity_tick;
 use decnetd::actors::topics::Event;
 use decnetd::db::models::clustering::NewObservation;
+use decnetd::db::models::ttp::TtpTag;
 use decnetd::db::repo::clustering as repo;
 use decnetd::db::{now_utc, Db};
 use decnetd::domain::clustering::fixture::{identity_projection, Fixture, FixtureRow, TruthLevel};
@@ -860,6 +861,116 @@ async fn a_new_identity_joins_an_existing_campaign_with_the_cross_family_event()
     }
 }
 
+fn tag(id: &str, observation: &str, decky: &str, tactic: &str, minute: u32, log_id: i64) -> TtpTag {
+    let at = ts(1_767_225_600.0 + f64::from(minute) * 60.0);
+    TtpTag {
+        uuid: id.into(),
+        attacker_uuid: observation.into(),
+        decky_id: decky.into(),
+        service: "ssh".into(),
+        tactic_id: tactic.into(),
+        technique_id: "T0000".into(),
+        rule_id: "test".into(),
+        log_id,
+        evidence: "{}".into(),
+        observed_at: at,
+        created_at: at,
+    }
+}
+
+/// A merged-out identity's observations keep their FK, and their TTP tags count for the
+/// winner (as their payload / C2 do): handoffs seen only on the loser's side link the winner,
+/// found from either end. By the literal FK alone the tags counted for no one, so whether a
+/// merged identity joined a campaign depended on which of the two identity uuids was smaller.
+#[actix_rt::test]
+async fn a_merged_out_identitys_tags_count_for_its_winner() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("o1", &fp("J1", "H1"), 1),
+                bare("o2", &fp("J2", "H2"), 2),
+                bare("p1", &fp("JP", "HP"), 3),
+            ],
+        )
+        .await
+        .expect("seed");
+        assert_eq!(tick_pair(&db).await, (3, 3), "{backend}");
+        // o3 bridges o1's and o2's identities.
+        repo::insert_observations(&db, vec![bare("o3", &fp("J1", "H2"), 4)])
+            .await
+            .expect("seed");
+        let merge = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(merge.merged.len(), 1, "{backend}");
+        run_campaign_tick(&db).await.expect("tick");
+        let literal: BTreeMap<String, Option<String>> =
+            repo::list_attackers_for_clustering(&db, None)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|o| (o.row.uuid, o.row.identity_id))
+                .collect();
+        let loser = &merge.merged[0].loser_uuid;
+        let on_loser = ["o1", "o2"]
+            .into_iter()
+            .find(|o| literal[*o].as_deref() == Some(loser.as_str()))
+            .expect("an observation keeps the loser's FK");
+        let winner = merge.merged[0].winner_uuid.clone();
+        let partner = literal["p1"].clone().expect("linked");
+        let together = || {
+            let (db, winner, partner) = (db.clone(), winner.clone(), partner.clone());
+            async move {
+                let mut campaigns = Vec::new();
+                for uuid in [winner, partner] {
+                    let (identity, _) = repo::get_identity_by_uuid(&db, &uuid)
+                        .await
+                        .expect("read")
+                        .expect("exists");
+                    let campaign = identity.campaign_id.expect("in a campaign");
+                    let (row, _) = repo::get_campaign_by_uuid(&db, &campaign)
+                        .await
+                        .expect("read")
+                        .expect("exists");
+                    campaigns.push(row.uuid);
+                }
+                campaigns[0] == campaigns[1]
+            }
+        };
+        let ttp = |tags: Vec<TtpTag>| {
+            let db = db.clone();
+            async move {
+                let cursor = tags.iter().map(|t| t.log_id).max().unwrap_or(0);
+                decnetd::db::repo::ttp::commit_tags(&db, tags, cursor)
+                    .await
+                    .expect("tags");
+                tick_pair(&db).await
+            }
+        };
+        assert!(!together().await, "{backend}");
+
+        // C2 phases on two deckies, on the loser's observation: the winner's features change,
+        // and no partner yet.
+        ttp(vec![
+            tag("t1", on_loser, "decky-01", "TA0011", 10, 1),
+            tag("t2", on_loser, "decky-02", "TA0011", 10, 2),
+        ])
+        .await;
+        assert!(!together().await, "{backend}: no handoff yet");
+        // A tick later p1's discovery on both deckies an hour after: p1 changes and finds the
+        // loser's tags in its windows; a handoff repeated on two deckies links on its own.
+        ttp(vec![
+            tag("t3", "p1", "decky-01", "TA0007", 70, 3),
+            tag("t4", "p1", "decky-02", "TA0007", 70, 4),
+        ])
+        .await;
+        assert!(
+            together().await,
+            "{backend}: the handoff from the loser's side links the winner"
+        );
+        drop(db);
+    }
+}
+
 /// Run raw SQL on either backend (test-only surgery).
 async fn raw_sql(db: &Db, sql: &str) {
     use diesel_async::SimpleAsyncConnection;
@@ -1328,7 +1439,6 @@ mod scale {
     use super::*;
     use decnetd::actors::campaign_clusterer::run_campaign_tick_with_mint;
     use decnetd::actors::clusterer::run_identity_tick_with_mint;
-    use decnetd::db::models::ttp::TtpTag;
     use decnetd::domain::clustering::campaign::tactic_for_ukc_phase;
     use decnetd::domain::clustering::observation::Observation;
     use decnetd::domain::clustering::synth;
