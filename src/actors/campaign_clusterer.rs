@@ -88,7 +88,8 @@ struct CampaignScope {
 /// count for the winner, as its payload and C2 roll-ups already do; by the literal FK alone
 /// they would count for no one, and which side of a merge keeps them would follow the uuid
 /// order of the two identities (random), so the same rows gave different campaigns from run
-/// to run. A failed read fails the tick: the tick marks what it read as processed and moves
+/// to run. (clustering.md §2.4's `list_ttp_decky_phases` reads the literal FK only.) A failed
+/// read fails the tick: the tick marks what it read as processed and moves
 /// the tag cursor, so a tick without phase data would never read those tags again
 /// (clustering.md §4.3's "warning, not an error" assumed every tick re-read everything; the
 /// next tick retries instead).
