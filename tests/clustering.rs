@@ -12,6 +12,7 @@ use decnetd::actors::campaign_clusterer::run_campaign_tick;
 use decnetd::actors::clusterer::run_identity_tick;
 use decnetd::actors::topics::Event;
 use decnetd::db::models::clustering::NewObservation;
+use decnetd::db::models::ttp::TtpTag;
 use decnetd::db::repo::clustering as repo;
 use decnetd::db::{now_utc, Db};
 use decnetd::domain::clustering::fixture::{identity_projection, Fixture, FixtureRow, TruthLevel};
@@ -860,6 +861,116 @@ async fn a_new_identity_joins_an_existing_campaign_with_the_cross_family_event()
     }
 }
 
+fn tag(id: &str, observation: &str, decky: &str, tactic: &str, minute: u32, log_id: i64) -> TtpTag {
+    let at = ts(1_767_225_600.0 + f64::from(minute) * 60.0);
+    TtpTag {
+        uuid: id.into(),
+        attacker_uuid: observation.into(),
+        decky_id: decky.into(),
+        service: "ssh".into(),
+        tactic_id: tactic.into(),
+        technique_id: "T0000".into(),
+        rule_id: "test".into(),
+        log_id,
+        evidence: "{}".into(),
+        observed_at: at,
+        created_at: at,
+    }
+}
+
+/// A merged-out identity's observations keep their FK, and their TTP tags count for the
+/// winner (as their payload / C2 do): handoffs seen only on the loser's side link the winner,
+/// found from either end. By the literal FK alone the tags counted for no one, so whether a
+/// merged identity joined a campaign depended on which of the two identity uuids was smaller.
+#[actix_rt::test]
+async fn a_merged_out_identitys_tags_count_for_its_winner() {
+    for (backend, db, _dir) in common::all_backends().await {
+        repo::insert_observations(
+            &db,
+            vec![
+                bare("o1", &fp("J1", "H1"), 1),
+                bare("o2", &fp("J2", "H2"), 2),
+                bare("p1", &fp("JP", "HP"), 3),
+            ],
+        )
+        .await
+        .expect("seed");
+        assert_eq!(tick_pair(&db).await, (3, 3), "{backend}");
+        // o3 bridges o1's and o2's identities.
+        repo::insert_observations(&db, vec![bare("o3", &fp("J1", "H2"), 4)])
+            .await
+            .expect("seed");
+        let merge = run_identity_tick(&db).await.expect("tick");
+        assert_eq!(merge.merged.len(), 1, "{backend}");
+        run_campaign_tick(&db).await.expect("tick");
+        let literal: BTreeMap<String, Option<String>> =
+            repo::list_attackers_for_clustering(&db, None)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|o| (o.row.uuid, o.row.identity_id))
+                .collect();
+        let loser = &merge.merged[0].loser_uuid;
+        let on_loser = ["o1", "o2"]
+            .into_iter()
+            .find(|o| literal[*o].as_deref() == Some(loser.as_str()))
+            .expect("an observation keeps the loser's FK");
+        let winner = merge.merged[0].winner_uuid.clone();
+        let partner = literal["p1"].clone().expect("linked");
+        let together = || {
+            let (db, winner, partner) = (db.clone(), winner.clone(), partner.clone());
+            async move {
+                let mut campaigns = Vec::new();
+                for uuid in [winner, partner] {
+                    let (identity, _) = repo::get_identity_by_uuid(&db, &uuid)
+                        .await
+                        .expect("read")
+                        .expect("exists");
+                    let campaign = identity.campaign_id.expect("in a campaign");
+                    let (row, _) = repo::get_campaign_by_uuid(&db, &campaign)
+                        .await
+                        .expect("read")
+                        .expect("exists");
+                    campaigns.push(row.uuid);
+                }
+                campaigns[0] == campaigns[1]
+            }
+        };
+        let ttp = |tags: Vec<TtpTag>| {
+            let db = db.clone();
+            async move {
+                let cursor = tags.iter().map(|t| t.log_id).max().unwrap_or(0);
+                decnetd::db::repo::ttp::commit_tags(&db, tags, cursor)
+                    .await
+                    .expect("tags");
+                tick_pair(&db).await
+            }
+        };
+        assert!(!together().await, "{backend}");
+
+        // C2 phases on two deckies, on the loser's observation: the winner's features change,
+        // and no partner yet.
+        ttp(vec![
+            tag("t1", on_loser, "decky-01", "TA0011", 10, 1),
+            tag("t2", on_loser, "decky-02", "TA0011", 10, 2),
+        ])
+        .await;
+        assert!(!together().await, "{backend}: no handoff yet");
+        // A tick later p1's discovery on both deckies an hour after: p1 changes and finds the
+        // loser's tags in its windows; a handoff repeated on two deckies links on its own.
+        ttp(vec![
+            tag("t3", "p1", "decky-01", "TA0007", 70, 3),
+            tag("t4", "p1", "decky-02", "TA0007", 70, 4),
+        ])
+        .await;
+        assert!(
+            together().await,
+            "{backend}: the handoff from the loser's side links the winner"
+        );
+        drop(db);
+    }
+}
+
 /// Run raw SQL on either backend (test-only surgery).
 async fn raw_sql(db: &Db, sql: &str) {
     use diesel_async::SimpleAsyncConnection;
@@ -1316,5 +1427,461 @@ async fn an_observation_rewritten_during_the_tick_stays_dirty_but_is_linked() {
         assert_eq!(linked["p1"], Some(i2.as_str()), "{backend}");
         assert_eq!(linked["p2"], Some(i1.as_str()), "{backend}");
         drop(db);
+    }
+}
+
+mod scale {
+    //! The same seeded synthetic set through both backends: the clusterers must give the same
+    //! partitions (compared as sets of member sets, never by uuid) on SQLite and PostgreSQL.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use decnetd::actors::campaign_clusterer::run_campaign_tick_with_mint;
+    use decnetd::actors::clusterer::run_identity_tick_with_mint;
+    use decnetd::domain::clustering::campaign::tactic_for_ukc_phase;
+    use decnetd::domain::clustering::observation::Observation;
+    use decnetd::domain::clustering::synth;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    /// Observations of the set.
+    const N: usize = 4_000;
+    const SEED: u64 = 11;
+    /// 2026-01-01T00:00Z.
+    const BASE: i64 = 1_767_225_600;
+
+    /// A partition of observation uuids into identities.
+    type Identities = BTreeSet<BTreeSet<String>>;
+    /// A partition of identities (each its observation set) into campaigns.
+    type Campaigns = BTreeSet<BTreeSet<BTreeSet<String>>>;
+
+    /// What one run stored.
+    struct Run {
+        identities: Identities,
+        campaigns: Campaigns,
+        /// Stored campaign evidence edges backed by a phase handoff / by shared
+        /// infrastructure without a handoff.
+        handoff_edges: usize,
+        infra_edges: usize,
+    }
+
+    /// The stored row of synthetic observation `i` (the benches' row shape, with times fixed by
+    /// `i` instead of the clock so both backends get identical rows).
+    fn stored(o: &Observation, i: usize) -> NewObservation {
+        let mut fps = Vec::new();
+        if let Some(j) = &o.ja3 {
+            fps.push(json!({"bounty_type": "fingerprint", "payload": {"fingerprint_type": "ja3", "ja3": j}}));
+        }
+        if let Some(h) = &o.hassh {
+            fps.push(json!({"bounty_type": "fingerprint", "payload": {"fingerprint_type": "hassh_server", "hash": h}}));
+        }
+        let t = ts((BASE + i as i64 * 60) as f64);
+        NewObservation {
+            uuid: o.observation_id.clone(),
+            ip: format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            identity_id: None,
+            first_seen: t,
+            last_seen: t + chrono::Duration::seconds(30),
+            event_count: 1,
+            fingerprints: Some(serde_json::Value::Array(fps).to_string()),
+            asn: o.asn,
+            payload_hashes: list(&o.payload_hashes),
+            c2_endpoints: list(&o.c2_endpoints),
+            updated_at: now_utc(),
+        }
+    }
+
+    /// Campaign-level signal derived from the data, never from uuids: about half the
+    /// observations get one ATT&CK tag on one of a dozen deckies, in the phase synth gave their
+    /// commands, at an event time with sub-second digits. Phase handoffs between identities
+    /// (corroborated by shared infrastructure, or repeated) then link campaigns besides the
+    /// shared-infrastructure edge, through the tag reads of both backends.
+    fn tags(observations: &[Observation], seed: u64) -> Vec<TtpTag> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut out = Vec::new();
+        for (i, o) in observations.iter().enumerate() {
+            let tagged = rng.gen_bool(0.5);
+            let decky = format!("decky-{:02}", rng.gen_range(1..=12));
+            let jitter_ms = rng.gen_range(0..86_400_000_i64);
+            let tactic = o
+                .commands_by_phase
+                .keys()
+                .next()
+                .and_then(|p| tactic_for_ukc_phase(p));
+            let (true, Some(tactic)) = (tagged, tactic) else {
+                continue;
+            };
+            let at =
+                ts((BASE + i as i64 * 60) as f64) + chrono::Duration::milliseconds(jitter_ms + 123);
+            out.push(TtpTag {
+                uuid: format!("tag-{i:08}"),
+                attacker_uuid: o.observation_id.clone(),
+                decky_id: decky,
+                service: "ssh".into(),
+                tactic_id: tactic.into(),
+                technique_id: "T0000".into(),
+                rule_id: "synthetic".into(),
+                log_id: i as i64 + 1,
+                evidence: "{}".into(),
+                observed_at: at,
+                created_at: at,
+            });
+        }
+        out
+    }
+
+    /// Where the ticks take the uuids of what they form. Merge direction follows uuid order,
+    /// so two runs compared chunk by chunk need the same sequence ([`Mint::Seeded`]).
+    #[derive(Clone)]
+    enum Mint {
+        /// Random v4, as in production.
+        Random,
+        /// v4-shaped uuids from a seeded generator.
+        Seeded(Arc<Mutex<StdRng>>),
+    }
+
+    impl Mint {
+        fn seeded(seed: u64) -> Self {
+            Self::Seeded(Arc::new(Mutex::new(StdRng::seed_from_u64(seed))))
+        }
+
+        fn minter(&self) -> impl FnMut() -> String + Send + 'static {
+            let mint = self.clone();
+            move || match &mint {
+                Mint::Random => decnetd::db::new_uuid(),
+                Mint::Seeded(rng) => {
+                    let bytes: [u8; 16] = rng.lock().expect("mint").gen();
+                    uuid::Builder::from_random_bytes(bytes)
+                        .into_uuid()
+                        .to_string()
+                }
+            }
+        }
+    }
+
+    /// Identity and campaign ticks until neither has anything to publish.
+    async fn settle(db: &Db, backend: &str, mint: &Mint) {
+        for _ in 0..8 {
+            let i = run_identity_tick_with_mint(db, mint.minter())
+                .await
+                .expect("identity tick");
+            let c = run_campaign_tick_with_mint(db, mint.minter())
+                .await
+                .expect("campaign tick");
+            assert!(i.maintenance_ok && c.maintenance_ok, "{backend}");
+            if i.events().is_empty() && c.events().is_empty() {
+                return;
+            }
+        }
+        panic!("{backend}: ticks did not settle");
+    }
+
+    /// A fresh database of `backend` (`None`: PostgreSQL is not configured) holding the set,
+    /// inserted in `chunks` equal parts (each part's tags with it), the ticks settled after each
+    /// part; its partitions.
+    async fn cluster(
+        backend: &str,
+        rows: &[NewObservation],
+        tags: &[TtpTag],
+        chunks: usize,
+        mint: Mint,
+    ) -> Option<Run> {
+        let (_dir, db) = if backend == "sqlite" {
+            let (dir, db) = common::sqlite_db().await;
+            (Some(dir), db)
+        } else {
+            (None, common::pg_db().await?)
+        };
+        let started = std::time::Instant::now();
+        for part in rows.chunks(rows.len().div_ceil(chunks)) {
+            let uuids: BTreeSet<&str> = part.iter().map(|r| r.uuid.as_str()).collect();
+            repo::insert_observations(&db, part.to_vec())
+                .await
+                .expect("seed");
+            let mine: Vec<TtpTag> = tags
+                .iter()
+                .filter(|t| uuids.contains(t.attacker_uuid.as_str()))
+                .cloned()
+                .collect();
+            let cursor = mine.iter().map(|t| t.log_id).max().unwrap_or(0);
+            decnetd::db::repo::ttp::commit_tags(&db, mine, cursor)
+                .await
+                .expect("tags");
+            settle(&db, backend, &mint).await;
+        }
+        let (identities, campaigns) = partitions(&db, backend).await;
+        let (mut handoff_edges, mut infra_edges) = (0, 0);
+        for c in repo::list_all_campaigns(&db).await.expect("campaigns") {
+            if c.merged_into_uuid.is_none() && c.identity_count > 1 {
+                for e in repo::campaign_evidence(&db, &c.uuid)
+                    .await
+                    .expect("evidence")
+                {
+                    if e.handoff > 0.0 {
+                        handoff_edges += 1;
+                    } else if e.shared_infra > 0.0 {
+                        infra_edges += 1;
+                    }
+                }
+            }
+        }
+        let uuids = match mint {
+            Mint::Random => "random",
+            Mint::Seeded(_) => "seeded",
+        };
+        eprintln!(
+            "{backend}, {chunks} chunk(s), {uuids} uuids: {}; evidence: {handoff_edges} handoff, {infra_edges} shared-infrastructure edges; {:?}",
+            shape(&identities, &campaigns),
+            started.elapsed()
+        );
+        Some(Run {
+            identities,
+            campaigns,
+            handoff_edges,
+            infra_edges,
+        })
+    }
+
+    /// Follow merge pointers to the canonical uuid.
+    fn resolve<'a>(pointers: &'a BTreeMap<String, Option<String>>, mut uuid: &'a str) -> &'a str {
+        for _ in 0..64 {
+            match pointers.get(uuid).and_then(Option::as_deref) {
+                Some(next) if next != uuid => uuid = next,
+                _ => break,
+            }
+        }
+        uuid
+    }
+
+    /// The identity partition (observations per canonical identity) and the campaign partition
+    /// (active identities, as their observation sets, per canonical campaign) stored in `db`.
+    async fn partitions(db: &Db, backend: &str) -> (Identities, Campaigns) {
+        let identities = repo::list_identities_for_clustering(db, None)
+            .await
+            .expect("identities");
+        let id_pointers: BTreeMap<String, Option<String>> = identities
+            .iter()
+            .map(|i| (i.row.uuid.clone(), i.row.merged_into_uuid.clone()))
+            .collect();
+        let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for o in repo::list_attackers_for_clustering(db, None)
+            .await
+            .expect("observations")
+        {
+            let literal = o
+                .row
+                .identity_id
+                .unwrap_or_else(|| panic!("{backend}: {} is not linked", o.row.uuid));
+            members
+                .entry(resolve(&id_pointers, &literal).to_owned())
+                .or_default()
+                .insert(o.row.uuid);
+        }
+        let cmp_pointers: BTreeMap<String, Option<String>> = repo::list_all_campaigns(db)
+            .await
+            .expect("campaigns")
+            .into_iter()
+            .map(|c| (c.uuid, c.merged_into_uuid))
+            .collect();
+        let mut campaigns: BTreeMap<String, BTreeSet<BTreeSet<String>>> = BTreeMap::new();
+        for i in identities
+            .iter()
+            .filter(|i| i.row.merged_into_uuid.is_none())
+        {
+            let set = members.get(&i.row.uuid).unwrap_or_else(|| {
+                panic!(
+                    "{backend}: active identity {} has no observation",
+                    i.row.uuid
+                )
+            });
+            let campaign =
+                i.row.campaign_id.as_deref().unwrap_or_else(|| {
+                    panic!("{backend}: identity {} has no campaign", i.row.uuid)
+                });
+            campaigns
+                .entry(resolve(&cmp_pointers, campaign).to_owned())
+                .or_default()
+                .insert(set.clone());
+        }
+        (
+            members.into_values().collect(),
+            campaigns.into_values().collect(),
+        )
+    }
+
+    /// A group as short text: an identity as its first observation and size, a campaign as
+    /// its first identities.
+    trait Brief {
+        fn brief(&self) -> String;
+    }
+
+    impl Brief for BTreeSet<String> {
+        fn brief(&self) -> String {
+            let first = self.first().map_or("", |s| s.get(..12).unwrap_or(s));
+            format!("{first}(+{})", self.len().saturating_sub(1))
+        }
+    }
+
+    impl Brief for BTreeSet<BTreeSet<String>> {
+        fn brief(&self) -> String {
+            let ids: Vec<String> = self.iter().take(6).map(Brief::brief).collect();
+            let more = match self.len().saturating_sub(6) {
+                0 => String::new(),
+                n => format!(" …{n} more"),
+            };
+            format!("[{}{more}]", ids.join(" "))
+        }
+    }
+
+    /// `None` when equal, else the counts and the first differing groups of each side.
+    fn diff<T: Ord + Brief>(
+        what: &str,
+        (a, left): (&str, &BTreeSet<T>),
+        (b, right): (&str, &BTreeSet<T>),
+    ) -> Option<String> {
+        if left == right {
+            return None;
+        }
+        let only = |x: &BTreeSet<T>, y: &BTreeSet<T>| -> String {
+            let first: Vec<String> = x
+                .difference(y)
+                .take(4)
+                .map(|g| format!("\n    {}", g.brief()))
+                .collect();
+            format!(
+                "{} groups, first:{}",
+                x.difference(y).count(),
+                first.concat()
+            )
+        };
+        Some(format!(
+            "{what}: {a} has {} groups, {b} has {}\n  only in {a}: {}\n  only in {b}: {}",
+            left.len(),
+            right.len(),
+            only(left, right),
+            only(right, left),
+        ))
+    }
+
+    fn shape(identities: &Identities, campaigns: &Campaigns) -> String {
+        let multi = identities.iter().filter(|g| g.len() > 1).count();
+        let joint = campaigns.iter().filter(|g| g.len() > 1).count();
+        let largest = campaigns.iter().map(BTreeSet::len).max().unwrap_or(0);
+        format!(
+            "{} identities ({multi} of several observations), {} campaigns ({joint} of several identities, largest {largest})",
+            identities.len(),
+            campaigns.len()
+        )
+    }
+
+    fn assert_same((a, left): (&str, &Run), (b, right): (&str, &Run)) {
+        let problems: Vec<String> = [
+            diff("identities", (a, &left.identities), (b, &right.identities)),
+            diff("campaigns", (a, &left.campaigns), (b, &right.campaigns)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    fn data_set() -> (Vec<NewObservation>, Vec<TtpTag>) {
+        let observations = synth::observations(N, SEED);
+        let rows = observations
+            .iter()
+            .enumerate()
+            .map(|(i, o)| stored(o, i))
+            .collect();
+        (rows, tags(&observations, SEED))
+    }
+
+    /// The benchmark's two backends disagreed on its 100k set; its seeding used random uuids,
+    /// so this pins the clusterers themselves: the same rows, ingested the same way, give the
+    /// same identity and campaign partitions on SQLite and PostgreSQL. Chunked ingestion with
+    /// the same uuid sequence on both (the incremental scoped reads, merges between chunks), and
+    /// everything at once with production's random uuids (the full-scope reads). The identity
+    /// partition is the connected components of the rows however they arrive. The campaign
+    /// partition of chunked ingestion is not that of one pass (a membership stays when a grown
+    /// identity's shared-infrastructure Jaccard drops, and an undone campaign merge splits its
+    /// members by their literal campaign, which for members linked during the merge is the
+    /// smaller uuid's), so it is compared only under one uuid sequence.
+    #[actix_rt::test]
+    async fn scale_set_clusters_identically_on_both_backends() {
+        let started = std::time::Instant::now();
+        let (rows, tags) = data_set();
+        let chunked = cluster("sqlite", &rows, &tags, 4, Mint::seeded(SEED))
+            .await
+            .expect("sqlite");
+        let once = cluster("sqlite", &rows, &tags, 1, Mint::Random)
+            .await
+            .expect("sqlite");
+        assert!(
+            once.identities.len() < N * 3 / 4
+                && once.campaigns.iter().any(|c| c.len() > 1)
+                && once.handoff_edges > 0
+                && once.infra_edges > 0,
+            "the set forms identities of several observations and campaigns of several \
+             identities, linked by handoffs and by shared infrastructure"
+        );
+        if let Some(d) = diff(
+            "identities",
+            ("4 chunks", &chunked.identities),
+            ("1 chunk", &once.identities),
+        ) {
+            panic!("sqlite: {d}");
+        }
+        if let Some(d) = diff(
+            "campaigns",
+            ("4 chunks", &chunked.campaigns),
+            ("1 chunk", &once.campaigns),
+        ) {
+            eprintln!("(not required) sqlite {d}");
+        }
+
+        let Some(pg_chunked) = cluster("postgres", &rows, &tags, 4, Mint::seeded(SEED)).await
+        else {
+            return;
+        };
+        assert_same(("sqlite", &chunked), ("postgres", &pg_chunked));
+        let pg_once = cluster("postgres", &rows, &tags, 1, Mint::Random)
+            .await
+            .expect("postgres");
+        assert_same(("sqlite", &once), ("postgres", &pg_once));
+        eprintln!("both backends agree ({:?} in all)", started.elapsed());
+    }
+
+    /// Not a requirement, a measurement (run with `--ignored`): chunked ingestion with two
+    /// different uuid sequences on one backend. The identity partition must not move; the
+    /// campaign partition still does a little (see the test above; 1–2 groups of about 1 930
+    /// here, 14–19 before merged-out identities' tags counted for their winners), which is one
+    /// way two runs of one benchmark on one backend can disagree.
+    #[actix_rt::test]
+    #[ignore]
+    async fn chunked_campaigns_follow_the_minted_uuids() {
+        let (rows, tags) = data_set();
+        let a = cluster("sqlite", &rows, &tags, 4, Mint::seeded(1))
+            .await
+            .expect("sqlite");
+        let b = cluster("sqlite", &rows, &tags, 4, Mint::seeded(2))
+            .await
+            .expect("sqlite");
+        if let Some(d) = diff(
+            "identities",
+            ("mint 1", &a.identities),
+            ("mint 2", &b.identities),
+        ) {
+            panic!("{d}");
+        }
+        eprintln!(
+            "{}",
+            diff(
+                "campaigns",
+                ("mint 1", &a.campaigns),
+                ("mint 2", &b.campaigns)
+            )
+            .unwrap_or_else(|| "campaigns: same partition".into())
+        );
     }
 }

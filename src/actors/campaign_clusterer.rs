@@ -19,6 +19,7 @@ use crate::db::{new_uuid, now_utc, Db};
 use crate::domain::clustering::campaign::{
     candidate_keys, handoff_windows, IdentityFeatures, TtpPhaseEntry,
 };
+use crate::domain::clustering::chain::MergeChain;
 use crate::domain::clustering::reconcile::EntityState;
 use crate::domain::clustering::tick::{plan_campaign_tick, CampaignTick, IdentityRow};
 
@@ -81,20 +82,44 @@ struct CampaignScope {
     tag_cursor: Option<i64>,
 }
 
-/// Phase maps of `uuids`. A failed read fails the tick: the tick marks what it read as
-/// processed and moves the tag cursor, so a tick without phase data would never read those
-/// tags again (clustering.md §4.3's "warning, not an error" assumed every tick re-read
-/// everything; the next tick retries instead).
+/// Phase maps of the active identities `uuids`: the tags of every observation literally FK'd
+/// to one of them or to an identity merged into one of them (any depth). A merged-out identity
+/// is left out of the campaign kernel and represented by its winner, so its observations' tags
+/// count for the winner, as its payload and C2 roll-ups already do; by the literal FK alone
+/// they would count for no one, and which side of a merge keeps them would follow the uuid
+/// order of the two identities (random), so the same rows gave different campaigns from run
+/// to run. (clustering.md §2.4's `list_ttp_decky_phases` reads the literal FK only.) A failed
+/// read fails the tick: the tick marks what it read as processed and moves
+/// the tag cursor, so a tick without phase data would never read those tags again
+/// (clustering.md §4.3's "warning, not an error" assumed every tick re-read everything; the
+/// next tick retries instead).
 async fn phases_of(
     db: &Db,
     uuids: &[String],
 ) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, TickError> {
-    crate::db::repo::ttp::ttp_decky_phases_of(db, uuids)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; tick retried later");
-            TickError::from(e)
+    let read = async {
+        let active: BTreeSet<String> = uuids.iter().cloned().collect();
+        let closure = repo::identity_merge_closure(db, &active).await?;
+        let chain = MergeChain::new(
+            closure
+                .iter()
+                .map(|i| (i.uuid.as_str(), i.merged_into_uuid.as_deref())),
+        );
+        let literal: Vec<String> = closure
+            .iter()
+            .filter(|i| active.contains(chain.resolve_ref(&i.uuid)))
+            .map(|i| i.uuid.clone())
+            .collect();
+        crate::db::repo::ttp::ttp_decky_phases_of(db, &literal, |l| {
+            let owner = chain.resolve_ref(l);
+            active.contains(owner).then(|| owner.to_owned())
         })
+        .await
+    };
+    read.await.map_err(|e| {
+        tracing::warn!(error = %e, "campaign-clusterer: TTP phase read failed; tick retried later");
+        TickError::from(e)
+    })
 }
 
 fn epoch(t: f64) -> NaiveDateTime {
@@ -156,7 +181,16 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
         let mut laps = crate::metrics::Laps::new("read_campaign_scope(full)");
         let identities = repo::list_identities_for_clustering(db, None).await?;
         laps.lap("identities");
-        let phases = crate::db::repo::ttp::ttp_decky_phases(db).await?;
+        // Tags of merged-out identities count for their winners (see [`phases_of`]).
+        let chain = MergeChain::new(
+            identities
+                .iter()
+                .map(|i| (i.row.uuid.as_str(), i.row.merged_into_uuid.as_deref())),
+        );
+        let phases = crate::db::repo::ttp::ttp_decky_phases_owned(db, |l| {
+            Some(chain.resolve_ref(l).to_owned())
+        })
+        .await?;
         laps.lap("phases");
         let campaigns = repo::list_all_campaigns(db).await?;
         laps.lap("campaigns");
@@ -212,8 +246,25 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
         .into_iter()
         .filter(|u| !loaded.contains_key(u))
         .collect();
+    // A tag found in a handoff window may be on an observation FK'd to a merged-out identity:
+    // the partner is the identity that represents it.
+    let mut represented: BTreeSet<String> = BTreeSet::new();
     for i in repo::identities_by_uuid(db, &partners).await? {
+        if i.row.merged_into_uuid.is_some() {
+            represented.insert(i.row.uuid.clone());
+        }
         loaded.entry(i.row.uuid.clone()).or_insert(i);
+    }
+    if !represented.is_empty() {
+        let winners: Vec<String> = repo::identity_merge_closure(db, &represented)
+            .await?
+            .into_iter()
+            .filter(|i| i.merged_into_uuid.is_none() && !loaded.contains_key(&i.uuid))
+            .map(|i| i.uuid)
+            .collect();
+        for i in repo::identities_by_uuid(db, &winners).await? {
+            loaded.entry(i.row.uuid.clone()).or_insert(i);
+        }
     }
 
     // Every identity of every campaign connected to those.
@@ -265,6 +316,18 @@ fn features_of(
 /// TTP tags; a failing read fails the tick, which the next one retries (see [`phases_of`]).
 /// Reads only what changed since the last tick and its closure ([`read_campaign_scope`]).
 pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError> {
+    run_campaign_tick_with_mint(db, new_uuid).await
+}
+
+/// [`run_campaign_tick`] with the uuids of the campaigns it forms taken from `mint` (random v4
+/// in production; see [`run_identity_tick_with_mint`](super::clusterer::run_identity_tick_with_mint)).
+pub async fn run_campaign_tick_with_mint<M>(
+    db: &Db,
+    mut mint: M,
+) -> Result<CampaignTickOutcome, TickError>
+where
+    M: FnMut() -> String + Send + 'static,
+{
     let mut laps = crate::metrics::Laps::new("run_campaign_tick");
     let Some(CampaignScope {
         identities: scope,
@@ -295,7 +358,7 @@ pub async fn run_campaign_tick(db: &Db) -> Result<CampaignTickOutcome, TickError
         .collect();
     laps.lap("read");
     let (tick, rows): (CampaignTick, Vec<IdentityRow>) = tokio::task::spawn_blocking(move || {
-        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut new_uuid);
+        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut mint);
         (tick, rows)
     })
     .await

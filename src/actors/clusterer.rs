@@ -167,6 +167,19 @@ struct IdentityScope {
 /// last tick and its closure ([`read_identity_scope`]); a tick with nothing new reads nothing
 /// but two probes of the dirty-row indexes.
 pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError> {
+    run_identity_tick_with_mint(db, new_uuid).await
+}
+
+/// [`run_identity_tick`] with the uuids of the identities it forms taken from `mint` (random
+/// v4 in production). Merge direction follows uuid order, so tests that compare two runs
+/// (e.g. the same rows on both backends) give both the same sequence.
+pub async fn run_identity_tick_with_mint<M>(
+    db: &Db,
+    mut mint: M,
+) -> Result<IdentityTickOutcome, TickError>
+where
+    M: FnMut() -> String + Send + 'static,
+{
     let mut laps = crate::metrics::Laps::new("run_identity_tick");
     let Some(IdentityScope {
         observations,
@@ -199,7 +212,7 @@ pub async fn run_identity_tick(db: &Db) -> Result<IdentityTickOutcome, TickError
     laps.lap("read");
     let (tick, rows): (IdentityTick, Vec<ObservationRow>) =
         tokio::task::spawn_blocking(move || {
-            let tick = plan_identity_tick_decoded(&rows, decoded, &entities, &mut new_uuid);
+            let tick = plan_identity_tick_decoded(&rows, decoded, &entities, &mut mint);
             (tick, rows)
         })
         .await

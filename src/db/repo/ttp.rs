@@ -127,74 +127,111 @@ struct PhaseRow {
     tactic_id: String,
     #[diesel(sql_type = Timestamp)]
     observed_at: NaiveDateTime,
+    #[diesel(sql_type = BigInt)]
+    log_id: i64,
+    #[diesel(sql_type = Text)]
+    uuid: String,
 }
 
 const PHASES_SQL: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
-     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at, t.log_id AS log_id, t.uuid AS uuid \
      FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
-     WHERE a.identity_id IS NOT NULL ORDER BY t.observed_at, t.log_id, t.uuid";
+     WHERE a.identity_id IS NOT NULL";
 
 /// `list_ttp_decky_phases` for every identity at once: the phase entries of each identity's
 /// literal observations, in event-time order. The entry time is the tagged event's time (the
 /// handoff window compares event times; the tagging time would squash a backlog together).
 pub async fn ttp_decky_phases(db: &Db) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError> {
-    let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(PHASES_SQL).load(c).await)?;
-    let mut out: HashMap<String, Vec<TtpPhaseEntry>> = HashMap::new();
-    phase_map(rows, &mut out);
-    Ok(out)
+    ttp_decky_phases_owned(db, |identity| Some(identity.to_owned())).await
 }
 
-fn phase_map(rows: Vec<PhaseRow>, out: &mut HashMap<String, Vec<TtpPhaseEntry>>) {
+/// [`ttp_decky_phases`] with each tag attributed to `owner(literal identity)` (dropped on
+/// `None`): the campaign tick gives a merged-out identity's tags to the identity its merge
+/// chain ends on, which represents it.
+pub async fn ttp_decky_phases_owned<F>(
+    db: &Db,
+    owner: F,
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(PHASES_SQL).load(c).await)?;
+    Ok(phase_map(rows, owner))
+}
+
+/// Group the rows by `owner` of their literal identity, each group in event order: tag
+/// `observed_at`, then `log_id`, then tag uuid (a total order, whichever reads and chunks
+/// the rows came from).
+fn phase_map<F>(rows: Vec<PhaseRow>, owner: F) -> HashMap<String, Vec<TtpPhaseEntry>>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let mut grouped: HashMap<String, Vec<PhaseRow>> = HashMap::new();
     for r in rows {
-        let Some(identity) = r.identity_id else {
-            continue;
-        };
-        out.entry(identity).or_default().push(TtpPhaseEntry {
-            decky_id: Some(r.decky_id),
-            tactic: Some(r.tactic_id),
-            created_at_ts: Some(r.observed_at.and_utc().timestamp() as f64),
-        });
+        if let Some(o) = r.identity_id.as_deref().and_then(&owner) {
+            grouped.entry(o).or_default().push(r);
+        }
     }
+    grouped
+        .into_iter()
+        .map(|(identity, mut rows)| {
+            rows.sort_by(|a, b| {
+                (a.observed_at, a.log_id, &a.uuid).cmp(&(b.observed_at, b.log_id, &b.uuid))
+            });
+            let entries = rows
+                .into_iter()
+                .map(|r| TtpPhaseEntry {
+                    decky_id: Some(r.decky_id),
+                    tactic: Some(r.tactic_id),
+                    created_at_ts: Some(r.observed_at.and_utc().timestamp() as f64),
+                })
+                .collect();
+            (identity, entries)
+        })
+        .collect()
 }
 
 const PHASES_OF_SQLITE: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
-     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at, t.log_id AS log_id, t.uuid AS uuid \
      FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
-     WHERE a.identity_id IN (SELECT value FROM json_each(?)) \
-     ORDER BY t.observed_at, t.log_id, t.uuid";
+     WHERE a.identity_id IN (SELECT value FROM json_each(?))";
 const PHASES_OF_PG: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
-     t.tactic_id AS tactic_id, t.observed_at AS observed_at \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at, t.log_id AS log_id, t.uuid AS uuid \
      FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
-     WHERE a.identity_id = ANY($1) ORDER BY t.observed_at, t.log_id, t.uuid";
+     WHERE a.identity_id = ANY($1)";
 
-/// [`ttp_decky_phases`] restricted to `identities` (the campaign tick's scope).
-pub async fn ttp_decky_phases_of(
+/// The phase entries of the observations literally FK'd to `identities`, each tag attributed
+/// to `owner(literal identity)` as in [`ttp_decky_phases_owned`] (the campaign tick's scope).
+pub async fn ttp_decky_phases_of<F>(
     db: &Db,
     identities: &[String],
-) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError> {
-    let mut out: HashMap<String, Vec<TtpPhaseEntry>> = HashMap::new();
+    owner: F,
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let mut rows: Vec<PhaseRow> = Vec::new();
     for chunk in identities.chunks(IN_CHUNK) {
         // The list travels as one bind: a JSON array on SQLite, an array on PostgreSQL.
-        let rows: Vec<PhaseRow> = match db {
+        rows.extend(match db {
             Db::Sqlite(pool) => {
                 let list = serde_json::Value::from(chunk.to_vec()).to_string();
                 let mut c = pool.get().await?;
                 diesel::sql_query(PHASES_OF_SQLITE)
                     .bind::<Text, _>(&list)
-                    .load(&mut c)
+                    .load::<PhaseRow>(&mut c)
                     .await?
             }
             Db::Pg(pool) => {
                 let mut c = pool.get().await?;
                 diesel::sql_query(PHASES_OF_PG)
                     .bind::<Array<Text>, _>(chunk)
-                    .load(&mut c)
+                    .load::<PhaseRow>(&mut c)
                     .await?
             }
-        };
-        phase_map(rows, &mut out);
+        });
     }
-    Ok(out)
+    Ok(phase_map(rows, owner))
 }
 
 #[derive(QueryableByName)]
