@@ -224,7 +224,8 @@ impl App {
         )
         .recording_to(state.status.clone());
         // … and the page cache's sweep: pages past their time-to-live can no longer answer,
-        // so their memory goes back once a load is over instead of when the key is asked again.
+        // so their memory goes back once a load is over instead of when the key is asked again;
+        // the same beat hands the C library's free heap back (see `memory::release_free_heap`).
         let pages = Arc::clone(&state.pages);
         let api_beat = actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(beat.interval);
@@ -233,8 +234,12 @@ impl App {
                 tokio::select! {
                     _ = tick.tick() => beat.publish(serde_json::Map::new()),
                     _ = sweep.tick() => {
-                        if pages.sweep() > 0 {
-                            release_free_heap();
+                        // Pages dropped: a load has ended. Otherwise what a burst elsewhere
+                        // (an ingest, a clustering tick) freed in the C library's heap.
+                        if pages.sweep() > 0
+                            || crate::memory::free_heap_bytes() >= crate::memory::FREE_HEAP_TRIM_BYTES
+                        {
+                            crate::memory::release_free_heap();
                         }
                     }
                 }
@@ -275,19 +280,6 @@ impl App {
             api_beat,
             metrics,
         })
-    }
-}
-
-/// Hand the C library's free heap memory back to the system. SQLite allocates with malloc
-/// (sorts, statement caches, result rows) on the blocking pool's threads; glibc returns only
-/// what sits at the top of a heap on its own, so after a load the freed middle of its arenas
-/// stayed resident. Called when the page cache has just dropped pages, i.e. a load has ended:
-/// it walks the arenas once.
-fn release_free_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim takes no pointer and only releases memory malloc holds unused.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

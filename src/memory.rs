@@ -62,3 +62,65 @@ fn limit_malloc_arenas() {
 
 #[cfg(not(target_env = "gnu"))]
 fn limit_malloc_arenas() {}
+
+/// Free bytes the C library's heap may hold before the API's 2 s beat hands them back
+/// ([`release_free_heap`]).
+pub const FREE_HEAP_TRIM_BYTES: usize = 8 << 20;
+
+/// Bytes the C library's malloc holds free (in its arenas, not returned to the system).
+#[cfg(target_env = "gnu")]
+pub fn free_heap_bytes() -> usize {
+    // SAFETY: mallinfo2 takes no argument and returns a plain struct.
+    let info = unsafe { libc::mallinfo2() };
+    info.fordblks.saturating_add(info.fsmblks)
+}
+
+#[cfg(not(target_env = "gnu"))]
+pub fn free_heap_bytes() -> usize {
+    0
+}
+
+/// Hand the C library's free heap memory back to the system. SQLite allocates with malloc
+/// (sorts, statement caches, result rows, the clustering ticks' `VALUES` statements) on the
+/// blocking pool's threads; glibc returns only what sits at the top of a heap on its own, so
+/// after a burst the freed middle of its arenas stayed resident: after a 100 000-line live
+/// ingest with the clusterers on, 158 MiB RSS before a `malloc_trim`, 73 MiB after. It walks
+/// the arenas once (milliseconds).
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim takes no pointer and only releases memory malloc holds unused.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(test, target_env = "gnu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freed_small_blocks_show_as_free_heap() {
+        // 32 MiB in 4 KiB blocks; every other one is freed, so the holes cannot merge into
+        // the top of the heap (which free itself returns to the system).
+        let blocks: Vec<*mut libc::c_void> = (0..8192)
+            // SAFETY: plain malloc; every pointer is checked and freed once below.
+            .map(|_| unsafe { libc::malloc(4096) })
+            .collect();
+        assert!(blocks.iter().all(|b| !b.is_null()));
+        let before = free_heap_bytes();
+        for b in blocks.iter().step_by(2) {
+            // SAFETY: from malloc above, freed once.
+            unsafe { libc::free(*b) };
+        }
+        let after = free_heap_bytes();
+        release_free_heap();
+        for b in blocks.iter().skip(1).step_by(2) {
+            // SAFETY: from malloc above, freed once.
+            unsafe { libc::free(*b) };
+        }
+        assert!(
+            after >= before + (8 << 20),
+            "16 MiB freed in holes, free heap {before} → {after} bytes"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 set -euo pipefail
 # Prints VmRSS/VmHWM at boot, after the ingest, once both clustering layers are clean, and
 # after IDLE_S seconds of idle. DISABLED= picks the workers that stay off (default: all but
-# intake, TTP and the two clusterers); NOCLUSTER=1 does not wait for the clusterers.
+# intake, TTP and the two clusterers); NOCLUSTER=1 does not wait for the clusterers;
+# PAUSE_AT_END=S prints the pid and keeps the daemon S more seconds (for /proc/PID/smaps, gdb).
 #
 #   BIN=/path/to/release/decnetd scripts/bench/rss_clustered.sh
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -53,5 +54,5 @@ for _ in $(seq 1 600); do
   [[ $d1 == 0 && $d2 == 0 && ( $ids -gt 0 || -n "${NOCLUSTER:-}" ) ]] && break; [[ -n "${NOCLUSTER:-}" ]] && break; sleep 1
 done
 echo "clustered: attackers $(q 'select count(*) from attackers'), identities $ids, campaigns $(q 'select count(*) from campaigns') after $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s; $(st 'VmRSS|VmHWM')"
-sleep ${IDLE_S:-15}
+sleep ${IDLE_S:-15}; [[ -n "${PAUSE_AT_END:-}" ]] && { echo "pid $PID"; sleep $PAUSE_AT_END; }
 echo "idle ${IDLE_S:-15} s later: $(st 'VmRSS|VmHWM'); load $(cut -d' ' -f1-3 /proc/loadavg)"
