@@ -40,32 +40,44 @@ echo "corpus: $LINES lines, $IPS attacker IPs, $(du -h "$CORPUS" | cut -f1); loa
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# count_logs BACKEND DATA_DIR DB_URL
-count_logs() {
-  if [[ $1 == sqlite ]]; then
-    python3 - "$2/decnet.db" <<'EOF'
-import sqlite3, sys
-try:
-    c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
-    print(c.execute("select count(*) from logs").fetchone()[0])
-except sqlite3.Error:
-    print(0)
-EOF
-  else
-    psql "$3" -tAc "select count(*) from logs" 2>/dev/null || echo 0
-  fi
-}
-
-# wait_count BACKEND DATA_DIR DB_URL WANT: seconds (float) until the logs table holds WANT rows
+# wait_count BACKEND DATA_DIR DB_URL WANT: seconds (float) until the logs table holds WANT rows.
+# One poller process for the whole wait (on SQLite one connection, a count every 20 ms): a new
+# process per poll (python or psql start-up, ~30 ms of CPU every 50 ms) took a good part of a
+# core from the daemon on this 2-core machine, which replay never paid.
 wait_count() {
-  local t0 n
-  t0=$(date +%s.%N)
-  for _ in $(seq 1 6000); do
-    n=$(count_logs "$1" "$2" "$3")
-    if (( n >= $4 )); then python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.3f}')" "$(date +%s.%N)" "$t0"; return; fi
-    sleep 0.05
-  done
-  echo "timeout: $n of $4 rows" >&2; return 1
+  python3 - "$@" <<'EOF'
+import subprocess, sys, time
+backend, data, url, want = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+t0 = time.monotonic()
+if backend == "sqlite":
+    import sqlite3
+    conn = None
+    def count():
+        global conn
+        try:
+            if conn is None:
+                conn = sqlite3.connect(f"file:{data}/decnet.db?mode=ro", uri=True, timeout=5)
+            return conn.execute("select count(*) from logs").fetchone()[0]
+        except sqlite3.Error:
+            conn = None
+            return 0
+    pause = 0.02
+else:
+    def count():
+        out = subprocess.run(["psql", url, "-tAc", "select count(*) from logs"],
+                             capture_output=True, text=True)
+        return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+    pause = 0.1
+n = 0
+while time.monotonic() - t0 < 300:
+    n = count()
+    if n >= want:
+        print(f"{time.monotonic() - t0:.3f}")
+        sys.exit(0)
+    time.sleep(pause)
+print(f"timeout: {n} of {want} rows", file=sys.stderr)
+sys.exit(1)
+EOF
 }
 
 # serve BACKEND DATA_DIR DB_URL TCP_PORT: a release daemon with only the intake workers

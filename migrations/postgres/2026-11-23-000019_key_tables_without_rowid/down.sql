@@ -1,1 +1,0 @@
-CREATE INDEX ix_attacker_identities_kd_digraph_simhash ON attacker_identities (kd_digraph_simhash);
