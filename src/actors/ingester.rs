@@ -66,6 +66,23 @@ const TAIL_POLL_MS: u64 = 200;
 const BACKLOG_PASS_SPACING: u32 = 3;
 /// Shortest time between two credential-reuse passes.
 const REUSE_MIN_SPACING: Duration = Duration::from_secs(1);
+/// Shortest time between two credential-reuse passes while listener lines keep arriving. The
+/// listener path returns to its loop every [`BACKLOG_SLICE`], and a pass there re-reads every
+/// credential group: during a 100 000-line TCP flood four passes of 0.1-0.3 s ran that the
+/// file tail (which drains before its loop turns) and replay (one pass at the end) never ran.
+/// Findings still follow a flood within this long; the pass after it runs at once.
+const REUSE_BACKLOG_SPACING: Duration = Duration::from_secs(5);
+/// How long after a credential-reuse pass that took `took` the next may run: while lines keep
+/// arriving ([`REUSE_BACKLOG_SPACING`], or [`BACKLOG_PASS_SPACING`] × `took` when longer), else
+/// [`REUSE_MIN_SPACING`].
+fn reuse_spacing(backlog: bool, took: Duration) -> Duration {
+    if backlog {
+        REUSE_BACKLOG_SPACING.max(took * BACKLOG_PASS_SPACING)
+    } else {
+        REUSE_MIN_SPACING
+    }
+}
+
 /// Consecutive failed commits after which the worker stops (the supervisor restarts it).
 const MAX_CONSECUTIVE_FAILURES: u32 = 8;
 
@@ -1654,12 +1671,7 @@ async fn run(
             .await;
         // At most once a second; while a backlog waits, also spaced by its own duration.
         let backlog = !(live.pending.is_empty() && live.rx.is_empty());
-        let spacing = if backlog {
-            REUSE_MIN_SPACING.max(last_reuse_took * BACKLOG_PASS_SPACING)
-        } else {
-            REUSE_MIN_SPACING
-        };
-        if reuse_dirty && last_reuse.elapsed() >= spacing {
+        if reuse_dirty && last_reuse.elapsed() >= reuse_spacing(backlog, last_reuse_took) {
             reuse_dirty = false;
             let started = tokio::time::Instant::now();
             if let Err(e) = pipeline.reuse_pass(s.reuse_min_targets).await {
@@ -1669,5 +1681,29 @@ async fn run(
             last_reuse = tokio::time::Instant::now();
             last_reuse_took = started.elapsed();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_passes_are_spaced_out_while_lines_keep_arriving() {
+        let quick = Duration::from_millis(150);
+        // Idle: a second after the last pass, whatever it took.
+        assert_eq!(reuse_spacing(false, quick), REUSE_MIN_SPACING);
+        assert_eq!(
+            reuse_spacing(false, Duration::from_secs(4)),
+            REUSE_MIN_SPACING
+        );
+        // A flood: no pass every second (the listener's loop turns that often).
+        assert_eq!(reuse_spacing(true, quick), Duration::from_secs(5));
+        assert!(reuse_spacing(true, quick) > BACKLOG_SLICE);
+        // A slow pass still takes at most a quarter of the time.
+        assert_eq!(
+            reuse_spacing(true, Duration::from_secs(3)),
+            Duration::from_secs(9)
+        );
     }
 }
