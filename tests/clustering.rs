@@ -1852,14 +1852,13 @@ mod scale {
         eprintln!("both backends agree ({:?} in all)", started.elapsed());
     }
 
-    /// Not a requirement, a measurement (run with `--ignored`): chunked ingestion with two
-    /// different uuid sequences on one backend. The identity partition must not move; the
-    /// campaign partition still does a little (see the test above; 1–2 groups of about 1 930
-    /// here, 14–19 before merged-out identities' tags counted for their winners), which is one
-    /// way two runs of one benchmark on one backend can disagree.
+    /// Chunked ingestion with two different uuid sequences on one backend: the identity
+    /// partition must not move. The campaign partition still does a little, which is printed,
+    /// not asserted (1–2 groups of about 1 930 here, 14–19 before merged-out identities' tags
+    /// counted for their winners): one way two runs of one benchmark on one backend can
+    /// disagree (see the test above).
     #[actix_rt::test]
-    #[ignore]
-    async fn chunked_campaigns_follow_the_minted_uuids() {
+    async fn chunked_identities_do_not_follow_the_minted_uuids() {
         let (rows, tags) = data_set();
         let a = cluster("sqlite", &rows, &tags, 4, Mint::seeded(1))
             .await
