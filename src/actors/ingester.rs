@@ -1669,7 +1669,8 @@ async fn run(
         pipeline
             .profile_if_due(live.pending.is_empty() && live.rx.is_empty())
             .await;
-        // At most once a second; while a backlog waits, also spaced by its own duration.
+        // At most once a second; while a backlog waits, at most every 5 s or 3× its own
+        // duration (`reuse_spacing`).
         let backlog = !(live.pending.is_empty() && live.rx.is_empty());
         if reuse_dirty && last_reuse.elapsed() >= reuse_spacing(backlog, last_reuse_took) {
             reuse_dirty = false;
