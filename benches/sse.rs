@@ -5,6 +5,10 @@
 //! publish → receipt latency p50/p99/max over every (stream, event) pair, and the daemon's RSS
 //! growth per open stream.
 //!
+//! The process runs with the daemon's allocator settings (mimalloc as the global allocator,
+//! [`decnetd::memory::tune_allocators`]), so the server side costs here what it costs in
+//! `decnetd serve`.
+//!
 //! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 by default)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +20,9 @@ use decnetd::testkit;
 use futures::StreamExt;
 use memchr::memmem;
 use serde_json::Value;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -46,9 +53,8 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
 
 /// The event number a frame carries: the last 12 digits of its identity uuid
 /// (`00000000-0000-4000-8000-{n:012}`, see the burst below).
-fn event_number(frame: &[u8]) -> Option<usize> {
-    const KEY: &[u8] = b"\"identity_uuid\":\"";
-    let at = memmem::find(frame, KEY)? + KEY.len();
+fn event_number(key: &memmem::Finder<'_>, frame: &[u8]) -> Option<usize> {
+    let at = key.find(frame)? + key.needle().len();
     let digits = frame.get(at + 24..at + 36)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -56,6 +62,7 @@ fn event_number(frame: &[u8]) -> Option<usize> {
 fn main() {
     let streams = env_usize("STREAMS", 1000);
     let events = env_usize("EVENTS", 100);
+    decnetd::memory::tune_allocators();
     actix_rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = testkit::settings(dir.path(), None);
@@ -112,14 +119,17 @@ fn main() {
                 let mut buf: Vec<u8> = Vec::new();
                 let mut lat = Vec::with_capacity(events);
                 let mut got = 0usize;
+                // Built once per stream: building a searcher costs more than one search.
+                let end_of_frame = memmem::Finder::new(b"\n\n");
+                let key = memmem::Finder::new(b"\"identity_uuid\":\"");
                 while let Some(Ok(chunk)) = body.next().await {
                     let at = base.elapsed().as_nanos() as u64;
                     buf.extend_from_slice(&chunk);
                     let mut from = 0;
-                    while let Some(end) = memmem::find(&buf[from..], b"\n\n") {
+                    while let Some(end) = end_of_frame.find(&buf[from..]) {
                         let frame = &buf[from..from + end];
                         from += end + 2;
-                        let Some(n) = event_number(frame) else {
+                        let Some(n) = event_number(&key, frame) else {
                             continue;
                         };
                         let t0 = sent.get(n).map_or(0, |t| t.load(Ordering::Acquire));

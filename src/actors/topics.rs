@@ -344,15 +344,36 @@ pub struct Envelope {
     pub relay: RelayCache,
 }
 
-/// A lazily filled, shared serialization of an [`Envelope`] (one line of JSON). Never part of
-/// the envelope's value: two envelopes compare equal whatever their caches hold.
+/// A lazily filled, shared serialization of an [`Envelope`]: its relayed data (one line of
+/// JSON) and its encoded SSE frame under the first event name it was relayed with. Never part
+/// of the envelope's value: two envelopes compare equal whatever their caches hold.
 #[derive(Clone, Debug, Default)]
-pub struct RelayCache(std::sync::OnceLock<bytestring::ByteString>);
+pub struct RelayCache {
+    data: std::sync::OnceLock<bytestring::ByteString>,
+    frame: std::sync::OnceLock<(Box<str>, bytes::Bytes)>,
+}
 
 impl RelayCache {
     /// The cached text, computed by `make` on first use.
     pub fn get_or_init(&self, make: impl FnOnce() -> String) -> bytestring::ByteString {
-        self.0.get_or_init(|| make().into()).clone()
+        self.data.get_or_init(|| make().into()).clone()
+    }
+
+    /// The frame encoded for event name `name`: cached for the first name asked for (the
+    /// streams relaying one envelope almost always share one name); another name gets
+    /// `make()` without caching it.
+    pub fn frame_or_init(&self, name: &str, make: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        if let Some((cached, frame)) = self.frame.get() {
+            return if &**cached == name {
+                frame.clone()
+            } else {
+                make()
+            };
+        }
+        // Two streams may encode it at once: both answers are right, the first one stays.
+        let frame = make();
+        let _ = self.frame.set((name.into(), frame.clone()));
+        frame
     }
 }
 

@@ -563,7 +563,7 @@ pub async fn orchestrator_event_stream(
         &viewer,
         "orchestrator.>",
         Some(json!({ "events": events })),
-        |env: &Envelope| Some(named(&second_token(&env.topic), &stream_frame(env))),
+        |env: &Envelope| Some(named(&second_token(&env.topic), &stream_frame(env)).into()),
     )
     .await
 }

@@ -333,12 +333,21 @@ mod tests {
         }
     }
 
+    /// The next frame (ending in its blank line) of `body`; frames that arrived together in
+    /// one chunk wait in `buf`.
     async fn next_frame(
         body: &mut std::pin::Pin<Box<impl MessageBody<Error = impl std::fmt::Debug>>>,
+        buf: &mut String,
     ) -> Option<String> {
-        futures_util::future::poll_fn(|cx| body.as_mut().poll_next(cx))
-            .await
-            .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+        loop {
+            if let Some(end) = buf.find("\n\n") {
+                let frame = buf[..end + 2].to_string();
+                buf.drain(..end + 2);
+                return Some(frame);
+            }
+            let chunk = futures_util::future::poll_fn(|cx| body.as_mut().poll_next(cx)).await?;
+            buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        }
     }
 
     fn data(frame: &str) -> Value {
@@ -363,28 +372,35 @@ mod tests {
             },
         );
         let mut body = Box::pin(sse_http_response(s).into_body());
-        assert_eq!(next_frame(&mut body).await.unwrap(), ": keepalive\n\n");
-        let f = next_frame(&mut body).await.unwrap();
+        let mut buf = String::new();
+        assert_eq!(
+            next_frame(&mut body, &mut buf).await.unwrap(),
+            ": keepalive\n\n"
+        );
+        let f = next_frame(&mut body, &mut buf).await.unwrap();
         assert!(f.starts_with("event: message\n"));
         assert_eq!(data(&f)["type"], "stats");
         assert_eq!(data(&f)["data"]["total_logs"], 0);
 
         fake.rows.lock().push(json!({"id": 1, "msg": "a"}));
         fake.rows.lock().push(json!({"id": 2, "msg": "b"}));
-        let logs = data(&next_frame(&mut body).await.unwrap());
+        let logs = data(&next_frame(&mut body, &mut buf).await.unwrap());
         assert_eq!(logs["type"], "logs");
         assert_eq!(logs["data"].as_array().unwrap().len(), 2);
-        let stats = data(&next_frame(&mut body).await.unwrap());
+        let stats = data(&next_frame(&mut body, &mut buf).await.unwrap());
         assert_eq!(stats["data"]["total_logs"], 2);
 
         // quiet: the next frame is a periodic stats frame, not a repeat of old rows
-        let f = data(&next_frame(&mut body).await.unwrap());
+        let f = data(&next_frame(&mut body, &mut buf).await.unwrap());
         assert_eq!(f["type"], "stats");
 
         *fake.fail.lock() = true;
-        let f = data(&next_frame(&mut body).await.unwrap());
+        let f = data(&next_frame(&mut body, &mut buf).await.unwrap());
         assert_eq!(f, json!({"type":"error","message":"Stream interrupted"}));
-        assert!(next_frame(&mut body).await.is_none(), "stream ends");
+        assert!(
+            next_frame(&mut body, &mut buf).await.is_none(),
+            "stream ends"
+        );
         drop(body);
         assert_eq!(slots.in_use("u"), 0);
     }
