@@ -662,6 +662,7 @@ macro_rules! profile_body {
     ($c:ident, $now:expr $(, $aw:ident)?) => {{
         let now: NaiveDateTime = $now;
         let mut out = ProfileOutcome::default();
+        let mut laps = crate::metrics::Laps::new("profile_pass");
         lock_profile_cursor!($c $(, $aw)?);
         let stored: StateEntry = state::table
             .find(PROFILE_CURSOR_KEY)
@@ -695,6 +696,7 @@ macro_rules! profile_body {
             .select((credentials::id, credentials::attacker_ip))
             .load(&mut *$c)
             $(.$aw)??;
+        laps.lap("read");
         out.folded = (log_rows.len(), bounty_rows.len(), credential_ips.len());
         out.cursor = ProfileCursor {
             log_id: log_rows.last().map_or(cursor.log_id, |r| r.0),
@@ -703,6 +705,7 @@ macro_rules! profile_body {
         };
         let deltas = observe_rows(&log_rows, &bounty_rows, &credential_ips).into_deltas();
         drop((log_rows, bounty_rows, credential_ips));
+        laps.lap("parse");
 
         // Stored rows of the touched IPs, merged with their deltas (no re-parse of old logs).
         let ips: Vec<&str> = deltas.iter().map(|d| d.ip.as_str()).collect();
@@ -722,6 +725,7 @@ macro_rules! profile_body {
                 $(.$aw)??;
             known_deckies.extend(lists);
         }
+        laps.lap("known");
         let mut writes: Vec<Attacker> = Vec::with_capacity(deltas.len());
         let mut decky_lists: Vec<(String, String)> = Vec::new();
         for d in &deltas {
@@ -746,6 +750,7 @@ macro_rules! profile_body {
             writes.push(attacker_write(uuid.clone(), &d.ip, &p, old, now));
             out.scored.push((p.scored_payload(&d.ip), uuid));
         }
+        laps.lap("merge");
         // New and known rows alike in one upsert (multi-row on PostgreSQL).
         insert_each!($c, writes, |v| {
             diesel::insert_into(attackers::table)
@@ -770,7 +775,9 @@ macro_rules! profile_body {
                     attackers::updated_at.eq(excluded(attackers::updated_at)),
                 ))
         } $(, $aw)?);
+        laps.lap("upsert");
         set_all_deckies!($c, decky_lists $(, $aw)?);
+        laps.lap("deckies");
         // One statement for every credential row without a uuid whose attacker row exists
         // (new credentials of this window, and older ones captured before the row existed).
         // A back-filled uuid grows a reuse finding: the rows get a new write sequence.
@@ -787,10 +794,12 @@ macro_rules! profile_body {
         ))
         .execute(&mut *$c)
         $(.$aw)??;
+        laps.lap("credentials");
         diesel::update(state::table.find(PROFILE_CURSOR_KEY))
             .set(state::value.eq(JsonText(json!(out.cursor))))
             .execute(&mut *$c)
             $(.$aw)??;
+        laps.lap("cursor");
         Ok(out)
     }};
 }
