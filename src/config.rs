@@ -614,8 +614,9 @@ pub struct IngestSettings {
     /// Credential-reuse pass fallback interval, seconds (new credentials wake it sooner).
     pub reuse_poll_s: f64,
     /// Longest the attacker rows may lag the committed logs, milliseconds: the profiler pass
-    /// (logs → `attackers`) runs at most this often while lines keep arriving, and at once when
-    /// the input goes idle. 0 = after every batch.
+    /// (logs → `attackers`) runs at most this often while lines keep arriving (and, during a
+    /// backlog, not sooner than 9× the last pass's duration, so passes take at most a tenth of
+    /// a flood), and at once when the input goes idle. 0 = after every batch.
     pub profile_interval_ms: u64,
     /// RELP listener (`host:port`, rsyslog `omrelp`): a message is acknowledged only once
     /// its batch is committed; unset = off.
