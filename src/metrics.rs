@@ -355,7 +355,7 @@ fn state_has_token(settings: &MetricsSettings) -> bool {
 
 /// Wall time of the phases of one piece of work, logged as one DEBUG line (target
 /// `decnetd::laps`) when dropped: `RUST_LOG=decnetd::laps=debug` shows where a clustering tick
-/// spends its time. Not a Prometheus metric; costs one `Instant::now()` per phase.
+/// or an intake profiler pass spends its time. Not a Prometheus metric; costs one `Instant::now()` per phase.
 #[derive(Debug)]
 pub struct Laps {
     what: &'static str,
