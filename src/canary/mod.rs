@@ -98,6 +98,40 @@ impl HitSink {
     }
 }
 
+/// How many ports [`bind_udp_and_tcp`] tries when the system picks the port.
+const PORT_PAIR_ATTEMPTS: usize = 32;
+
+/// A UDP socket and a TCP listener on the same address and port (DNS answers on both). With
+/// port 0 the system picks a port free for UDP, which TCP may already be using (a listener or
+/// a connection of another process); then another port is picked, up to
+/// [`PORT_PAIR_ATTEMPTS`] times. A port given in `addr` is never replaced by another.
+pub fn bind_udp_and_tcp(
+    addr: &str,
+) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = std::net::UdpSocket::bind(addr)?;
+        let actual = udp.local_addr()?;
+        match std::net::TcpListener::bind(actual) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PORT_PAIR_ATTEMPTS
+                    && picked_by_the_system(addr) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `addr` leaves the port to the system (port 0).
+fn picked_by_the_system(addr: &str) -> bool {
+    std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| a.port() == 0)
+}
+
 /// Fresh handles on the hub's sockets (non-blocking, ready for tokio / actix).
 pub struct HubSockets {
     pub http: Option<std::net::TcpListener>,
@@ -125,9 +159,7 @@ impl CanaryHub {
             } else {
                 let err =
                     |e: std::io::Error| format!("DECNET_CANARY_DNS_BIND={addr}: cannot bind: {e}");
-                let udp = std::net::UdpSocket::bind(addr.as_str()).map_err(err)?;
-                let actual = udp.local_addr().map_err(err)?;
-                let tcp = std::net::TcpListener::bind(actual).map_err(err)?;
+                let (udp, tcp) = bind_udp_and_tcp(addr).map_err(err)?;
                 udp.set_nonblocking(true).map_err(err)?;
                 tcp.set_nonblocking(true).map_err(err)?;
                 hub.dns_udp = Some(udp);
@@ -800,5 +832,24 @@ mod tests {
         assert!(t.allow("tok", "5.6.7.8", now));
         assert!(t.allow("other", "1.2.3.4", now));
         assert!(t.allow("tok", "1.2.3.4", now + Duration::from_secs(61)));
+    }
+
+    #[test]
+    fn udp_and_tcp_share_one_port_and_a_given_port_is_kept() {
+        let (udp, tcp) = bind_udp_and_tcp("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        assert_eq!(tcp.local_addr().unwrap().port(), port);
+        // A given port whose TCP side is taken is an error, not another port.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap().to_string();
+        if std::net::UdpSocket::bind(&addr).is_ok() {
+            // (the UDP side of that port is free; the probe socket is closed again here)
+            let err = bind_udp_and_tcp(&addr).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        }
+        assert!(picked_by_the_system("127.0.0.1:0"));
+        assert!(picked_by_the_system("[::1]:0"));
+        assert!(!picked_by_the_system("127.0.0.1:5353"));
     }
 }
