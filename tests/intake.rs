@@ -1704,3 +1704,95 @@ async fn batches_grow_with_the_backlog() {
     assert_eq!(repo::count_logs(&app.state.db).await.unwrap(), 8_001);
     app.stop().await;
 }
+
+/// A profiler pass fed by the batches this process committed ([`repo::FoldHint`]) writes the
+/// same attacker rows as a pass that reads and parses the stored lines, on every kind of line
+/// (repeats, hostile bytes, JSON records, a JSON record whose stored `raw_line` is another
+/// line), and it is not used when a row it did not commit sits above the cursor.
+async fn fold_hints_write_what_a_full_read_writes(hinted: &Db, plain: &Db) {
+    let s = IngestSettings {
+        profile_interval_ms: 3_600_000,
+        ..ingest_settings()
+    };
+    let mut lines: Vec<Vec<u8>> = corpus().into_iter().map(String::into_bytes).collect();
+    lines.push(
+        b"<134>1 2026-05-16T10:00:00Z d1 bash - command - CMD uid=0 user=root src=192.0.2.200 pwd=/ cmd=ls \xff\x00x"
+            .to_vec(),
+    );
+    lines.push(
+        br#"{"timestamp":"2026-05-16 10:00:01","decky":"j1","service":"http","event_type":"request","attacker_ip":"192.0.2.201","fields":{"path":"/a"},"msg":""}"#
+            .to_vec(),
+    );
+    // Stored as its raw_line field, which the profiler parses as the line it is.
+    lines.push(
+        br#"{"timestamp":"2026-05-16 10:00:02","decky":"j2","service":"http","event_type":"request","attacker_ip":"192.0.2.202","fields":{},"msg":"","raw_line":"<134>1 2026-05-16T10:00:03Z j3 ssh - connect [relay@55555 src_ip=\"192.0.2.203\"]"}"#
+            .to_vec(),
+    );
+    let to_raw = |ls: &[Vec<u8>]| -> Vec<decnetd::actors::ingester::RawLine> {
+        ls.iter()
+            .map(|l| decnetd::actors::ingester::RawLine::new(l.clone(), "test".into(), None))
+            .collect()
+    };
+    let foreign = raw(&[
+        r#"<134>1 2026-05-17T10:00:00Z other ssh - connect [relay@55555 src_ip="192.0.2.250"]"#
+            .to_owned(),
+    ]);
+    let (half, rest) = lines.split_at(lines.len() / 2);
+    let mut passes = Vec::new();
+    for (db, hints) in [(hinted, true), (plain, false)] {
+        let mut p = Pipeline::new(db.clone(), None, &s, Arc::new(IngestCounters::default()));
+        p.set_fold_hints(hints);
+        p.profile_pass().await.unwrap();
+        let mut hinted_passes = Vec::new();
+        // a first half in small batches, one of them twice (its repeat adds no row)
+        for b in half.chunks(7) {
+            p.commit(&to_raw(b), None).await.unwrap();
+        }
+        p.commit(&to_raw(&half[..7]), None).await.unwrap();
+        hinted_passes.push(p.profile_pass().await.unwrap().hinted);
+        // another process commits a row above the cursor: the hint no longer describes it
+        let mut other = Pipeline::new(db.clone(), None, &s, Arc::new(IngestCounters::default()));
+        p.commit(&to_raw(&rest[..3]), None).await.unwrap();
+        other.commit(&foreign, None).await.unwrap();
+        hinted_passes.push(p.profile_pass().await.unwrap().hinted);
+        for b in rest[3..].chunks(11) {
+            p.commit(&to_raw(b), None).await.unwrap();
+        }
+        hinted_passes.push(p.profile_pass().await.unwrap().hinted);
+        passes.push(hinted_passes);
+    }
+    assert_eq!(passes[0], [true, false, true], "passes fed by the hint");
+    assert_eq!(passes[1], [false, false, false]);
+    let (a, b) = (snapshot(hinted).await, snapshot(plain).await);
+    assert_eq!(a["attackers"], b["attackers"]);
+    assert_eq!(a, b);
+    let ips: Vec<String> = repo::all_attackers(hinted)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.ip)
+        .collect();
+    for ip in ["192.0.2.200", "192.0.2.201", "192.0.2.203", "192.0.2.250"] {
+        assert!(ips.iter().any(|i| i == ip), "{ip} folded: {ips:?}");
+    }
+}
+
+mod fold_hints_write_what_a_full_read_writes {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let (_a, a) = crate::common::sqlite_db().await;
+        let (_b, b) = crate::common::sqlite_db().await;
+        super::fold_hints_write_what_a_full_read_writes(&a, &b).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(a) = crate::common::pg_db().await else {
+            return;
+        };
+        let Some(b) = crate::common::pg_db().await else {
+            return;
+        };
+        super::fold_hints_write_what_a_full_read_writes(&a, &b).await;
+    }
+}

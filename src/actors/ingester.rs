@@ -279,6 +279,10 @@ pub struct Pipeline {
     tail_identity: Option<Map<String, Value>>,
     /// The supervisor's shutdown grace (bounds the drain of a stop).
     pub shutdown_grace_s: f64,
+    /// The rows committed since the last pass, already folded (from that pass on).
+    fold: Option<repo::FoldHint>,
+    /// Keep [`Pipeline::fold`] (see [`Pipeline::set_fold_hints`]).
+    fold_hints: bool,
 }
 
 /// Wait before retrying a failed profiler pass (the daemon loop wakes every 200 ms, and an
@@ -335,7 +339,8 @@ fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Pa
             now,
         ));
     }
-    let parsed = if l.bytes.first() == Some(&b'{') {
+    let json = l.bytes.first() == Some(&b'{');
+    let parsed = if json {
         if l.bytes.windows(JSON_NUL.len()).any(|w| w == JSON_NUL) {
             return Parsed::Quarantined(quarantine_row(
                 l,
@@ -373,7 +378,10 @@ fn parse_one(l: &RawLine, cfg: &ExtractConfig, now: chrono::NaiveDateTime) -> Pa
     }
     let x = extract(&rec, cfg);
     let raw_bytes = (!exact).then(|| l.bytes.clone());
-    Parsed::Record(Box::new(PreparedRecord::new(rec, x, now, raw_bytes)))
+    let mut p = PreparedRecord::new(rec, x, now, raw_bytes);
+    // `parse_line` stores the (trimmed) text it parsed; the profiler parses that same text.
+    p.profile_exact = !json;
+    Parsed::Record(Box::new(p))
 }
 
 /// A batch after the pure, per-line part of intake (parse, extract, key), ready for
@@ -434,6 +442,17 @@ impl Pipeline {
             profile_retry_at: None,
             tail_identity: None,
             shutdown_grace_s: crate::config::Settings::default().workers.shutdown_grace_s,
+            fold: None,
+            fold_hints: true,
+        }
+    }
+
+    /// Whether committed batches are folded for the next profiler pass ([`repo::FoldHint`];
+    /// on by default). Off, every pass reads and parses the stored rows.
+    pub fn set_fold_hints(&mut self, on: bool) {
+        self.fold_hints = on;
+        if !on {
+            self.fold = None;
         }
     }
 
@@ -528,6 +547,13 @@ impl Pipeline {
             "ingest: batch committed"
         );
         self.filter.commit(pending);
+        if let Some(h) = &mut self.fold {
+            h.add(&input, &out);
+            if h.rows() > repo::FOLD_HINT_MAX_ROWS {
+                // The pass reads them instead; the hint starts again after it.
+                self.fold = None;
+            }
+        }
         crate::metrics::ingest_lines_read(line_count);
         crate::metrics::ingest_batch(
             out.logs_inserted as u64,
@@ -640,10 +666,17 @@ impl Pipeline {
     /// created and `attacker.scored` for every row it wrote, both carrying the uuid.
     pub async fn profile_pass(&mut self) -> Result<ProfileOutcome, DbError> {
         let started = std::time::Instant::now();
-        let out = repo::profile_pass(&self.db).await?;
+        // Taken before the pass: a pass that fails or is dropped leaves no hint, and the next
+        // one reads the rows.
+        let hint = self.fold.take();
+        let out = repo::profile_pass(&self.db, hint).await?;
+        self.fold = self
+            .fold_hints
+            .then(|| repo::FoldHint::after(out.cursor.log_id));
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             scored = out.scored.len(),
+            hinted = out.hinted,
             "ingest: profiler pass"
         );
         self.profile_dirty = false;

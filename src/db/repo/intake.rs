@@ -60,6 +60,10 @@ pub struct PreparedRecord {
     pub record: Record,
     /// Bounties and credential of §6/§7.
     pub extraction: Extraction,
+    /// `record` is what the profiler's own parse of the stored `raw_line` gives (the line
+    /// went through the RFC 5424 parser, which stores the text it parsed): a [`FoldHint`]
+    /// folds it as it is instead of parsing the stored text again.
+    pub profile_exact: bool,
 }
 
 impl PreparedRecord {
@@ -93,6 +97,7 @@ impl PreparedRecord {
             log,
             record,
             extraction,
+            profile_exact: false,
         }
     }
 }
@@ -283,6 +288,8 @@ pub struct ProfileOutcome {
     pub scored: Vec<(ScoredPayload, String)>,
     /// The cursor after the pass.
     pub cursor: ProfileCursor,
+    /// The log rows came from a [`FoldHint`] (not read and parsed again).
+    pub hinted: bool,
 }
 
 /// The full bounty row object stored in `attackers.fingerprints`.
@@ -309,26 +316,31 @@ fn fingerprint_row(
 /// A `bounty` row as the profiler reads it.
 type BountyRow = (i64, NaiveDateTime, String, String, String, String, String);
 
-/// Fold stored rows into per-IP deltas (profiler-side parser on `logs.raw_line`, spec §3.9):
-/// every new log line, every new bounty (fingerprints carry the full row) and every new
-/// credential row.
-fn observe_rows(
-    log_rows: &[(i64, String)],
-    bounty_rows: &[BountyRow],
-    credential_ips: &[(i64, String)],
-) -> ObservationBatch {
-    let mut obs = ObservationBatch::new();
-    // Parsing is per line (parallel); folding is in id order.
-    let records = crate::domain::par::map(log_rows, |(_, raw)| {
-        if raw.starts_with('{') {
-            parse_json_record(raw)
-        } else {
-            parse_line_bytes(raw.as_bytes())
-        }
-    });
+/// The record the profiler folds for a stored `logs.raw_line` (its own parse of the stored
+/// text, spec §3.9): a JSON object when the text is one, else an RFC 5424 line; `None` when
+/// it does not parse.
+fn profile_record(raw: &str) -> Option<Record> {
+    if raw.starts_with('{') {
+        parse_json_record(raw).ok()
+    } else {
+        parse_line_bytes(raw.as_bytes()).ok()
+    }
+}
+
+/// Fold stored log rows into `obs`, in id order (parsing is per line, in parallel).
+fn observe_logs(obs: &mut ObservationBatch, log_rows: &[(i64, String)]) {
+    let records = crate::domain::par::map(log_rows, |(_, raw)| profile_record(raw));
     for rec in records.into_iter().flatten() {
         let _ = obs.observe(&rec);
     }
+}
+
+/// Fold stored bounty and credential rows into `obs` (after the log rows, as a pass does).
+fn observe_rest(
+    obs: &mut ObservationBatch,
+    bounty_rows: &[BountyRow],
+    credential_ips: &[(i64, String)],
+) {
     for (id, at, decky, service, ip, bounty_type, payload) in bounty_rows {
         let fp = (bounty_type == "fingerprint")
             .then(|| fingerprint_row(*id, *at, decky, service, ip, bounty_type, payload));
@@ -337,7 +349,54 @@ fn observe_rows(
     for (_, ip) in credential_ips {
         obs.add_credential(ip);
     }
-    obs
+}
+
+/// Most log rows a [`FoldHint`] folds before it gives up (the next pass then reads them).
+pub const FOLD_HINT_MAX_ROWS: usize = 1_000_000;
+
+/// The `logs` rows this process committed since the profiler cursor, already folded as the
+/// next pass would fold them, so that the pass need not read and parse them again.
+///
+/// The commit parsed every line moments before; a record that came from the RFC 5424 parser
+/// is the record the pass would parse from the stored text (the stored `raw_line` is the text
+/// it was parsed from), so it is folded as it is. Any other record (a JSON object whose
+/// `raw_line` field is stored instead of the object) is folded from its stored text, as the
+/// pass does. A pass uses the hint only when it still describes the table: the stored cursor
+/// is the one the hint starts after and the table holds exactly the hint's rows above it (no
+/// row of another process, no commit the hint missed); otherwise it reads the rows as before.
+#[derive(Debug, Clone)]
+pub struct FoldHint {
+    after: i64,
+    rows: usize,
+    obs: ObservationBatch,
+}
+
+impl FoldHint {
+    /// An empty hint for the rows above `logs.id` = `after` (the cursor a pass just stored).
+    pub fn after(after: i64) -> Self {
+        Self {
+            after,
+            rows: 0,
+            obs: ObservationBatch::new(),
+        }
+    }
+
+    /// Log rows folded so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Fold the rows a committed batch inserted, in insertion (= id) order.
+    pub fn add(&mut self, input: &CommitInput, out: &CommitOutcome) {
+        for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
+            self.rows += 1;
+            if r.profile_exact {
+                let _ = self.obs.observe(&r.record);
+            } else if let Some(rec) = profile_record(&r.log.raw_line) {
+                let _ = self.obs.observe(&rec);
+            }
+        }
+    }
 }
 
 /// Credential attempts of one batch folded per dedup key: first occurrence's columns,
@@ -659,8 +718,9 @@ macro_rules! commit_body {
 /// the cursor into the `attackers` rows, back-fill `credentials.attacker_uuid`, advance the
 /// cursor.
 macro_rules! profile_body {
-    ($c:ident, $now:expr $(, $aw:ident)?) => {{
+    ($c:ident, $now:expr, $hint:expr $(, $aw:ident)?) => {{
         let now: NaiveDateTime = $now;
+        let hint: Option<FoldHint> = $hint;
         let mut out = ProfileOutcome::default();
         let mut laps = crate::metrics::Laps::new("profile_pass");
         lock_profile_cursor!($c $(, $aw)?);
@@ -670,12 +730,37 @@ macro_rules! profile_body {
             .first(&mut *$c)
             $(.$aw)??;
         let cursor: ProfileCursor = serde_json::from_value(stored.value.0).unwrap_or_default();
-        let log_rows: Vec<(i64, String)> = logs::table
-            .filter(logs::id.gt(cursor.log_id))
-            .order(logs::id)
-            .select((logs::id, logs::raw_line))
-            .load(&mut *$c)
-            $(.$aw)??;
+        // The hint stands for the log rows above the cursor only if it starts there and the
+        // table holds exactly its rows above it.
+        let hinted = match hint {
+            Some(h) if h.after == cursor.log_id => {
+                let (n, last): (i64, Option<i64>) = logs::table
+                    .filter(logs::id.gt(cursor.log_id))
+                    .select((diesel::dsl::count_star(), diesel::dsl::max(logs::id)))
+                    .first(&mut *$c)
+                    $(.$aw)??;
+                (usize::try_from(n).ok() == Some(h.rows)).then(|| (h, last))
+            }
+            _ => None,
+        };
+        let (mut obs, log_count, last_log) = match hinted {
+            Some((h, last)) => {
+                out.hinted = true;
+                (h.obs, h.rows, last.unwrap_or(cursor.log_id))
+            }
+            None => {
+                let log_rows: Vec<(i64, String)> = logs::table
+                    .filter(logs::id.gt(cursor.log_id))
+                    .order(logs::id)
+                    .select((logs::id, logs::raw_line))
+                    .load(&mut *$c)
+                    $(.$aw)??;
+                let last = log_rows.last().map_or(cursor.log_id, |r| r.0);
+                let mut obs = ObservationBatch::new();
+                observe_logs(&mut obs, &log_rows);
+                (obs, log_rows.len(), last)
+            }
+        };
         let bounty_rows: Vec<BountyRow> = bounty::table
             .filter(bounty::id.gt(cursor.bounty_id))
             .order(bounty::id)
@@ -697,14 +782,15 @@ macro_rules! profile_body {
             .load(&mut *$c)
             $(.$aw)??;
         laps.lap("read");
-        out.folded = (log_rows.len(), bounty_rows.len(), credential_ips.len());
+        out.folded = (log_count, bounty_rows.len(), credential_ips.len());
         out.cursor = ProfileCursor {
-            log_id: log_rows.last().map_or(cursor.log_id, |r| r.0),
+            log_id: last_log,
             bounty_id: bounty_rows.last().map_or(cursor.bounty_id, |r| r.0),
             credential_id: credential_ips.last().map_or(cursor.credential_id, |r| r.0),
         };
-        let deltas = observe_rows(&log_rows, &bounty_rows, &credential_ips).into_deltas();
-        drop((log_rows, bounty_rows, credential_ips));
+        observe_rest(&mut obs, &bounty_rows, &credential_ips);
+        let deltas = obs.into_deltas();
+        drop((bounty_rows, credential_ips));
         laps.lap("parse");
 
         // Stored rows of the touched IPs, merged with their deltas (no re-parse of old logs).
@@ -839,8 +925,9 @@ mod sync_bodies {
     pub(super) fn profile(
         c: &mut diesel::SqliteConnection,
         now: NaiveDateTime,
+        hint: Option<FoldHint>,
     ) -> QueryResult<ProfileOutcome> {
-        profile_body!(c, now)
+        profile_body!(c, now, hint)
     }
 }
 
@@ -855,14 +942,19 @@ async fn commit_async(
 /// the stored [`ProfileCursor`] is folded into its attacker row, in one transaction with the
 /// cursor update. Driven by the database, not by memory, so it is exact after a crash, after
 /// a failed pass and with several ingesting processes.
-pub async fn profile_pass(db: &Db) -> Result<ProfileOutcome, DbError> {
+///
+/// `hint`: the log rows this process committed since the cursor, already folded
+/// ([`FoldHint`]); used only when it still matches the table, else the rows are read.
+pub async fn profile_pass(db: &Db, hint: Option<FoldHint>) -> Result<ProfileOutcome, DbError> {
     let now = now_utc();
+    let mut hint = hint;
     db_tx!(db, |c| {
+        let hint = hint.take();
         match c.as_any_conn() {
             AnyConnMut::Sqlite(conn) => Ok(conn
-                .spawn_blocking(move |sc| sync_bodies::profile(sc, now))
+                .spawn_blocking(move |sc| sync_bodies::profile(sc, now, hint))
                 .await?),
-            AnyConnMut::Pg(conn) => profile_async(conn, now).await,
+            AnyConnMut::Pg(conn) => profile_async(conn, now, hint).await,
         }
     })
 }
@@ -870,8 +962,9 @@ pub async fn profile_pass(db: &Db) -> Result<ProfileOutcome, DbError> {
 async fn profile_async(
     c: &mut AsyncPgConnection,
     now: NaiveDateTime,
+    hint: Option<FoldHint>,
 ) -> Result<ProfileOutcome, DbError> {
-    profile_body!(c, now, await)
+    profile_body!(c, now, hint, await)
 }
 
 // ---------------------------------------------------------------- credential reuse
