@@ -1,4 +1,5 @@
-//! Parser throughput over a realistic mixed corpus (lines/s).
+//! Parser throughput over a realistic mixed corpus (lines/s), and the listener's framing of
+//! that corpus as one newline-framed TCP stream read 16 KiB at a time.
 //!
 //! Run: `cargo bench --bench syslog`
 
@@ -6,6 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use decnetd::domain::syslog::framing::FrameDecoder;
 use decnetd::domain::syslog::sd::render_relay_element;
 use decnetd::domain::syslog::{extract, parse_line, ExtractConfig, ObservationBatch};
 
@@ -187,6 +189,29 @@ fn bench(c: &mut Criterion) {
                 }
             }
             black_box(batch.into_deltas())
+        })
+    });
+    // The listener reads through one 16 KiB buffer and takes every frame out of it.
+    let wire: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [l.as_bytes(), b"\n"].concat())
+        .collect();
+    g.bench_function("frame_newline_stream_16k_reads", |b| {
+        b.iter(|| {
+            let mut d = FrameDecoder::new(64 * 1024);
+            let mut frames = 0usize;
+            for read in wire.chunks(16 * 1024) {
+                d.push(read);
+                while let Some(f) = d.next_frame() {
+                    black_box(&f);
+                    frames += 1;
+                }
+            }
+            d.finish();
+            while d.next_frame().is_some() {
+                frames += 1;
+            }
+            assert_eq!(frames, lines.len());
         })
     });
     g.finish();

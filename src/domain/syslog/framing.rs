@@ -124,7 +124,10 @@ fn prefix(buf: &[u8]) -> Prefix {
 /// and take the last frames.
 #[derive(Debug, Clone)]
 pub struct FrameDecoder {
+    /// Received bytes; those before `pos` are consumed (dropped at the next `push`, so that
+    /// taking a frame never moves the rest of the buffer).
     buf: Vec<u8>,
+    pos: usize,
     max: usize,
     mode: Mode,
     skip: Option<Skip>,
@@ -136,6 +139,7 @@ impl FrameDecoder {
     pub fn new(max_frame: usize) -> Self {
         Self {
             buf: Vec::new(),
+            pos: 0,
             max: max_frame.max(1),
             mode: Mode::Undecided,
             skip: None,
@@ -145,6 +149,10 @@ impl FrameDecoder {
 
     /// Append received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -156,7 +164,7 @@ impl FrameDecoder {
 
     /// Bytes buffered but not yet framed.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.data().len()
     }
 
     /// The framing decided for this connection.
@@ -164,13 +172,35 @@ impl FrameDecoder {
         self.mode
     }
 
+    /// The bytes not consumed yet.
+    fn data(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Drop the first `n` unconsumed bytes.
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos >= self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// The first `n` unconsumed bytes, consumed.
     fn take(&mut self, n: usize) -> Vec<u8> {
-        let rest = self.buf.split_off(n);
-        std::mem::replace(&mut self.buf, rest)
+        let f = self.data()[..n].to_vec();
+        self.consume(n);
+        f
+    }
+
+    /// Everything unconsumed, consumed.
+    fn take_all(&mut self) -> Vec<u8> {
+        let n = self.data().len();
+        self.take(n)
     }
 
     fn head(&self, n: usize) -> Vec<u8> {
-        self.buf[..n.min(self.max)].to_vec()
+        self.data()[..n.min(self.max)].to_vec()
     }
 
     /// The next frame, or `None` when more bytes are needed (or, after
@@ -184,19 +214,19 @@ impl FrameDecoder {
         }
         // Stray line terminators between frames.
         let blank = self
-            .buf
+            .data()
             .iter()
             .take_while(|b| matches!(b, b'\n' | b'\r'))
             .count();
         if blank > 0 {
-            self.buf.drain(..blank);
+            self.consume(blank);
         }
-        let first = *self.buf.first()?;
+        let first = *self.data().first()?;
         if self.mode == Mode::Undecided {
             self.mode = if !first.is_ascii_digit() {
                 Mode::Newline
             } else {
-                match prefix(&self.buf) {
+                match prefix(self.data()) {
                     Prefix::Valid { .. } => Mode::OctetCounted,
                     Prefix::Plain { .. } | Prefix::Invalid(_) => Mode::Newline,
                     Prefix::Incomplete if self.eof => Mode::Newline,
@@ -219,10 +249,10 @@ impl FrameDecoder {
                 Frame::Line(trim_eol(bytes))
             }
         };
-        match memchr(b'\n', &self.buf) {
+        match memchr(b'\n', self.data()) {
             Some(i) if i > self.max => {
                 let head = self.head(i);
-                self.buf.drain(..=i);
+                self.consume(i + 1);
                 Some(Frame::Rejected(
                     head,
                     FrameError::Oversize {
@@ -236,18 +266,18 @@ impl FrameDecoder {
                 f.pop();
                 Some(reject(f))
             }
-            None if self.buf.len() > self.max => {
+            None if self.data().len() > self.max => {
                 self.skip = Some(Skip {
-                    head: self.head(self.buf.len()),
-                    seen: self.buf.len(),
+                    head: self.head(self.data().len()),
+                    seen: self.data().len(),
                     remaining: None,
                     announced: 0,
                 });
-                self.buf.clear();
+                self.consume(self.data().len());
                 self.skipping()
             }
             None if self.eof => {
-                let f = std::mem::take(&mut self.buf);
+                let f = self.take_all();
                 Some(reject(f))
             }
             None => None,
@@ -256,12 +286,12 @@ impl FrameDecoder {
 
     /// An octet-counted frame at the start of the buffer (which starts with a digit).
     fn octet_frame(&mut self) -> Option<Frame> {
-        let p = prefix(&self.buf);
+        let p = prefix(self.data());
         match p {
             Prefix::Valid { len, start } | Prefix::Plain { len, start } if len > self.max => {
-                let have = (self.buf.len() - start).min(len);
-                let head = self.buf[start..start + have.min(self.max)].to_vec();
-                self.buf.drain(..start + have);
+                let have = (self.data().len() - start).min(len);
+                let head = self.data()[start..start + have.min(self.max)].to_vec();
+                self.consume(start + have);
                 self.skip = Some(Skip {
                     head,
                     seen: have,
@@ -271,11 +301,11 @@ impl FrameDecoder {
                 self.skipping()
             }
             Prefix::Valid { len, start } | Prefix::Plain { len, start }
-                if self.buf.len() >= start + len =>
+                if self.data().len() >= start + len =>
             {
                 // A frame without `<PRI>` (a forwarded garbage line) counts only when the
                 // next frame visibly starts right after it.
-                let next = self.buf.get(start + len);
+                let next = self.data().get(start + len);
                 if matches!(p, Prefix::Plain { .. })
                     && !next.is_none_or(|b| b.is_ascii_digit() || matches!(b, b'<' | b'\n' | b'\r'))
                 {
@@ -286,14 +316,14 @@ impl FrameDecoder {
                 Some(Frame::Line(trim_eol(f)))
             }
             Prefix::Valid { len, start } | Prefix::Plain { len, start } if self.eof => {
-                let got = self.buf.len() - start;
-                let f = std::mem::take(&mut self.buf);
+                let got = self.data().len() - start;
+                let f = self.take_all();
                 Some(Frame::Rejected(f, FrameError::Truncated { got, want: len }))
             }
             Prefix::Valid { .. } | Prefix::Plain { .. } => None,
             Prefix::Incomplete if !self.eof => None,
             Prefix::Incomplete => {
-                let f = std::mem::take(&mut self.buf);
+                let f = self.take_all();
                 Some(Frame::Rejected(f, FrameError::BadLength))
             }
             Prefix::Invalid(why) => self.junk(why),
@@ -303,62 +333,62 @@ impl FrameDecoder {
     /// Junk at the start of an octet-counted stream: it runs to the next newline or to the
     /// next valid length prefix, whichever comes first.
     fn junk(&mut self, why: FrameError) -> Option<Frame> {
-        let nl = memchr(b'\n', &self.buf);
-        let limit = nl.unwrap_or(self.buf.len());
+        let nl = memchr(b'\n', self.data());
+        let limit = nl.unwrap_or(self.data().len());
         let next = (1..limit).find(|&i| {
-            !self.buf[i - 1].is_ascii_digit()
-                && self.buf[i].is_ascii_digit()
-                && matches!(prefix(&self.buf[i..]), Prefix::Valid { .. })
+            !self.data()[i - 1].is_ascii_digit()
+                && self.data()[i].is_ascii_digit()
+                && matches!(prefix(&self.data()[i..]), Prefix::Valid { .. })
         });
         let end = match (next, nl) {
             (Some(i), _) => i,
             (None, Some(i)) => i + 1,
-            (None, None) if self.eof => self.buf.len(),
-            (None, None) if self.buf.len() > self.max => {
+            (None, None) if self.eof => self.data().len(),
+            (None, None) if self.data().len() > self.max => {
                 // Keep the tail that may hold the start of the next prefix (≤ 12 bytes).
-                let keep = self.buf.len().min(12);
-                let end = self.buf.len() - keep;
+                let keep = self.data().len().min(12);
+                let end = self.data().len() - keep;
                 let head = self.head(end);
-                self.buf.drain(..end);
+                self.consume(end);
                 return Some(Frame::Rejected(head, why));
             }
             (None, None) => return None,
         };
         let head = self.head(end);
-        self.buf.drain(..end);
+        self.consume(end);
         Some(Frame::Rejected(trim_eol(head), why))
     }
 
     /// Progress on a frame being skipped: the rejected frame once its end is seen.
     fn skipping(&mut self) -> Option<Frame> {
-        let s = self.skip.as_mut()?;
+        let mut s = self.skip.take()?;
         let done = match s.remaining {
             Some(rem) => {
-                let n = rem.min(self.buf.len());
+                let n = rem.min(self.data().len());
                 let room = self.max.saturating_sub(s.head.len()).min(n);
-                s.head.extend_from_slice(&self.buf[..room]);
-                self.buf.drain(..n);
+                s.head.extend_from_slice(&self.data()[..room]);
+                self.consume(n);
                 s.seen += n;
                 s.remaining = Some(rem - n);
                 rem == n
             }
-            None => match memchr(b'\n', &self.buf) {
+            None => match memchr(b'\n', self.data()) {
                 Some(i) => {
-                    self.buf.drain(..=i);
+                    self.consume(i + 1);
                     s.seen += i;
                     true
                 }
                 None => {
-                    s.seen += self.buf.len();
-                    self.buf.clear();
+                    s.seen += self.data().len();
+                    self.consume(self.data().len());
                     false
                 }
             },
         };
         if !done && !self.eof {
+            self.skip = Some(s);
             return None;
         }
-        let s = self.skip.take()?;
         let why = match s.remaining {
             Some(rem) if rem > 0 => FrameError::Truncated {
                 got: s.seen,
@@ -378,7 +408,7 @@ impl FrameDecoder {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 fn trim_eol(mut f: Vec<u8>) -> Vec<u8> {
@@ -577,6 +607,36 @@ mod tests {
             d.finish();
             while d.next_frame().is_some() {}
             prop_assert_eq!(d.buffered(), 0);
+        }
+
+        /// Where the reads split a stream does not change its frames (frames are taken from
+        /// the middle of the buffer, which is compacted only when more bytes arrive).
+        #[test]
+        fn frames_do_not_depend_on_how_reads_split_the_stream(
+            wire in proptest::collection::vec(proptest::sample::select(b"<1>09 ab\n\r".to_vec()), 0..300),
+            cuts in proptest::collection::vec(0usize..300, 0..12),
+        ) {
+            let decode = |parts: Vec<&[u8]>| {
+                let mut d = FrameDecoder::new(10_000);
+                let mut got = Vec::new();
+                for p in parts {
+                    d.push(p);
+                    got.extend(all(&mut d));
+                }
+                d.finish();
+                got.extend(all(&mut d));
+                (got, d.buffered())
+            };
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for c in cuts {
+                parts.push(&wire[from..c]);
+                from = c;
+            }
+            parts.push(&wire[from..]);
+            prop_assert_eq!(decode(parts), decode(vec![&wire[..]]));
         }
     }
 }
