@@ -131,6 +131,48 @@ async fn per_publisher_fifo() {
     reg.shutdown().await;
 }
 
+/// `publish_all` delivers its events in order, after what was published before it and before
+/// what is published after it; an oversize event among them is rejected and counted, the
+/// others still land.
+#[actix_rt::test]
+async fn publish_all_keeps_order_and_rejects_per_event() {
+    let reg = RegistryHandle::start(quiet());
+    let mut sub = reg.subscribe("attacker.>").await.unwrap();
+    let before = reg.stats();
+    reg.publish(observed("192.0.2.0"));
+    let huge = "x".repeat(MAX_EVENT_BYTES + 1);
+    reg.publish_all((1..=500).map(|i| {
+        if i == 250 {
+            observed(&huge)
+        } else {
+            observed(&format!("192.0.2.{}", i % 250))
+        }
+    }));
+    reg.publish(observed("198.51.100.1"));
+    reg.publish_all(std::iter::empty());
+    let mut got = Vec::new();
+    for _ in 0..501 {
+        got.push(
+            recv(&mut sub).await.payload["attacker_ip"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut want = vec!["192.0.2.0".to_owned()];
+    want.extend(
+        (1..=500)
+            .filter(|&i| i != 250)
+            .map(|i| format!("192.0.2.{}", i % 250)),
+    );
+    want.push("198.51.100.1".to_owned());
+    assert_eq!(got, want);
+    let after = reg.stats();
+    assert_eq!(after.rejected, before.rejected + 1);
+    assert_eq!(after.published, before.published + 501);
+    reg.shutdown().await;
+}
+
 /// An actix actor that subscribes via `ctx.add_stream` and publishes on its own topic.
 struct Echo {
     reg: RegistryHandle,

@@ -546,6 +546,7 @@ impl Pipeline {
             commit_ms = (started.elapsed() - prepared).as_millis() as u64,
             "ingest: batch committed"
         );
+        let mut laps = crate::metrics::Laps::new("after_commit");
         self.filter.commit(pending);
         if let Some(h) = &mut self.fold {
             h.add(&input, &out);
@@ -554,6 +555,7 @@ impl Pipeline {
                 self.fold = None;
             }
         }
+        laps.lap("fold");
         crate::metrics::ingest_lines_read(line_count);
         crate::metrics::ingest_batch(
             out.logs_inserted as u64,
@@ -571,11 +573,15 @@ impl Pipeline {
         IngestCounters::add(&c.bounties, out.bounties_inserted);
         IngestCounters::add(&c.credentials, out.captured.len());
         IngestCounters::add(&c.batches, 1);
+        laps.lap("counters");
         self.publish(&input, &out, position);
+        laps.lap("publish");
         if out.logs_inserted > 0 || out.bounties_inserted > 0 || out.new_credentials > 0 {
             self.profile_dirty = true;
         }
         self.profile_if_due(false).await;
+        laps.lap("profile");
+        drop(laps);
         Ok(out)
     }
 
@@ -583,10 +589,12 @@ impl Pipeline {
         let Some(reg) = &self.registry else {
             return;
         };
+        // Handed to the registry in one message, in this order.
+        let mut evs = Vec::with_capacity(out.inserted.len() + out.captured.len() + 1);
         // `system.log` per stored line (spec §9).
         for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
             let rec = &r.record;
-            reg.publish(Event::Log(LogLine {
+            evs.push(Event::Log(LogLine {
                 decky: rec.decky.clone(),
                 service: rec.service.clone(),
                 event_type: rec.event_type.clone(),
@@ -602,7 +610,7 @@ impl Pipeline {
             let summary = mail::summarize(f);
             let stored_as = summary.stored_as.clone();
             if let Some(uuid) = &m.attacker_uuid {
-                reg.publish(Event::EmailReceived(EmailReceived {
+                evs.push(Event::EmailReceived(EmailReceived {
                     source_id: m.artifact_id,
                     attacker_uuid: uuid.clone(),
                     attacker_ip: rec.attacker_ip.clone(),
@@ -613,7 +621,7 @@ impl Pipeline {
             }
             if r.extraction.smtp_probe_pending {
                 let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
-                reg.publish(Event::SmtpProbePending(SmtpProbePending {
+                evs.push(Event::SmtpProbePending(SmtpProbePending {
                     decky: rec.decky.clone(),
                     attacker_ip: rec.attacker_ip.clone(),
                     stored_as,
@@ -623,7 +631,7 @@ impl Pipeline {
             }
         }
         for cap in &out.captured {
-            reg.publish(Event::CredentialCaptured(CredentialCaptured {
+            evs.push(Event::CredentialCaptured(CredentialCaptured {
                 secret_sha256: cap.secret_sha256.clone(),
                 secret_kind: cap.secret_kind.clone(),
                 attacker_ip: cap.attacker_ip.clone(),
@@ -632,11 +640,12 @@ impl Pipeline {
             }));
         }
         if out.logs_inserted > 0 {
-            reg.publish(Event::BatchCommitted(BatchCommitted {
+            evs.push(Event::BatchCommitted(BatchCommitted {
                 flushed: out.logs_inserted as u64,
                 position: position.unwrap_or(0),
             }));
         }
+        reg.publish_all(evs);
     }
 
     /// Whether a profiler pass should run now: something was committed since the last one
@@ -686,8 +695,9 @@ impl Pipeline {
         IngestCounters::add(&self.counters.profile_passes, 1);
         IngestCounters::add(&self.counters.attackers_created, out.observed.len());
         if let Some(reg) = &self.registry {
+            let mut evs = Vec::with_capacity(out.observed.len() + out.scored.len());
             for (o, uuid) in &out.observed {
-                reg.publish(Event::AttackerObserved(AttackerObserved {
+                evs.push(Event::AttackerObserved(AttackerObserved {
                     attacker_ip: o.attacker_ip.clone(),
                     decky: o.decky.clone(),
                     service: o.service.clone(),
@@ -698,7 +708,7 @@ impl Pipeline {
             }
             let u = |v: i64| u64::try_from(v).unwrap_or(0);
             for (s, uuid) in &out.scored {
-                reg.publish(Event::AttackerScored(AttackerScored {
+                evs.push(Event::AttackerScored(AttackerScored {
                     attacker_ip: s.attacker_ip.clone(),
                     attacker_uuid: Some(uuid.clone()),
                     event_count: u(s.event_count),
@@ -709,6 +719,7 @@ impl Pipeline {
                     is_traversal: s.is_traversal,
                 }));
             }
+            reg.publish_all(evs);
         }
         Ok(out)
     }

@@ -407,6 +407,21 @@ impl Handler<Publish> for RegistryActor {
     }
 }
 
+/// Several envelopes, routed in order.
+struct PublishMany(Vec<Arc<Envelope>>);
+impl Message for PublishMany {
+    type Result = ();
+}
+
+impl Handler<PublishMany> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, msg: PublishMany, _ctx: &mut Self::Context) {
+        for env in &msg.0 {
+            self.route(env);
+        }
+    }
+}
+
 struct Register {
     pattern: Pattern,
     shared: Arc<SubShared>,
@@ -738,13 +753,42 @@ impl RegistryHandle {
     }
 
     fn dispatch(&self, topic: String, kind: String, payload: Value) {
+        if let (Some(env), Some(addr)) = (self.envelope(topic, kind, payload), &self.inner.addr) {
+            addr.do_send(Publish(env));
+        }
+    }
+
+    /// Publishes `events` in order, handing them to the registry in one message (one wake of
+    /// its thread instead of one per event, e.g. for the `system.log` events of an ingest
+    /// batch). Each event is validated, counted and delivered as [`publish`](Self::publish)
+    /// would.
+    pub fn publish_all(&self, events: impl IntoIterator<Item = Event>) {
+        if !self.accepting() {
+            return;
+        }
+        let mut envs = Vec::new();
+        for ev in events {
+            match ev.topic() {
+                Ok(topic) => envs.extend(self.envelope(topic, ev.kind().to_owned(), ev.payload())),
+                Err(err) => self.reject(&err.to_string(), "invalid topic"),
+            }
+        }
+        if let (false, Some(addr)) = (envs.is_empty(), &self.inner.addr) {
+            addr.do_send(PublishMany(envs));
+        }
+    }
+
+    /// The stamped envelope of an event, counted as published; `None` (rejected and counted)
+    /// when the payload is not an object or the event is oversize.
+    fn envelope(&self, topic: String, kind: String, payload: Value) -> Option<Arc<Envelope>> {
         crate::metrics::registry_published();
         let payload = match payload {
             Value::Object(_) => payload,
             Value::Null => Value::Object(Map::new()),
             other => {
                 let detail = format!("payload for {topic:?} is {}", json_kind(&other));
-                return self.reject(&detail, "payload is not a JSON object");
+                self.reject(&detail, "payload is not a JSON object");
+                return None;
             }
         };
         let env = stamp(topic, kind, payload);
@@ -753,16 +797,15 @@ impl RegistryHandle {
                 "event on {:?} serializes to more than {size} bytes (cap {MAX_EVENT_BYTES})",
                 env.topic
             );
-            return self.reject(&detail, "oversize event");
+            self.reject(&detail, "oversize event");
+            return None;
         }
-        let Some(addr) = &self.inner.addr else {
-            return;
-        };
+        self.inner.addr.as_ref()?;
         self.inner
             .counters
             .published
             .fetch_add(1, Ordering::Relaxed);
-        addr.do_send(Publish(Arc::new(env)));
+        Some(Arc::new(env))
     }
 }
 
