@@ -15,6 +15,7 @@
 //!
 //! Pure state machine over pushed bytes.
 
+use memchr::memchr;
 use thiserror::Error;
 
 /// Why a frame was rejected.
@@ -186,6 +187,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Drop everything unconsumed.
+    fn consume_all(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+
     /// The first `n` unconsumed bytes, consumed.
     fn take(&mut self, n: usize) -> Vec<u8> {
         let f = self.data()[..n].to_vec();
@@ -273,7 +280,7 @@ impl FrameDecoder {
                     remaining: None,
                     announced: 0,
                 });
-                self.consume(self.data().len());
+                self.consume_all();
                 self.skipping()
             }
             None if self.eof => {
@@ -311,9 +318,8 @@ impl FrameDecoder {
                 {
                     return self.junk(FrameError::NotSyslog);
                 }
-                let mut f = self.take(start + len);
-                f.drain(..start);
-                Some(Frame::Line(trim_eol(f)))
+                self.consume(start);
+                Some(Frame::Line(trim_eol(self.take(len))))
             }
             Prefix::Valid { len, start } | Prefix::Plain { len, start } if self.eof => {
                 let got = self.data().len() - start;
@@ -380,7 +386,7 @@ impl FrameDecoder {
                 }
                 None => {
                     s.seen += self.data().len();
-                    self.consume(self.data().len());
+                    self.consume_all();
                     false
                 }
             },
@@ -405,10 +411,6 @@ impl FrameDecoder {
         };
         Some(Frame::Rejected(trim_eol(s.head), why))
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    memchr::memchr(needle, hay)
 }
 
 fn trim_eol(mut f: Vec<u8>) -> Vec<u8> {
