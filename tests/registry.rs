@@ -173,6 +173,71 @@ async fn publish_all_keeps_order_and_rejects_per_event() {
     reg.shutdown().await;
 }
 
+/// `publish_all_with` builds its events on the registry's thread, not the caller's, and drops
+/// what the builder captured there; order with the caller's other publishes is kept; a bad
+/// event among them is rejected alone; a builder that panics loses its own events and the
+/// registry goes on.
+#[actix_rt::test]
+async fn publish_all_with_builds_on_the_registry_thread() {
+    let reg = RegistryHandle::start(quiet());
+    let mut sub = reg.subscribe("attacker.>").await.unwrap();
+    let before = reg.stats();
+    let caller = std::thread::current().id();
+    let (built_on_tx, built_on_rx) = std::sync::mpsc::channel();
+    // Dropped where the builder is dropped: it reports that thread.
+    struct ReportDrop(std::sync::mpsc::Sender<std::thread::ThreadId>);
+    impl Drop for ReportDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+    let (dropped_on_tx, dropped_on_rx) = std::sync::mpsc::channel();
+    let guard = ReportDrop(dropped_on_tx);
+    reg.publish(observed("192.0.2.0"));
+    let huge = "x".repeat(MAX_EVENT_BYTES + 1);
+    reg.publish_all_with(move || {
+        let _keep = &guard;
+        let _ = built_on_tx.send(std::thread::current().id());
+        (1..=300)
+            .map(|i| {
+                if i == 150 {
+                    observed(&huge)
+                } else {
+                    observed(&format!("192.0.2.{}", i % 250))
+                }
+            })
+            .collect()
+    });
+    reg.publish_all_with(|| panic!("a builder bug"));
+    reg.publish(observed("198.51.100.1"));
+    let mut got = Vec::new();
+    for _ in 0..301 {
+        got.push(
+            recv(&mut sub).await.payload["attacker_ip"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut want = vec!["192.0.2.0".to_owned()];
+    want.extend(
+        (1..=300)
+            .filter(|&i| i != 150)
+            .map(|i| format!("192.0.2.{}", i % 250)),
+    );
+    want.push("198.51.100.1".to_owned());
+    assert_eq!(got, want);
+    let built_on = built_on_rx.recv_timeout(HANG).unwrap();
+    assert_ne!(built_on, caller, "events were built on the caller's thread");
+    assert_eq!(dropped_on_rx.recv_timeout(HANG).unwrap(), built_on);
+    // Counted once the registry ran the builders (the last publish was routed after them):
+    // the oversize event and the panicking builder are rejected, the rest published.
+    let after = reg.stats();
+    assert_eq!(after.rejected, before.rejected + 2);
+    assert_eq!(after.published, before.published + 301);
+    reg.shutdown().await;
+}
+
 /// An actix actor that subscribes via `ctx.add_stream` and publishes on its own topic.
 struct Echo {
     reg: RegistryHandle,

@@ -13,6 +13,7 @@
 #   LINES=200000 RUNS=3 BACKENDS=sqlite scripts/bench/live_ingest.sh
 #   BIN=/path/to/decnetd scripts/bench/live_ingest.sh  # skip the build
 #   EXTRA_ENV="DECNET_BATCH_MAX_SIZE=100" ...          # e.g. the old fixed 100-line batches
+#   LIVE_ORDER="tcp tail" ...                          # TCP right after replay (default "tail tcp")
 set -euo pipefail
 
 LINES=${LINES:-100000}
@@ -20,6 +21,9 @@ IPS=${IPS:-2000}
 RUNS=${RUNS:-1}
 BACKENDS=${BACKENDS:-"sqlite postgresql"}
 EXTRA_ENV=${EXTRA_ENV:-}
+# the live paths after replay, in this order (a run leaves the page cache and the disk busy
+# for the next one)
+LIVE_ORDER=${LIVE_ORDER:-"tail tcp"}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 
@@ -45,9 +49,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 # wait_count BACKEND DATA_DIR DB_URL WANT: seconds (float) until the logs table holds WANT rows,
 # then seconds until the attacker rows caught up with them (the profiler cursor at the last row).
-# One poller process for the whole wait (on SQLite one connection, a count every 20 ms): a new
-# process per poll (python or psql start-up, ~30 ms of CPU every 50 ms) took a good part of a
-# core from the daemon on this 2-core machine, which replay never paid.
+# The poller shares the 2 cores with the daemon, and replay pays no poller, so it is kept cheap:
+# one process and one connection for the whole wait (on PostgreSQL one `psql` fed queries on its
+# stdin), polling `max(id)` (an index lookup) every 20 ms and counting the rows only once that
+# reaches WANT (ids may have gaps, never more rows than the largest id). A full `count(*)` of
+# the logs table every 20 ms was ~3 ms of CPU each (15 % of a core), and a process per poll
+# (python or psql start-up) ~30 ms each.
 wait_count() {
   python3 - "$@" <<'EOF'
 import subprocess, sys, time
@@ -56,49 +63,47 @@ t0 = time.monotonic()
 if backend == "sqlite":
     import sqlite3
     conn = None
-    def count():
+    def query(q):
         global conn
         try:
             if conn is None:
                 conn = sqlite3.connect(f"file:{data}/decnet.db?mode=ro", uri=True, timeout=5)
-            return conn.execute("select count(*) from logs").fetchone()[0]
+            return str(conn.execute(q).fetchone()[0])
         except sqlite3.Error:
             conn = None
-            return 0
-    pause = 0.02
+            return ""
+    cursor = "cast(json_extract(value, '$.log_id') as integer)"
 else:
-    def count():
-        out = subprocess.run(["psql", url, "-tAc", "select count(*) from logs"],
-                             capture_output=True, text=True)
-        return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
-    pause = 0.1
+    psql = subprocess.Popen(["psql", url, "-qtAX"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, bufsize=1)
+    def query(q):
+        # a failed query (the table not there yet) prints nothing: each query is followed by
+        # a marker row
+        psql.stdin.write(f"{q};\nselect 'END';\n")
+        psql.stdin.flush()
+        out = []
+        while (line := psql.stdout.readline().strip()) != "END":
+            out.append(line)
+        return out[-1] if out else ""
+    cursor = "(value::json->>'log_id')::bigint"
+def number(q):
+    v = query(q)
+    return int(v) if v not in ("", "None") else 0
 def folded():
     # the profiler cursor has reached the last log row
-    q = ("select (select max(id) from logs) <= "
-         "coalesce((select cast(json_extract(value, '$.log_id') as integer) from state "
-         "where key = 'attacker_profile_cursor'), 0)")
-    if backend == "sqlite":
-        try:
-            return bool(conn.execute(q).fetchone()[0])
-        except sqlite3.Error:
-            return False
-    q = ("select (select max(id) from logs) <= "
-         "coalesce((select (value::json->>'log_id')::bigint from state "
-         "where key = 'attacker_profile_cursor'), 0)")
-    out = subprocess.run(["psql", url, "-tAc", q], capture_output=True, text=True)
-    return out.returncode == 0 and out.stdout.strip() == "t"
-n = 0
+    q = ("select (select max(id) from logs) <= coalesce((select " + cursor +
+         " from state where key = 'attacker_profile_cursor'), 0)")
+    return query(q) in ("1", "t")
 committed = None
 while time.monotonic() - t0 < 300:
-    if committed is None:
-        n = count()
-        if n >= want:
+    if committed is None and number("select max(id) from logs") >= want:
+        if number("select count(*) from logs") >= want:
             committed = time.monotonic() - t0
     if committed is not None and folded():
         print(f"{committed:.3f} {time.monotonic() - t0:.3f}")
         sys.exit(0)
-    time.sleep(pause)
-print(f"timeout: {n} of {want} rows (committed: {committed})", file=sys.stderr)
+    time.sleep(0.02)
+print(f"timeout: {number('select count(*) from logs')} of {want} rows (committed: {committed})", file=sys.stderr)
 sys.exit(1)
 EOF
 }
@@ -132,19 +137,10 @@ report() {
   printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" "$1+folded" "$want" "$folded" "$(rate "$LINES" "$folded")" | tee -a "$WORK/results"
 }
 
-# one BACKEND RUN DB_URL_OR_EMPTY
-one() {
-  local backend=$1 i=$2 url=$3 data out want secs port
-  # replay
-  data="$WORK/$backend-replay-$i"; mkdir -p "$data"
-  [[ -z "$url" ]] || url=$(fresh_pg "replay_$i")
-  # shellcheck disable=SC2086
-  out=$(env DECNET_DATA_DIR="$data" ${url:+DECNET_DB_URL="$url"} DECNET_LOG_LEVEL=warn $EXTRA_ENV "$BIN" ingest "$CORPUS")
-  want=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['logs_inserted'])" "$out")
-  secs=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$out")
-  printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" replay "$want" "$secs" "$(rate "$LINES" "$secs")" | tee -a "$WORK/results"
-
-  # file tail: the corpus appended in one go
+# live_tail / live_tcp: one live run (uses backend, i, url, want of `one`)
+live_tail() {
+  local data port url=$url
+  # the corpus appended in one go
   data="$WORK/$backend-tail-$i"; mkdir -p "$data"; : >"$data/ingest.log"
   [[ -z "$url" ]] || url=$(fresh_pg "tail_$i")
   port=$(free_port)
@@ -152,8 +148,11 @@ one() {
   cat "$CORPUS" >>"$data/ingest.log"
   report tail "$(wait_count "$backend" "$data" "$url" "$want")"
   stop_daemon
+}
 
-  # TCP listener: one connection, LF framing
+live_tcp() {
+  local data port sender times url=$url
+  # one connection, LF framing
   data="$WORK/$backend-tcp-$i"; mkdir -p "$data"; : >"$data/ingest.log"
   [[ -z "$url" ]] || url=$(fresh_pg "tcp_$i")
   port=$(free_port)
@@ -167,12 +166,27 @@ with open(sys.argv[1], "rb") as f:
 s.shutdown(socket.SHUT_WR)
 s.close()
 EOF
-  local sender=$!
-  local times
+  sender=$!
   times=$(wait_count "$backend" "$data" "$url" "$want")
   wait "$sender"
   stop_daemon
   report tcp "$times"
+}
+
+# one BACKEND RUN DB_URL_OR_EMPTY: replay, then the live paths in LIVE_ORDER
+one() {
+  local backend=$1 i=$2 url=$3 data out want secs
+  # replay
+  data="$WORK/$backend-replay-$i"; mkdir -p "$data"
+  [[ -z "$url" ]] || url=$(fresh_pg "replay_$i")
+  # shellcheck disable=SC2086
+  out=$(env DECNET_DATA_DIR="$data" ${url:+DECNET_DB_URL="$url"} DECNET_LOG_LEVEL=warn $EXTRA_ENV "$BIN" ingest "$CORPUS")
+  want=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['logs_inserted'])" "$out")
+  secs=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['seconds'])" "$out")
+  printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" replay "$want" "$secs" "$(rate "$LINES" "$secs")" | tee -a "$WORK/results"
+
+  local path
+  for path in $LIVE_ORDER; do "live_$path"; done
 }
 
 fresh_pg() {

@@ -574,7 +574,8 @@ impl Pipeline {
         IngestCounters::add(&c.credentials, out.captured.len());
         IngestCounters::add(&c.batches, 1);
         laps.lap("counters");
-        self.publish(&input, &out, position);
+        // The batch's input goes with its events and is dropped on the registry's thread.
+        self.publish(input, &out, position);
         laps.lap("publish");
         if out.logs_inserted > 0 || out.bounties_inserted > 0 || out.new_credentials > 0 {
             self.profile_dirty = true;
@@ -585,67 +586,15 @@ impl Pipeline {
         Ok(out)
     }
 
-    fn publish(&self, input: &CommitInput, out: &CommitOutcome, position: Option<u64>) {
+    /// The batch's events (`system.log` per stored line, mail, credentials,
+    /// `batch.committed`), built and published on the registry's thread: the writer's loop
+    /// only hands over the input and what the commit stored.
+    fn publish(&self, input: Arc<CommitInput>, out: &CommitOutcome, position: Option<u64>) {
         let Some(reg) = &self.registry else {
             return;
         };
-        // Handed to the registry in one message, in this order.
-        let mut evs = Vec::with_capacity(out.inserted.len() + out.captured.len() + 1);
-        // `system.log` per stored line (spec §9).
-        for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
-            let rec = &r.record;
-            evs.push(Event::Log(LogLine {
-                decky: rec.decky.clone(),
-                service: rec.service.clone(),
-                event_type: rec.event_type.clone(),
-                attacker_ip: rec.has_attacker_ip().then(|| rec.attacker_ip.clone()),
-                timestamp: iso(r.log.timestamp),
-            }));
-        }
-        for m in &out.mail {
-            let Some(r) = input.records.get(m.record) else {
-                continue;
-            };
-            let (rec, f) = (&r.record, r.record.fields());
-            let summary = mail::summarize(f);
-            let stored_as = summary.stored_as.clone();
-            if let Some(uuid) = &m.attacker_uuid {
-                evs.push(Event::EmailReceived(EmailReceived {
-                    source_id: m.artifact_id,
-                    attacker_uuid: uuid.clone(),
-                    attacker_ip: rec.attacker_ip.clone(),
-                    decky_id: rec.decky.clone(),
-                    service: rec.service.clone(),
-                    mail: summary,
-                }));
-            }
-            if r.extraction.smtp_probe_pending {
-                let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
-                evs.push(Event::SmtpProbePending(SmtpProbePending {
-                    decky: rec.decky.clone(),
-                    attacker_ip: rec.attacker_ip.clone(),
-                    stored_as,
-                    mail_from: text("mail_from"),
-                    rcpt_to: text("rcpt_to"),
-                }));
-            }
-        }
-        for cap in &out.captured {
-            evs.push(Event::CredentialCaptured(CredentialCaptured {
-                secret_sha256: cap.secret_sha256.clone(),
-                secret_kind: cap.secret_kind.clone(),
-                attacker_ip: cap.attacker_ip.clone(),
-                decky: cap.decky.clone(),
-                service: cap.service.clone(),
-            }));
-        }
-        if out.logs_inserted > 0 {
-            evs.push(Event::BatchCommitted(BatchCommitted {
-                flushed: out.logs_inserted as u64,
-                position: position.unwrap_or(0),
-            }));
-        }
-        reg.publish_all(evs);
+        let out = out.clone();
+        reg.publish_all_with(move || batch_events(&input, &out, position));
     }
 
     /// Whether a profiler pass should run now: something was committed since the last one
@@ -761,6 +710,67 @@ impl Pipeline {
         }
         Ok(found)
     }
+}
+
+/// The events of a committed batch, in publishing order.
+fn batch_events(input: &CommitInput, out: &CommitOutcome, position: Option<u64>) -> Vec<Event> {
+    // Handed to the registry in one message, in this order.
+    let mut evs = Vec::with_capacity(out.inserted.len() + out.captured.len() + 1);
+    // `system.log` per stored line (spec §9).
+    for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
+        let rec = &r.record;
+        evs.push(Event::Log(LogLine {
+            decky: rec.decky.clone(),
+            service: rec.service.clone(),
+            event_type: rec.event_type.clone(),
+            attacker_ip: rec.has_attacker_ip().then(|| rec.attacker_ip.clone()),
+            timestamp: iso(r.log.timestamp),
+        }));
+    }
+    for m in &out.mail {
+        let Some(r) = input.records.get(m.record) else {
+            continue;
+        };
+        let (rec, f) = (&r.record, r.record.fields());
+        let summary = mail::summarize(f);
+        let stored_as = summary.stored_as.clone();
+        if let Some(uuid) = &m.attacker_uuid {
+            evs.push(Event::EmailReceived(EmailReceived {
+                source_id: m.artifact_id,
+                attacker_uuid: uuid.clone(),
+                attacker_ip: rec.attacker_ip.clone(),
+                decky_id: rec.decky.clone(),
+                service: rec.service.clone(),
+                mail: summary,
+            }));
+        }
+        if r.extraction.smtp_probe_pending {
+            let text = |k: &str| f.get_nonempty(k).map(str::to_owned);
+            evs.push(Event::SmtpProbePending(SmtpProbePending {
+                decky: rec.decky.clone(),
+                attacker_ip: rec.attacker_ip.clone(),
+                stored_as,
+                mail_from: text("mail_from"),
+                rcpt_to: text("rcpt_to"),
+            }));
+        }
+    }
+    for cap in &out.captured {
+        evs.push(Event::CredentialCaptured(CredentialCaptured {
+            secret_sha256: cap.secret_sha256.clone(),
+            secret_kind: cap.secret_kind.clone(),
+            attacker_ip: cap.attacker_ip.clone(),
+            decky: cap.decky.clone(),
+            service: cap.service.clone(),
+        }));
+    }
+    if out.logs_inserted > 0 {
+        evs.push(Event::BatchCommitted(BatchCommitted {
+            flushed: out.logs_inserted as u64,
+            position: position.unwrap_or(0),
+        }));
+    }
+    evs
 }
 
 /// Tail state of the ingest file.
@@ -1499,13 +1509,21 @@ async fn flush_backlog(
     let started = tokio::time::Instant::now();
     let mut ready = parse_off_thread(std::mem::take(&mut live.pending), cfg);
     loop {
-        live.rx.drain_ready(&mut live.pending, max_batch);
+        let mut laps = crate::metrics::Laps::new("backlog_batch");
+        let drained = live.rx.drain_ready(&mut live.pending, max_batch);
+        laps.lap("drain");
         // Back to the loop after a stop and at least every BACKLOG_SLICE (the stop, the
         // tail and the profiler pass get their turn under a flood).
         let more = !*stop.borrow() && started.elapsed() < BACKLOG_SLICE;
         let next = (more && live.pending.len() >= batch)
             .then(|| parse_off_thread(std::mem::take(&mut live.pending), cfg));
         let (lines, parsed) = ready.await.map_err(|e| IngestError::Parse(e.to_string()))?;
+        laps.lap(if drained > 0 {
+            "parse_wait"
+        } else {
+            "parse_wait_empty"
+        });
+        drop(laps);
         let out = match parsed {
             Ok(parsed) => commit_parsed_or_retry(pipeline, &lines, parsed, None, stop).await,
             Err(why) => Err(IngestError::Parse(why)),

@@ -422,6 +422,48 @@ impl Handler<PublishMany> for RegistryActor {
     }
 }
 
+/// Events to build on the registry's thread ([`RegistryHandle::publish_all_with`]).
+struct PublishBuilt {
+    counters: Arc<Counters>,
+    build: Box<dyn FnOnce() -> Vec<Event> + Send>,
+}
+impl Message for PublishBuilt {
+    type Result = ();
+}
+
+impl Handler<PublishBuilt> for RegistryActor {
+    type Result = ();
+    fn handle(&mut self, msg: PublishBuilt, _ctx: &mut Self::Context) {
+        // A panicking builder loses its events, not the registry.
+        let events = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(msg.build)) {
+            Ok(events) => events,
+            Err(_) => {
+                reject(
+                    &msg.counters,
+                    "the event builder panicked",
+                    "events not built",
+                );
+                return;
+            }
+        };
+        for ev in events {
+            let topic = match ev.topic() {
+                Ok(t) => t,
+                Err(err) => {
+                    reject(&msg.counters, &err.to_string(), "invalid topic");
+                    continue;
+                }
+            };
+            if let Some(env) =
+                checked_envelope(&msg.counters, topic, ev.kind().to_owned(), ev.payload())
+            {
+                msg.counters.published.fetch_add(1, Ordering::Relaxed);
+                self.route(&Arc::new(env));
+            }
+        }
+    }
+}
+
 struct Register {
     pattern: Pattern,
     shared: Arc<SubShared>,
@@ -748,8 +790,7 @@ impl RegistryHandle {
     }
 
     fn reject(&self, detail: &str, what: &str) {
-        self.inner.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(error = %detail, "{what}; event dropped");
+        reject(&self.inner.counters, detail, what);
     }
 
     fn dispatch(&self, topic: String, kind: String, payload: Value) {
@@ -778,28 +819,30 @@ impl RegistryHandle {
         }
     }
 
+    /// Publishes the events `build` returns, in order, building them and their envelopes on
+    /// the registry's thread instead of the caller's: for a producer whose own thread is the
+    /// bottleneck (the ingester's writer loop, one `system.log` event per stored line). What
+    /// `build` captures is dropped there too. Order is kept with the caller's other publishes
+    /// (one mailbox); each event is validated, counted and delivered as
+    /// [`publish`](Self::publish) would, once the registry ran `build` (the counters of
+    /// [`stats`](Self::stats) follow then, not on return).
+    pub fn publish_all_with(&self, build: impl FnOnce() -> Vec<Event> + Send + 'static) {
+        if !self.accepting() {
+            return;
+        }
+        match &self.inner.addr {
+            Some(addr) => addr.do_send(PublishBuilt {
+                counters: Arc::clone(&self.inner.counters),
+                build: Box::new(build),
+            }),
+            None => self.publish_all(build()),
+        }
+    }
+
     /// The stamped envelope of an event, counted as published; `None` (rejected and counted)
     /// when the payload is not an object or the event is oversize.
     fn envelope(&self, topic: String, kind: String, payload: Value) -> Option<Arc<Envelope>> {
-        crate::metrics::registry_published();
-        let payload = match payload {
-            Value::Object(_) => payload,
-            Value::Null => Value::Object(Map::new()),
-            other => {
-                let detail = format!("payload for {topic:?} is {}", json_kind(&other));
-                self.reject(&detail, "payload is not a JSON object");
-                return None;
-            }
-        };
-        let env = stamp(topic, kind, payload);
-        if let Err(size) = check_size(&env) {
-            let detail = format!(
-                "event on {:?} serializes to more than {size} bytes (cap {MAX_EVENT_BYTES})",
-                env.topic
-            );
-            self.reject(&detail, "oversize event");
-            return None;
-        }
+        let env = checked_envelope(&self.inner.counters, topic, kind, payload)?;
         self.inner.addr.as_ref()?;
         self.inner
             .counters
@@ -807,6 +850,41 @@ impl RegistryHandle {
             .fetch_add(1, Ordering::Relaxed);
         Some(Arc::new(env))
     }
+}
+
+fn reject(counters: &Counters, detail: &str, what: &str) {
+    counters.rejected.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(error = %detail, "{what}; event dropped");
+}
+
+/// The stamped envelope of an event; `None` (rejected and counted) when the payload is not an
+/// object or the event is oversize.
+fn checked_envelope(
+    counters: &Counters,
+    topic: String,
+    kind: String,
+    payload: Value,
+) -> Option<Envelope> {
+    crate::metrics::registry_published();
+    let payload = match payload {
+        Value::Object(_) => payload,
+        Value::Null => Value::Object(Map::new()),
+        other => {
+            let detail = format!("payload for {topic:?} is {}", json_kind(&other));
+            reject(counters, &detail, "payload is not a JSON object");
+            return None;
+        }
+    };
+    let env = stamp(topic, kind, payload);
+    if let Err(size) = check_size(&env) {
+        let detail = format!(
+            "event on {:?} serializes to more than {size} bytes (cap {MAX_EVENT_BYTES})",
+            env.topic
+        );
+        reject(counters, &detail, "oversize event");
+        return None;
+    }
+    Some(env)
 }
 
 fn json_kind(v: &Value) -> &'static str {
