@@ -618,6 +618,10 @@ pub struct IngestSettings {
     /// backlog, not sooner than 9× the last pass's duration, so passes take at most a tenth of
     /// a flood), and at once when the input goes idle. 0 = after every batch.
     pub profile_interval_ms: u64,
+    /// Longest the ingester commits a syslog listener backlog before it returns to its loop,
+    /// milliseconds: under a syslog flood the file tail and the credential-reuse pass wait at
+    /// most this long (the batch being parsed then is kept for the next slice).
+    pub backlog_slice_ms: u64,
     /// RELP listener (`host:port`, rsyslog `omrelp`): a message is acknowledged only once
     /// its batch is committed; unset = off.
     pub syslog_relp_bind: Option<String>,
@@ -660,6 +664,7 @@ impl Default for IngestSettings {
             reuse_min_targets: 2,
             reuse_poll_s: 60.0,
             profile_interval_ms: 1000,
+            backlog_slice_ms: 1000,
             syslog_relp_bind: None,
             syslog_relp_tls: false,
             channel_max_bytes: crate::actors::ingester::listener::CHANNEL_MAX_BYTES,
@@ -748,6 +753,11 @@ impl IngestSettings {
         env.apply(
             "DECNET_PROFILE_INTERVAL_MS",
             &mut self.profile_interval_ms,
+            parse_u64,
+        )?;
+        env.apply(
+            "DECNET_BACKLOG_SLICE_MS",
+            &mut self.backlog_slice_ms,
             parse_u64,
         )?;
         env.apply(

@@ -56,8 +56,6 @@ const READ_CHUNK: usize = 4 << 20;
 /// Longest wait before committing a batch holding a line a RELP sender waits to see
 /// acknowledged (lines arriving meanwhile join the batch).
 const ACK_LINGER: Duration = Duration::from_millis(5);
-/// Longest the listener path commits one backlog before it returns to its loop.
-const BACKLOG_SLICE: Duration = Duration::from_secs(1);
 /// Longest pause between two reads of the tailed file, milliseconds (shorter when
 /// `batch_max_wait_ms` is).
 const TAIL_POLL_MS: u64 = 200;
@@ -70,7 +68,7 @@ const BACKLOG_PASS_SPACING: u32 = 9;
 /// Shortest time between two credential-reuse passes.
 const REUSE_MIN_SPACING: Duration = Duration::from_secs(1);
 /// Shortest time between two credential-reuse passes while listener lines keep arriving. The
-/// listener path returns to its loop every [`BACKLOG_SLICE`], and a pass there re-reads every
+/// listener path returns to its loop every `backlog_slice_ms` (1 s), and a pass there re-reads every
 /// credential group: during a 100 000-line TCP flood four passes of 0.1-0.3 s ran that the
 /// file tail (which drains before its loop turns) and replay (one pass at the end) never ran.
 /// Findings still follow a flood within this long; the pass after it runs at once.
@@ -1229,6 +1227,43 @@ pub struct LiveIntake {
     rx: listener::LineReceiver,
     /// Received but not yet committed.
     pending: Vec<RawLine>,
+    /// A full batch taken from `pending` and being parsed when a backlog slice ended
+    /// ([`flush_backlog`]): older than every line in `pending`, committed first.
+    parsing: Option<ParseJob>,
+}
+
+impl LiveIntake {
+    /// Lines received and not committed, nor being committed: `pending` or `parsing`.
+    fn holds_lines(&self) -> bool {
+        !self.pending.is_empty() || self.parsing.is_some()
+    }
+
+    /// When the loop should flush: at once for a batch already parsed, `max_wait` after now
+    /// for pending lines, never when nothing waits.
+    fn flush_deadline(&self, max_wait: Duration) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        if self.parsing.is_some() {
+            Some(now)
+        } else {
+            (!self.pending.is_empty()).then(|| now + max_wait)
+        }
+    }
+
+    /// Put the lines of a batch being parsed back at the front of `pending` (before a stop
+    /// drains them, or before a successor takes them over).
+    async fn unparse(&mut self) {
+        if let Some(job) = self.parsing.take() {
+            match job.await {
+                Ok((mut lines, _)) => {
+                    lines.append(&mut self.pending);
+                    self.pending = lines;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ingester: a parse task was lost with its lines")
+                }
+            }
+        }
+    }
 }
 
 /// What outlives one ingester actor (one per daemon, captured by the worker factory): the
@@ -1295,6 +1330,7 @@ impl Ingester {
             listeners,
             rx,
             pending: Vec::new(),
+            parsing: None,
         })
     }
 }
@@ -1402,6 +1438,8 @@ async fn run_loop(
     stop: watch::Receiver<bool>,
 ) -> (Result<(), IngestError>, LiveIntake) {
     let res = run(db, pipeline, s, &mut live, stop).await;
+    // A successor takes over plain lines, not a task of this generation's runtime.
+    live.unparse().await;
     (res, live)
 }
 
@@ -1487,35 +1525,43 @@ async fn commit_parsed_or_retry(
     }
 }
 
-/// Commit the listener lines in `live.pending`, then, batch by batch, every full batch (at
-/// least `batch` lines, at most `max_batch`) the queue holds by then: while one batch commits,
-/// the next is parsed on another thread. A committed batch's RELP senders are acknowledged.
-/// Lines not committed — a stop made the commit give up, it failed for good, or parsing
-/// panicked — go back to the front of `live.pending`, in order, so that the drain or the
-/// successor commits them.
+/// Commit the batch `live.parsing` holds, if any, and the listener lines in `live.pending`,
+/// then, batch by batch, every full batch (at least `batch` lines, at most `max_batch`) the
+/// queue holds by then: while one batch commits, the next is parsed on another thread. When
+/// `slice` ends (`backlog_slice_ms`), the batch being parsed is left in `live.parsing` for the next
+/// call, so that a slice does not begin by waiting for a parse. A committed batch's RELP
+/// senders are acknowledged. Lines not committed — a stop made the commit give up, it failed
+/// for good, or parsing panicked — go back to the front of `live.pending`, in order, so that
+/// the drain or the successor commits them.
 /// Whether a commit captured credentials (the reuse pass is then due).
 async fn flush_backlog(
     pipeline: &mut Pipeline,
     live: &mut LiveIntake,
     batch: usize,
     max_batch: usize,
+    slice: Duration,
     cfg: &Arc<ExtractConfig>,
     stop: &watch::Receiver<bool>,
 ) -> Result<bool, IngestError> {
-    if live.pending.is_empty() {
+    if !live.holds_lines() {
         return Ok(false);
     }
     let mut captured = false;
     let started = tokio::time::Instant::now();
-    let mut ready = parse_off_thread(std::mem::take(&mut live.pending), cfg);
+    let mut ready = match live.parsing.take() {
+        Some(job) => job,
+        None => parse_off_thread(std::mem::take(&mut live.pending), cfg),
+    };
     loop {
         let mut laps = crate::metrics::Laps::new("backlog_batch");
         let drained = live.rx.drain_ready(&mut live.pending, max_batch);
         laps.lap("drain");
-        // Back to the loop after a stop and at least every BACKLOG_SLICE (the stop, the
-        // tail and the profiler pass get their turn under a flood).
-        let more = !*stop.borrow() && started.elapsed() < BACKLOG_SLICE;
-        let next = (more && live.pending.len() >= batch)
+        // Back to the loop after a stop and at least every `slice` (the stop, the
+        // tail and the profiler pass get their turn under a flood); the next full batch is
+        // parsed meanwhile, unless the stop came.
+        let stopping = *stop.borrow();
+        let more = !stopping && started.elapsed() < slice;
+        let next = (!stopping && live.pending.len() >= batch)
             .then(|| parse_off_thread(std::mem::take(&mut live.pending), cfg));
         let (lines, parsed) = ready.await.map_err(|e| IngestError::Parse(e.to_string()))?;
         laps.lap(if drained > 0 {
@@ -1536,7 +1582,11 @@ async fn flush_backlog(
                 }
                 captured |= !out.captured.is_empty();
                 match next {
-                    Some(n) => ready = n,
+                    Some(n) if more => ready = n,
+                    Some(n) => {
+                        live.parsing = Some(n);
+                        return Ok(captured);
+                    }
                     None => return Ok(captured),
                 }
             }
@@ -1568,6 +1618,8 @@ async fn drain_on_stop(
         // Connections stop reading a little before the loop stops waiting for them.
         l.drain(window.saturating_sub(Duration::from_millis(500)));
     }
+    // A batch parsed ahead goes first, as plain lines.
+    live.unparse().await;
     let until = tokio::time::Instant::now() + window;
     let mut open = listeners_open;
     while open {
@@ -1621,6 +1673,7 @@ async fn run(
     let max_batch = s.batch_max_size.max(batch);
     let extract = Arc::new(pipeline.extract_config().clone());
     let max_wait = Duration::from_millis(s.batch_max_wait_ms.max(1));
+    let slice = Duration::from_millis(s.backlog_slice_ms);
     // The tail is polled at least as often as a partial batch may wait.
     let mut tail_tick = tokio::time::interval(Duration::from_millis(
         TAIL_POLL_MS.min(s.batch_max_wait_ms.max(1)),
@@ -1633,7 +1686,7 @@ async fn run(
     let mut last_reuse = tokio::time::Instant::now();
     let mut last_reuse_took = Duration::ZERO;
     let mut deadline: Option<tokio::time::Instant> =
-        (!live.pending.is_empty()).then(tokio::time::Instant::now);
+        live.holds_lines().then(tokio::time::Instant::now);
     let mut listeners_open = true;
 
     loop {
@@ -1646,7 +1699,7 @@ async fn run(
             }
             line = live.rx.recv(), if listeners_open => match line {
                 Some(l) => {
-                    if live.pending.is_empty() {
+                    if deadline.is_none() {
                         deadline = Some(tokio::time::Instant::now() + max_wait);
                     }
                     if l.ack.is_some() {
@@ -1661,16 +1714,16 @@ async fn run(
                         // A full batch: take what else is already queued, up to `max_batch`,
                         // then the rest of the backlog batch by batch.
                         live.rx.drain_ready(&mut live.pending, max_batch);
-                        reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, &extract, &stop).await?;
-                        deadline = (!live.pending.is_empty()).then(|| tokio::time::Instant::now() + max_wait);
+                        reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
+                        deadline = live.flush_deadline(max_wait);
                     }
                 }
                 None => listeners_open = false,
             },
             _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
                 live.rx.drain_ready(&mut live.pending, max_batch);
-                reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, &extract, &stop).await?;
-                deadline = (!live.pending.is_empty()).then(|| tokio::time::Instant::now() + max_wait);
+                reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
+                deadline = live.flush_deadline(max_wait);
             }
             _ = tail_tick.tick() => {
                 // Drain everything the file holds now, batch by batch: while one batch commits,
@@ -1732,11 +1785,11 @@ async fn run(
         // Idle = nothing pending and nothing queued behind it (right after a flush the
         // pending list is empty while a backlog still waits in the queue).
         pipeline
-            .profile_if_due(live.pending.is_empty() && live.rx.is_empty())
+            .profile_if_due(!live.holds_lines() && live.rx.is_empty())
             .await;
         // At most once a second; while a backlog waits, at most every 5 s or 3× its own
         // duration (`reuse_spacing`).
-        let backlog = !(live.pending.is_empty() && live.rx.is_empty());
+        let backlog = live.holds_lines() || !live.rx.is_empty();
         if reuse_dirty && last_reuse.elapsed() >= reuse_spacing(backlog, last_reuse_took) {
             reuse_dirty = false;
             let started = tokio::time::Instant::now();
@@ -1765,7 +1818,8 @@ mod tests {
         );
         // A flood: no pass every second (the listener's loop turns that often).
         assert_eq!(reuse_spacing(true, quick), Duration::from_secs(5));
-        assert!(reuse_spacing(true, quick) > BACKLOG_SLICE);
+        let slice = Duration::from_millis(IngestSettings::default().backlog_slice_ms);
+        assert!(reuse_spacing(true, quick) > slice);
         // A slow pass still takes at most a tenth of the time.
         assert_eq!(
             reuse_spacing(true, Duration::from_secs(3)),
