@@ -278,9 +278,17 @@ pub struct Pipeline {
     /// The supervisor's shutdown grace (bounds the drain of a stop).
     pub shutdown_grace_s: f64,
     /// The rows committed since the last pass, already folded (from that pass on).
-    fold: Option<repo::FoldHint>,
+    fold: Option<Fold>,
     /// Keep [`Pipeline::fold`] (see [`Pipeline::set_fold_hints`]).
     fold_hints: bool,
+}
+
+/// The fold hint of a [`Pipeline`], or the blocking task extending it with the last committed
+/// batch (off the writer's loop; awaited by the next commit or pass, which it precedes).
+enum Fold {
+    Ready(repo::FoldHint),
+    /// `None` when the hint outgrew [`repo::FOLD_HINT_MAX_ROWS`].
+    Folding(tokio::task::JoinHandle<Option<repo::FoldHint>>),
 }
 
 /// Wait before retrying a failed profiler pass (the daemon loop wakes every 200 ms, and an
@@ -445,6 +453,15 @@ impl Pipeline {
         }
     }
 
+    /// The fold hint once the batch being folded is in (`None`: no hint, or its fold was lost
+    /// or outgrew the bound; the next pass then reads the rows).
+    async fn take_fold(&mut self) -> Option<repo::FoldHint> {
+        match self.fold.take()? {
+            Fold::Ready(h) => Some(h),
+            Fold::Folding(job) => job.await.ok().flatten(),
+        }
+    }
+
     /// Whether committed batches are folded for the next profiler pass ([`repo::FoldHint`];
     /// on by default). Off, every pass reads and parses the stored rows.
     pub fn set_fold_hints(&mut self, on: bool) {
@@ -546,12 +563,14 @@ impl Pipeline {
         );
         let mut laps = crate::metrics::Laps::new("after_commit");
         self.filter.commit(pending);
-        if let Some(h) = &mut self.fold {
-            h.add(&input, &out);
-            if h.rows() > repo::FOLD_HINT_MAX_ROWS {
-                // The pass reads them instead; the hint starts again after it.
-                self.fold = None;
-            }
+        // Folded on a blocking thread while the next batch commits.
+        if let Some(mut h) = self.take_fold().await {
+            let (input, inserted) = (Arc::clone(&input), out.inserted.clone());
+            self.fold = Some(Fold::Folding(tokio::task::spawn_blocking(move || {
+                h.add(&input, &inserted);
+                // Too large: the pass reads the rows instead, and a hint starts after it.
+                (h.rows() <= repo::FOLD_HINT_MAX_ROWS).then_some(h)
+            })));
         }
         laps.lap("fold");
         crate::metrics::ingest_lines_read(line_count);
@@ -624,11 +643,11 @@ impl Pipeline {
         let started = std::time::Instant::now();
         // Taken before the pass: a pass that fails or is dropped leaves no hint, and the next
         // one reads the rows.
-        let hint = self.fold.take();
+        let hint = self.take_fold().await;
         let out = repo::profile_pass(&self.db, hint).await?;
         self.fold = self
             .fold_hints
-            .then(|| repo::FoldHint::after(out.cursor.log_id));
+            .then(|| Fold::Ready(repo::FoldHint::after(out.cursor.log_id)));
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             scored = out.scored.len(),
@@ -642,31 +661,35 @@ impl Pipeline {
         IngestCounters::add(&self.counters.profile_passes, 1);
         IngestCounters::add(&self.counters.attackers_created, out.observed.len());
         if let Some(reg) = &self.registry {
-            let mut evs = Vec::with_capacity(out.observed.len() + out.scored.len());
-            for (o, uuid) in &out.observed {
-                evs.push(Event::AttackerObserved(AttackerObserved {
-                    attacker_ip: o.attacker_ip.clone(),
-                    decky: o.decky.clone(),
-                    service: o.service.clone(),
-                    event_type: o.event_type.clone(),
-                    first_seen: o.first_seen.clone(),
-                    attacker_uuid: Some(uuid.clone()),
-                }));
-            }
-            let u = |v: i64| u64::try_from(v).unwrap_or(0);
-            for (s, uuid) in &out.scored {
-                evs.push(Event::AttackerScored(AttackerScored {
-                    attacker_ip: s.attacker_ip.clone(),
-                    attacker_uuid: Some(uuid.clone()),
-                    event_count: u(s.event_count),
-                    service_count: u(s.service_count),
-                    decky_count: u(s.decky_count),
-                    bounty_count: u(s.bounty_count),
-                    credential_count: u(s.credential_count),
-                    is_traversal: s.is_traversal,
-                }));
-            }
-            reg.publish_all(evs);
+            // Built and published on the registry's thread (one event per attacker row).
+            let (observed, scored) = (out.observed.clone(), out.scored.clone());
+            reg.publish_all_with(move || {
+                let mut evs = Vec::with_capacity(observed.len() + scored.len());
+                for (o, uuid) in observed {
+                    evs.push(Event::AttackerObserved(AttackerObserved {
+                        attacker_ip: o.attacker_ip,
+                        decky: o.decky,
+                        service: o.service,
+                        event_type: o.event_type,
+                        first_seen: o.first_seen,
+                        attacker_uuid: Some(uuid),
+                    }));
+                }
+                let u = |v: i64| u64::try_from(v).unwrap_or(0);
+                for (s, uuid) in scored {
+                    evs.push(Event::AttackerScored(AttackerScored {
+                        attacker_ip: s.attacker_ip,
+                        attacker_uuid: Some(uuid),
+                        event_count: u(s.event_count),
+                        service_count: u(s.service_count),
+                        decky_count: u(s.decky_count),
+                        bounty_count: u(s.bounty_count),
+                        credential_count: u(s.credential_count),
+                        is_traversal: s.is_traversal,
+                    }));
+                }
+                evs
+            });
         }
         Ok(out)
     }

@@ -386,9 +386,10 @@ impl FoldHint {
         self.rows
     }
 
-    /// Fold the rows a committed batch inserted, in insertion (= id) order.
-    pub fn add(&mut self, input: &CommitInput, out: &CommitOutcome) {
-        for r in out.inserted.iter().filter_map(|&i| input.records.get(i)) {
+    /// Fold the rows a committed batch inserted (`inserted`: [`CommitOutcome::inserted`]), in
+    /// insertion (= id) order.
+    pub fn add(&mut self, input: &CommitInput, inserted: &[usize]) {
+        for r in inserted.iter().filter_map(|&i| input.records.get(i)) {
             self.rows += 1;
             if r.profile_exact {
                 let _ = self.obs.observe(&r.record);
