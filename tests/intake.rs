@@ -1406,6 +1406,16 @@ async fn framing_errors_are_quarantined_and_neighbours_land() {
 // ---------------------------------------------------------------- TLS 1.3 write-and-close (issue 14)
 
 /// `n` distinct lines.
+/// `lines` as one LF-framed byte stream.
+fn lf_wire(lines: &[String]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for l in lines {
+        wire.extend_from_slice(l.as_bytes());
+        wire.push(b'\n');
+    }
+    wire
+}
+
 fn numbered(n: u32, tag: &str) -> Vec<String> {
     (0..n)
         .map(|i| {
@@ -1494,11 +1504,7 @@ async fn stop_while_a_sender_streams_loses_nothing() {
     s.workers.shutdown_grace_s = 30.0;
     let app = testkit::start(s).await.unwrap();
     let lines = numbered(10_000, "stream");
-    let mut wire = Vec::new();
-    for l in &lines {
-        wire.extend_from_slice(l.as_bytes());
-        wire.push(b'\n');
-    }
+    let wire = lf_wire(&lines);
     let mut sock = connect_retry(port).await;
     let sender = tokio::spawn(async move {
         for chunk in wire.chunks(64 * 1024) {
@@ -1684,11 +1690,7 @@ async fn batches_grow_with_the_backlog() {
     );
 
     let tcp_lines = numbered(4_000, "tcp");
-    let mut wire = Vec::new();
-    for l in &tcp_lines {
-        wire.extend_from_slice(l.as_bytes());
-        wire.push(b'\n');
-    }
+    let wire = lf_wire(&tcp_lines);
     let mut sock = connect_retry(port).await;
     sock.write_all(&wire).await.unwrap();
     sock.shutdown().await.unwrap();
@@ -1724,11 +1726,7 @@ async fn a_backlog_across_slices_keeps_order_and_survives_a_stop() {
     s.workers.shutdown_grace_s = 60.0;
     let app = testkit::start(s).await.unwrap();
     let lines = numbered(40_000, "slices");
-    let mut wire = Vec::new();
-    for l in &lines {
-        wire.extend_from_slice(l.as_bytes());
-        wire.push(b'\n');
-    }
+    let wire = lf_wire(&lines);
     let mut sock = connect_retry(port).await;
     let sender = tokio::spawn(async move {
         sock.write_all(&wire).await.unwrap();

@@ -42,6 +42,47 @@ fn observed(ip: &str) -> Event {
     })
 }
 
+/// `n` observed events from `192.0.2.x`, the `bad`-th (1-based) oversize.
+fn numbered_observed(n: usize, bad: usize) -> Vec<Event> {
+    let huge = "x".repeat(MAX_EVENT_BYTES + 1);
+    (1..=n)
+        .map(|i| {
+            if i == bad {
+                observed(&huge)
+            } else {
+                observed(&format!("192.0.2.{}", i % 250))
+            }
+        })
+        .collect()
+}
+
+/// What a subscriber sees of `192.0.2.0`, then [`numbered_observed`]`(n, bad)`, then
+/// `198.51.100.1`: the oversize one is missing.
+fn bracketed_ips(n: usize, bad: usize) -> Vec<String> {
+    let mut want = vec!["192.0.2.0".to_owned()];
+    want.extend(
+        (1..=n)
+            .filter(|&i| i != bad)
+            .map(|i| format!("192.0.2.{}", i % 250)),
+    );
+    want.push("198.51.100.1".to_owned());
+    want
+}
+
+/// The `attacker_ip` of the next `n` events.
+async fn recv_ips(sub: &mut Subscription, n: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(
+            recv(sub).await.payload["attacker_ip"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    got
+}
+
 #[actix_rt::test]
 async fn exact_and_wildcard_delivery_and_mismatch() {
     let reg = RegistryHandle::start(quiet());
@@ -140,33 +181,10 @@ async fn publish_all_keeps_order_and_rejects_per_event() {
     let mut sub = reg.subscribe("attacker.>").await.unwrap();
     let before = reg.stats();
     reg.publish(observed("192.0.2.0"));
-    let huge = "x".repeat(MAX_EVENT_BYTES + 1);
-    reg.publish_all((1..=500).map(|i| {
-        if i == 250 {
-            observed(&huge)
-        } else {
-            observed(&format!("192.0.2.{}", i % 250))
-        }
-    }));
+    reg.publish_all(numbered_observed(500, 250));
     reg.publish(observed("198.51.100.1"));
     reg.publish_all(std::iter::empty());
-    let mut got = Vec::new();
-    for _ in 0..501 {
-        got.push(
-            recv(&mut sub).await.payload["attacker_ip"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    let mut want = vec!["192.0.2.0".to_owned()];
-    want.extend(
-        (1..=500)
-            .filter(|&i| i != 250)
-            .map(|i| format!("192.0.2.{}", i % 250)),
-    );
-    want.push("198.51.100.1".to_owned());
-    assert_eq!(got, want);
+    assert_eq!(recv_ips(&mut sub, 501).await, bracketed_ips(500, 250));
     let after = reg.stats();
     assert_eq!(after.rejected, before.rejected + 1);
     assert_eq!(after.published, before.published + 501);
@@ -194,39 +212,14 @@ async fn publish_all_with_builds_on_the_registry_thread() {
     let (dropped_on_tx, dropped_on_rx) = std::sync::mpsc::channel();
     let guard = ReportDrop(dropped_on_tx);
     reg.publish(observed("192.0.2.0"));
-    let huge = "x".repeat(MAX_EVENT_BYTES + 1);
     reg.publish_all_with(move || {
         let _keep = &guard;
         let _ = built_on_tx.send(std::thread::current().id());
-        (1..=300)
-            .map(|i| {
-                if i == 150 {
-                    observed(&huge)
-                } else {
-                    observed(&format!("192.0.2.{}", i % 250))
-                }
-            })
-            .collect()
+        numbered_observed(300, 150)
     });
     reg.publish_all_with(|| panic!("a builder bug"));
     reg.publish(observed("198.51.100.1"));
-    let mut got = Vec::new();
-    for _ in 0..301 {
-        got.push(
-            recv(&mut sub).await.payload["attacker_ip"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    let mut want = vec!["192.0.2.0".to_owned()];
-    want.extend(
-        (1..=300)
-            .filter(|&i| i != 150)
-            .map(|i| format!("192.0.2.{}", i % 250)),
-    );
-    want.push("198.51.100.1".to_owned());
-    assert_eq!(got, want);
+    assert_eq!(recv_ips(&mut sub, 301).await, bracketed_ips(300, 150));
     let built_on = built_on_rx.recv_timeout(HANG).unwrap();
     assert_ne!(built_on, caller, "events were built on the caller's thread");
     assert_eq!(dropped_on_rx.recv_timeout(HANG).unwrap(), built_on);
