@@ -9,7 +9,11 @@
 //! [`decnetd::memory::tune_allocators`]), so the server side costs here what it costs in
 //! `decnetd serve`.
 //!
-//! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 by default)
+//! The clients run on a runtime of their own (`CLIENT_THREADS`, 2 by default; 0 runs them on
+//! the daemon's actix thread, as the bench did before): 1 000 dashboards do not share one
+//! thread, and the figure should not be the reading loop's.
+//!
+//! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 CLIENT_THREADS=2 by default)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -59,10 +63,114 @@ fn event_number(key: &memmem::Finder<'_>, frame: &[u8]) -> Option<usize> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// Shared between the publisher and the client tasks.
+struct Shared {
+    base: Instant,
+    /// Publish time of event n (nanoseconds since `base`, plus one; 0 = not yet sent).
+    sent: Vec<AtomicU64>,
+    /// Events each stream has received.
+    received: Vec<AtomicUsize>,
+    /// Body chunks read by every stream during the burst (after its first event).
+    chunks: AtomicUsize,
+    events: usize,
+}
+
+/// Open `streams` SSE streams (a ticket each) and spawn one reader task per stream on the
+/// current (client) runtime; each returns its publish → receipt latencies.
+async fn open_streams(
+    base_url: String,
+    token: String,
+    streams: usize,
+    shared: Arc<Shared>,
+) -> Vec<tokio::task::JoinHandle<Vec<Duration>>> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(streams + 10)
+        .build()
+        .expect("client");
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let ticket: Value = client
+            .post(format!("{base_url}/api/v1/auth/sse-ticket"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("ticket")
+            .json()
+            .await
+            .expect("ticket json");
+        let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
+        let resp = client
+            .get(format!(
+                "{base_url}/api/v1/identities/events?ticket={ticket}"
+            ))
+            .send()
+            .await
+            .expect("stream");
+        if resp.status() != 200 {
+            eprintln!("stream {i}: HTTP {}", resp.status());
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move {
+            // The clients share the 2 cores with the daemon, so they are kept cheap: a frame
+            // is matched by a byte search for its identity uuid (which encodes n) rather than
+            // parsed, and each stream keeps its own latencies (no lock per frame). Receipt
+            // time is taken when a chunk arrives.
+            let events = shared.events;
+            let mut body = resp.bytes_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            let mut lat = Vec::with_capacity(events);
+            let mut got = 0usize;
+            // Built once per stream: building a searcher costs more than one search.
+            let end_of_frame = memmem::Finder::new(b"\n\n");
+            let key = memmem::Finder::new(b"\"identity_uuid\":\"");
+            while let Some(Ok(chunk)) = body.next().await {
+                let at = shared.base.elapsed().as_nanos() as u64;
+                if shared.sent[0].load(Ordering::Acquire) > 0 {
+                    shared.chunks.fetch_add(1, Ordering::Relaxed);
+                }
+                buf.extend_from_slice(&chunk);
+                let mut from = 0;
+                while let Some(end) = end_of_frame.find(&buf[from..]) {
+                    let frame = &buf[from..from + end];
+                    from += end + 2;
+                    let Some(n) = event_number(&key, frame) else {
+                        continue;
+                    };
+                    let t0 = shared.sent.get(n).map_or(0, |t| t.load(Ordering::Acquire));
+                    if t0 > 0 {
+                        lat.push(Duration::from_nanos(at.saturating_sub(t0 - 1)));
+                        got += 1;
+                        shared.received[i].store(got, Ordering::Release);
+                    }
+                }
+                buf.drain(..from);
+                if got >= events {
+                    break;
+                }
+            }
+            lat
+        }));
+    }
+    tasks
+}
+
 fn main() {
     let streams = env_usize("STREAMS", 1000);
     let events = env_usize("EVENTS", 100);
+    // The clients' runtime: its own threads, as 1 000 dashboards would not share one thread
+    // (CLIENT_THREADS=0 runs them on the daemon's actix thread, as before).
+    let client_threads = env_usize("CLIENT_THREADS", 2);
     decnetd::memory::tune_allocators();
+    let client_rt = (client_threads > 0).then(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(client_threads)
+            .thread_name("sse-bench-client")
+            .enable_all()
+            .build()
+            .expect("client runtime")
+    });
+    let client_handle = client_rt.as_ref().map(|rt| rt.handle().clone());
     actix_rt::System::new().block_on(async move {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = testkit::settings(dir.path(), None);
@@ -72,87 +180,22 @@ fn main() {
         let app = testkit::start_http_only(s).await.expect("daemon starts");
         let base_url = app.base_url();
         let token = testkit::token_for(&app, "bench-viewer", "viewer").await;
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(streams + 10)
-            .build()
-            .expect("client");
 
-        // Publish time of event n (nanoseconds since `base`, plus one; 0 = not yet sent) and
-        // the events each stream has received. The clients share this process and the 2 cores
-        // with the daemon, so they are kept cheap: a frame is matched by a byte search for its
-        // identity uuid (which encodes n) rather than parsed, and each stream keeps its own
-        // latencies (no lock per frame). Receipt time is taken when a chunk arrives.
-        let base = Instant::now();
-        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..events).map(|_| AtomicU64::new(0)).collect());
-        let received: Arc<Vec<AtomicUsize>> =
-            Arc::new((0..streams).map(|_| AtomicUsize::new(0)).collect());
-        // Body chunks read by every stream during the burst (after its first event).
-        let chunks = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared {
+            base: Instant::now(),
+            sent: (0..events).map(|_| AtomicU64::new(0)).collect(),
+            received: (0..streams).map(|_| AtomicUsize::new(0)).collect(),
+            chunks: AtomicUsize::new(0),
+            events,
+        });
 
         let rss_before = rss_kib();
-        let mut opened = 0usize;
-        let mut tasks = Vec::with_capacity(streams);
-        for i in 0..streams {
-            let ticket: Value = client
-                .post(format!("{base_url}/api/v1/auth/sse-ticket"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("ticket")
-                .json()
-                .await
-                .expect("ticket json");
-            let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
-            let resp = client
-                .get(format!(
-                    "{base_url}/api/v1/identities/events?ticket={ticket}"
-                ))
-                .send()
-                .await
-                .expect("stream");
-            if resp.status() != 200 {
-                eprintln!("stream {i}: HTTP {}", resp.status());
-                continue;
-            }
-            opened += 1;
-            let (sent, received, chunks) =
-                (Arc::clone(&sent), Arc::clone(&received), Arc::clone(&chunks));
-            tasks.push(actix_rt::spawn(async move {
-                let mut body = resp.bytes_stream();
-                let mut buf: Vec<u8> = Vec::new();
-                let mut lat = Vec::with_capacity(events);
-                let mut got = 0usize;
-                // Built once per stream: building a searcher costs more than one search.
-                let end_of_frame = memmem::Finder::new(b"\n\n");
-                let key = memmem::Finder::new(b"\"identity_uuid\":\"");
-                while let Some(Ok(chunk)) = body.next().await {
-                    let at = base.elapsed().as_nanos() as u64;
-                    if sent[0].load(Ordering::Acquire) > 0 {
-                        chunks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    buf.extend_from_slice(&chunk);
-                    let mut from = 0;
-                    while let Some(end) = end_of_frame.find(&buf[from..]) {
-                        let frame = &buf[from..from + end];
-                        from += end + 2;
-                        let Some(n) = event_number(&key, frame) else {
-                            continue;
-                        };
-                        let t0 = sent.get(n).map_or(0, |t| t.load(Ordering::Acquire));
-                        if t0 > 0 {
-                            lat.push(Duration::from_nanos(at.saturating_sub(t0 - 1)));
-                            got += 1;
-                            received[i].store(got, Ordering::Release);
-                        }
-                    }
-                    buf.drain(..from);
-                    if got >= events {
-                        break;
-                    }
-                }
-                lat
-            }));
-        }
+        let opening = open_streams(base_url, token, streams, Arc::clone(&shared));
+        let tasks = match &client_handle {
+            Some(h) => h.spawn(opening).await.expect("streams opened"),
+            None => opening.await,
+        };
+        let opened = tasks.len();
         // let every stream reach its subscription before the burst
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_open = rss_kib();
@@ -160,7 +203,7 @@ fn main() {
         let started = Instant::now();
         for n in 0..events {
             let uuid = format!("00000000-0000-4000-8000-{n:012}");
-            sent[n].store(base.elapsed().as_nanos() as u64 + 1, Ordering::Release);
+            shared.sent[n].store(shared.base.elapsed().as_nanos() as u64 + 1, Ordering::Release);
             app.state
                 .registry
                 .publish(Event::IdentityFormed(IdentityFormed {
@@ -170,7 +213,8 @@ fn main() {
         }
         let deadline = Instant::now() + Duration::from_secs(30);
         let complete = || {
-            received
+            shared
+                .received
                 .iter()
                 .filter(|g| g.load(Ordering::Acquire) >= events)
                 .count()
@@ -192,16 +236,21 @@ fn main() {
         lat.sort();
         println!(
             "sse fan-out: {opened}/{streams} streams open, {events} events published in a burst; \
-             {complete} streams received all {events} ({} frames in {:.0} ms)",
+             {complete} streams received all {events} ({} frames in {:.0} ms); clients on {}",
             lat.len(),
-            burst.as_secs_f64() * 1e3
+            burst.as_secs_f64() * 1e3,
+            if client_threads > 0 {
+                format!("{client_threads} threads of their own")
+            } else {
+                "the daemon's actix thread".to_owned()
+            }
         );
         println!(
             "  publish -> receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.1} body chunks per stream",
             pct(&lat, 0.50).as_secs_f64() * 1e3,
             pct(&lat, 0.99).as_secs_f64() * 1e3,
             pct(&lat, 1.0).as_secs_f64() * 1e3,
-            chunks.load(Ordering::Relaxed) as f64 / opened.max(1) as f64
+            shared.chunks.load(Ordering::Relaxed) as f64 / opened.max(1) as f64
         );
         println!(
             "  RSS (daemon and clients in one process): {} MiB before, {} MiB with the streams \
@@ -212,4 +261,7 @@ fn main() {
         );
         app.stop().await;
     });
+    if let Some(rt) = client_rt {
+        rt.shutdown_background();
+    }
 }
