@@ -13,7 +13,7 @@
 #   LINES=200000 RUNS=3 BACKENDS=sqlite scripts/bench/live_ingest.sh
 #   BIN=/path/to/decnetd scripts/bench/live_ingest.sh  # skip the build
 #   EXTRA_ENV="DECNET_BATCH_MAX_SIZE=100" ...          # e.g. the old fixed 100-line batches
-#   LIVE_ORDER="tcp tail" ...                          # TCP right after replay (default "tail tcp")
+#   LIVE_ORDER="tcp tail tls" ...                      # the live paths and their order (default "tail tcp"; tls = TLS listener)
 set -euo pipefail
 
 LINES=${LINES:-100000}
@@ -108,17 +108,44 @@ sys.exit(1)
 EOF
 }
 
-# serve BACKEND DATA_DIR DB_URL TCP_PORT: a release daemon with only the intake workers
+# make_pki: a CA, a listener certificate for 127.0.0.1 and a client certificate with a CN
+# (the TLS listener closes a peer without one) under $WORK/pki, made once with openssl
+make_pki() {
+  local d="$WORK/pki"
+  [[ -f "$d/client.pem" ]] && return
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  local who ext
+  for who in server client; do
+    if [[ $who == server ]]; then ext="subjectAltName=IP:127.0.0.1,DNS:localhost
+extendedKeyUsage=serverAuth"; else ext="extendedKeyUsage=clientAuth"; fi
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench-$who" \
+      -keyout "$d/$who.key" -out "$d/$who.csr" 2>/dev/null
+    openssl x509 -req -in "$d/$who.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      -extfile <(printf '%s\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n' "$ext") \
+      -out "$d/$who.pem" 2>/dev/null
+  done
+}
+
+# serve BACKEND DATA_DIR DB_URL TCP_PORT [TLS_PORT]: a release daemon with only the intake
+# workers (and the TLS listener on TLS_PORT when given)
 serve() {
-  local port api
+  local port api tls=()
   api=$(free_port)
+  if [[ -n "${5:-}" ]]; then
+    tls=(DECNET_SYSLOG_TLS_CA="$WORK/pki/ca.pem" DECNET_SYSLOG_TLS_CERT="$WORK/pki/server.pem"
+         DECNET_SYSLOG_TLS_KEY="$WORK/pki/server.key" DECNET_LISTENER_HOST=127.0.0.1
+         DECNET_SWARM_SYSLOG_PORT="$5")
+  fi
   # shellcheck disable=SC2086
   env DECNET_DATA_DIR="$2" ${3:+DECNET_DB_URL="$3"} DECNET_API_HOST=127.0.0.1 DECNET_API_PORT="$api" \
       DECNET_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" \
       DECNET_ADMIN_USER=admin DECNET_ADMIN_PASSWORD=bench-live-ingest-pw \
       DECNET_LOG_LEVEL=warn DECNET_INTEL_ENABLED=false \
       DECNET_DISABLED_WORKERS=clusterer,campaign-clusterer,ttp,planner,mail-dripper,enricher,canary,reconciler,webhooks \
-      DECNET_INGEST_LOG_FILE="$2/ingest.log" DECNET_SYSLOG_TCP_BIND="127.0.0.1:$4" $EXTRA_ENV \
+      DECNET_INGEST_LOG_FILE="$2/ingest.log" DECNET_SYSLOG_TCP_BIND="127.0.0.1:$4" "${tls[@]}" $EXTRA_ENV \
       "$BIN" serve >>"$2/decnetd.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 300); do
@@ -171,6 +198,42 @@ EOF
   wait "$sender"
   stop_daemon
   report tcp "$times"
+}
+
+live_tls() {
+  local data port tls_port sender times url=$url
+  # one TLS 1.3 connection with a client certificate (RFC 5425 port), LF framing
+  make_pki
+  data="$WORK/$backend-tls-$i"; mkdir -p "$data"; : >"$data/ingest.log"
+  [[ -z "$url" ]] || url=$(fresh_pg "tls_$i")
+  port=$(free_port); tls_port=$(free_port)
+  serve "$backend" "$data" "$url" "$port" "$tls_port"
+  python3 - "$CORPUS" "$tls_port" "$WORK/pki" <<'EOF' &
+import socket, ssl, sys, time
+pki = sys.argv[3]
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
+for _ in range(100):
+    try:
+        raw = socket.create_connection(("127.0.0.1", int(sys.argv[2])))
+        break
+    except OSError:
+        time.sleep(0.05)
+s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+with open(sys.argv[1], "rb") as f:
+    while chunk := f.read(1 << 20):
+        s.sendall(chunk)
+try:
+    s.unwrap()  # close_notify; the listener then closes without answering one
+except (ssl.SSLError, OSError):
+    pass
+raw.close()
+EOF
+  sender=$!
+  times=$(wait_count "$backend" "$data" "$url" "$want")
+  wait "$sender"
+  stop_daemon
+  report tls "$times"
 }
 
 # one BACKEND RUN DB_URL_OR_EMPTY: replay, then the live paths in LIVE_ORDER
