@@ -1753,6 +1753,74 @@ async fn a_backlog_across_slices_keeps_order_and_survives_a_stop() {
     }
 }
 
+/// Neither intake path holds the other back: a line that comes in on one path while a flood
+/// of many slices on the other is being committed lands before that flood is done.
+async fn one_line_during_a_flood(flood_on_tcp: bool) {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = daemon_settings(dir.path());
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    s.ingest.batch_size = 100;
+    s.ingest.batch_max_size = 1_000;
+    s.ingest.backlog_slice_ms = 100;
+    let log_file = s.ingest.log_file.clone();
+    let app = testkit::start(s).await.unwrap();
+    let flood = numbered(80_000, "flood");
+    let sender = if flood_on_tcp {
+        let wire = lf_wire(&flood);
+        let mut sock = connect_retry(port).await;
+        Some(tokio::spawn(async move {
+            sock.write_all(&wire).await.unwrap();
+            sock.shutdown().await.unwrap();
+        }))
+    } else {
+        write_lines(&log_file, &flood);
+        None
+    };
+    let db = app.state.db.clone();
+    let flowing = testkit::eventually(Duration::from_secs(120), || async {
+        (repo::count_logs(&db).await.ok()? >= 3_000).then_some(())
+    })
+    .await;
+    assert!(flowing.is_some(), "the flood stalled");
+    let probe = numbered(1, "probe");
+    if flood_on_tcp {
+        write_lines(&log_file, &probe);
+    } else {
+        let mut sock = connect_retry(port).await;
+        sock.write_all(&lf_wire(&probe)).await.unwrap();
+        sock.shutdown().await.unwrap();
+    }
+    // The probe is in; how much of the flood was in by then.
+    let flood_then = testkit::eventually(Duration::from_secs(120), || async {
+        let logs = repo::all_logs(&db).await.ok()?;
+        logs.iter()
+            .any(|l| l.raw_line.contains(" probe-0 "))
+            .then(|| logs.len() - 1)
+    })
+    .await
+    .expect("the probe line never landed");
+    assert!(
+        flood_then < flood.len(),
+        "the probe waited for the whole flood ({flood_then} flood lines in first)"
+    );
+    if let Some(sender) = sender {
+        sender.await.unwrap();
+    }
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_tail_is_read_during_a_tcp_flood() {
+    one_line_during_a_flood(true).await;
+}
+
+#[actix_rt::test]
+async fn the_listener_is_heard_during_a_tail_flood() {
+    one_line_during_a_flood(false).await;
+}
+
 /// A profiler pass fed by the batches this process committed ([`repo::FoldHint`]) writes the
 /// same attacker rows as a pass that reads and parses the stored lines, on every kind of line
 /// (repeats, hostile bytes, JSON records, a JSON record whose stored `raw_line` is another

@@ -1715,52 +1715,36 @@ async fn run(
     loop {
         let wait_deadline =
             deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        // The stop first; then the tail, whose tick is ready at most every TAIL_POLL_MS, so
+        // that a flood on the listeners (always ready) cannot hold it back; then a due flush
+        // (a batch parsed ahead commits at once); then the listeners' lines.
         tokio::select! {
             biased;
             _ = stop.changed() => {
                 return drain_on_stop(&mut pipeline, live, max_batch, listeners_open, &stop).await;
             }
-            line = live.rx.recv(), if listeners_open => match line {
-                Some(l) => {
-                    if deadline.is_none() {
-                        deadline = Some(tokio::time::Instant::now() + max_wait);
-                    }
-                    if l.ack.is_some() {
-                        // A RELP sender waits for this acknowledgement (with a bounded window
-                        // of unacknowledged messages): commit soon instead of waiting for a
-                        // full batch.
-                        let soon = tokio::time::Instant::now() + ACK_LINGER;
-                        deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
-                    }
-                    live.pending.push(l);
-                    if live.pending.len() >= batch {
-                        // A full batch: take what else is already queued, up to `max_batch`,
-                        // then the rest of the backlog batch by batch.
-                        live.rx.drain_ready(&mut live.pending, max_batch);
-                        reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
-                        deadline = live.flush_deadline(max_wait);
-                    }
-                }
-                None => listeners_open = false,
-            },
-            _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
-                live.rx.drain_ready(&mut live.pending, max_batch);
-                reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
-                deadline = live.flush_deadline(max_wait);
-            }
             _ = tail_tick.tick() => {
-                // Drain everything the file holds now, batch by batch: while one batch commits,
-                // the next is read and parsed on another thread.
+                // Drain what the file holds now, batch by batch: while one batch commits, the
+                // next is read and parsed on another thread. Once a slice is up and listener
+                // lines wait, they get a slice of their own here, and the rest of the file
+                // waits for the next tick.
+                let started = tokio::time::Instant::now();
                 let mut ready: Option<TailBatch> = None;
+                let mut yielded = false;
                 loop {
                     if *stop.borrow() {
                         break;
                     }
+                    let turn_over = started.elapsed() >= slice
+                        && (live.holds_lines() || !live.rx.is_empty());
+                    yielded |= turn_over;
                     // A read error (EMFILE while listeners hold every descriptor, a file being
                     // replaced) is retried on the next tick; it never ends the ingester.
-                    let read = match tail.read(max_batch) {
-                        Ok(r) => r,
-                        Err(e) => {
+                    let read = match (!turn_over).then(|| tail.read(max_batch)) {
+                        // The batch read ahead still commits.
+                        None => TailRead::Idle,
+                        Some(Ok(r)) => r,
+                        Some(Err(e)) => {
                             pipeline.counters.tail_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(path = %s.log_file.display(), error = %e, "ingester: cannot read the ingest file; retrying");
                             TailRead::Idle
@@ -1800,7 +1784,40 @@ async fn run(
                         None => break,
                     }
                 }
+                if yielded {
+                    live.rx.drain_ready(&mut live.pending, max_batch);
+                    reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
+                    deadline = live.flush_deadline(max_wait);
+                }
             }
+            _ = tokio::time::sleep_until(wait_deadline), if deadline.is_some() => {
+                live.rx.drain_ready(&mut live.pending, max_batch);
+                reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
+                deadline = live.flush_deadline(max_wait);
+            }
+            line = live.rx.recv(), if listeners_open => match line {
+                Some(l) => {
+                    if deadline.is_none() {
+                        deadline = Some(tokio::time::Instant::now() + max_wait);
+                    }
+                    if l.ack.is_some() {
+                        // A RELP sender waits for this acknowledgement (with a bounded window
+                        // of unacknowledged messages): commit soon instead of waiting for a
+                        // full batch.
+                        let soon = tokio::time::Instant::now() + ACK_LINGER;
+                        deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+                    }
+                    live.pending.push(l);
+                    if live.pending.len() >= batch {
+                        // A full batch: take what else is already queued, up to `max_batch`,
+                        // then the rest of the backlog batch by batch.
+                        live.rx.drain_ready(&mut live.pending, max_batch);
+                        reuse_dirty |= flush_backlog(&mut pipeline, live, batch, max_batch, slice, &extract, &stop).await?;
+                        deadline = live.flush_deadline(max_wait);
+                    }
+                }
+                None => listeners_open = false,
+            },
             _ = reuse_tick.tick() => reuse_dirty = true,
         }
         // Attacker rows catch up as soon as the input pauses (and every
