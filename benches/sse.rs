@@ -23,7 +23,6 @@ use decnetd::actors::topics::{Event, IdentityFormed};
 use decnetd::testkit;
 use futures::StreamExt;
 use memchr::memmem;
-use serde_json::Value;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -89,16 +88,7 @@ async fn open_streams(
         .expect("client");
     let mut tasks = Vec::with_capacity(streams);
     for i in 0..streams {
-        let ticket: Value = client
-            .post(format!("{base_url}/api/v1/auth/sse-ticket"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("ticket")
-            .json()
-            .await
-            .expect("ticket json");
-        let ticket = ticket["ticket"].as_str().expect("ticket").to_owned();
+        let ticket = testkit::sse_ticket(&client, &format!("{base_url}/api/v1"), &token).await;
         let resp = client
             .get(format!(
                 "{base_url}/api/v1/identities/events?ticket={ticket}"

@@ -117,6 +117,21 @@ pub async fn token_for(app: &RunningApp, username: &str, role: &str) -> String {
         .to_string()
 }
 
+/// A single-use SSE ticket from `POST {api}/auth/sse-ticket` (`api`: the base URL with
+/// `/api/v1`), for a stream URL's `?ticket=` (EventSource cannot send headers).
+pub async fn sse_ticket(client: &reqwest::Client, api: &str, token: &str) -> String {
+    let body: Value = client
+        .post(format!("{api}/auth/sse-ticket"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("ticket json");
+    body["ticket"].as_str().expect("ticket string").to_owned()
+}
+
 /// Poll `f` every 25 ms until it returns `Some`, for at most `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where

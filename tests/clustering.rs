@@ -580,16 +580,7 @@ mod routes {
         path: &str,
         needles: &[&str],
     ) -> (u16, String) {
-        let ticket: Value = client
-            .post(format!("{base}/api/v1/auth/sse-ticket"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("ticket")
-            .json()
-            .await
-            .expect("ticket json");
-        let ticket = ticket["ticket"].as_str().expect("ticket string").to_owned();
+        let ticket = decnetd::testkit::sse_ticket(client, &format!("{base}/api/v1"), token).await;
         let mut resp = client
             .get(format!("{base}{path}?ticket={ticket}"))
             .send()

@@ -1001,16 +1001,7 @@ async fn planner_actor_routes_and_sse_end_to_end() {
     );
 
     // the stream also takes a single-use ticket (EventSource cannot send headers)
-    let r = client
-        .post(format!("{base}/auth/sse-ticket"))
-        .bearer_auth(&viewer)
-        .send()
-        .await
-        .unwrap();
-    let ticket = r.json::<Value>().await.unwrap()["ticket"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ticket = decnetd::testkit::sse_ticket(&client, &base, &viewer).await;
     let url = format!("{base}/orchestrator/events/stream?ticket={ticket}");
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);

@@ -164,7 +164,17 @@ report() {
   printf '%-10s %-7s %8d rows in %7.2f s = %s lines/s\n' "$backend" "$1+folded" "$want" "$folded" "$(rate "$LINES" "$folded")" | tee -a "$WORK/results"
 }
 
-# live_tail / live_tcp: one live run (uses backend, i, url, want of `one`)
+# finish_sent PATH SENDER_PID: wait for the rows, then for the sender; stop the daemon and report
+# (uses backend, data, url of the live_* caller and want of `one`)
+finish_sent() {
+  local times
+  times=$(wait_count "$backend" "$data" "$url" "$want")
+  wait "$2"
+  stop_daemon
+  report "$1" "$times"
+}
+
+# live_tail / live_tcp / live_tls: one live run (uses backend, i, url, want of `one`)
 live_tail() {
   local data port url=$url
   # the corpus appended in one go
@@ -178,7 +188,7 @@ live_tail() {
 }
 
 live_tcp() {
-  local data port sender times url=$url
+  local data port url=$url
   # one connection, LF framing
   data="$WORK/$backend-tcp-$i"; mkdir -p "$data"; : >"$data/ingest.log"
   [[ -z "$url" ]] || url=$(fresh_pg "tcp_$i")
@@ -193,15 +203,11 @@ with open(sys.argv[1], "rb") as f:
 s.shutdown(socket.SHUT_WR)
 s.close()
 EOF
-  sender=$!
-  times=$(wait_count "$backend" "$data" "$url" "$want")
-  wait "$sender"
-  stop_daemon
-  report tcp "$times"
+  finish_sent tcp $!
 }
 
 live_tls() {
-  local data port tls_port sender times url=$url
+  local data port tls_port url=$url
   # one TLS 1.3 connection with a client certificate (RFC 5425 port), LF framing
   make_pki
   data="$WORK/$backend-tls-$i"; mkdir -p "$data"; : >"$data/ingest.log"
@@ -229,11 +235,7 @@ except (ssl.SSLError, OSError):
     pass
 raw.close()
 EOF
-  sender=$!
-  times=$(wait_count "$backend" "$data" "$url" "$want")
-  wait "$sender"
-  stop_daemon
-  report tls "$times"
+  finish_sent tls $!
 }
 
 # one BACKEND RUN DB_URL_OR_EMPTY: replay, then the live paths in LIVE_ORDER
