@@ -1731,12 +1731,16 @@ async fn run(
                 let started = tokio::time::Instant::now();
                 let mut ready: Option<TailBatch> = None;
                 let mut yielded = false;
+                // At least one read per turn, whatever the slice.
+                let mut first = true;
                 loop {
                     if *stop.borrow() {
                         break;
                     }
-                    let turn_over = started.elapsed() >= slice
+                    let turn_over = !first
+                        && started.elapsed() >= slice
                         && (live.holds_lines() || !live.rx.is_empty());
+                    first = false;
                     yielded |= turn_over;
                     // A read error (EMFILE while listeners hold every descriptor, a file being
                     // replaced) is retried on the next tick; it never ends the ingester.
