@@ -1,7 +1,8 @@
 //! The API's page cache (`http::pages`) on a real daemon, SQLite file and PostgreSQL: a page
 //! is reused while its tables' stamps hold, a new or changed row shows at once, a change the
 //! stamps cannot see shows within `page_cache_ms`, concurrent requests get identical bodies,
-//! and a page larger than one slice goes out whole with its exact length.
+//! and a page larger than one slice goes out whole with its exact length. A page carries an
+//! `ETag`; asking again with it in `If-None-Match` gets `304` and no body until the page changes.
 //!
 //! PostgreSQL cases: `eval "$(scripts/pg start)"; cargo test --test pages; scripts/pg stop`.
 
@@ -82,6 +83,26 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
         }
     };
     let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).expect("json body");
+    // (status, ETag, Cache-Control, body) of a request with `If-None-Match: inm`.
+    let get_if = |path: &str, inm: &str, auth: bool| {
+        let mut req = client.get(url(path)).header("If-None-Match", inm);
+        if auth {
+            req = req.bearer_auth(&token);
+        }
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let header = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (etag, cache) = (header("etag"), header("cache-control"));
+            (status, etag, cache, r.bytes().await.expect("body"))
+        }
+    };
 
     ingest(
         &app,
@@ -109,6 +130,35 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
         assert_eq!(b, &body);
     }
 
+    // Revalidation: the page's tag in If-None-Match gets 304 and no body (also in its weak
+    // form, in a list, or as `*`); another tag, or one that is not a tag, gets the page.
+    let (st, etag, cache, b) = get_if("/attackers?limit=300", "\"0000\"", true).await;
+    assert_eq!((st, cache.as_str()), (200, "no-cache"));
+    assert_eq!(b, body);
+    assert!(
+        etag.len() == 34 && etag.starts_with('"') && etag.ends_with('"'),
+        "strong tag: {etag}"
+    );
+    for inm in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".to_owned(),
+    ] {
+        let (st, tag, cache, b) = get_if("/attackers?limit=300", &inm, true).await;
+        assert_eq!(st, 304, "If-None-Match: {inm}");
+        assert!(b.is_empty(), "a 304 has no body");
+        assert_eq!((tag.as_str(), cache.as_str()), (etag.as_str(), "no-cache"));
+    }
+    let (st, _, _, b) = get_if("/attackers?limit=300", "not a tag", true).await;
+    assert_eq!((st, b.len()), (200, body.len()));
+    // Another page has another tag; the tag does not stand in for the token.
+    let (_, other, _, _) = get_if("/attackers?limit=299", "\"0000\"", true).await;
+    assert_ne!(other, etag);
+    let (st, tag, _, _) = get_if("/attackers?limit=300", &etag, false).await;
+    assert_eq!(st, 401);
+    assert!(tag.is_empty(), "no tag without a token");
+
     // A new attacker moves the stamp: the next request shows it at once.
     ingest(&app, dir.path(), "b.log", &[line(300)]).await;
     let started = Instant::now();
@@ -121,6 +171,11 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
         "a cached page must not hide an insert"
     );
     assert!(started.elapsed() < Duration::from_millis(TTL_MS));
+    // The old tag no longer names the page: the new page comes with a new tag.
+    let (st, tag, _, b) = get_if("/attackers?limit=300", &etag, true).await;
+    assert_eq!(st, 200, "a changed page is not answered 304");
+    assert_eq!(json(&b)["total"], 301);
+    assert_ne!(tag, etag);
 
     // A change the stamp cannot see (a column written without moving `updated_at`) is served
     // from the cache until the time-to-live runs out, then shows.

@@ -151,15 +151,25 @@ build() {
   settle "$data" "$url" campaigns
 }
 
-run() { # run PATH: one wrk run, one table row; a PATH starting with `~` asks for a random page each time
-  local path=$1 out code script=()
+# run PATH: one wrk run, one table row; a PATH starting with `~` asks for a random page each
+# time; one starting with `=` revalidates, as a browser holding the page does: every request
+# carries the page's ETag in If-None-Match (answered 304 while the page is unchanged).
+run() {
+  local path=$1 out code script=() extra=() label=""
   if [[ "$path" == "~"* ]]; then
     path=${path#\~}
     script=(-s "$ROOT/scripts/bench/random_offset.lua")
   fi
+  if [[ "$path" == "="* ]]; then
+    path=${path#=}
+    local etag
+    etag=$(curl -s -o /dev/null -D - -H "authorization: Bearer $TOKEN" "$BASE$path" | tr -d '\r' | awk 'tolower($1)=="etag:" {print $2}')
+    extra=(-H "If-None-Match: $etag")
+    label=" (If-None-Match)"
+  fi
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$BASE$path")
   if [[ "$code" != "200" ]]; then printf '%-58s answered %s; skipped\n' "GET $path" "$code"; return; fi
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" -H "Authorization: Bearer $TOKEN" "$BASE$path")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" "${extra[@]}" -H "Authorization: Bearer $TOKEN" "$BASE$path")
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -167,6 +177,7 @@ run() { # run PATH: one wrk run, one table row; a PATH starting with `~` asks fo
   errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' || true)
   local shown="GET ${path//$ATTACKER/\{a\}}"
   if (( ${#script[@]} )); then shown="$shown&offset=random"; fi
+  shown="$shown$label"
   printf '%-58s %8s req/s   p50 %-9s p99 %-9s %s\n' "$shown" "$rps" "$p50" "$p99" "$errors"
 }
 
@@ -199,6 +210,9 @@ bench() { # bench LABEL DATA_DIR DB_URL
     "/api/v1/credentials?limit=50&search=root"
     "/api/v1/credential-reuse?limit=25"
     "/api/v1/credential-reuse?limit=500"
+    "=/api/v1/credential-reuse?limit=25"
+    "=/api/v1/credential-reuse?limit=500"
+    "=/api/v1/attackers?limit=50&sort_by=recent"
     "/api/v1/orchestrator/events?limit=50"
     "/api/v1/canary/tokens"
     "/api/v1/realism/synthetic-files?limit=50"

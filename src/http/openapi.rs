@@ -5,7 +5,10 @@
 //!   declare its own `security` (login declares `security(())`, i.e. anonymous);
 //! * every operation documents 400, 401, 403, 404 and 409 with the `{"detail"}` body unless it
 //!   already documents them; 429 is *not* added here — only rate-limited and SSE routes
-//!   declare it themselves.
+//!   declare it themselves;
+//! * the pages answered through the page cache ([`crate::http::pages::REVALIDATED`]) take an
+//!   optional `If-None-Match` header, answer `304` without a body when it names the current
+//!   page, and send `ETag` and `Cache-Control` with both answers.
 //!
 //! Areas write their `#[utoipa::path]` with the full path (`/api/v1/...`).
 
@@ -89,6 +92,57 @@ fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     )
 }
 
+/// `If-None-Match`, `304` and the `ETag`/`Cache-Control` response headers on `op`.
+fn revalidated(op: &mut Operation) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::Type;
+    use utoipa::openapi::{ObjectBuilder, Required};
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    op.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name("If-None-Match")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Entity tags of pages the client holds (`*` = any): when one is the current \
+                 page's, the answer is 304 without a body",
+            ))
+            .schema(Some(string()))
+            .build(),
+    );
+    let etag = || {
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "Strong tag of the page's bytes (32 hex digits in quotes)",
+            ))
+            .build()
+    };
+    let no_cache = || {
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "`no-cache`: revalidate with If-None-Match before reuse",
+            ))
+            .build()
+    };
+    if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
+        ok.headers.insert("ETag".into(), etag());
+        ok.headers.insert("Cache-Control".into(), no_cache());
+    }
+    op.responses.responses.insert(
+        "304".to_string(),
+        RefOr::T(
+            ResponseBuilder::new()
+                .description("Not Modified: If-None-Match names the current page (no body)")
+                .header("ETag", etag())
+                .header("Cache-Control", no_cache())
+                .build(),
+        ),
+    );
+}
+
 fn post_process(doc: &mut utoipa::openapi::OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -100,7 +154,12 @@ fn post_process(doc: &mut utoipa::openapi::OpenApi) {
                 .build(),
         ),
     );
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if crate::http::pages::REVALIDATED.contains(&path.as_str()) {
+            if let Some(get) = item.get.as_mut() {
+                revalidated(get);
+            }
+        }
         for op in operations(item) {
             if op.security.is_none() {
                 op.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
@@ -424,5 +483,28 @@ mod tests {
         let stream = &paths["/api/v1/stream"]["get"];
         assert!(stream["responses"]["200"]["content"]["text/event-stream"].is_object());
         assert!(stream["responses"]["429"].is_object());
+    }
+
+    #[test]
+    fn revalidated_pages_document_if_none_match_and_304() {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        for path in crate::http::pages::REVALIDATED {
+            let get = &doc["paths"][*path]["get"];
+            assert!(get.is_object(), "{path} is not in the document");
+            assert!(
+                get["responses"]["304"]["headers"]["ETag"].is_object(),
+                "{path}: 304"
+            );
+            assert!(get["responses"]["200"]["headers"]["ETag"].is_object());
+            let params = get["parameters"].as_array().unwrap();
+            assert!(
+                params
+                    .iter()
+                    .any(|p| p["name"] == "If-None-Match" && p["in"] == "header"),
+                "{path}: If-None-Match"
+            );
+        }
+        let health = &doc["paths"]["/api/v1/health"]["get"];
+        assert!(health["responses"]["304"].is_null());
     }
 }

@@ -13,15 +13,27 @@
 //!
 //! The body is sent in slices of [`SLICE`] bytes (views into the one shared buffer), so that
 //! many clients downloading a large page do not each copy all of it into their socket buffer.
+//!
+//! Every page carries a strong `ETag` (a hash of its bytes, taken once per build) and
+//! `Cache-Control: no-cache`: a browser stores the page and asks again with `If-None-Match`,
+//! and a page that has not changed is answered `304 Not Modified` without its body. The
+//! answer is the same as a full one would be: the tag is checked against the page the request
+//! would otherwise get (stamps and time-to-live as above). A credential-reuse page is megabytes
+//! when common secrets were tried by thousands of attackers; a dashboard that polls it then
+//! moves a few hundred bytes instead.
 
 use std::future::Future;
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{
+    CacheControl, CacheDirective, ContentType, ETag, EntityTag, Header, IfNoneMatch,
+    TryIntoHeaderValue,
+};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::stream;
+use sha2::{Digest, Sha256};
 
 use crate::db::coalesce::Coalescer;
 use crate::db::repo::live::{stamps, Stamp};
@@ -33,7 +45,7 @@ use super::state::AppState;
 /// Serialized pages by request path and query, and the stamp probes that validate them.
 #[derive(Debug)]
 pub struct Pages {
-    bodies: StampCache<Bytes>,
+    bodies: StampCache<Page>,
     /// One stamp probe at a time per set of tables: concurrent requests share the next one
     /// (see [`Coalescer`]), so the probes cost one blocking round trip per set, not per request.
     probes: Coalescer<Vec<Stamp>, String>,
@@ -56,7 +68,7 @@ pub fn pages(ttl_ms: u64, budget_mib: usize) -> Pages {
         bodies: StampCache::with_budget(
             Duration::from_millis(ttl_ms),
             budget_mib.saturating_mul(1024 * 1024),
-            |key, body| key.len() + body.len(),
+            |key, page| key.len() + page.body.len() + page.tag.len(),
         ),
         probes: Coalescer::default(),
     }
@@ -81,6 +93,72 @@ pub fn json_response(body: Bytes) -> HttpResponse {
         .body(SizedStream::new(len, stream::iter(slices)))
 }
 
+/// The routes answered through [`cached`]: they send an `ETag` and answer `304` to a matching
+/// `If-None-Match` (the OpenAPI document says so for these paths).
+pub const REVALIDATED: &[&str] = &[
+    "/api/v1/attackers",
+    "/api/v1/attackers/{uuid}",
+    "/api/v1/attackers/{uuid}/attribution",
+    "/api/v1/attackers/{uuid}/commands",
+    "/api/v1/campaigns",
+    "/api/v1/campaigns/{uuid}",
+    "/api/v1/campaigns/{uuid}/identities",
+    "/api/v1/credential-reuse",
+    "/api/v1/credential-reuse/{id}",
+    "/api/v1/credentials",
+    "/api/v1/identities",
+    "/api/v1/identities/{uuid}",
+    "/api/v1/identities/{uuid}/observations",
+    "/api/v1/logs",
+    "/api/v1/ttp/by-attacker/{uuid}",
+    "/api/v1/ttp/by-identity/{uuid}",
+];
+
+/// A built page: its JSON body and the strong entity tag of those bytes.
+#[derive(Clone, Debug)]
+pub struct Page {
+    body: Bytes,
+    /// 32 hex digits: the first 128 bits of the body's SHA-256.
+    tag: Box<str>,
+}
+
+impl Page {
+    /// `body` with its tag.
+    pub fn new(body: Bytes) -> Self {
+        let digest = Sha256::digest(&body);
+        Page {
+            tag: hex::encode(&digest[..16]).into_boxed_str(),
+            body,
+        }
+    }
+
+    /// The answer to `req`: `304 Not Modified` when its `If-None-Match` names this page (or
+    /// is `*`), else the page. Both carry the `ETag` and `Cache-Control: no-cache`.
+    pub fn respond(self, req: &HttpRequest) -> HttpResponse {
+        let tag = EntityTag::new_strong(self.tag.into_string());
+        let matches = match IfNoneMatch::parse(req) {
+            Ok(IfNoneMatch::Any) => true,
+            // The weak comparison of RFC 9110 §13.1.2.
+            Ok(IfNoneMatch::Items(items)) => items.iter().any(|t| t.weak_eq(&tag)),
+            // Absent or unreadable: answered as if absent.
+            Err(_) => false,
+        };
+        let mut resp = if matches {
+            HttpResponse::NotModified().finish()
+        } else {
+            json_response(self.body)
+        };
+        let headers = resp.headers_mut();
+        if let Ok(v) = ETag(tag).try_into_value() {
+            headers.insert(ETag::name(), v);
+        }
+        if let Ok(v) = CacheControl(vec![CacheDirective::NoCache]).try_into_value() {
+            headers.insert(CacheControl::name(), v);
+        }
+        resp
+    }
+}
+
 /// Serialize `value` as the JSON body of a page.
 pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
     serde_json::to_vec(value)
@@ -90,7 +168,9 @@ pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
 
 /// The page for this request: the cached body while the stamps of `tables` hold and it is
 /// younger than the time-to-live, else `build()`'s (then cached). The stamps are read before
-/// building, so a write during the build makes the next request build again.
+/// building, so a write during the build makes the next request build again. A request whose
+/// `If-None-Match` names that page gets `304` (see [`Page::respond`]); a route answered here
+/// belongs in [`REVALIDATED`].
 pub async fn cached<F, Fut>(
     state: &AppState,
     req: &HttpRequest,
@@ -106,7 +186,7 @@ where
         None => req.path().to_owned(),
     };
     if state.pages.bodies.is_off() {
-        return build().await.map(json_response);
+        return Ok(Page::new(build().await?).respond(req));
     }
     let stamp = state
         .pages
@@ -114,6 +194,10 @@ where
         .run(&tables.to_vec(), || stamps(&state.db, tables))
         .await
         .map_err(|e| ApiError::internal(format!("page stamps: {e}")))?;
-    let body = state.pages.bodies.get_with(&key, stamp, build).await?;
-    Ok(json_response(body))
+    let page = state
+        .pages
+        .bodies
+        .get_with(&key, stamp, || async { build().await.map(Page::new) })
+        .await?;
+    Ok(page.respond(req))
 }
