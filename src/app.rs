@@ -227,6 +227,8 @@ impl App {
         // so their memory goes back once a load is over instead of when the key is asked again;
         // the same beat hands the C library's free heap back (see `memory::release_free_heap`).
         let pages = Arc::clone(&state.pages);
+        let db = state.db.clone();
+        let idle_close = Duration::from_secs(settings.db.idle_close_s);
         let api_beat = actix_rt::spawn(async move {
             let mut tick = tokio::time::interval(beat.interval);
             let mut sweep = tokio::time::interval(PAGE_SWEEP);
@@ -234,6 +236,12 @@ impl App {
                 tokio::select! {
                     _ = tick.tick() => beat.publish(serde_json::Map::new()),
                     _ = sweep.tick() => {
+                        // Connections unused for `[db] idle_close_s` close, and their page
+                        // caches go back to the system (`Db::close_idle`).
+                        let closed = if idle_close.is_zero() { 0 } else { db.close_idle(idle_close) };
+                        if closed > 0 {
+                            tracing::debug!(closed, "idle database connections closed");
+                        }
                         // Pages dropped: a load has ended. Otherwise what a burst elsewhere
                         // (an ingest, a clustering tick) freed in the C library's heap.
                         if pages.sweep() > 0

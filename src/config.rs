@@ -421,6 +421,9 @@ pub struct DbSettings {
     pub sqlite_read_cache_kib: usize,
     /// SQLite page cache of the writing connection, KiB.
     pub sqlite_write_cache_kib: usize,
+    /// Seconds after which an unused pooled connection is closed, freeing its page cache
+    /// (0 = never); the next query opens one again.
+    pub idle_close_s: u64,
 }
 
 impl Default for DbSettings {
@@ -431,6 +434,7 @@ impl Default for DbSettings {
             pool_size: 4,
             sqlite_read_cache_kib: crate::db::DbOptions::DEFAULT_READ_CACHE_KIB as usize,
             sqlite_write_cache_kib: crate::db::DbOptions::DEFAULT_WRITE_CACHE_KIB as usize,
+            idle_close_s: 60,
         }
     }
 }
@@ -452,6 +456,7 @@ impl DbSettings {
             &mut self.sqlite_write_cache_kib,
             parse_positive,
         )?;
+        env.apply("DECNET_DB_IDLE_CLOSE_S", &mut self.idle_close_s, parse_u64)?;
         Ok(())
     }
 

@@ -53,7 +53,81 @@ on_both_backends!(
     concurrent_read_modify_write_transactions,
     batch_insert_multi_row,
     ping_and_debug,
+    idle_connections_close_and_reopen,
 );
+
+/// `Db::close_idle`: SQLite connections unused for the given time close (their page caches
+/// with them) and the next query opens one again; PostgreSQL keeps its connections.
+async fn idle_connections_close_and_reopen(db: &Db) {
+    state::set(db, "counter", &json!({"n": 0})).await.unwrap();
+    // A write transaction (SQLite: on the writing connection), and reads.
+    increment_counter(db).await.unwrap();
+    assert_eq!(
+        state::get(db, "counter").await.unwrap(),
+        Some(json!({"n": 1}))
+    );
+    let (readers, writers) = db.open_connections();
+    assert!(readers >= 1, "a read went through the pool");
+    // Nothing has been idle for an hour.
+    assert_eq!(db.close_idle(Duration::from_secs(3600)), 0);
+    assert_eq!(db.open_connections(), (readers, writers));
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let closed = db.close_idle(Duration::from_millis(30));
+    match db.backend() {
+        decnetd::db::Backend::Sqlite => {
+            assert_eq!(writers, 1, "the write went through the writing connection");
+            assert_eq!(closed, readers + writers);
+            assert_eq!(db.open_connections(), (0, 0));
+        }
+        decnetd::db::Backend::Postgres => {
+            assert_eq!(closed, 0);
+            assert_eq!(db.open_connections(), (readers, 0));
+        }
+    }
+    // The next queries open connections again and see what was written before.
+    assert_eq!(
+        state::get(db, "counter").await.unwrap(),
+        Some(json!({"n": 1}))
+    );
+    increment_counter(db).await.unwrap();
+    assert_eq!(
+        state::get(db, "counter").await.unwrap(),
+        Some(json!({"n": 2}))
+    );
+    assert!(db.open_connections().0 >= 1);
+}
+
+/// `[db] idle_close_s` on a daemon: once nothing has used them for that long, its SQLite
+/// connections are closed by the API's 2 s beat; a request afterwards is answered as before.
+#[actix_rt::test]
+async fn serve_closes_idle_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = decnetd::testkit::settings(dir.path(), None);
+    settings.db.idle_close_s = 1;
+    let app = decnetd::testkit::start_http_only(settings)
+        .await
+        .expect("daemon starts");
+    let token = decnetd::testkit::token_for(&app, "idle-viewer", "viewer").await;
+    let get = || {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/attackers?limit=5", app.base_url()))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(get().await.expect("request").status(), 200);
+    assert_ne!(app.state.db.open_connections(), (0, 0));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.state.db.open_connections() != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "still open after 20 s: {:?}",
+            app.state.db.open_connections()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get().await.expect("request").status(), 200);
+    app.stop().await;
+}
 
 /// Awaits a fallible block (`db_run!` propagates pool errors with `?`) and unwraps it.
 async fn run<T>(fut: impl std::future::Future<Output = Result<T, DbError>>) -> T {

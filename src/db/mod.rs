@@ -368,6 +368,46 @@ impl Db {
         Ok(db)
     }
 
+    /// Close the pooled connections that have not been checked out for `idle` or longer,
+    /// returning how many were closed (connections in use are left alone). On SQLite an open
+    /// connection keeps its page cache, up to `sqlite_read_cache_kib` per reader and
+    /// `sqlite_write_cache_kib` for the writer, for as long as it lives: on a large database the
+    /// boot clustering tick alone fills the writer's. A closed connection is opened again by
+    /// the next query that needs it. They are closed on a blocking thread, as the last one to
+    /// close checkpoints the WAL into the database, and the freed heap is handed back to the
+    /// system. PostgreSQL connections keep their memory in
+    /// the server, so they stay open.
+    pub fn close_idle(&self, idle: Duration) -> usize {
+        let Db::Sqlite(p) = self else {
+            return 0;
+        };
+        let mut closed = p.pool.retain(|_, m| m.last_used() < idle).removed;
+        closed.extend(p.writer.retain(|_, m| m.last_used() < idle).removed);
+        let n = closed.len();
+        if n > 0 {
+            // Then the C library's heap (SQLite allocates through it) gives the pages back.
+            let close = move || {
+                drop(closed);
+                crate::memory::release_free_heap();
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(close);
+                }
+                Err(_) => close(),
+            }
+        }
+        n
+    }
+
+    /// Open connections: (readers, writers) on SQLite, (pool, 0) on PostgreSQL.
+    pub fn open_connections(&self) -> (usize, usize) {
+        match self {
+            Db::Sqlite(p) => (p.pool.status().size, p.writer.status().size),
+            Db::Pg(p) => (p.status().size, 0),
+        }
+    }
+
     /// Which backend this handle talks to.
     pub fn backend(&self) -> Backend {
         match self {
