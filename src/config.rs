@@ -434,7 +434,7 @@ impl Default for DbSettings {
             pool_size: 4,
             sqlite_read_cache_kib: crate::db::DbOptions::DEFAULT_READ_CACHE_KIB as usize,
             sqlite_write_cache_kib: crate::db::DbOptions::DEFAULT_WRITE_CACHE_KIB as usize,
-            idle_close_s: 60,
+            idle_close_s: 10,
         }
     }
 }

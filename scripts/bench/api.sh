@@ -112,7 +112,7 @@ wait_idle() {
   done
   echo "  (boot work over after $((SECONDS - t0)) s)" >&2
 }
-rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {printf "RSS %.0f MiB (peak %.0f MiB)", r/1024, h/1024}' "/proc/$PID/status"; }
+rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "RSS %.0f MiB (anon %.0f, file %.0f; peak %.0f MiB)", r/1024, a/1024, f/1024, h/1024}' "/proc/$PID/status"; }
 
 # Shared infrastructure for the campaign level: intake fills no C2 endpoints (nothing in the
 # corpus names one per actor), so about 65k buckets of attackers (by the first four hex digits
@@ -234,6 +234,8 @@ bench() { # bench LABEL DATA_DIR DB_URL
   echo "== $label after the load: $(rss)"
   sleep 5
   echo "== $label 5 s after the load: $(rss)"
+  sleep 15
+  echo "== $label 20 s after the load: $(rss)"
   stop_daemon
 }
 
