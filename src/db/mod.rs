@@ -375,8 +375,7 @@ impl Db {
     /// boot clustering tick alone fills the writer's. A closed connection is opened again by
     /// the next query that needs it. They are closed on a blocking thread, as the last one to
     /// close checkpoints the WAL into the database, and the freed heap is handed back to the
-    /// system. PostgreSQL connections keep their memory in
-    /// the server, so they stay open.
+    /// system. PostgreSQL connections keep their memory in the server, so they stay open.
     pub fn close_idle(&self, idle: Duration) -> usize {
         let Db::Sqlite(p) = self else {
             return 0;
