@@ -201,3 +201,49 @@ where
         .await?;
     Ok(page.respond(req))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The handlers' sources: every `#[utoipa::path]` whose handler answers through
+    /// [`super::cached`] is in [`super::REVALIDATED`], and nothing else is, so that the
+    /// OpenAPI document names exactly the routes that send `ETag` and may answer `304`.
+    #[test]
+    fn revalidated_lists_exactly_the_cached_routes() {
+        let sources = [
+            include_str!("auth.rs"),
+            include_str!("canary.rs"),
+            include_str!("clustering.rs"),
+            include_str!("fleet.rs"),
+            include_str!("health.rs"),
+            include_str!("intake.rs"),
+            include_str!("intel.rs"),
+            include_str!("live.rs"),
+            include_str!("mail.rs"),
+            include_str!("mod.rs"),
+            include_str!("realism.rs"),
+            include_str!("stream.rs"),
+            include_str!("ttp.rs"),
+            include_str!("users.rs"),
+            include_str!("webhooks.rs"),
+            include_str!("workers.rs"),
+        ];
+        let mut cached = BTreeSet::new();
+        for source in sources {
+            // Each piece: one route's attribute and its handler, up to the next route.
+            for piece in source.split("#[utoipa::path(").skip(1) {
+                let Some(at) = piece.find("path = \"") else {
+                    continue;
+                };
+                let path = &piece[at + 8..];
+                let path = &path[..path.find('"').unwrap_or(0)];
+                if piece.contains("pages::cached(") {
+                    cached.insert(path.to_owned());
+                }
+            }
+        }
+        let listed: BTreeSet<String> = super::REVALIDATED.iter().map(|p| p.to_string()).collect();
+        assert_eq!(cached, listed);
+    }
+}
