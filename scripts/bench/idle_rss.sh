@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idle memory of `decnetd serve` on a built data set (issue #18 item 3): serves a copy of the
+# SQLite set that scripts/bench/api.sh caches, with every worker on, waits until the boot work
+# is over (CPU under 5 % for three seconds), then prints RSS (anonymous and file-backed) and the
+# peak at each of WAITS (seconds, cumulative), and the credential-reuse passes and idle
+# connection closes the daemon logged meanwhile.
+#
+#   BIN=target/release/decnetd scripts/bench/idle_rss.sh
+#   WAITS="10 60 60" SET=/var/tmp/decnetd-bench-api/sqlite-100000-1200000 BIN=… scripts/bench/idle_rss.sh
+#   EXTRA_ENV="DECNET_DB_IDLE_CLOSE_S=0" BIN=… scripts/bench/idle_rss.sh   # connections never closed
+set -euo pipefail
+: "${BIN:?BIN=path/to/decnetd}"
+SET=${SET:-/var/tmp/decnetd-bench-api/sqlite-100000-1200000}
+PORT=${PORT:-18799}
+WAITS=${WAITS:-10 60 60}
+[[ -s "$SET/decnet.db" ]] || { echo "no data set at $SET (run scripts/bench/api.sh first)" >&2; exit 1; }
+W=$(mktemp -d /var/tmp/decnetd-idle.XXXXXX)
+PID=""
+cleanup() { if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$W"; }
+trap cleanup EXIT
+cp -r "$SET/." "$W/"
+# shellcheck disable=SC2086  # EXTRA_ENV is a list of NAME=value words
+env DECNET_DATA_DIR="$W" DECNET_DB_URL="sqlite://$W/decnet.db" DECNET_API_HOST=127.0.0.1 DECNET_API_PORT="$PORT" \
+  DECNET_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" DECNET_ADMIN_USER=admin \
+  DECNET_ADMIN_PASSWORD=bench-initial-pw-0001 DECNET_LIMITER_ENABLED=false DECNET_INTEL_ENABLED=false \
+  DECNET_LOG_LEVEL="warn,decnetd::app=debug,decnetd::actors::ingester=debug" \
+  DECNET_INGEST_LOG_FILE="$W/ingest.log" ${EXTRA_ENV:-} "$BIN" serve >>"$W/decnetd.log" 2>&1 &
+PID=$!
+quiet=0; t0=$SECONDS
+prev=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+while (( quiet < 3 && SECONDS - t0 < 600 )); do
+  sleep 1
+  now=$(awk '{print $14 + $15}' "/proc/$PID/stat")
+  if (( now - prev < 5 )); then quiet=$((quiet + 1)); else quiet=0; fi
+  prev=$now
+done
+echo "boot work over after $((SECONDS - t0)) s"
+at=0
+for t in 0 $WAITS; do
+  sleep "$t"; at=$((at + t))
+  awk -v at="$at" '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2}
+    END {printf "+%3d s: RSS %.0f MiB (anon %.0f, file %.0f; peak %.0f MiB)\n", at, r/1024, a/1024, f/1024, h/1024}' "/proc/$PID/status"
+done
+grep -E "credential-reuse pass|connections closed" "$W/decnetd.log" | sed 's/^[^ ]* *DEBUG //' || true
