@@ -371,8 +371,8 @@ impl Db {
     /// Close the pooled connections that have not been checked out for `idle` or longer,
     /// returning how many were closed (connections in use are left alone). On SQLite an open
     /// connection keeps its page cache, up to `sqlite_read_cache_kib` per reader and
-    /// `sqlite_write_cache_kib` for the writer, for as long as it lives: on a large database the
-    /// boot clustering tick alone fills the writer's. A closed connection is opened again by
+    /// `sqlite_write_cache_kib` for the writer, for as long as it lives: on a large database one
+    /// pass over a big table fills the writer's, and the memory stays after it. A closed connection is opened again by
     /// the next query that needs it. They are closed on a blocking thread, as the last one to
     /// close checkpoints the WAL into the database, and the freed heap is handed back to the
     /// system. PostgreSQL connections keep their memory in the server, so they stay open.
