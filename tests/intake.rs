@@ -421,6 +421,14 @@ fn daemon_settings(dir: &Path) -> Settings {
     s
 }
 
+/// [`daemon_settings`] with the plain TCP listener on a free loopback port.
+fn tcp_daemon_settings(dir: &Path) -> (Settings, u16) {
+    let mut s = daemon_settings(dir);
+    let port = free_port();
+    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    (s, port)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -579,9 +587,7 @@ async fn same_corpus_three_ways_gives_identical_rows() {
 
     // 2. plain TCP, octet-counted and newline frames mixed
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (s, port) = tcp_daemon_settings(dir.path());
     let app = testkit::start(s).await.unwrap();
     {
         use tokio::io::AsyncWriteExt;
@@ -1304,9 +1310,7 @@ fn good(i: u32) -> String {
 async fn framing_errors_are_quarantined_and_neighbours_land() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.max_frame_bytes = 2048;
     // the tail: a good line, a 10 MB line, a good line
     let mut body = format!("{}\n", good(8)).into_bytes();
@@ -1497,9 +1501,7 @@ async fn tls13_write_and_close_client_loses_nothing() {
 async fn stop_while_a_sender_streams_loses_nothing() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.batch_size = 500;
     s.workers.shutdown_grace_s = 30.0;
     let app = testkit::start(s).await.unwrap();
@@ -1531,9 +1533,7 @@ async fn stop_while_a_sender_streams_loses_nothing() {
 async fn connection_cap_and_idle_timeout_keep_intake_going() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.max_connections = 20;
     s.ingest.idle_timeout_s = 1.0;
     let log_file = s.ingest.log_file.clone();
@@ -1654,9 +1654,7 @@ async fn rotation_while_down_loses_nothing(db: &Db) {
 async fn batches_grow_with_the_backlog() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.batch_size = 100;
     s.ingest.batch_max_size = 5_000;
     let log_file = s.ingest.log_file.clone();
@@ -1715,9 +1713,7 @@ async fn batches_grow_with_the_backlog() {
 async fn a_backlog_across_slices_keeps_order_and_survives_a_stop() {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.batch_size = 100;
     s.ingest.batch_max_size = 2_000;
     // A slice per batch: the batch behind each one is parsed ahead, and the stop finds one.
@@ -1758,9 +1754,7 @@ async fn a_backlog_across_slices_keeps_order_and_survives_a_stop() {
 async fn one_line_during_a_flood(flood_on_tcp: bool) {
     use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut s = daemon_settings(dir.path());
-    let port = free_port();
-    s.ingest.syslog_tcp_bind = Some(format!("127.0.0.1:{port}"));
+    let (mut s, port) = tcp_daemon_settings(dir.path());
     s.ingest.batch_size = 100;
     s.ingest.batch_max_size = 1_000;
     s.ingest.backlog_slice_ms = 100;

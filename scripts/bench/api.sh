@@ -31,6 +31,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${CACHE:-/var/tmp/decnetd-bench-api}
 BASE="http://127.0.0.1:${PORT}"
 cd "$ROOT"
+# shellcheck source=scripts/bench/lib.sh
+. "$ROOT/scripts/bench/lib.sh"
 
 for tool in wrk curl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
@@ -99,19 +101,6 @@ token() {
   login "$PW_FINAL"
 }
 get() { curl -fsS -H "authorization: Bearer $TOKEN" "$BASE$1"; }
-# wait_idle: until the daemon's boot work (the clusterers' first tick over the whole set) is
-# over: CPU under 5% for three seconds in a row (at most 10 minutes).
-wait_idle() {
-  local quiet=0 prev now t0=$SECONDS
-  prev=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-  while (( quiet < 3 && SECONDS - t0 < 600 )); do
-    sleep 1
-    now=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-    if (( now - prev < 5 )); then quiet=$((quiet + 1)); else quiet=0; fi
-    prev=$now
-  done
-  echo "  (boot work over after $((SECONDS - t0)) s)" >&2
-}
 rss() { awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} /^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "RSS %.0f MiB (anon %.0f, file %.0f; peak %.0f MiB)", r/1024, a/1024, f/1024, h/1024}' "/proc/$PID/status"; }
 
 # Shared infrastructure for the campaign level: intake fills no C2 endpoints (nothing in the
@@ -187,7 +176,7 @@ bench() { # bench LABEL DATA_DIR DB_URL
   # is waited out.
   start_daemon "$data" "$url" 3600
   TOKEN=$(token)
-  wait_idle
+  wait_idle "$PID"
   echo "== $label: $(get '/api/v1/attackers?limit=1' | json "d['total']") attackers, $(get '/api/v1/logs?limit=1' | json "d['total']") logs, $(get '/api/v1/identities?limit=1' | json "d['total']") identities, $(get '/api/v1/campaigns?limit=1' | json "d['total']") campaigns, $(get '/api/v1/credentials?limit=1' | json "d['total']") credentials; idle $(rss)"
   ATTACKER=$(get '/api/v1/attackers?limit=1&sort_by=active' | json "(d['data'] or [{'uuid': 'none'}])[0]['uuid']")
   IDENTITY=$(get '/api/v1/identities?limit=1' | json "(d['data'] or [{'uuid': 'none'}])[0]['uuid']")

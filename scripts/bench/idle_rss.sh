@@ -13,6 +13,8 @@ set -euo pipefail
 SET=${SET:-/var/tmp/decnetd-bench-api/sqlite-100000-1200000}
 PORT=${PORT:-18799}
 WAITS=${WAITS:-10 60 60}
+# shellcheck source=scripts/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 [[ -s "$SET/decnet.db" ]] || { echo "no data set at $SET (run scripts/bench/api.sh first)" >&2; exit 1; }
 W=$(mktemp -d /var/tmp/decnetd-idle.XXXXXX)
 PID=""
@@ -26,15 +28,7 @@ env DECNET_DATA_DIR="$W" DECNET_DB_URL="sqlite://$W/decnet.db" DECNET_API_HOST=1
   DECNET_LOG_LEVEL="warn,decnetd::app=debug,decnetd::actors::ingester=debug" \
   DECNET_INGEST_LOG_FILE="$W/ingest.log" ${EXTRA_ENV:-} "$BIN" serve >>"$W/decnetd.log" 2>&1 &
 PID=$!
-quiet=0; t0=$SECONDS
-prev=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-while (( quiet < 3 && SECONDS - t0 < 600 )); do
-  sleep 1
-  now=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-  if (( now - prev < 5 )); then quiet=$((quiet + 1)); else quiet=0; fi
-  prev=$now
-done
-echo "boot work over after $((SECONDS - t0)) s"
+wait_idle "$PID"
 at=0
 for t in 0 $WAITS; do
   sleep "$t"; at=$((at + t))
