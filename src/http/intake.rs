@@ -794,8 +794,13 @@ pub async fn list_reuse(
             page.offset,
         )
         .await?;
-        let data: Vec<ReuseView> = rows.iter().map(reuse_json).collect();
-        pages::to_body(&page.page(total, data))
+        // Megabytes when common secrets were tried by thousands of attackers: the lists are
+        // checked and copied, and the page serialized and hashed, off the HTTP worker.
+        pages::off_worker(move || {
+            let data: Vec<ReuseView> = rows.iter().map(reuse_json).collect();
+            pages::to_body(&page.page(total, data))
+        })
+        .await
     })
     .await
 }
@@ -814,7 +819,7 @@ pub async fn get_reuse(
     // Findings are megabytes when a common secret was tried by thousands of attackers.
     pages::cached(&state, &req, &[Stamp::CredentialReuse], || async {
         match repo::get_reuse(&state.db, &id).await? {
-            Some(r) => pages::to_body(&reuse_json(&r)),
+            Some(r) => pages::off_worker(move || pages::to_body(&reuse_json(&r))).await,
             None => Err(ApiError::not_found("credential_reuse not found")),
         }
     })

@@ -114,6 +114,22 @@ pub const REVALIDATED: &[&str] = &[
     "/api/v1/ttp/by-identity/{uuid}",
 ];
 
+/// Pages from this size on are hashed, and [`off_worker`] builds are run, on a blocking thread.
+pub const OFFLOAD: usize = 256 * 1024;
+
+/// Run `build` (turning rows into a page body) on a blocking thread, so that the HTTP worker
+/// that asked goes on answering its other connections meanwhile. For the pages that can be
+/// megabytes (credential-reuse findings list every attacker that tried the secret): building
+/// one on the worker held every connection of that worker for the whole build.
+pub async fn off_worker<F>(build: F) -> Result<Bytes, ApiError>
+where
+    F: FnOnce() -> Result<Bytes, ApiError> + Send + 'static,
+{
+    actix_web::rt::task::spawn_blocking(build)
+        .await
+        .map_err(|e| ApiError::internal(format!("page build: {e}")))?
+}
+
 /// A built page: its JSON body and the strong entity tag of those bytes.
 #[derive(Clone, Debug)]
 pub struct Page {
@@ -129,6 +145,19 @@ impl Page {
         Page {
             tag: hex::encode(&digest[..16]).into_boxed_str(),
             body,
+        }
+    }
+
+    /// `body` with its tag, hashed on a blocking thread when it is [`OFFLOAD`] bytes or more.
+    pub async fn of(body: Bytes) -> Self {
+        if body.len() < OFFLOAD {
+            return Page::new(body);
+        }
+        let shared = body.clone();
+        match actix_web::rt::task::spawn_blocking(move || Page::new(shared)).await {
+            Ok(page) => page,
+            // The blocking pool is gone (shutdown): hash here.
+            Err(_) => Page::new(body),
         }
     }
 
@@ -186,7 +215,7 @@ where
         None => req.path().to_owned(),
     };
     if state.pages.bodies.is_off() {
-        return Ok(Page::new(build().await?).respond(req));
+        return Ok(Page::of(build().await?).await.respond(req));
     }
     let stamp = state
         .pages
@@ -197,7 +226,9 @@ where
     let page = state
         .pages
         .bodies
-        .get_with(&key, stamp, || async { build().await.map(Page::new) })
+        .get_with(&key, stamp, || async {
+            Ok::<_, ApiError>(Page::of(build().await?).await)
+        })
         .await?;
     Ok(page.respond(req))
 }
