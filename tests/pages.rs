@@ -159,6 +159,87 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
     assert_eq!(st, 401);
     assert!(tag.is_empty(), "no tag without a token");
 
+    // gzip: a client that takes it gets the page compressed, with a tag of its own; the
+    // bytes decompress to the very page. Revalidating with that tag gets 304. A client that
+    // refuses gzip, prefers the identity, or sends nothing gets the page as it is.
+    let get_enc = |path: &str, accept: &str, inm: &str| {
+        let req = client
+            .get(url(path))
+            .bearer_auth(&token)
+            .header("Accept-Encoding", accept)
+            .header("If-None-Match", inm);
+        async move {
+            let r = req.send().await.expect("request");
+            let status = r.status().as_u16();
+            let header = |n: &str| {
+                r.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let heads = [header("content-encoding"), header("etag"), header("vary")];
+            (status, heads, r.bytes().await.expect("body"))
+        }
+    };
+    let gunzip = |b: &[u8]| {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .expect("a gzip body");
+        out
+    };
+    let varies = |vary: &str| {
+        vary.split(',')
+            .any(|v| v.trim().eq_ignore_ascii_case("accept-encoding"))
+    };
+    let (st, [coding, gz_tag, vary], gz) =
+        get_enc("/attackers?limit=300", "gzip, deflate, br", "").await;
+    assert_eq!((st, coding.as_str()), (200, "gzip"));
+    assert!(varies(&vary), "Vary: {vary}");
+    assert_eq!(gunzip(&gz), body, "the gzip body is the page");
+    assert!(
+        gz.len() * 3 < body.len(),
+        "compressed: {} of {}",
+        gz.len(),
+        body.len()
+    );
+    assert_eq!(gz_tag, format!("{}-gzip\"", &etag[..etag.len() - 1]));
+    let (st, [_, tag, _], b) = get_enc("/attackers?limit=300", "gzip", &gz_tag).await;
+    assert_eq!((st, tag.as_str(), b.len()), (304, gz_tag.as_str(), 0));
+    // The identity's tag does not revalidate the gzip form, nor the other way round.
+    let (st, _, b) = get_enc("/attackers?limit=300", "gzip", &etag).await;
+    assert_eq!((st, b.len()), (200, gz.len()));
+    let (st, _, b) = get_enc("/attackers?limit=300", "identity", &gz_tag).await;
+    assert_eq!((st, &b), (200, &body));
+    for accept in [
+        "gzip;q=0",
+        "identity",
+        "br",
+        "gzip;q=0.5, identity",
+        "x;;;=",
+        "",
+    ] {
+        let (st, [coding, tag, vary], b) = get_enc("/attackers?limit=300", accept, "").await;
+        assert_eq!(
+            (st, coding.as_str()),
+            (200, ""),
+            "Accept-Encoding: {accept}"
+        );
+        assert_eq!(tag, etag);
+        assert!(varies(&vary), "Vary: {vary}");
+        assert_eq!(b, body);
+    }
+    // A page under 1 KiB goes out as it is.
+    let (st, [coding, _, _], b) = get_enc("/attackers?limit=1&search=nomatch", "gzip", "").await;
+    assert!(
+        b.len() < decnetd::http::pages::GZIP_MIN,
+        "{} bytes",
+        b.len()
+    );
+    assert_eq!((st, coding.as_str()), (200, ""));
+
     // A new attacker moves the stamp: the next request shows it at once.
     ingest(&app, dir.path(), "b.log", &[line(300)]).await;
     let started = Instant::now();

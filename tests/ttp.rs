@@ -210,6 +210,14 @@ async fn lines_to_campaigns(db: &Db) {
     let phases = repo::ttp_decky_phases(db).await.expect("phases");
     let buyer_phases = &phases[&i_buyer];
     assert_eq!(buyer_phases[0].tactic.as_deref(), Some("TA0007"));
+    assert_eq!(phases.values().map(Vec::len).sum::<usize>(), 11);
+    // The full read goes in chunks; how many rows a chunk holds changes nothing.
+    for chunk in [1, 2, 3, 10, 11, 12] {
+        let chunked = repo::ttp_decky_phases_chunked(db, |i| Some(i.to_owned()), chunk)
+            .await
+            .expect("chunked phases");
+        assert_eq!(chunked, phases, "chunks of {chunk}");
+    }
     run_campaign_tick(db).await.expect("campaign tick");
 
     let campaign_of = |identity: String| async move {

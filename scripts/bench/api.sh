@@ -12,6 +12,8 @@
 #   scripts/bench/api.sh                          # 100k attackers, 1.2M lines, both backends
 #   BACKENDS=sqlite DURATION=5s scripts/bench/api.sh
 #   IPS=10000 LINES=120000 scripts/bench/api.sh  # a quick, smaller set
+#   ACCEPT_ENCODING=gzip scripts/bench/api.sh     # ask as a browser does: pages of 1 KiB or more
+#                                                 # come gzip-compressed
 #
 # The built data sets are kept under $CACHE (default /var/tmp/decnetd-bench-api) keyed by
 # their size, and reused (REBUILD=1 rebuilds them, RESETTLE=1 runs the clusterers on the cached
@@ -27,6 +29,9 @@ THREADS=${THREADS:-2}
 DURATION=${DURATION:-10s}
 PORT=${PORT:-18766}
 ROUTES=${ROUTES:-}
+ACCEPT_ENCODING=${ACCEPT_ENCODING:-}
+ENC=()
+if [[ -n "$ACCEPT_ENCODING" ]]; then ENC=(-H "Accept-Encoding: $ACCEPT_ENCODING"); fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=${CACHE:-/var/tmp/decnetd-bench-api}
 BASE="http://127.0.0.1:${PORT}"
@@ -152,13 +157,13 @@ run() {
   if [[ "$path" == "="* ]]; then
     path=${path#=}
     local etag
-    etag=$(curl -s -o /dev/null -D - -H "authorization: Bearer $TOKEN" "$BASE$path" | tr -d '\r' | awk 'tolower($1)=="etag:" {print $2}')
+    etag=$(curl -s -o /dev/null -D - "${ENC[@]}" -H "authorization: Bearer $TOKEN" "$BASE$path" | tr -d '\r' | awk 'tolower($1)=="etag:" {print $2}')
     extra=(-H "If-None-Match: $etag")
     label=" (If-None-Match)"
   fi
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $TOKEN" "$BASE$path")
   if [[ "$code" != "200" ]]; then printf '%-58s answered %s; skipped\n' "GET $path" "$code"; return; fi
-  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" "${extra[@]}" -H "Authorization: Bearer $TOKEN" "$BASE$path")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${script[@]}" "${extra[@]}" "${ENC[@]}" -H "Authorization: Bearer $TOKEN" "$BASE$path")
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -228,7 +233,7 @@ bench() { # bench LABEL DATA_DIR DB_URL
   stop_daemon
 }
 
-echo "decnetd $(git rev-parse --short HEAD 2>/dev/null || echo '?') — wrk $THREADS threads, $CONNS connections, $DURATION per route, $(nproc) cores"
+echo "decnetd $(git rev-parse --short HEAD 2>/dev/null || echo '?') — wrk $THREADS threads, $CONNS connections, $DURATION per route, $(nproc) cores${ACCEPT_ENCODING:+, Accept-Encoding: $ACCEPT_ENCODING}"
 for backend in $BACKENDS; do
   case $backend in
     sqlite)

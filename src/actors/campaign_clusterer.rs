@@ -365,6 +365,28 @@ where
     .map_err(|e| TickError::Join(e.to_string()))?;
     laps.lap("plan");
     let now = now_utc();
+    // The candidate keys of the changed identities are all the features are still needed
+    // for: taken now, the features (every active identity's deckies and phases, the largest
+    // thing a full tick holds) are freed before the writes.
+    let mut tick = tick;
+    let keys: Vec<(String, Vec<String>)> = {
+        let features: HashMap<&str, &IdentityFeatures> = tick
+            .features
+            .iter()
+            .map(|f| (f.identity_uuid.as_str(), f))
+            .collect();
+        changed
+            .iter()
+            .map(|u| {
+                let keys = features
+                    .get(u.as_str())
+                    .map(|f| candidate_keys(f))
+                    .unwrap_or_default();
+                (u.clone(), keys)
+            })
+            .collect()
+    };
+    tick.features = Vec::new();
 
     // Literal campaign of every active identity after the plan → count and span per campaign.
     let mut literal: BTreeMap<&str, &str> = rows
@@ -432,21 +454,7 @@ where
     laps.lap("apply");
 
     let mut maintenance = campaign_maintenance(&stored, &spans, &tick, now);
-    let features: HashMap<&str, &IdentityFeatures> = tick
-        .features
-        .iter()
-        .map(|f| (f.identity_uuid.as_str(), f))
-        .collect();
-    maintenance.keys = changed
-        .iter()
-        .map(|u| {
-            let keys = features
-                .get(u.as_str())
-                .map(|f| candidate_keys(f))
-                .unwrap_or_default();
-            (u.clone(), keys)
-        })
-        .collect();
+    maintenance.keys = keys;
     maintenance.read = rows
         .iter()
         .zip(&times)

@@ -111,6 +111,19 @@ fn revalidated(op: &mut Operation) {
             .schema(Some(string()))
             .build(),
     );
+    op.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name("Accept-Encoding")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Content codings the client takes: a page of 1 KiB or more goes out \
+                 gzip-compressed (`Content-Encoding: gzip`, tag suffixed `-gzip`) when gzip is \
+                 preferred to the identity; otherwise, and for anything unreadable, as it is",
+            ))
+            .schema(Some(string()))
+            .build(),
+    );
     let etag = || {
         HeaderBuilder::new()
             .schema(string())
@@ -127,9 +140,27 @@ fn revalidated(op: &mut Operation) {
             ))
             .build()
     };
+    let vary = || {
+        HeaderBuilder::new()
+            .schema(string())
+            .description(Some(
+                "`accept-encoding`: the body's coding follows the request's Accept-Encoding",
+            ))
+            .build()
+    };
     if let Some(RefOr::T(ok)) = op.responses.responses.get_mut("200") {
         ok.headers.insert("ETag".into(), etag());
         ok.headers.insert("Cache-Control".into(), no_cache());
+        ok.headers.insert("Vary".into(), vary());
+        ok.headers.insert(
+            "Content-Encoding".into(),
+            HeaderBuilder::new()
+                .schema(string())
+                .description(Some(
+                    "`gzip` when the body is gzip-compressed (see Accept-Encoding); absent otherwise",
+                ))
+                .build(),
+        );
     }
     op.responses.responses.insert(
         "304".to_string(),
@@ -138,6 +169,7 @@ fn revalidated(op: &mut Operation) {
                 .description("Not Modified: If-None-Match names the current page (no body)")
                 .header("ETag", etag())
                 .header("Cache-Control", no_cache())
+                .header("Vary", vary())
                 .build(),
         ),
     );
@@ -496,6 +528,18 @@ mod tests {
                 "{path}: 304"
             );
             assert!(get["responses"]["200"]["headers"]["ETag"].is_object());
+            assert!(
+                get["responses"]["200"]["headers"]["Content-Encoding"].is_object(),
+                "{path}: Content-Encoding"
+            );
+            assert!(
+                get["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "Accept-Encoding" && p["in"] == "header"),
+                "{path}: Accept-Encoding"
+            );
             let params = get["parameters"].as_array().unwrap();
             assert!(
                 params

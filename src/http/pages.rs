@@ -21,19 +21,28 @@
 //! would otherwise get (stamps and time-to-live as above). A credential-reuse page is megabytes
 //! when common secrets were tried by thousands of attackers; a dashboard that polls it then
 //! moves a few hundred bytes instead.
+//!
+//! A client whose `Accept-Encoding` takes gzip (every browser) gets a page of [`GZIP_MIN`]
+//! bytes or more gzip-compressed, with `Content-Encoding: gzip` and the tag `"<tag>-gzip"`.
+//! The compression is done once per built page, by the first request that asks for it, and the
+//! compressed bytes are shared with every later request for that page. Every page answer carries
+//! `Vary: Accept-Encoding`. The compressed copies are not counted in `page_cache_mib`; each is
+//! smaller than the page it compresses (else it is not kept).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
 use actix_web::http::header::{
-    CacheControl, CacheDirective, ContentType, ETag, EntityTag, Header, IfNoneMatch,
-    TryIntoHeaderValue,
+    self, AcceptEncoding, CacheControl, CacheDirective, ContentType, ETag, Encoding, EntityTag,
+    Header, HeaderValue, IfNoneMatch, TryIntoHeaderValue,
 };
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures::stream;
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 
 use crate::db::coalesce::Coalescer;
 use crate::db::repo::live::{stamps, Stamp};
@@ -130,12 +139,24 @@ where
         .map_err(|e| ApiError::internal(format!("page build: {e}")))?
 }
 
-/// A built page: its JSON body and the strong entity tag of those bytes.
+/// Pages from this size on are also sent gzip-compressed to a client that accepts it; a
+/// smaller page gains less than the compression costs.
+pub const GZIP_MIN: usize = 1024;
+
+/// A built page: its JSON body, the strong entity tag of those bytes, and (made on the first
+/// request that accepts it, then shared by every copy of the page) its gzip-compressed form.
 #[derive(Clone, Debug)]
 pub struct Page {
     body: Bytes,
     /// 32 hex digits: the first 128 bits of the body's SHA-256.
     tag: Box<str>,
+    gzip: Arc<OnceCell<Option<Bytes>>>,
+}
+
+/// The form of a page an answer carries.
+enum Coding {
+    Identity,
+    Gzip,
 }
 
 impl Page {
@@ -145,6 +166,7 @@ impl Page {
         Page {
             tag: hex::encode(&digest[..16]).into_boxed_str(),
             body,
+            gzip: Arc::default(),
         }
     }
 
@@ -161,10 +183,55 @@ impl Page {
         }
     }
 
-    /// The answer to `req`: `304 Not Modified` when its `If-None-Match` names this page (or
-    /// is `*`), else the page. Both carry the `ETag` and `Cache-Control: no-cache`.
-    pub fn respond(self, req: &HttpRequest) -> HttpResponse {
-        let tag = EntityTag::new_strong(self.tag.into_string());
+    /// The coding `req` gets: gzip when its `Accept-Encoding` prefers it to the identity (RFC
+    /// 9110 §12.5.3 negotiation) and the page is [`GZIP_MIN`] bytes or more; else the identity
+    /// (also when the header is absent, unreadable, or refuses both).
+    fn coding(&self, req: &HttpRequest) -> Coding {
+        if self.body.len() < GZIP_MIN {
+            return Coding::Identity;
+        }
+        let Ok(accept) = AcceptEncoding::parse(req) else {
+            return Coding::Identity;
+        };
+        let supported = [Encoding::gzip(), Encoding::identity()];
+        match accept.negotiate(supported.iter()) {
+            Some(e) if e == Encoding::gzip() => Coding::Gzip,
+            _ => Coding::Identity,
+        }
+    }
+
+    /// The gzip form of the body (compressed once per page, on a blocking thread when the page
+    /// is large), or `None` when compression does not make it smaller.
+    async fn gzipped(&self) -> Option<Bytes> {
+        self.gzip
+            .get_or_init(|| async {
+                let body = self.body.clone();
+                if body.len() < OFFLOAD {
+                    return gzip(&body);
+                }
+                actix_web::rt::task::spawn_blocking(move || gzip(&body))
+                    .await
+                    .ok()
+                    .flatten()
+            })
+            .await
+            .clone()
+    }
+
+    /// The answer to `req`: `304 Not Modified` when its `If-None-Match` names the form of this
+    /// page it would get (or is `*`), else that form: gzip-compressed when the request accepts
+    /// it (see [`Page::coding`]; its tag is the page's with `-gzip` appended), else the JSON
+    /// as it is. Every answer carries the `ETag` of its form, `Cache-Control: no-cache` and
+    /// `Vary: Accept-Encoding`.
+    pub async fn respond(self, req: &HttpRequest) -> HttpResponse {
+        let gzipped = match self.coding(req) {
+            Coding::Gzip => self.gzipped().await,
+            Coding::Identity => None,
+        };
+        let tag = match gzipped {
+            Some(_) => EntityTag::new_strong(format!("{}-gzip", self.tag)),
+            None => EntityTag::new_strong(self.tag.into_string()),
+        };
         let matches = match IfNoneMatch::parse(req) {
             Ok(IfNoneMatch::Any) => true,
             // The weak comparison of RFC 9110 §13.1.2.
@@ -175,7 +242,15 @@ impl Page {
         let mut resp = if matches {
             HttpResponse::NotModified().finish()
         } else {
-            json_response(self.body)
+            match gzipped {
+                Some(compressed) => {
+                    let mut resp = json_response(compressed);
+                    resp.headers_mut()
+                        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                    resp
+                }
+                None => json_response(self.body),
+            }
         };
         let headers = resp.headers_mut();
         if let Ok(v) = ETag(tag).try_into_value() {
@@ -184,8 +259,23 @@ impl Page {
         if let Ok(v) = CacheControl(vec![CacheDirective::NoCache]).try_into_value() {
             headers.insert(CacheControl::name(), v);
         }
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         resp
     }
+}
+
+/// `body` gzip-compressed at the fastest level (a page is compressed once and sent many
+/// times; level 1 already halves a page of uuids and shrinks a page of rows several times),
+/// or `None` when that is not smaller.
+fn gzip(body: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 2),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body).ok()?;
+    let out = enc.finish().ok()?;
+    (out.len() < body.len()).then(|| Bytes::from(out))
 }
 
 /// Serialize `value` as the JSON body of a page.
@@ -215,7 +305,7 @@ where
         None => req.path().to_owned(),
     };
     if state.pages.bodies.is_off() {
-        return Ok(Page::of(build().await?).await.respond(req));
+        return Ok(Page::of(build().await?).await.respond(req).await);
     }
     let stamp = state
         .pages
@@ -230,7 +320,7 @@ where
             Ok::<_, ApiError>(Page::of(build().await?).await)
         })
         .await?;
-    Ok(page.respond(req))
+    Ok(page.respond(req).await)
 }
 
 #[cfg(test)]

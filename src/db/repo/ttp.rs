@@ -2,7 +2,8 @@
 //! one-transaction tag write + cursor advance, the campaign projection's phase entries
 //! (clustering.md §2.4 `list_ttp_decky_phases`) and the by-attacker / by-identity reads.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -133,10 +134,19 @@ struct PhaseRow {
     uuid: String,
 }
 
-const PHASES_SQL: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
+/// One chunk of every identity's tags, in `uuid` order after the cursor (the primary key's
+/// index serves both the range and the order, on both backends).
+const PHASES_CHUNK_PG: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
      t.tactic_id AS tactic_id, t.observed_at AS observed_at, t.log_id AS log_id, t.uuid AS uuid \
      FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
-     WHERE a.identity_id IS NOT NULL";
+     WHERE a.identity_id IS NOT NULL AND t.uuid > $1 ORDER BY t.uuid LIMIT $2";
+const PHASES_CHUNK_SQLITE: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
+     t.tactic_id AS tactic_id, t.observed_at AS observed_at, t.log_id AS log_id, t.uuid AS uuid \
+     FROM ttp_tags t JOIN attackers a ON a.uuid = t.attacker_uuid \
+     WHERE a.identity_id IS NOT NULL AND t.uuid > ? ORDER BY t.uuid LIMIT ?";
+
+/// Rows per chunk of [`ttp_decky_phases_owned`]'s read.
+pub const PHASES_CHUNK: i64 = 20_000;
 
 /// `list_ttp_decky_phases` for every identity at once: the phase entries of each identity's
 /// literal observations, in event-time order. The entry time is the tagged event's time (the
@@ -148,6 +158,10 @@ pub async fn ttp_decky_phases(db: &Db) -> Result<HashMap<String, Vec<TtpPhaseEnt
 /// [`ttp_decky_phases`] with each tag attributed to `owner(literal identity)` (dropped on
 /// `None`): the campaign tick gives a merged-out identity's tags to the identity its merge
 /// chain ends on, which represents it.
+///
+/// The tags are read [`PHASES_CHUNK`] rows at a time and folded into compact entries as they
+/// come (see [`PhaseGroups`]): read whole, the rows of the 100k-attacker bench set (half a
+/// million tags) took the daemon from ~200 to ~650 MiB during the campaign tick's full pass.
 pub async fn ttp_decky_phases_owned<F>(
     db: &Db,
     owner: F,
@@ -155,40 +169,170 @@ pub async fn ttp_decky_phases_owned<F>(
 where
     F: Fn(&str) -> Option<String>,
 {
-    let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(PHASES_SQL).load(c).await)?;
-    Ok(phase_map(rows, owner))
+    ttp_decky_phases_chunked(db, owner, PHASES_CHUNK).await
 }
 
-/// Group the rows by `owner` of their literal identity, each group in event order: tag
-/// `observed_at`, then `log_id`, then tag uuid (a total order, whichever reads and chunks
-/// the rows came from).
+/// [`ttp_decky_phases_owned`] reading `chunk` rows at a time (public for the tests: the result
+/// does not depend on it).
+pub async fn ttp_decky_phases_chunked<F>(
+    db: &Db,
+    owner: F,
+    chunk: i64,
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    let chunk = chunk.max(1);
+    let sql = match db {
+        Db::Sqlite(_) => PHASES_CHUNK_SQLITE,
+        Db::Pg(_) => PHASES_CHUNK_PG,
+    };
+    let mut groups = PhaseGroups::default();
+    let mut after = String::new();
+    loop {
+        let from = after.clone();
+        let rows: Vec<PhaseRow> = db_run!(db, |c| diesel::sql_query(sql)
+            .bind::<Text, _>(from)
+            .bind::<BigInt, _>(chunk)
+            .load(c)
+            .await)?;
+        let Some(last) = rows.last() else { break };
+        after.clone_from(&last.uuid);
+        let full = rows.len() as i64 == chunk;
+        groups.add(rows, &owner);
+        if !full {
+            break;
+        }
+    }
+    Ok(groups.finish())
+}
+
+/// The tie-break of two tags of one event: their uuids, compared as the strings they are. A
+/// canonical (lowercase, hyphenated) uuid, which is what the tagger writes, is kept as its 128
+/// bits, whose order is the string's; anything else is kept as it is.
+#[derive(Debug, PartialEq, Eq)]
+enum TagKey {
+    Canonical([u64; 2]),
+    Other(Box<str>),
+}
+
+impl TagKey {
+    fn of(uuid: &str) -> Self {
+        if let Ok(u) = uuid::Uuid::try_parse(uuid) {
+            let mut buf = uuid::Uuid::encode_buffer();
+            if u.hyphenated().encode_lower(&mut buf) == uuid {
+                let (hi, lo) = u.as_u64_pair();
+                return TagKey::Canonical([hi, lo]);
+            }
+        }
+        TagKey::Other(uuid.into())
+    }
+
+    fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            TagKey::Canonical([hi, lo]) => uuid::Uuid::from_u64_pair(*hi, *lo)
+                .hyphenated()
+                .to_string()
+                .into(),
+            TagKey::Other(s) => s.as_ref().into(),
+        }
+    }
+}
+
+impl Ord for TagKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (TagKey::Canonical(a), TagKey::Canonical(b)) => a.cmp(b),
+            _ => self.text().cmp(&other.text()),
+        }
+    }
+}
+
+impl PartialOrd for TagKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One tag as kept between the read and the sort.
+struct PhaseTag {
+    observed_at: NaiveDateTime,
+    log_id: i64,
+    key: TagKey,
+    decky: Arc<str>,
+    tactic: Arc<str>,
+}
+
+/// Tags grouped by the identity that owns them, folded in chunk by chunk: each decky and
+/// tactic name is held once and shared by every entry that names it.
+#[derive(Default)]
+struct PhaseGroups {
+    names: HashSet<Arc<str>>,
+    groups: HashMap<String, Vec<PhaseTag>>,
+}
+
+impl PhaseGroups {
+    fn name(&mut self, s: String) -> Arc<str> {
+        if let Some(n) = self.names.get(s.as_str()) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = s.into();
+        self.names.insert(Arc::clone(&n));
+        n
+    }
+
+    /// Add `rows`, each to the group of `owner(literal identity)` (dropped on `None`).
+    fn add<F>(&mut self, rows: Vec<PhaseRow>, owner: &F)
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        for r in rows {
+            let Some(o) = r.identity_id.as_deref().and_then(owner) else {
+                continue;
+            };
+            let tag = PhaseTag {
+                observed_at: r.observed_at,
+                log_id: r.log_id,
+                key: TagKey::of(&r.uuid),
+                decky: self.name(r.decky_id),
+                tactic: self.name(r.tactic_id),
+            };
+            self.groups.entry(o).or_default().push(tag);
+        }
+    }
+
+    /// Each group in event order: tag `observed_at`, then `log_id`, then tag uuid (a total
+    /// order, whichever reads and chunks the rows came from).
+    fn finish(self) -> HashMap<String, Vec<TtpPhaseEntry>> {
+        self.groups
+            .into_iter()
+            .map(|(identity, mut tags)| {
+                tags.sort_by(|a, b| {
+                    (a.observed_at, a.log_id, &a.key).cmp(&(b.observed_at, b.log_id, &b.key))
+                });
+                let entries = tags
+                    .into_iter()
+                    .map(|t| TtpPhaseEntry {
+                        decky_id: Some(t.decky),
+                        tactic: Some(t.tactic),
+                        created_at_ts: Some(t.observed_at.and_utc().timestamp() as f64),
+                    })
+                    .collect();
+                (identity, entries)
+            })
+            .collect()
+    }
+}
+
+/// Group the rows by `owner` of their literal identity, each group in event order (see
+/// [`PhaseGroups::finish`]).
 fn phase_map<F>(rows: Vec<PhaseRow>, owner: F) -> HashMap<String, Vec<TtpPhaseEntry>>
 where
     F: Fn(&str) -> Option<String>,
 {
-    let mut grouped: HashMap<String, Vec<PhaseRow>> = HashMap::new();
-    for r in rows {
-        if let Some(o) = r.identity_id.as_deref().and_then(&owner) {
-            grouped.entry(o).or_default().push(r);
-        }
-    }
-    grouped
-        .into_iter()
-        .map(|(identity, mut rows)| {
-            rows.sort_by(|a, b| {
-                (a.observed_at, a.log_id, &a.uuid).cmp(&(b.observed_at, b.log_id, &b.uuid))
-            });
-            let entries = rows
-                .into_iter()
-                .map(|r| TtpPhaseEntry {
-                    decky_id: Some(r.decky_id),
-                    tactic: Some(r.tactic_id),
-                    created_at_ts: Some(r.observed_at.and_utc().timestamp() as f64),
-                })
-                .collect();
-            (identity, entries)
-        })
-        .collect()
+    let mut groups = PhaseGroups::default();
+    groups.add(rows, &owner);
+    groups.finish()
 }
 
 const PHASES_OF_SQLITE: &str = "SELECT a.identity_id AS identity_id, t.decky_id AS decky_id, \
@@ -379,4 +523,153 @@ pub async fn attacker_exists(db: &Db, uuid: &str) -> Result<bool, DbError> {
         .get_result(c)
         .await)?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        identity: &str,
+        decky: &str,
+        tactic: &str,
+        secs: i64,
+        log_id: i64,
+        uuid: &str,
+    ) -> PhaseRow {
+        PhaseRow {
+            identity_id: Some(identity.to_owned()),
+            decky_id: decky.to_owned(),
+            tactic_id: tactic.to_owned(),
+            observed_at: chrono::DateTime::from_timestamp(secs, 0)
+                .expect("time")
+                .naive_utc(),
+            log_id,
+            uuid: uuid.to_owned(),
+        }
+    }
+
+    /// Tag keys order exactly as their uuid strings do, canonical or not.
+    #[test]
+    fn tag_keys_order_as_their_strings() {
+        let mut texts = vec![
+            "ffffffff-0000-4000-8000-000000000000".to_owned(),
+            "00000000-0000-4000-8000-00000000000a".to_owned(),
+            "00000000-0000-4000-8000-000000000009".to_owned(),
+            "0000000A-0000-4000-8000-000000000000".to_owned(),
+            "00000000000040008000000000000001".to_owned(),
+            "not-a-uuid".to_owned(),
+            String::new(),
+            "zzz".to_owned(),
+        ];
+        for i in 0..40u128 {
+            texts.push(
+                uuid::Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834))
+                    .to_string(),
+            );
+        }
+        assert!(matches!(TagKey::of(&texts[0]), TagKey::Canonical(_)));
+        assert!(
+            matches!(TagKey::of(&texts[3]), TagKey::Other(_)),
+            "uppercase is kept as text"
+        );
+        assert!(
+            matches!(TagKey::of(&texts[4]), TagKey::Other(_)),
+            "simple form is kept as text"
+        );
+        let mut by_key: Vec<(TagKey, String)> =
+            texts.iter().map(|t| (TagKey::of(t), t.clone())).collect();
+        by_key.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut by_text = texts.clone();
+        by_text.sort();
+        assert_eq!(
+            by_key.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+            by_text
+        );
+        for t in &texts {
+            assert_eq!(TagKey::of(t).text(), t.as_str());
+        }
+    }
+
+    /// Rows folded in several chunks, in any order, give each owner its entries in event order
+    /// (time, log id, tag uuid), with one shared copy of each name.
+    #[test]
+    fn groups_are_in_event_order_whatever_the_chunks() {
+        let u = |n: u128| uuid::Uuid::from_u128(n).to_string();
+        let rows = vec![
+            row("i1", "d2", "TA0011", 20, 7, &u(3)),
+            row("i1", "d1", "TA0006", 10, 5, &u(9)),
+            row("i2", "d1", "TA0007", 15, 6, &u(1)),
+            row("i1", "d1", "TA0003", 20, 7, &u(2)),
+            row("merged", "d3", "TA0007", 5, 1, &u(4)),
+            row("gone", "d3", "TA0007", 5, 1, &u(5)),
+            row("i1", "d1", "TA0007", 20, 6, &u(8)),
+        ];
+        let owner = |l: &str| match l {
+            "merged" => Some("i2".to_owned()),
+            "gone" => None,
+            other => Some(other.to_owned()),
+        };
+        let whole = phase_map(
+            rows.iter()
+                .map(|r| {
+                    row(
+                        r.identity_id.as_deref().unwrap_or(""),
+                        &r.decky_id,
+                        &r.tactic_id,
+                        r.observed_at.and_utc().timestamp(),
+                        r.log_id,
+                        &r.uuid,
+                    )
+                })
+                .collect(),
+            owner,
+        );
+        let mut groups = PhaseGroups::default();
+        let mut rows = rows;
+        rows.reverse();
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(2));
+            groups.add(std::mem::replace(&mut rows, rest), &owner);
+        }
+        let chunked = groups.finish();
+        assert_eq!(chunked, whole);
+        let seq = |id: &str| {
+            chunked[id]
+                .iter()
+                .map(|e| {
+                    (
+                        e.decky_id.as_deref().unwrap_or(""),
+                        e.tactic.as_deref().unwrap_or(""),
+                        e.created_at_ts,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seq("i1"),
+            vec![
+                ("d1", "TA0006", Some(10.0)),
+                ("d1", "TA0007", Some(20.0)),
+                ("d1", "TA0003", Some(20.0)),
+                ("d2", "TA0011", Some(20.0)),
+            ],
+            "time, then log id, then uuid"
+        );
+        assert_eq!(
+            seq("i2"),
+            vec![("d3", "TA0007", Some(5.0)), ("d1", "TA0007", Some(15.0))]
+        );
+        assert_eq!(chunked.len(), 2, "a tag without owner is dropped");
+        let d1: Vec<&Arc<str>> = chunked
+            .values()
+            .flatten()
+            .filter_map(|e| e.decky_id.as_ref())
+            .filter(|d| d.as_ref() == "d1")
+            .collect();
+        assert!(
+            d1.len() == 4 && d1.iter().all(|d| Arc::ptr_eq(d, d1[0])),
+            "one shared name"
+        );
+    }
 }

@@ -125,8 +125,9 @@ pub struct IdentityFeatures {
 /// One `list_ttp_decky_phases` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TtpPhaseEntry {
-    pub decky_id: Option<String>,
-    pub tactic: Option<String>,
+    /// Shared: a full read holds one copy of each decky and tactic name for every entry.
+    pub decky_id: Option<std::sync::Arc<str>>,
+    pub tactic: Option<std::sync::Arc<str>>,
     pub created_at_ts: Option<f64>,
 }
 
