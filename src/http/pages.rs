@@ -28,9 +28,14 @@
 //! compressed bytes are shared with every later request for that page. Every page answer carries
 //! `Vary: Accept-Encoding`. The compressed copies are not counted in `page_cache_mib`; each is
 //! smaller than the page it compresses (else it is not kept).
+//!
+//! A page rebuilt with the same bytes (its time-to-live ran out but nothing it shows changed)
+//! is answered with the live one, so that its bytes are held once and compressed once, however
+//! many answers of the earlier build are still being sent.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix_web::body::SizedStream;
@@ -58,13 +63,36 @@ pub struct Pages {
     /// One stamp probe at a time per set of tables: concurrent requests share the next one
     /// (see [`Coalescer`]), so the probes cost one blocking round trip per set, not per request.
     probes: Coalescer<Vec<Stamp>, String>,
+    /// Each live page of [`GZIP_MIN`] bytes or more by its tag: a page rebuilt with the same
+    /// bytes (every time-to-live, when nothing it shows changed) is answered with the live one,
+    /// its bytes and its gzip form, so that the megabytes are neither compressed again nor held
+    /// twice while answers of the old build are still being sent.
+    live: parking_lot::Mutex<HashMap<Box<str>, Weak<PageInner>>>,
 }
 
 impl Pages {
     /// Drop the pages older than the time-to-live (they can no longer answer), returning their
     /// memory; see [`StampCache::sweep`].
     pub fn sweep(&self) -> usize {
-        self.bodies.sweep()
+        let dropped = self.bodies.sweep();
+        self.live.lock().retain(|_, page| page.strong_count() > 0);
+        dropped
+    }
+
+    /// The live page with the same tag (the same bytes) as `page` when there is one, else
+    /// `page` (then remembered).
+    fn share(&self, page: Page) -> Page {
+        if page.body.len() < GZIP_MIN {
+            return page;
+        }
+        let mut live = self.live.lock();
+        match live.get(&page.tag).and_then(Weak::upgrade) {
+            Some(inner) => Page(inner),
+            None => {
+                live.insert(page.tag.clone(), Arc::downgrade(&page.0));
+                page
+            }
+        }
     }
 }
 
@@ -80,6 +108,7 @@ pub fn pages(ttl_ms: u64, budget_mib: usize) -> Pages {
             |key, page| key.len() + page.body.len() + page.tag.len(),
         ),
         probes: Coalescer::default(),
+        live: parking_lot::Mutex::default(),
     }
 }
 
@@ -145,12 +174,24 @@ pub const GZIP_MIN: usize = 1024;
 
 /// A built page: its JSON body, the strong entity tag of those bytes, and (made on the first
 /// request that accepts it, then shared by every copy of the page) its gzip-compressed form.
+/// Cloning shares it.
 #[derive(Clone, Debug)]
-pub struct Page {
+pub struct Page(Arc<PageInner>);
+
+/// What a [`Page`] shares.
+#[derive(Debug)]
+pub struct PageInner {
     body: Bytes,
     /// 32 hex digits: the first 128 bits of the body's SHA-256.
     tag: Box<str>,
-    gzip: Arc<OnceCell<Option<Bytes>>>,
+    gzip: OnceCell<Option<Bytes>>,
+}
+
+impl std::ops::Deref for Page {
+    type Target = PageInner;
+    fn deref(&self) -> &PageInner {
+        &self.0
+    }
 }
 
 /// The form of a page an answer carries.
@@ -163,11 +204,11 @@ impl Page {
     /// `body` with its tag.
     pub fn new(body: Bytes) -> Self {
         let digest = Sha256::digest(&body);
-        Page {
+        Page(Arc::new(PageInner {
             tag: hex::encode(&digest[..16]).into_boxed_str(),
             body,
-            gzip: Arc::default(),
-        }
+            gzip: OnceCell::new(),
+        }))
     }
 
     /// `body` with its tag, hashed on a blocking thread when it is [`OFFLOAD`] bytes or more.
@@ -224,22 +265,29 @@ impl Page {
     /// as it is. Every answer carries the `ETag` of its form, `Cache-Control: no-cache` and
     /// `Vary: Accept-Encoding`.
     pub async fn respond(self, req: &HttpRequest) -> HttpResponse {
-        let gzipped = match self.coding(req) {
-            Coding::Gzip => self.gzipped().await,
-            Coding::Identity => None,
+        let held = IfNoneMatch::parse(req).ok();
+        // The weak comparison of RFC 9110 §13.1.2; an absent or unreadable header names nothing.
+        let names = |tag: &EntityTag| match &held {
+            Some(IfNoneMatch::Any) => true,
+            Some(IfNoneMatch::Items(items)) => items.iter().any(|t| t.weak_eq(tag)),
+            None => false,
+        };
+        let gzip_tag = EntityTag::new_strong(format!("{}-gzip", self.tag));
+        let wants_gzip = matches!(self.coding(req), Coding::Gzip);
+        // A client naming the gzip form holds it (that tag only ever goes out with a compressed
+        // body): answered without compressing the page first.
+        if wants_gzip && matches!(held, Some(IfNoneMatch::Items(_))) && names(&gzip_tag) {
+            return with_page_headers(HttpResponse::NotModified().finish(), gzip_tag);
+        }
+        let gzipped = match wants_gzip {
+            true => self.gzipped().await,
+            false => None,
         };
         let tag = match gzipped {
-            Some(_) => EntityTag::new_strong(format!("{}-gzip", self.tag)),
-            None => EntityTag::new_strong(self.tag.into_string()),
+            Some(_) => gzip_tag,
+            None => EntityTag::new_strong(self.tag.to_string()),
         };
-        let matches = match IfNoneMatch::parse(req) {
-            Ok(IfNoneMatch::Any) => true,
-            // The weak comparison of RFC 9110 §13.1.2.
-            Ok(IfNoneMatch::Items(items)) => items.iter().any(|t| t.weak_eq(&tag)),
-            // Absent or unreadable: answered as if absent.
-            Err(_) => false,
-        };
-        let mut resp = if matches {
+        let resp = if names(&tag) {
             HttpResponse::NotModified().finish()
         } else {
             match gzipped {
@@ -249,19 +297,25 @@ impl Page {
                         .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
                     resp
                 }
-                None => json_response(self.body),
+                None => json_response(self.body.clone()),
             }
         };
-        let headers = resp.headers_mut();
-        if let Ok(v) = ETag(tag).try_into_value() {
-            headers.insert(ETag::name(), v);
-        }
-        if let Ok(v) = CacheControl(vec![CacheDirective::NoCache]).try_into_value() {
-            headers.insert(CacheControl::name(), v);
-        }
-        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-        resp
+        with_page_headers(resp, tag)
     }
+}
+
+/// `resp` with the headers of every page answer: its form's `ETag`, `Cache-Control: no-cache`
+/// and `Vary: Accept-Encoding`.
+fn with_page_headers(mut resp: HttpResponse, tag: EntityTag) -> HttpResponse {
+    let headers = resp.headers_mut();
+    if let Ok(v) = ETag(tag).try_into_value() {
+        headers.insert(ETag::name(), v);
+    }
+    if let Ok(v) = CacheControl(vec![CacheDirective::NoCache]).try_into_value() {
+        headers.insert(CacheControl::name(), v);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    resp
 }
 
 /// `body` gzip-compressed at the fastest level (a page is compressed once and sent many
@@ -317,7 +371,8 @@ where
         .pages
         .bodies
         .get_with(&key, stamp, || async {
-            Ok::<_, ApiError>(Page::of(build().await?).await)
+            let page = Page::of(build().await?).await;
+            Ok::<_, ApiError>(state.pages.share(page))
         })
         .await?;
     Ok(page.respond(req).await)
@@ -326,6 +381,29 @@ where
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    /// A page rebuilt with the same bytes is answered with the live one (bytes and gzip form);
+    /// other bytes are not; a page no one holds any more is forgotten at the sweep.
+    #[test]
+    fn rebuilt_pages_share_the_live_one() {
+        let cache = super::pages(1000, 16);
+        let body = |n: u8| Bytes::from(vec![n; 2 * super::GZIP_MIN]);
+        let first = cache.share(super::Page::new(body(1)));
+        let again = cache.share(super::Page::new(body(1)));
+        assert!(Arc::ptr_eq(&first.0, &again.0));
+        let other = cache.share(super::Page::new(body(2)));
+        assert!(!Arc::ptr_eq(&first.0, &other.0));
+        let small = cache.share(super::Page::new(Bytes::from_static(b"[]")));
+        assert_eq!(cache.live.lock().len(), 2, "small pages are not remembered");
+        drop((first, again, small));
+        cache.sweep();
+        assert_eq!(cache.live.lock().len(), 1, "only the live page is kept");
+        let fresh = cache.share(super::Page::new(body(1)));
+        assert!(!Arc::ptr_eq(&fresh.0, &other.0));
+    }
 
     /// The handlers' sources: every `#[utoipa::path]` whose handler answers through
     /// [`super::cached`] is in [`super::REVALIDATED`], and nothing else is, so that the
