@@ -163,9 +163,15 @@ pub async fn off_worker<F>(build: F) -> Result<Bytes, ApiError>
 where
     F: FnOnce() -> Result<Bytes, ApiError> + Send + 'static,
 {
-    actix_web::rt::task::spawn_blocking(build)
-        .await
-        .map_err(|e| ApiError::internal(format!("page build: {e}")))?
+    actix_web::rt::task::spawn_blocking(|| {
+        let body = build();
+        // The rows and views freed above would otherwise stay with this thread until it
+        // allocates again or exits.
+        crate::memory::release_thread_heap();
+        body
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("page build: {e}")))?
 }
 
 /// Pages from this size on are also sent gzip-compressed to a client that accepts it; a
