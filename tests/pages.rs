@@ -64,6 +64,15 @@ fn settings(dir: &Path, db_url: Option<String>) -> Settings {
     s
 }
 
+/// The value of header `name` of `r` (empty when absent or not text).
+fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 async fn page_cache_on_a_daemon(db_url: Option<String>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = testkit::start(settings(dir.path(), db_url))
@@ -92,14 +101,7 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
         async move {
             let r = req.send().await.expect("request");
             let status = r.status().as_u16();
-            let header = |n: &str| {
-                r.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let (etag, cache) = (header("etag"), header("cache-control"));
+            let (etag, cache) = (header(&r, "etag"), header(&r, "cache-control"));
             (status, etag, cache, r.bytes().await.expect("body"))
         }
     };
@@ -171,14 +173,11 @@ async fn page_cache_on_a_daemon(db_url: Option<String>) {
         async move {
             let r = req.send().await.expect("request");
             let status = r.status().as_u16();
-            let header = |n: &str| {
-                r.headers()
-                    .get(n)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let heads = [header("content-encoding"), header("etag"), header("vary")];
+            let heads = [
+                header(&r, "content-encoding"),
+                header(&r, "etag"),
+                header(&r, "vary"),
+            ];
             (status, heads, r.bytes().await.expect("body"))
         }
     };

@@ -99,31 +99,30 @@ fn revalidated(op: &mut Operation) {
     use utoipa::openapi::schema::Type;
     use utoipa::openapi::{ObjectBuilder, Required};
     let string = || ObjectBuilder::new().schema_type(Type::String);
-    op.parameters.get_or_insert_with(Vec::new).push(
-        ParameterBuilder::new()
-            .name("If-None-Match")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "Entity tags of pages the client holds (`*` = any): when one is the current \
-                 page's, the answer is 304 without a body",
-            ))
-            .schema(Some(string()))
-            .build(),
-    );
-    op.parameters.get_or_insert_with(Vec::new).push(
-        ParameterBuilder::new()
-            .name("Accept-Encoding")
-            .parameter_in(ParameterIn::Header)
-            .required(Required::False)
-            .description(Some(
-                "Content codings the client takes: a page of 1 KiB or more goes out \
-                 gzip-compressed (`Content-Encoding: gzip`, tag suffixed `-gzip`) when gzip is \
-                 preferred to the identity; otherwise, and for anything unreadable, as it is",
-            ))
-            .schema(Some(string()))
-            .build(),
-    );
+    // Optional string headers a cached page's answer depends on.
+    for (name, description) in [
+        (
+            "If-None-Match",
+            "Entity tags of pages the client holds (`*` = any): when one is the current \
+             page's, the answer is 304 without a body",
+        ),
+        (
+            "Accept-Encoding",
+            "Content codings the client takes: a page of 1 KiB or more goes out \
+             gzip-compressed (`Content-Encoding: gzip`, tag suffixed `-gzip`) when gzip is \
+             preferred to the identity; otherwise, and for anything unreadable, as it is",
+        ),
+    ] {
+        op.parameters.get_or_insert_with(Vec::new).push(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(string()))
+                .build(),
+        );
+    }
     let etag = || {
         HeaderBuilder::new()
             .schema(string())
