@@ -311,12 +311,17 @@ impl FrameDecoder {
                 if self.data().len() >= start + len =>
             {
                 // A frame without `<PRI>` (a forwarded garbage line) counts only when the
-                // next frame visibly starts right after it.
-                let next = self.data().get(start + len);
-                if matches!(p, Prefix::Plain { .. })
-                    && !next.is_none_or(|b| b.is_ascii_digit() || matches!(b, b'<' | b'\n' | b'\r'))
-                {
-                    return self.junk(FrameError::NotSyslog);
+                // next frame visibly starts right after it (or the stream ends there): until
+                // that byte is read it is not decided, so that where the reads split the
+                // stream does not change the frames.
+                if matches!(p, Prefix::Plain { .. }) {
+                    match self.data().get(start + len) {
+                        None if !self.eof => return None,
+                        Some(b) if !(b.is_ascii_digit() || matches!(b, b'<' | b'\n' | b'\r')) => {
+                            return self.junk(FrameError::NotSyslog)
+                        }
+                        _ => {}
+                    }
                 }
                 self.consume(start);
                 Some(Frame::Line(trim_eol(self.take(len))))
@@ -570,6 +575,37 @@ mod tests {
         assert_eq!(all(&mut d), vec![]);
         d.finish();
         assert_eq!(all(&mut d), vec![line(b"<13>1 last words")]);
+    }
+
+    /// A frame without `<PRI>` whose last byte ends a read is decided by the byte after it,
+    /// as it is when the whole stream is read at once (a proptest counterexample).
+    #[test]
+    fn a_plain_frame_waits_for_the_byte_after_it() {
+        let mut wire = b"\n90 ".to_vec();
+        wire.extend([b'<'; 90]);
+        wire.extend(b"9 1<<<<<<<< ");
+        let decode = |parts: &[&[u8]]| {
+            let mut d = FrameDecoder::new(10_000);
+            let mut got = Vec::new();
+            for p in parts {
+                d.push(p);
+                got.extend(all(&mut d));
+            }
+            d.finish();
+            got.extend(all(&mut d));
+            got
+        };
+        let whole = decode(&[&wire[..]]);
+        assert_eq!(decode(&[&wire[..105], &wire[105..]]), whole);
+        assert!(
+            matches!(&whole[..], [Frame::Line(_), Frame::Rejected(b, FrameError::NotSyslog)] if b == b"9 1<<<<<<<< "),
+            "{whole:?}"
+        );
+        // At the end of the stream it is a frame.
+        assert_eq!(
+            decode(&[b"5 <1>ab", b"4 1234"]),
+            vec![line(b"<1>ab"), line(b"1234")]
+        );
     }
 
     #[test]
