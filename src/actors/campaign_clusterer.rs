@@ -357,18 +357,18 @@ where
         })
         .collect();
     laps.lap("read");
-    let (tick, rows): (CampaignTick, Vec<IdentityRow>) = tokio::task::spawn_blocking(move || {
-        let tick = plan_campaign_tick(&rows, &phases, &entities, &mut mint);
-        (tick, rows)
-    })
-    .await
-    .map_err(|e| TickError::Join(e.to_string()))?;
+    let (mut tick, rows): (CampaignTick, Vec<IdentityRow>) =
+        tokio::task::spawn_blocking(move || {
+            let tick = plan_campaign_tick(&rows, &phases, &entities, &mut mint);
+            (tick, rows)
+        })
+        .await
+        .map_err(|e| TickError::Join(e.to_string()))?;
     laps.lap("plan");
     let now = now_utc();
     // The candidate keys of the changed identities are all the features are still needed
     // for: taken now, the features (every active identity's deckies and phases, the largest
     // thing a full tick holds) are freed before the writes.
-    let mut tick = tick;
     let keys: Vec<(String, Vec<String>)> = {
         let features: HashMap<&str, &IdentityFeatures> = tick
             .features
