@@ -260,10 +260,16 @@ impl App {
             .unwrap_or_else(|| format!("{}:{}", settings.api.host, settings.api.port));
         let workers = settings.api.http_workers;
         let app_state = state.clone();
+        // Half-closed connections are not kept: a client that goes away ends its SSE stream
+        // (and frees its slot) at once instead of at the next keepalive write. `TCP_NODELAY`:
+        // actix-web keeps the OS default (Nagle on), and then a write that is not a full
+        // segment waits for the ACK of the write before it, which the client may delay by
+        // 40 ms: the tail of every page sent in several writes and of every SSE burst did.
         let mut server = HttpServer::new(move || http::app(app_state.clone()))
             .shutdown_timeout(5)
             .disable_signals()
-            .h1_allow_half_closed(false);
+            .h1_allow_half_closed(false)
+            .tcp_nodelay(true);
         if workers > 0 {
             server = server.workers(workers);
         }

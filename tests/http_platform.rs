@@ -60,6 +60,60 @@ async fn call(
     )
 }
 
+/// The server's end of an accepted connection has `TCP_NODELAY` set. actix-web keeps the OS
+/// default (Nagle on) unless told, and with Nagle a write that is not a full segment waits
+/// for the ACK of the one before it, which the client may delay by 40 ms: every page sent in
+/// several writes, and every SSE burst, ended on that wait. The daemon runs in this process,
+/// so the accepted socket is found among this process's descriptors and asked directly.
+#[actix_rt::test]
+async fn accepted_connections_have_tcp_nodelay() {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::BorrowedFd;
+    let (_dir, app) = start(|_| {}).await;
+    let addr = app.addr;
+    // The client's socket is kept open until the server's end has been asked.
+    let (conn, local, answer) = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut head = [0u8; 12];
+        conn.read_exact(&mut head).expect("answer");
+        let local = conn.local_addr().expect("local addr");
+        (conn, local, head)
+    })
+    .await
+    .expect("client");
+    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").expect("fd list") {
+        let Some(fd) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        // SAFETY: `fd` is open in this process (listed just now) and only borrowed for the
+        // calls below; a descriptor closed meanwhile makes them fail, not misbehave.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&fd);
+        let ends = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .zip(sock.peer_addr().ok().and_then(|a| a.as_socket()));
+        if ends == Some((addr, local)) {
+            seen.push(sock.tcp_nodelay().expect("TCP_NODELAY readable"));
+        }
+    }
+    assert_eq!(
+        seen,
+        [true],
+        "the server's end of the connection, with TCP_NODELAY"
+    );
+    drop(conn);
+    app.stop().await;
+}
+
 async fn login(app: &RunningApp, user: &str, pw: &str) -> (StatusCode, Value) {
     let (s, b, _) = call(
         app,

@@ -99,23 +99,6 @@ pub fn app(
         .wrap(from_fn(crate::metrics::http_middleware))
 }
 
-/// Run the HTTP server on an already bound listener. Half-closed connections are not kept: a
-/// client that goes away ends its SSE stream (and frees its slot) at once instead of at the
-/// next keepalive write.
-pub fn server(
-    state: AppState,
-    listener: std::net::TcpListener,
-) -> std::io::Result<actix_web::dev::Server> {
-    let workers = state.settings.api.http_workers;
-    let mut srv = actix_web::HttpServer::new(move || app(state.clone()))
-        .h1_allow_half_closed(false)
-        .shutdown_timeout(5);
-    if workers > 0 {
-        srv = srv.workers(workers);
-    }
-    Ok(srv.listen(listener)?.run())
-}
-
 // ---- CORS ----------------------------------------------------------------------------------
 
 /// CORS from `DECNET_CORS_ORIGINS` (§7.3) through `actix-cors`: exact origins (the boot checks
