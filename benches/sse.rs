@@ -13,7 +13,12 @@
 //! the daemon's actix thread, as the bench did before): 1 000 dashboards do not share one
 //! thread, and the figure should not be the reading loop's.
 //!
-//! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 CLIENT_THREADS=2 by default)
+//! `ROUNDS=n` publishes n bursts one after the other, each once the one before has reached
+//! every stream, and prints each round and the median of the rounds' p50/p99 (one burst is
+//! tens of milliseconds, so one round is one sample; several make the figure steadier and a
+//! profile of the run mostly the bursts).
+//!
+//! `cargo bench --bench sse`   (STREAMS=1000 EVENTS=100 ROUNDS=1 CLIENT_THREADS=2 by default)
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,6 +51,18 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Minor page faults of this process so far (`/proc/self/stat`, field 10).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The command name (field 2) may hold spaces; count from after its ')'.
+            let rest = s.get(s.rfind(')')? + 2..)?;
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -69,19 +86,22 @@ struct Shared {
     sent: Vec<AtomicU64>,
     /// Events each stream has received.
     received: Vec<AtomicUsize>,
-    /// Body chunks read by every stream during the burst (after its first event).
+    /// Body chunks read by every stream during the bursts (after the first event).
     chunks: AtomicUsize,
+    /// Events every stream must receive: the bursts' events together.
     events: usize,
 }
 
 /// Open `streams` SSE streams (a ticket each) and spawn one reader task per stream on the
-/// current (client) runtime; each returns its publish → receipt latencies.
+/// current (client) runtime; each returns its publish → receipt latencies with the event
+/// number they were measured on.
 async fn open_streams(
     base_url: String,
     token: String,
     streams: usize,
     shared: Arc<Shared>,
-) -> Vec<tokio::task::JoinHandle<Vec<Duration>>> {
+    finished: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(usize, Duration)>>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(streams + 10)
         .build()
@@ -101,6 +121,7 @@ async fn open_streams(
             continue;
         }
         let shared = Arc::clone(&shared);
+        let mut finished = finished.clone();
         tasks.push(tokio::spawn(async move {
             // The clients share the 2 cores with the daemon, so they are kept cheap: a frame
             // is matched by a byte search for its identity uuid (which encodes n) rather than
@@ -129,7 +150,7 @@ async fn open_streams(
                     };
                     let t0 = shared.sent.get(n).map_or(0, |t| t.load(Ordering::Acquire));
                     if t0 > 0 {
-                        lat.push(Duration::from_nanos(at.saturating_sub(t0 - 1)));
+                        lat.push((n, Duration::from_nanos(at.saturating_sub(t0 - 1))));
                         got += 1;
                         shared.received[i].store(got, Ordering::Release);
                     }
@@ -139,6 +160,11 @@ async fn open_streams(
                     break;
                 }
             }
+            // The stream stays open until every stream has its events: a client that hung up
+            // as soon as it had its own would put its connection's teardown (and its
+            // unsubscription) into the other streams' tail.
+            let _ = finished.wait_for(|done| *done).await;
+            drop(body);
             lat
         }));
     }
@@ -147,7 +173,9 @@ async fn open_streams(
 
 fn main() {
     let streams = env_usize("STREAMS", 1000);
-    let events = env_usize("EVENTS", 100);
+    let burst = env_usize("EVENTS", 100);
+    let rounds = env_usize("ROUNDS", 1).max(1);
+    let events = burst * rounds;
     // The clients' runtime: its own threads, as 1 000 dashboards would not share one thread
     // (CLIENT_THREADS=0 runs them on the daemon's actix thread, as before).
     let client_threads = env_usize("CLIENT_THREADS", 2);
@@ -166,7 +194,7 @@ fn main() {
         let mut s = testkit::settings(dir.path(), None);
         s.auth.sse_max_per_user = streams + 10;
         s.auth.limiter_enabled = false;
-        s.bus.capacity = events.max(1024);
+        s.bus.capacity = burst.max(1024);
         let app = testkit::start_http_only(s).await.expect("daemon starts");
         let base_url = app.base_url();
         let token = testkit::token_for(&app, "bench-viewer", "viewer").await;
@@ -180,7 +208,8 @@ fn main() {
         });
 
         let rss_before = rss_kib();
-        let opening = open_streams(base_url, token, streams, Arc::clone(&shared));
+        let (finish, finished) = tokio::sync::watch::channel(false);
+        let opening = open_streams(base_url, token, streams, Arc::clone(&shared), finished);
         let tasks = match &client_handle {
             Some(h) => h.spawn(opening).await.expect("streams opened"),
             None => opening.await,
@@ -190,57 +219,90 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let rss_open = rss_kib();
 
-        let started = Instant::now();
-        for n in 0..events {
-            let uuid = format!("00000000-0000-4000-8000-{n:012}");
-            shared.sent[n].store(shared.base.elapsed().as_nanos() as u64 + 1, Ordering::Release);
-            app.state
-                .registry
-                .publish(Event::IdentityFormed(IdentityFormed {
-                    identity_uuid: uuid,
-                    observation_uuids: vec![format!("obs-{n}")],
-                }));
+        let mut took = Vec::with_capacity(rounds);
+        let mut faults = Vec::with_capacity(rounds);
+        let mut complete = 0;
+        for round in 0..rounds {
+            let started = Instant::now();
+            let faults_before = minor_faults();
+            for n in round * burst..(round + 1) * burst {
+                let uuid = format!("00000000-0000-4000-8000-{n:012}");
+                shared.sent[n]
+                    .store(shared.base.elapsed().as_nanos() as u64 + 1, Ordering::Release);
+                app.state
+                    .registry
+                    .publish(Event::IdentityFormed(IdentityFormed {
+                        identity_uuid: uuid,
+                        observation_uuids: vec![format!("obs-{n}")],
+                    }));
+            }
+            let want = (round + 1) * burst;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let done = || {
+                shared
+                    .received
+                    .iter()
+                    .filter(|g| g.load(Ordering::Acquire) >= want)
+                    .count()
+            };
+            while Instant::now() < deadline && done() < opened {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            took.push(started.elapsed());
+            faults.push(minor_faults().saturating_sub(faults_before));
+            complete = done();
+            if complete < opened {
+                break;
+            }
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let complete = || {
-            shared
-                .received
-                .iter()
-                .filter(|g| g.load(Ordering::Acquire) >= events)
-                .count()
-        };
-        while Instant::now() < deadline && complete() < opened {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let burst = started.elapsed();
-        let complete = complete();
-        let mut lat = Vec::with_capacity(opened * events);
+        let _ = finish.send(true);
+        let mut lat: Vec<Vec<Duration>> = vec![Vec::with_capacity(opened * burst); rounds];
         for t in tasks {
             if complete < opened {
                 t.abort();
             }
             if let Ok(l) = t.await {
-                lat.extend(l);
+                for (n, d) in l {
+                    lat[n / burst].push(d);
+                }
             }
         }
-        lat.sort();
         println!(
-            "sse fan-out: {opened}/{streams} streams open, {events} events published in a burst; \
-             {complete} streams received all {events} ({} frames in {:.0} ms); clients on {}",
-            lat.len(),
-            burst.as_secs_f64() * 1e3,
+            "sse fan-out: {opened}/{streams} streams open, {rounds} burst(s) of {burst} events; \
+             {complete} streams received every event; clients on {}",
             if client_threads > 0 {
                 format!("{client_threads} threads of their own")
             } else {
                 "the daemon's actix thread".to_owned()
             }
         );
+        let mut p50s = Vec::with_capacity(rounds);
+        let mut p99s = Vec::with_capacity(rounds);
+        for (round, l) in lat.iter_mut().enumerate() {
+            l.sort();
+            let (p50, p99) = (pct(l, 0.50), pct(l, 0.99));
+            p50s.push(p50);
+            p99s.push(p99);
+            println!(
+                "  burst {}: {} frames in {:.0} ms, {} page faults; publish -> receipt: p50 {:.1} \
+                 ms, p99 {:.1} ms, max {:.1} ms",
+                round + 1,
+                l.len(),
+                took.get(round).map_or(0.0, |t| t.as_secs_f64() * 1e3),
+                faults.get(round).copied().unwrap_or(0),
+                p50.as_secs_f64() * 1e3,
+                p99.as_secs_f64() * 1e3,
+                pct(l, 1.0).as_secs_f64() * 1e3,
+            );
+        }
+        p50s.sort();
+        p99s.sort();
         println!(
-            "  publish -> receipt: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.1} body chunks per stream",
-            pct(&lat, 0.50).as_secs_f64() * 1e3,
-            pct(&lat, 0.99).as_secs_f64() * 1e3,
-            pct(&lat, 1.0).as_secs_f64() * 1e3,
-            shared.chunks.load(Ordering::Relaxed) as f64 / opened.max(1) as f64
+            "  median of {rounds} burst(s): p50 {:.1} ms, p99 {:.1} ms; {:.1} body chunks per stream \
+             and burst",
+            pct(&p50s, 0.5).as_secs_f64() * 1e3,
+            pct(&p99s, 0.5).as_secs_f64() * 1e3,
+            shared.chunks.load(Ordering::Relaxed) as f64 / (opened.max(1) * rounds) as f64
         );
         println!(
             "  RSS (daemon and clients in one process): {} MiB before, {} MiB with the streams \
