@@ -307,3 +307,146 @@ async fn page_cache_postgres() {
     };
     page_cache_on_a_daemon(Some(url)).await;
 }
+
+/// The list queries read a page's keys from the page index first and then only those rows
+/// (`repo::intake::list_attackers`, `repo::clustering::list_identities`, `list_campaigns`),
+/// and every order ends with the uuid. Pages of 7 at every offset, on each backend, put
+/// together are exactly the whole list in its order, with ties on every sort key; merged
+/// identities and campaigns stay out, and the attackers' filters apply before the offset.
+/// Without the uuid at the end of the activity and traversal orders, PostgreSQL gave one
+/// attacker on two pages and another on none.
+async fn deep_pages(name: &str, db: &Db, dir: &Path) {
+    use decnetd::db::models::intake::Attacker;
+    use decnetd::db::repo::clustering::{list_campaigns, list_identities};
+    use decnetd::db::repo::intake::{list_attackers, AttackerSort};
+
+    // 90 attackers: three per second (ties on `last_seen`); every fifth makes two requests
+    // (ties on `event_count` 2), every seventh is also seen by a second decky (a traversal).
+    let mut lines: Vec<String> = Vec::new();
+    for i in 0..90u32 {
+        let at = format!(
+            "2026-05-14T01:{:02}:{:02}.000000+00:00",
+            i / 3 / 60,
+            i / 3 % 60
+        );
+        let ip = format!("198.18.{}.{}", i % 3, i + 1);
+        let request = |host: &str, path: &str| {
+            format!(
+                "<134>1 {at} {host} http - request [relay@55555 remote_addr=\"{ip}\" \
+                 method=\"GET\" path=\"{path}\"]"
+            )
+        };
+        lines.push(request("web-01", "/"));
+        if i % 5 == 0 {
+            lines.push(request("web-01", "/again"));
+        }
+        if i % 7 == 0 {
+            lines.push(request("web-02", "/"));
+        }
+    }
+    let file = dir.join(format!("deep-{name}.log"));
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write corpus");
+    let ingest = IngestSettings {
+        log_file: dir.join(format!("deep-{name}-tail.log")),
+        ..IngestSettings::default()
+    };
+    ingest_files(db, None, &ingest, &[file], false)
+        .await
+        .expect("ingest");
+
+    for sort in [
+        AttackerSort::Recent,
+        AttackerSort::Active,
+        AttackerSort::Traversals,
+    ] {
+        for (search, service) in [
+            (None, None),
+            (Some("198.18.1."), None),
+            (None, Some("http")),
+        ] {
+            let what = format!("{name} {sort:?} {search:?} {service:?}");
+            let (_, all) = list_attackers(db, search, service, sort, 1000, 0)
+                .await
+                .expect("whole list");
+            let mut want: Vec<Attacker> = all.into_iter().map(|(a, _)| a).collect();
+            assert_eq!(want.len(), if search.is_some() { 30 } else { 90 }, "{what}");
+            // The sort's keys, descending, then the uuid ascending.
+            let key = |a: &Attacker| match sort {
+                AttackerSort::Recent => (0, a.last_seen),
+                AttackerSort::Active => (a.event_count, a.last_seen),
+                AttackerSort::Traversals => (i64::from(a.is_traversal), a.last_seen),
+            };
+            want.sort_by(|a, b| key(b).cmp(&key(a)).then(a.uuid.cmp(&b.uuid)));
+            assert!(want.iter().any(|a| a.event_count == 2) && want.iter().any(|a| a.is_traversal));
+            let mut paged = Vec::new();
+            for offset in (0..).step_by(7) {
+                let (_, page) = list_attackers(db, search, service, sort, 7, offset)
+                    .await
+                    .expect("page");
+                if page.is_empty() {
+                    break;
+                }
+                assert!(page.len() <= 7, "{what}");
+                paged.extend(page.into_iter().map(|(a, _)| a.uuid));
+            }
+            let want: Vec<String> = want.into_iter().map(|a| a.uuid).collect();
+            assert_eq!(paged, want, "{what}: pages");
+        }
+    }
+
+    // 40 identities and 40 campaigns, updated in fours (ties on `updated_at`), every sixth
+    // merged into another.
+    let uuid = |i: u32| format!("{:08x}-0000-4000-8000-{i:012}", (i * 7919) % 40);
+    for table in ["attacker_identities", "campaigns"] {
+        for i in 0..40u32 {
+            exec(
+                db,
+                &format!(
+                    "INSERT INTO {table} (uuid, created_at, updated_at) VALUES ('{}', \
+                     '2026-05-14 00:00:00', '2026-05-14 02:00:{:02}')",
+                    uuid(i),
+                    i / 4
+                ),
+            )
+            .await
+            .expect("insert");
+        }
+        for i in (0..40u32).filter(|i| i % 6 == 0) {
+            exec(
+                db,
+                &format!(
+                    "UPDATE {table} SET merged_into_uuid = '{}' WHERE uuid = '{}'",
+                    uuid(1),
+                    uuid(i)
+                ),
+            )
+            .await
+            .expect("merge");
+        }
+    }
+    let active: Vec<u32> = (0..40).filter(|i| i % 6 != 0).collect();
+    // Newest `updated_at` first, then uuid.
+    let mut want: Vec<(u32, String)> = active.iter().map(|&i| (i / 4, uuid(i))).collect();
+    want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let want: Vec<String> = want.into_iter().map(|(_, u)| u).collect();
+    let (mut identities, mut campaigns) = (Vec::new(), Vec::new());
+    for offset in (0..).step_by(7) {
+        let page = list_identities(db, 7, offset).await.expect("identities");
+        let more = list_campaigns(db, 7, offset).await.expect("campaigns");
+        if page.is_empty() && more.is_empty() {
+            break;
+        }
+        identities.extend(page.into_iter().map(|r| r.uuid));
+        campaigns.extend(more.into_iter().map(|r| r.uuid));
+    }
+    assert_eq!(identities, want, "{name}: identity pages");
+    assert_eq!(campaigns, want, "{name}: campaign pages");
+}
+
+#[actix_rt::test]
+async fn pages_at_every_offset_make_up_the_whole_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, db, _keep) in common::all_backends().await {
+        deep_pages(name, &db, dir.path()).await;
+    }
+}

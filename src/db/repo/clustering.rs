@@ -694,18 +694,30 @@ pub async fn get_identity_by_uuid(
 }
 
 /// `list_identities`: active (not merged-out) identities, newest `updated_at` first.
+/// The page's keys come from a subquery on the page index alone, then only those rows are
+/// read (see [`super::intake::list_attackers`]): PostgreSQL planned `offset=40000` as a scan and
+/// sort of the table (54 ms; 4.5 ms so).
 pub async fn list_identities(db: &Db, limit: i64, offset: i64) -> Result<Vec<Identity>, DbError> {
-    Ok(db_run!(db, |c| attacker_identities::table
-        .filter(attacker_identities::merged_into_uuid.is_null())
-        .select(Identity::as_select())
-        .order((
-            attacker_identities::updated_at.desc(),
-            attacker_identities::uuid.asc()
-        ))
-        .limit(limit)
-        .offset(offset)
-        .load(c)
-        .await)?)
+    let order = (
+        attacker_identities::updated_at.desc(),
+        attacker_identities::uuid.asc(),
+    );
+    Ok(db_run!(db, |c| {
+        // Boxed: diesel would take the same table in the subquery for a join.
+        let keys = attacker_identities::table
+            .filter(attacker_identities::merged_into_uuid.is_null())
+            .select(attacker_identities::uuid)
+            .into_boxed()
+            .order(order)
+            .limit(limit)
+            .offset(offset);
+        attacker_identities::table
+            .filter(attacker_identities::uuid.eq_any(keys))
+            .select(Identity::as_select())
+            .order(order)
+            .load(c)
+            .await
+    })?)
 }
 
 /// `count_identities`: active identities.
@@ -1124,15 +1136,25 @@ pub async fn get_campaign_by_uuid(
 }
 
 /// `list_campaigns`: active campaigns, newest `updated_at` first.
+/// Keys first, then rows, as [`list_identities`].
 pub async fn list_campaigns(db: &Db, limit: i64, offset: i64) -> Result<Vec<Campaign>, DbError> {
-    Ok(db_run!(db, |c| campaigns::table
-        .filter(campaigns::merged_into_uuid.is_null())
-        .select(Campaign::as_select())
-        .order((campaigns::updated_at.desc(), campaigns::uuid.asc()))
-        .limit(limit)
-        .offset(offset)
-        .load(c)
-        .await)?)
+    let order = (campaigns::updated_at.desc(), campaigns::uuid.asc());
+    Ok(db_run!(db, |c| {
+        // Boxed: diesel would take the same table in the subquery for a join.
+        let keys = campaigns::table
+            .filter(campaigns::merged_into_uuid.is_null())
+            .select(campaigns::uuid)
+            .into_boxed()
+            .order(order)
+            .limit(limit)
+            .offset(offset);
+        campaigns::table
+            .filter(campaigns::uuid.eq_any(keys))
+            .select(Campaign::as_select())
+            .order(order)
+            .load(c)
+            .await
+    })?)
 }
 
 /// `count_campaigns`: active campaigns.

@@ -1221,9 +1221,9 @@ use crate::domain::syslog::search::{escape_like, parse_search, SearchToken};
 pub enum AttackerSort {
     /// `last_seen` desc.
     Recent,
-    /// `event_count` desc.
+    /// `event_count` desc, then `last_seen` desc, then `uuid`.
     Active,
-    /// `is_traversal` desc.
+    /// `is_traversal` desc, then `last_seen` desc, then `uuid`.
     Traversals,
 }
 
@@ -1256,6 +1256,27 @@ macro_rules! attackers_query {
     }};
 }
 
+/// `$q` ordered as `sort` lists attackers.
+macro_rules! attackers_order {
+    ($q:expr, $sort:expr) => {
+        match $sort {
+            AttackerSort::Recent => $q.order((attackers::last_seen.desc(), attackers::uuid.asc())),
+            // `uuid` last: a total order, so pages at consecutive offsets neither overlap nor
+            // skip a row among ties (migration 000019 puts it in the page indexes).
+            AttackerSort::Active => $q.order((
+                attackers::event_count.desc(),
+                attackers::last_seen.desc(),
+                attackers::uuid.asc(),
+            )),
+            AttackerSort::Traversals => $q.order((
+                attackers::is_traversal.desc(),
+                attackers::last_seen.desc(),
+                attackers::uuid.asc(),
+            )),
+        }
+    };
+}
+
 async fn load_ext(db: &Db, uuids: Vec<String>) -> Result<HashMap<String, AttackerExt>, DbError> {
     if uuids.is_empty() {
         return Ok(HashMap::new());
@@ -1282,17 +1303,17 @@ pub async fn list_attackers(
             .select(diesel::dsl::max(attackers::updated_at))
             .get_result(c)
             .await?;
-        let q = attackers_query!(search, service).select(Attacker::as_select());
-        let q = match sort {
-            AttackerSort::Recent => q.order((attackers::last_seen.desc(), attackers::uuid.asc())),
-            AttackerSort::Active => {
-                q.order((attackers::event_count.desc(), attackers::last_seen.desc()))
-            }
-            AttackerSort::Traversals => {
-                q.order((attackers::is_traversal.desc(), attackers::last_seen.desc()))
-            }
-        };
-        let rows = q.limit(limit).offset(offset).load(c).await?;
+        // The page's keys are found first, in a subquery that walks the page index alone
+        // (PostgreSQL: an index-only scan), and only those rows are read: a deep offset no
+        // longer reads every row before it. PostgreSQL planned `offset=80000` as a parallel
+        // scan and sort of the whole table (240–340 ms; 12 ms so).
+        let keys = attackers_query!(search, service).select(attackers::uuid);
+        let keys = attackers_order!(keys, sort).limit(limit).offset(offset);
+        let q = attackers::table
+            .filter(attackers::uuid.eq_any(keys))
+            .select(Attacker::as_select())
+            .into_boxed();
+        let rows = attackers_order!(q, sort).load(c).await?;
         (format!("{stamp:?}"), rows)
     });
     // Every write to an attacker row moves `updated_at` (ip and services are the filters).
