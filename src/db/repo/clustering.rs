@@ -693,31 +693,41 @@ pub async fn get_identity_by_uuid(
     Ok(row.map(|r| (r, walk.rows.clone())))
 }
 
+/// A page of the active (not merged-out) rows of `$table` (identities or campaigns), newest
+/// `updated_at` first, then uuid. The page's keys come from a subquery on the page index alone,
+/// then only those rows are read (see [`super::intake::list_attackers`]): PostgreSQL planned
+/// identities at `offset=40000` as a scan and sort of the table (54 ms; 4.5 ms so).
+macro_rules! active_page {
+    ($db:expr, $table:ident, $row:ty, $limit:expr, $offset:expr) => {{
+        let order = ($table::updated_at.desc(), $table::uuid.asc());
+        db_run!($db, |c| {
+            // Boxed: diesel would take the same table in the subquery for a join.
+            let keys = $table::table
+                .filter($table::merged_into_uuid.is_null())
+                .select($table::uuid)
+                .into_boxed()
+                .order(order)
+                .limit($limit)
+                .offset($offset);
+            $table::table
+                .filter($table::uuid.eq_any(keys))
+                .select(<$row>::as_select())
+                .order(order)
+                .load(c)
+                .await
+        })
+    }};
+}
+
 /// `list_identities`: active (not merged-out) identities, newest `updated_at` first.
-/// The page's keys come from a subquery on the page index alone, then only those rows are
-/// read (see [`super::intake::list_attackers`]): PostgreSQL planned `offset=40000` as a scan and
-/// sort of the table (54 ms; 4.5 ms so).
 pub async fn list_identities(db: &Db, limit: i64, offset: i64) -> Result<Vec<Identity>, DbError> {
-    let order = (
-        attacker_identities::updated_at.desc(),
-        attacker_identities::uuid.asc(),
-    );
-    Ok(db_run!(db, |c| {
-        // Boxed: diesel would take the same table in the subquery for a join.
-        let keys = attacker_identities::table
-            .filter(attacker_identities::merged_into_uuid.is_null())
-            .select(attacker_identities::uuid)
-            .into_boxed()
-            .order(order)
-            .limit(limit)
-            .offset(offset);
-        attacker_identities::table
-            .filter(attacker_identities::uuid.eq_any(keys))
-            .select(Identity::as_select())
-            .order(order)
-            .load(c)
-            .await
-    })?)
+    Ok(active_page!(
+        db,
+        attacker_identities,
+        Identity,
+        limit,
+        offset
+    )?)
 }
 
 /// `count_identities`: active identities.
@@ -1136,25 +1146,8 @@ pub async fn get_campaign_by_uuid(
 }
 
 /// `list_campaigns`: active campaigns, newest `updated_at` first.
-/// Keys first, then rows, as [`list_identities`].
 pub async fn list_campaigns(db: &Db, limit: i64, offset: i64) -> Result<Vec<Campaign>, DbError> {
-    let order = (campaigns::updated_at.desc(), campaigns::uuid.asc());
-    Ok(db_run!(db, |c| {
-        // Boxed: diesel would take the same table in the subquery for a join.
-        let keys = campaigns::table
-            .filter(campaigns::merged_into_uuid.is_null())
-            .select(campaigns::uuid)
-            .into_boxed()
-            .order(order)
-            .limit(limit)
-            .offset(offset);
-        campaigns::table
-            .filter(campaigns::uuid.eq_any(keys))
-            .select(Campaign::as_select())
-            .order(order)
-            .load(c)
-            .await
-    })?)
+    Ok(active_page!(db, campaigns, Campaign, limit, offset)?)
 }
 
 /// `count_campaigns`: active campaigns.
