@@ -91,9 +91,13 @@ fn raw_list_of(
     raw.map_or(JsonList::Empty, JsonList::Raw)
 }
 
-/// [`JsonList`] of a stored list of strings, passed through as it is.
-fn raw_list(text: &str) -> JsonList {
-    raw_list_of(text, |_| false, |_| {})
+/// [`JsonList`] of a stored list of strings, passed through as it is: the text becomes the raw
+/// value without a copy.
+fn raw_list_owned(text: String) -> JsonList {
+    if !text.trim_start().starts_with('[') {
+        return JsonList::Empty;
+    }
+    RawValue::from_string(text).map_or(JsonList::Empty, JsonList::Raw)
 }
 
 /// Decode string `payload`s of fingerprint records to JSON where they hold JSON.
@@ -742,26 +746,40 @@ pub async fn list_credentials(
     .await
 }
 
-fn reuse_json((r, printable, b64): &ReuseWithSecret) -> ReuseView {
+/// The view of a finding, its lists moved in rather than copied (they are most of a page
+/// of megabytes).
+fn reuse_json((r, printable, b64): ReuseWithSecret) -> ReuseView {
     ReuseView {
-        id: r.id.clone(),
-        secret_sha256: r.secret_sha256.clone(),
-        secret_kind: r.secret_kind.clone(),
-        principal: r.principal.clone(),
-        principal_key: r.principal_key.clone(),
-        attacker_uuids: raw_list(&r.attacker_uuids),
-        attacker_ips: raw_list(&r.attacker_ips),
-        deckies: raw_list(&r.deckies),
-        services: raw_list(&r.services),
+        id: r.id,
+        secret_sha256: r.secret_sha256,
+        secret_kind: r.secret_kind,
+        principal: r.principal,
+        principal_key: r.principal_key,
+        attacker_uuids: raw_list_owned(r.attacker_uuids),
+        attacker_ips: raw_list_owned(r.attacker_ips),
+        deckies: raw_list_owned(r.deckies),
+        services: raw_list_owned(r.services),
         target_count: r.target_count,
         attempt_count: r.attempt_count,
         confidence: r.confidence,
         first_seen: iso(r.first_seen),
         last_seen: iso(r.last_seen),
         updated_at: iso(r.updated_at),
-        secret_printable: printable.clone(),
-        secret_b64: b64.clone(),
+        secret_printable: printable,
+        secret_b64: b64,
     }
+}
+
+/// About the serialized size of findings: their lists as stored plus the other fields.
+fn reuse_size(rows: &[ReuseWithSecret]) -> usize {
+    rows.iter()
+        .map(|(r, printable, b64)| {
+            let lists = [&r.attacker_uuids, &r.attacker_ips, &r.deckies, &r.services];
+            let secrets = [printable, b64].map(|t| t.as_deref().map_or(0, str::len));
+            // Secrets may be escaped on the way out; the lists go out as stored.
+            1024 + lists.iter().map(|t| t.len()).sum::<usize>() + 2 * secrets.iter().sum::<usize>()
+        })
+        .sum()
 }
 
 #[utoipa::path(
@@ -802,8 +820,9 @@ pub async fn list_reuse(
         // Megabytes when common secrets were tried by thousands of attackers: the lists are
         // checked and copied, and the page serialized and hashed, off the HTTP worker.
         pages::off_worker(move || {
-            let data: Vec<ReuseView> = rows.iter().map(reuse_json).collect();
-            pages::to_body(&page.page(total, data))
+            let size = 256 + reuse_size(&rows);
+            let data: Vec<ReuseView> = rows.into_iter().map(reuse_json).collect();
+            pages::to_body_sized(&page.page(total, data), size)
         })
         .await
     })
@@ -824,7 +843,13 @@ pub async fn get_reuse(
     // Findings are megabytes when a common secret was tried by thousands of attackers.
     pages::cached(&state, &req, &[Stamp::CredentialReuse], || async {
         match repo::get_reuse(&state.db, &id).await? {
-            Some(r) => pages::off_worker(move || pages::to_body(&reuse_json(&r))).await,
+            Some(r) => {
+                pages::off_worker(move || {
+                    let size = reuse_size(std::slice::from_ref(&r));
+                    pages::to_body_sized(&reuse_json(r), size)
+                })
+                .await
+            }
             None => Err(ApiError::not_found("credential_reuse not found")),
         }
     })

@@ -345,6 +345,20 @@ pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(format!("page serialization: {e}")))
 }
 
+/// [`to_body`] into a buffer of `estimate` bytes to begin with. A page of megabytes whose size
+/// is known about in advance is then written without the copies of a growing buffer, and kept
+/// at about its size: a `Vec` that doubled its way there holds up to twice the page, and the
+/// page keeps that allocation. A buffer more than an eighth too large is shrunk.
+pub fn to_body_sized<T: serde::Serialize>(value: &T, estimate: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(estimate);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| ApiError::internal(format!("page serialization: {e}")))?;
+    if out.capacity() - out.len() > out.len() / 8 {
+        out.shrink_to_fit();
+    }
+    Ok(Bytes::from(out))
+}
+
 /// The page for this request: the cached body while the stamps of `tables` hold and it is
 /// younger than the time-to-live, else `build()`'s (then cached). The stamps are read before
 /// building, so a write during the build makes the next request build again. A request whose
@@ -390,6 +404,21 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
+
+    /// A body serialized into a buffer of an estimated size is the body `to_body` gives,
+    /// whether the estimate is short, exact or far too large.
+    #[test]
+    fn sized_bodies_are_the_same_bytes() {
+        let value = serde_json::json!({"total": 2, "data": [{"a": "x\ny", "b": [1, 2, 3]}, "é"]});
+        let plain = super::to_body(&value).unwrap();
+        for estimate in [0, 1, plain.len(), plain.len() + 1, 100 * plain.len()] {
+            assert_eq!(
+                super::to_body_sized(&value, estimate).unwrap(),
+                plain,
+                "{estimate}"
+            );
+        }
+    }
 
     /// A page rebuilt with the same bytes is answered with the live one (bytes and gzip form);
     /// other bytes are not; a page no one holds any more is forgotten at the sweep.
