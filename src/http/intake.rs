@@ -818,7 +818,7 @@ pub async fn list_reuse(
         )
         .await?;
         // Megabytes when common secrets were tried by thousands of attackers: the lists are
-        // checked and copied, and the page serialized and hashed, off the HTTP worker.
+        // checked and moved, and the page serialized and hashed, off the HTTP worker.
         pages::off_worker(move || {
             let size = 256 + reuse_size(&rows);
             let data: Vec<ReuseView> = rows.into_iter().map(reuse_json).collect();
