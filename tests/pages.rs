@@ -450,3 +450,59 @@ async fn pages_at_every_offset_make_up_the_whole_list() {
         deep_pages(name, &db, dir.path()).await;
     }
 }
+
+/// On SQLite, the key subqueries of the list pages walk a page index alone, in its order: a
+/// covering index and no sort. Without `uuid` in the activity and traversal indexes the order
+/// needed a sort, and without `merged_into_uuid` in the identities and campaigns indexes each
+/// entry the offset walked read its table row (migration 000019).
+#[tokio::test]
+async fn page_keys_come_from_covering_indexes_on_sqlite() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = Text)]
+        detail: String,
+    }
+    let (_dir, db) = common::sqlite_db().await;
+    for (keys, index) in [
+        (
+            "FROM attackers ORDER BY last_seen DESC, uuid",
+            "ix_attackers_recent_page",
+        ),
+        (
+            "FROM attackers ORDER BY event_count DESC, last_seen DESC, uuid",
+            "ix_attackers_active_page",
+        ),
+        (
+            "FROM attackers ORDER BY is_traversal DESC, last_seen DESC, uuid",
+            "ix_attackers_traversal_page",
+        ),
+        (
+            "FROM attacker_identities WHERE merged_into_uuid IS NULL ORDER BY updated_at DESC, uuid",
+            "ix_attacker_identities_active_page",
+        ),
+        (
+            "FROM campaigns WHERE merged_into_uuid IS NULL ORDER BY updated_at DESC, uuid",
+            "ix_campaigns_active_page",
+        ),
+    ] {
+        let sql = format!("EXPLAIN QUERY PLAN SELECT uuid {keys} LIMIT 50 OFFSET 1000");
+        let rows = async {
+            let rows: Vec<PlanRow> = decnetd::db_run!(&db, |c| diesel::sql_query(sql.clone())
+                .load(c)
+                .await
+                .map_err(decnetd::db::DbError::from))?;
+            Ok::<_, decnetd::db::DbError>(rows)
+        }
+        .await
+        .expect("plan");
+        let plan: Vec<String> = rows.into_iter().map(|r| r.detail).collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.contains(&format!("USING COVERING INDEX {index}"))),
+            "{sql}: {plan:?}"
+        );
+        assert!(!plan.iter().any(|d| d.contains("TEMP B-TREE")), "{sql}: {plan:?}");
+    }
+}
