@@ -348,7 +348,9 @@ pub fn to_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
 /// [`to_body`] into a buffer of `estimate` bytes to begin with. A page of megabytes whose size
 /// is known about in advance is then written without the copies of a growing buffer, and kept
 /// at about its size: a `Vec` that doubled its way there holds up to twice the page, and the
-/// page keeps that allocation. A buffer more than an eighth too large is shrunk.
+/// page keeps that allocation. A buffer more than an eighth too large is handed back to the
+/// allocator to shrink (mimalloc keeps a block in place while at least half of it is used, so
+/// the estimate, not the shrink, is what keeps a page at its size).
 pub fn to_body_sized<T: serde::Serialize>(value: &T, estimate: usize) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity(estimate);
     serde_json::to_writer(&mut out, value)
