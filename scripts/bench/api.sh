@@ -129,6 +129,7 @@ settle() {
     if [[ "$now" == "$last" && ( -z "$need" || "${now#* }" != "0" ) ]] || (( SECONDS - t0 > 900 )); then break; fi
     last=$now
   done
+  echo "  settled: $(rss)" >&2
   stop_daemon
 }
 

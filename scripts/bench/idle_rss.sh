@@ -8,6 +8,7 @@
 #   BIN=target/release/decnetd scripts/bench/idle_rss.sh
 #   WAITS="10 60 60" SET=/var/tmp/decnetd-bench-api/sqlite-100000-1200000 BIN=… scripts/bench/idle_rss.sh
 #   EXTRA_ENV="DECNET_DB_IDLE_CLOSE_S=0" BIN=… scripts/bench/idle_rss.sh   # connections never closed
+#   FULL_CAMPAIGN_PASS=1 BIN=… scripts/bench/idle_rss.sh   # the boot runs a full campaign pass
 set -euo pipefail
 : "${BIN:?BIN=path/to/decnetd}"
 SET=${SET:-/var/tmp/decnetd-bench-api/sqlite-100000-1200000}
@@ -21,6 +22,11 @@ PID=""
 cleanup() { if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$W"; }
 trap cleanup EXIT
 cp -r "$SET/." "$W/"
+if [[ "${FULL_CAMPAIGN_PASS:-}" == 1 ]]; then
+  # Every identity marked changed: the boot's campaign tick reads and plans them all (the
+  # full pass of a first tick over a big database, or of a large backlog).
+  python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); n=c.execute("UPDATE attacker_identities SET campaign_clustered_at = NULL").rowcount; c.commit(); print(f"{n} identities marked for the campaign pass")' "$W/decnet.db"
+fi
 # shellcheck disable=SC2086  # EXTRA_ENV is a list of NAME=value words
 env DECNET_DATA_DIR="$W" DECNET_DB_URL="sqlite://$W/decnet.db" DECNET_API_HOST=127.0.0.1 DECNET_API_PORT="$PORT" \
   DECNET_JWT_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')" DECNET_ADMIN_USER=admin \

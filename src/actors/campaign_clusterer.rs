@@ -359,7 +359,7 @@ where
     laps.lap("read");
     let (mut tick, rows): (CampaignTick, Vec<IdentityRow>) =
         tokio::task::spawn_blocking(move || {
-            let tick = plan_campaign_tick(&rows, &phases, &entities, &mut mint);
+            let tick = plan_campaign_tick(&rows, phases, &entities, &mut mint);
             (tick, rows)
         })
         .await

@@ -10,6 +10,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, LazyLock};
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -103,23 +104,45 @@ pub fn tactic_for_ukc_phase(phase: &str) -> Option<&'static str> {
 }
 
 /// Campaign-layer features of one identity (spec §4.1).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdentityFeatures {
     pub identity_uuid: String,
     pub asn_cohort: BTreeSet<i64>,
     pub tooling_cohort: BTreeSet<String>,
     pub payload_hashes: BTreeSet<String>,
     pub c2_endpoints: BTreeSet<String>,
-    pub decky_set: BTreeSet<String>,
     pub kd_digraph_simhash: Option<u64>,
     /// `(start_s, end_s)` per session.
     pub session_windows: Vec<(f64, f64)>,
-    pub first_phase_per_decky: BTreeMap<String, String>,
-    pub last_phase_per_decky: BTreeMap<String, String>,
-    pub first_seen_per_decky: BTreeMap<String, f64>,
-    pub last_seen_per_decky: BTreeMap<String, f64>,
+    /// The spec's decky set and its four per-decky maps (first/last phase, first/last seen):
+    /// one track per decky, sorted by decky name, names unique.
+    pub deckies: Vec<DeckyTrack>,
     /// `(decky, phase)` → commands. Carried, unused by any edge.
     pub commands_by_phase_on_decky: BTreeMap<(String, String), Vec<String>>,
+}
+
+/// What an identity did on one decky: the phase and time of its first session there, and of
+/// its last. The names are shared (`Arc<str>`): a full campaign pass over every identity holds
+/// one copy of each decky and phase name, where four maps and a set of owned strings held
+/// seven strings and five tree nodes per identity and decky.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeckyTrack {
+    pub decky: Arc<str>,
+    pub first_phase: Arc<str>,
+    pub first_seen: f64,
+    pub last_phase: Arc<str>,
+    pub last_seen: f64,
+}
+
+/// The shared copy of a UKC phase name; any other name gets its own.
+fn shared_phase(phase: &str) -> Arc<str> {
+    static NAMES: LazyLock<Vec<Arc<str>>> =
+        LazyLock::new(|| UKC_PHASES.iter().map(|p| Arc::from(*p)).collect());
+    NAMES
+        .iter()
+        .find(|p| &***p == phase)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(phase))
 }
 
 /// One `list_ttp_decky_phases` entry.
@@ -183,7 +206,7 @@ impl IdentityFeatures {
                 continue;
             };
             let ts = entry.created_at_ts.unwrap_or(0.0);
-            f.touch_decky(decky, phase, ts, ts);
+            f.touch(decky, || Arc::clone(decky), phase, ts, ts);
         }
         f
     }
@@ -191,15 +214,48 @@ impl IdentityFeatures {
     /// Walk one session: the first session on a decky sets its first phase and first seen;
     /// every session overwrites the last phase and last seen.
     pub fn touch_decky(&mut self, decky: &str, phase: &str, start: f64, end: f64) {
-        self.decky_set.insert(decky.to_owned());
-        if !self.first_phase_per_decky.contains_key(decky) {
-            self.first_phase_per_decky
-                .insert(decky.to_owned(), phase.to_owned());
-            self.first_seen_per_decky.insert(decky.to_owned(), start);
+        self.touch(decky, || Arc::from(decky), phase, start, end);
+    }
+
+    /// [`Self::touch_decky`] with the decky's shared name made by `name` when it is new.
+    fn touch(
+        &mut self,
+        decky: &str,
+        name: impl FnOnce() -> Arc<str>,
+        phase: &str,
+        start: f64,
+        end: f64,
+    ) {
+        match self.deckies.binary_search_by(|t| (*t.decky).cmp(decky)) {
+            Ok(at) => {
+                let track = &mut self.deckies[at];
+                if *track.last_phase != *phase {
+                    track.last_phase = shared_phase(phase);
+                }
+                track.last_seen = end;
+            }
+            Err(at) => {
+                let phase = shared_phase(phase);
+                self.deckies.insert(
+                    at,
+                    DeckyTrack {
+                        decky: name(),
+                        first_phase: Arc::clone(&phase),
+                        first_seen: start,
+                        last_phase: phase,
+                        last_seen: end,
+                    },
+                );
+            }
         }
-        self.last_phase_per_decky
-            .insert(decky.to_owned(), phase.to_owned());
-        self.last_seen_per_decky.insert(decky.to_owned(), end);
+    }
+
+    /// The track on `decky`, if the identity was there.
+    pub fn track(&self, decky: &str) -> Option<&DeckyTrack> {
+        self.deckies
+            .binary_search_by(|t| (*t.decky).cmp(decky))
+            .ok()
+            .map(|at| &self.deckies[at])
     }
 
     /// Earliest session start (for pair orientation).
@@ -252,50 +308,49 @@ pub struct HandoffWindow {
 /// within the window after `f`'s last).
 pub fn handoff_windows(f: &IdentityFeatures) -> Vec<HandoffWindow> {
     let mut out = Vec::new();
-    for (decky, phase) in &f.first_phase_per_decky {
-        if let Some(&t) = f.first_seen_per_decky.get(decky) {
-            if IN_PHASES.contains(&phase.as_str()) && t.is_finite() {
-                out.push(HandoffWindow {
-                    decky: decky.clone(),
-                    from: t - HANDOFF_WINDOW_S,
-                    to: t,
-                });
-            }
+    for t in &f.deckies {
+        if picks_up(t) && t.first_seen.is_finite() {
+            out.push(HandoffWindow {
+                decky: t.decky.to_string(),
+                from: t.first_seen - HANDOFF_WINDOW_S,
+                to: t.first_seen,
+            });
         }
     }
-    for (decky, phase) in &f.last_phase_per_decky {
-        if let Some(&t) = f.last_seen_per_decky.get(decky) {
-            if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
-                out.push(HandoffWindow {
-                    decky: decky.clone(),
-                    from: t,
-                    to: t + HANDOFF_WINDOW_S,
-                });
-            }
+    for t in &f.deckies {
+        if hands_over(t) && t.last_seen.is_finite() {
+            out.push(HandoffWindow {
+                decky: t.decky.to_string(),
+                from: t.last_seen,
+                to: t.last_seen + HANDOFF_WINDOW_S,
+            });
         }
     }
     out
 }
 
+/// The identity's last phase on the decky is an out-phase.
+fn hands_over(t: &DeckyTrack) -> bool {
+    OUT_PHASES.contains(&&*t.last_phase)
+}
+
+/// The identity's first phase on the decky is an in-phase.
+fn picks_up(t: &DeckyTrack) -> bool {
+    IN_PHASES.contains(&&*t.first_phase)
+}
+
 /// Directed handoffs out → in: every decky on which one happened, appended to `out_deckies`.
 fn handoffs_directed(out: &IdentityFeatures, inn: &IdentityFeatures, deckies: &mut Vec<String>) {
-    for (decky, last_phase) in &out.last_phase_per_decky {
-        let Some(first_phase) = inn.first_phase_per_decky.get(decky) else {
+    for t in &out.deckies {
+        let Some(u) = inn.track(&t.decky) else {
             continue;
         };
-        if !OUT_PHASES.contains(&last_phase.as_str()) || !IN_PHASES.contains(&first_phase.as_str())
-        {
+        if !hands_over(t) || !picks_up(u) {
             continue;
         }
-        let (Some(out_last), Some(in_first)) = (
-            out.last_seen_per_decky.get(decky),
-            inn.first_seen_per_decky.get(decky),
-        ) else {
-            continue;
-        };
-        let gap = in_first - out_last;
-        if (0.0..=HANDOFF_WINDOW_S).contains(&gap) && !deckies.contains(decky) {
-            deckies.push(decky.clone());
+        let gap = u.first_seen - t.last_seen;
+        if (0.0..=HANDOFF_WINDOW_S).contains(&gap) && !deckies.iter().any(|d| **d == *t.decky) {
+            deckies.push(t.decky.to_string());
         }
     }
 }
@@ -402,19 +457,36 @@ pub fn temporal_overlap(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
 pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
     let inter = a.asn_cohort.intersection(&b.asn_cohort).count()
         + a.tooling_cohort.intersection(&b.tooling_cohort).count()
-        + a.decky_set.intersection(&b.decky_set).count();
+        + common_deckies(&a.deckies, &b.deckies);
     let total = a.asn_cohort.len()
         + b.asn_cohort.len()
         + a.tooling_cohort.len()
         + b.tooling_cohort.len()
-        + a.decky_set.len()
-        + b.decky_set.len();
+        + a.deckies.len()
+        + b.deckies.len();
     let union = total - inter;
     if union == 0 {
         0.0
     } else {
         inter as f64 / union as f64
     }
+}
+
+/// Deckies both sorted track lists name.
+fn common_deckies(a: &[DeckyTrack], b: &[DeckyTrack]) -> usize {
+    let (mut x, mut y, mut n) = (0, 0, 0);
+    while x < a.len() && y < b.len() {
+        match a[x].decky.cmp(&b[y].decky) {
+            Ordering::Less => x += 1,
+            Ordering::Greater => y += 1,
+            Ordering::Equal => {
+                n += 1;
+                x += 1;
+                y += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Keystroke `k`: `1 − d/8` for Hamming distance `d < 8` between both centroids, else 0.
@@ -584,27 +656,25 @@ impl Compact {
         infra.sort_unstable();
         infra.dedup();
         // A gap with a non-finite end never lies in [0, W], so only finite times matter.
-        let side = |phases: &BTreeMap<String, String>,
-                    seen: &BTreeMap<String, f64>,
-                    allowed: &[&str; 2]| {
-            let mut v: Vec<(u32, f64)> = phases
+        let side = |out_side: bool| {
+            let mut v: Vec<(u32, f64)> = f
+                .deckies
                 .iter()
-                .filter(|(_, p)| allowed.contains(&p.as_str()))
-                .filter_map(|(d, _)| {
-                    let t = *seen.get(d)?;
-                    let id = *decky_id.get(d.as_str())?;
-                    t.is_finite().then_some((id, t))
+                .filter_map(|t| {
+                    let (phase_fits, at) = if out_side {
+                        (hands_over(t), t.last_seen)
+                    } else {
+                        (picks_up(t), t.first_seen)
+                    };
+                    let id = *decky_id.get(&*t.decky)?;
+                    (phase_fits && at.is_finite()).then_some((id, at))
                 })
                 .collect();
             v.sort_unstable_by_key(|e| e.0);
             v
         };
-        let outs = side(&f.last_phase_per_decky, &f.last_seen_per_decky, &OUT_PHASES);
-        let ins = side(
-            &f.first_phase_per_decky,
-            &f.first_seen_per_decky,
-            &IN_PHASES,
-        );
+        let outs = side(true);
+        let ins = side(false);
         Self {
             infra,
             kd: f.kd_digraph_simhash,
@@ -889,12 +959,8 @@ pub fn cluster_identities(features: &[IdentityFeatures]) -> CampaignClustering {
     // Deckies interned in string order (the handoff scan visits deckies in that order).
     let mut seen: FxHashMap<&str, ()> = FxHashMap::default();
     for f in features {
-        for d in f
-            .first_phase_per_decky
-            .keys()
-            .chain(f.last_phase_per_decky.keys())
-        {
-            seen.entry(d.as_str()).or_default();
+        for t in &f.deckies {
+            seen.entry(&*t.decky).or_default();
         }
     }
     let mut decky_names: Vec<&str> = seen.into_keys().collect();
@@ -964,19 +1030,12 @@ fn cluster_identities_reference(features: &[IdentityFeatures]) -> CampaignCluste
     let mut outs: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
     let mut ins: BTreeMap<&str, Vec<(f64, usize)>> = BTreeMap::new();
     for &i in &order {
-        let f = &features[i];
-        for (decky, phase) in &f.last_phase_per_decky {
-            if let Some(&t) = f.last_seen_per_decky.get(decky) {
-                if OUT_PHASES.contains(&phase.as_str()) && t.is_finite() {
-                    outs.entry(decky).or_default().push((t, i));
-                }
+        for t in &features[i].deckies {
+            if hands_over(t) && t.last_seen.is_finite() {
+                outs.entry(&*t.decky).or_default().push((t.last_seen, i));
             }
-        }
-        for (decky, phase) in &f.first_phase_per_decky {
-            if let Some(&t) = f.first_seen_per_decky.get(decky) {
-                if IN_PHASES.contains(&phase.as_str()) && t.is_finite() {
-                    ins.entry(decky).or_default().push((t, i));
-                }
+            if picks_up(t) && t.first_seen.is_finite() {
+                ins.entry(&*t.decky).or_default().push((t.first_seen, i));
             }
         }
     }
@@ -1068,8 +1127,10 @@ mod tests {
             .iter()
             .map(|(s, e)| (s + d, e + d))
             .collect();
-        g.first_seen_per_decky.values_mut().for_each(|t| *t += d);
-        g.last_seen_per_decky.values_mut().for_each(|t| *t += d);
+        for t in &mut g.deckies {
+            t.first_seen += d;
+            t.last_seen += d;
+        }
         g
     }
 
@@ -1376,11 +1437,24 @@ mod tests {
         assert_eq!(f.payload_hashes, ["3".to_owned(), "p".to_owned()].into());
         assert!(f.c2_endpoints.is_empty());
         assert_eq!(f.kd_digraph_simhash, Some(0x0102_0304_0506_0708));
-        assert_eq!(f.first_phase_per_decky["d1"], "command_and_control");
-        assert_eq!(f.last_phase_per_decky["d1"], "persistence");
-        assert_eq!(f.last_seen_per_decky["d1"], 20.0);
-        assert_eq!(f.first_seen_per_decky["d3"], 0.0, "missing time → 0.0");
-        assert!(!f.decky_set.contains("d2"), "unknown tactic skipped");
+        let d1 = f.track("d1").unwrap();
+        assert_eq!(&*d1.first_phase, "command_and_control");
+        assert_eq!((d1.first_seen, d1.last_seen), (10.0, 20.0));
+        assert_eq!(&*d1.last_phase, "persistence");
+        assert_eq!(f.track("d3").unwrap().first_seen, 0.0, "missing time → 0.0");
+        assert!(f.track("d2").is_none(), "unknown tactic skipped");
+        let names: Vec<&str> = f.deckies.iter().map(|t| &*t.decky).collect();
+        assert_eq!(names, ["d1", "d3"]);
+        // One shared copy of each decky and phase name.
+        assert!(Arc::ptr_eq(
+            &d1.decky,
+            entries[0].decky_id.as_ref().unwrap()
+        ));
+        let again = IdentityFeatures::from_stored("i2", None, None, None, &entries);
+        assert!(Arc::ptr_eq(
+            &again.track("d1").unwrap().last_phase,
+            &d1.last_phase
+        ));
         assert_eq!(
             simhash_from_stored(Some(b"0102030405060708")),
             Some(0x0102_0304_0506_0708)
@@ -1388,7 +1462,7 @@ mod tests {
         assert_eq!(simhash_from_stored(Some(b"xyz")), None);
         assert_eq!(simhash_from_stored(None), None);
         let empty = IdentityFeatures::from_stored("j", None, None, None, &[]);
-        assert!(empty.first_phase_per_decky.is_empty() && empty.decky_set.is_empty());
+        assert!(empty.deckies.is_empty());
         // A handoff fires from stored TTP rows.
         let next = IdentityFeatures::from_stored(
             "k",
@@ -1600,8 +1674,7 @@ mod tests {
                 let fs = build(&raw);
                 let names: BTreeSet<&str> = fs
                     .iter()
-                    .flat_map(|f| f.first_phase_per_decky.keys().chain(f.last_phase_per_decky.keys()))
-                    .map(String::as_str)
+                    .flat_map(|f| f.deckies.iter().map(|t| &*t.decky))
                     .collect();
                 let ids: FxHashMap<&str, u32> = names.iter().enumerate().map(|(i, d)| (*d, i as u32)).collect();
                 let mut tokens = FxHashMap::default();
@@ -1661,10 +1734,11 @@ mod tests {
         // A partner is found through a window when one of its phase-entry times on that decky
         // falls inside it (its first and last entries are such times).
         let in_window = |w: &HandoffWindow, g: &IdentityFeatures| {
-            [&g.first_seen_per_decky, &g.last_seen_per_decky]
-                .iter()
-                .filter_map(|m| m.get(&w.decky))
-                .any(|&t| (w.from..=w.to).contains(&t))
+            g.track(&w.decky).is_some_and(|t| {
+                [t.first_seen, t.last_seen]
+                    .iter()
+                    .any(|t| (w.from..=w.to).contains(t))
+            })
         };
         let mut edges = 0;
         for i in 0..features.len() {

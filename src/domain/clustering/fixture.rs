@@ -271,32 +271,21 @@ pub fn merge_features(identity_uuid: &str, mut rows: Vec<IdentityFeatures>) -> I
         out.asn_cohort.extend(r.asn_cohort);
         out.payload_hashes.extend(r.payload_hashes);
         out.c2_endpoints.extend(r.c2_endpoints);
-        out.decky_set.extend(r.decky_set);
         out.session_windows.extend(r.session_windows);
-        for (decky, t) in r.first_seen_per_decky {
-            let earlier = out
-                .first_seen_per_decky
-                .get(&decky)
-                .is_none_or(|cur| t < *cur);
-            if earlier {
-                if let Some(phase) = r.first_phase_per_decky.get(&decky) {
-                    out.first_phase_per_decky
-                        .insert(decky.clone(), phase.clone());
+        for t in r.deckies {
+            match out.deckies.binary_search_by(|o| o.decky.cmp(&t.decky)) {
+                Err(at) => out.deckies.insert(at, t),
+                Ok(at) => {
+                    let o = &mut out.deckies[at];
+                    if t.first_seen < o.first_seen {
+                        o.first_phase = t.first_phase;
+                        o.first_seen = t.first_seen;
+                    }
+                    if t.last_seen > o.last_seen {
+                        o.last_phase = t.last_phase;
+                        o.last_seen = t.last_seen;
+                    }
                 }
-                out.first_seen_per_decky.insert(decky, t);
-            }
-        }
-        for (decky, t) in r.last_seen_per_decky {
-            let later = out
-                .last_seen_per_decky
-                .get(&decky)
-                .is_none_or(|cur| t > *cur);
-            if later {
-                if let Some(phase) = r.last_phase_per_decky.get(&decky) {
-                    out.last_phase_per_decky
-                        .insert(decky.clone(), phase.clone());
-                }
-                out.last_seen_per_decky.insert(decky, t);
             }
         }
         for (key, cmds) in r.commands_by_phase_on_decky {
@@ -438,6 +427,7 @@ pub fn run_pipeline(rows: &[FixtureRow]) -> Pipeline {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::domain::clustering::campaign::DeckyTrack;
 
     pub(crate) use crate::domain::clustering::scale::SHARED_FIXTURES as SHARED;
 
@@ -502,7 +492,7 @@ pub(crate) mod tests {
                 )
             })
             .collect();
-        assert!(light.iter().filter(|f| f.decky_set.is_empty()).count() > 1_000);
+        assert!(light.iter().filter(|f| f.deckies.is_empty()).count() > 1_000);
         let slow = campaign::cluster_identities(&full);
         assert_eq!(fast.labels.len(), slow.labels.len());
         assert!(fast.components.len() < full.len(), "some campaigns link");
@@ -564,7 +554,9 @@ pub(crate) mod tests {
                 assert_eq!(f.asn_cohort, asn, "{name}");
                 assert_eq!(f.payload_hashes, strings(&want["payload_hashes"]), "{name}");
                 assert_eq!(f.c2_endpoints, strings(&want["c2_endpoints"]), "{name}");
-                assert_eq!(f.decky_set, strings(&want["decky_set"]), "{name}");
+                let deckies: BTreeSet<String> =
+                    f.deckies.iter().map(|t| t.decky.to_string()).collect();
+                assert_eq!(deckies, strings(&want["decky_set"]), "{name}");
                 let windows: Vec<(f64, f64)> =
                     serde_json::from_value(want["session_windows"].clone()).unwrap_or_default();
                 assert_eq!(f.session_windows, windows, "{name}");
@@ -574,23 +566,35 @@ pub(crate) mod tests {
                 let times = |k: &str| -> BTreeMap<String, f64> {
                     serde_json::from_value(want[k].clone()).unwrap_or_default()
                 };
+                let per_decky = |value: fn(&DeckyTrack) -> String| -> BTreeMap<String, String> {
+                    f.deckies
+                        .iter()
+                        .map(|t| (t.decky.to_string(), value(t)))
+                        .collect()
+                };
+                let per_decky_time = |value: fn(&DeckyTrack) -> f64| -> BTreeMap<String, f64> {
+                    f.deckies
+                        .iter()
+                        .map(|t| (t.decky.to_string(), value(t)))
+                        .collect()
+                };
                 assert_eq!(
-                    f.first_phase_per_decky,
+                    per_decky(|t| t.first_phase.to_string()),
                     phases("first_phase_per_decky"),
                     "{name}"
                 );
                 assert_eq!(
-                    f.last_phase_per_decky,
+                    per_decky(|t| t.last_phase.to_string()),
                     phases("last_phase_per_decky"),
                     "{name}"
                 );
                 assert_eq!(
-                    f.first_seen_per_decky,
+                    per_decky_time(|t| t.first_seen),
                     times("first_seen_per_decky"),
                     "{name}"
                 );
                 assert_eq!(
-                    f.last_seen_per_decky,
+                    per_decky_time(|t| t.last_seen),
                     times("last_seen_per_decky"),
                     "{name}"
                 );

@@ -220,10 +220,12 @@ pub struct CampaignTick {
 }
 
 /// Plan a campaign tick. `rows` every identity in `created_at` order (merged-out ones are
-/// excluded here); `ttp` the phase entries per identity uuid; `campaigns` every stored campaign.
+/// excluded here); `ttp` the phase entries per identity uuid, each list freed once its
+/// identity's features are built (the kernel holds the features, not the entries);
+/// `campaigns` every stored campaign.
 pub fn plan_campaign_tick(
     rows: &[IdentityRow],
-    ttp: &HashMap<String, Vec<TtpPhaseEntry>>,
+    mut ttp: HashMap<String, Vec<TtpPhaseEntry>>,
     campaigns: &[EntityState],
     mint: &mut dyn FnMut() -> String,
 ) -> CampaignTick {
@@ -239,10 +241,11 @@ pub fn plan_campaign_tick(
                 r.payload_simhashes.as_deref(),
                 r.c2_endpoints.as_deref(),
                 r.kd_digraph_simhash.as_deref(),
-                ttp.get(&r.uuid).map(Vec::as_slice).unwrap_or_default(),
+                &ttp.remove(&r.uuid).unwrap_or_default(),
             )
         })
         .collect();
+    drop(ttp);
     let clustering = campaign::cluster_identities(&features);
     let members: Vec<MemberState> = active
         .iter()
@@ -349,7 +352,7 @@ mod tests {
         fn campaign_tick(&mut self) -> Plan {
             let rows: Vec<IdentityRow> = self.identities.iter().map(|(_, r)| r.clone()).collect();
             let campaigns = self.campaigns.clone();
-            let tick = plan_campaign_tick(&rows, &HashMap::new(), &campaigns, &mut self.mint());
+            let tick = plan_campaign_tick(&rows, HashMap::new(), &campaigns, &mut self.mint());
             let mut members: Vec<MemberState> = tick
                 .features
                 .iter()
@@ -565,7 +568,7 @@ mod tests {
             },
         ];
         let mut n = 0;
-        let tick = plan_campaign_tick(&rows, &HashMap::new(), &[], &mut || {
+        let tick = plan_campaign_tick(&rows, HashMap::new(), &[], &mut || {
             n += 1;
             format!("cmp{n}")
         });
