@@ -21,6 +21,9 @@ use decnetd::config::IngestSettings;
 use decnetd::db::repo::clustering as clustering_repo;
 use decnetd::db::repo::ttp as repo;
 use decnetd::db::Db;
+use decnetd::domain::clustering::campaign::{
+    ukc_phase_for_tactic, IdentityFeatures, TtpPhaseEntry,
+};
 use decnetd::testkit;
 
 const BROKER: &str = "203.0.113.10";
@@ -213,10 +216,38 @@ async fn lines_to_campaigns(db: &Db) {
     assert_eq!(phases.values().map(Vec::len).sum::<usize>(), 11);
     // The full read goes in chunks; how many rows a chunk holds changes nothing.
     for chunk in [1, 2, 3, 10, 11, 12] {
-        let chunked = repo::ttp_decky_phases_chunked(db, |i| Some(i.to_owned()), chunk)
+        let chunked = repo::ttp_decky_phases_chunked(db, |i| Some(i.to_owned()), chunk, None)
             .await
             .expect("chunked phases");
         assert_eq!(chunked, phases, "chunks of {chunk}");
+    }
+    // The campaign tick's full read keeps each decky's first and last counted tag: the same
+    // features from fewer entries.
+    let features = |m: &HashMap<String, Vec<TtpPhaseEntry>>| -> Vec<IdentityFeatures> {
+        phases
+            .keys()
+            .map(|i| {
+                IdentityFeatures::from_stored(
+                    i,
+                    None,
+                    None,
+                    None,
+                    m.get(i).map_or(&[], Vec::as_slice),
+                )
+            })
+            .collect()
+    };
+    let counts: fn(&str) -> bool = |t| ukc_phase_for_tactic(t).is_some();
+    for chunk in [1, 2, 3, 11] {
+        let bounds =
+            repo::ttp_decky_phases_chunked(db, |i| Some(i.to_owned()), chunk, Some(counts))
+                .await
+                .expect("bounds");
+        assert_eq!(features(&bounds), features(&phases), "chunks of {chunk}");
+        assert!(
+            bounds.values().map(Vec::len).sum::<usize>() < 11,
+            "some tags between a decky's first and last are left out"
+        );
     }
     run_campaign_tick(db).await.expect("campaign tick");
 

@@ -17,7 +17,7 @@ use crate::db::models::clustering::{
 use crate::db::repo::clustering::{self as repo, ClusteringIdentity};
 use crate::db::{new_uuid, now_utc, Db};
 use crate::domain::clustering::campaign::{
-    candidate_keys, handoff_windows, IdentityFeatures, TtpPhaseEntry,
+    candidate_keys, handoff_windows, ukc_phase_for_tactic, IdentityFeatures, TtpPhaseEntry,
 };
 use crate::domain::clustering::chain::MergeChain;
 use crate::domain::clustering::reconcile::EntityState;
@@ -76,10 +76,31 @@ struct CampaignScope {
     /// Phase entries of the active ones.
     phases: HashMap<String, Vec<TtpPhaseEntry>>,
     /// The campaigns of their merge closure, `created_at` order.
-    campaigns: Vec<Campaign>,
+    campaigns: Vec<StoredCampaign>,
     /// The changed identities (their candidate keys are replaced, markers set).
     changed: BTreeSet<String>,
     tag_cursor: Option<i64>,
+}
+
+/// What the tick uses of a stored campaign: its merge pointer and the columns it maintains.
+/// A full pass holds every campaign through the plan and the writes; the whole rows (fifteen
+/// columns, the roll-up lists among them) were the largest single allocation of the plan's
+/// peak on the 100k-attacker bench set (~18 MB for 25 000 campaigns).
+struct StoredCampaign {
+    uuid: String,
+    merged_into_uuid: Option<String>,
+    maintained: CampaignMaintenance,
+}
+
+/// The slim form of every row in `rows`, built as the rows are dropped.
+fn stored_campaigns(rows: Vec<Campaign>) -> Vec<StoredCampaign> {
+    rows.into_iter()
+        .map(|c| StoredCampaign {
+            maintained: CampaignMaintenance::of(&c),
+            uuid: c.uuid,
+            merged_into_uuid: c.merged_into_uuid,
+        })
+        .collect()
 }
 
 /// Phase maps of the active identities `uuids`: the tags of every observation literally FK'd
@@ -187,12 +208,15 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
                 .iter()
                 .map(|i| (i.row.uuid.as_str(), i.row.merged_into_uuid.as_deref())),
         );
-        let phases = crate::db::repo::ttp::ttp_decky_phases_owned(db, |l| {
-            Some(chain.resolve_ref(l).to_owned())
-        })
+        // Features read only each decky's first and last counted entry: the read keeps those.
+        let phases = crate::db::repo::ttp::ttp_decky_phase_bounds_owned(
+            db,
+            |l| Some(chain.resolve_ref(l).to_owned()),
+            |tactic| ukc_phase_for_tactic(tactic).is_some(),
+        )
         .await?;
         laps.lap("phases");
-        let campaigns = repo::list_all_campaigns(db).await?;
+        let campaigns = stored_campaigns(repo::list_all_campaigns(db).await?);
         laps.lap("campaigns");
         return Ok(Some(CampaignScope {
             identities,
@@ -272,7 +296,7 @@ async fn read_campaign_scope(db: &Db) -> Result<Option<CampaignScope>, TickError
         .values()
         .filter_map(|i| i.row.campaign_id.clone())
         .collect();
-    let campaigns = repo::campaign_merge_closure(db, &seeds).await?;
+    let campaigns = stored_campaigns(repo::campaign_merge_closure(db, &seeds).await?);
     let uuids: Vec<String> = campaigns.iter().map(|c| c.uuid.clone()).collect();
     for i in repo::identities_of_campaigns(db, &uuids).await? {
         loaded.entry(i.row.uuid.clone()).or_insert(i);
@@ -547,7 +571,7 @@ impl Span {
 /// count and span, written only where they differ (so `updated_at` moves only on a real
 /// change, clustering.md §10.10); evidence replaced for every changed target.
 fn campaign_maintenance(
-    stored: &[Campaign],
+    stored: &[StoredCampaign],
     spans: &BTreeMap<String, Span>,
     tick: &CampaignTick,
     now: NaiveDateTime,
@@ -559,14 +583,14 @@ fn campaign_maintenance(
         let Some(span) = spans.get(&row.uuid) else {
             continue;
         };
-        let current = CampaignMaintenance::of(row);
+        let current = &row.maintained;
         let wanted = CampaignMaintenance {
             identity_count: span.count,
             first_seen_at: span.first.or(current.first_seen_at),
             last_seen_at: span.last.or(current.last_seen_at),
             updated_at: now,
         };
-        if !wanted.same_content(&current) {
+        if !wanted.same_content(current) {
             out.columns.push((row.uuid.clone(), wanted));
         }
     }

@@ -455,17 +455,15 @@ macro_rules! replace_keys {
         use crate::db::schema::$table as k;
         let keys: Vec<(String, Vec<String>)> = $keys;
         if !keys.is_empty() {
-            let owners: Vec<String> = keys.iter().map(|(o, _)| o.clone()).collect();
-            // In primary-key order: the index inserts walk the index in order.
-            let mut pairs: Vec<(String, String)> = keys
-                .into_iter()
-                .flat_map(|(o, ks)| ks.into_iter().map(move |key| (key, o.clone())))
+            let owners: Vec<&str> = keys.iter().map(|(o, _)| o.as_str()).collect();
+            // In primary-key order: the index inserts walk the index in order. The pairs
+            // borrow from `keys` and only one insert's rows are owned at a time (a full
+            // campaign pass writes ~9 keys for each of tens of thousands of identities).
+            let mut pairs: Vec<(&str, &str)> = keys
+                .iter()
+                .flat_map(|(o, ks)| ks.iter().map(move |key| (key.as_str(), o.as_str())))
                 .collect();
             pairs.sort_unstable();
-            let rows: Vec<_> = pairs
-                .into_iter()
-                .map(|(key, o)| (k::cluster_key.eq(key), k::$owner.eq(o)))
-                .collect();
             for chunk in owners.chunks(IN_CHUNK) {
                 match $crate::db::AsAnyConn::as_any_conn(&mut *$c) {
                     AnyConnMut::Sqlite(conn) => {
@@ -482,8 +480,17 @@ macro_rules! replace_keys {
             }
             // Two binds a row: chunks stay under SQLite's 32 766-variable limit (the rows have
             // no DEFAULT column, so SQLite gets one multi-row statement per chunk).
-            for chunk in rows.chunks(KEY_ROWS_PER_INSERT) {
-                db_insert_batch!($c, k::table, chunk.to_vec())?;
+            for chunk in pairs.chunks(KEY_ROWS_PER_INSERT) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|&(key, o)| {
+                        (
+                            k::cluster_key.eq(key.to_owned()),
+                            k::$owner.eq(o.to_owned()),
+                        )
+                    })
+                    .collect();
+                db_insert_batch!($c, k::table, rows)?;
             }
         }
     }};

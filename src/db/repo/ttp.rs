@@ -169,15 +169,31 @@ pub async fn ttp_decky_phases_owned<F>(
 where
     F: Fn(&str) -> Option<String>,
 {
-    ttp_decky_phases_chunked(db, owner, PHASES_CHUNK).await
+    ttp_decky_phases_chunked(db, owner, PHASES_CHUNK, None).await
 }
 
-/// [`ttp_decky_phases_owned`] reading `chunk` rows at a time (public for the tests: the result
-/// does not depend on it).
+/// [`ttp_decky_phases_owned`] keeping, per identity and decky, only the first and the last
+/// entry in event order among the tags whose tactic `counts`: all that a campaign feature
+/// reads of them (the first and last phase and time on each decky), so the campaign tick's
+/// full pass holds at most two entries per identity and decky instead of every tag.
+pub async fn ttp_decky_phase_bounds_owned<F>(
+    db: &Db,
+    owner: F,
+    counts: fn(&str) -> bool,
+) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError>
+where
+    F: Fn(&str) -> Option<String>,
+{
+    ttp_decky_phases_chunked(db, owner, PHASES_CHUNK, Some(counts)).await
+}
+
+/// [`ttp_decky_phases_owned`] (or, with `bounds`, [`ttp_decky_phase_bounds_owned`]) reading
+/// `chunk` rows at a time (public for the tests: the result does not depend on it).
 pub async fn ttp_decky_phases_chunked<F>(
     db: &Db,
     owner: F,
     chunk: i64,
+    bounds: Option<fn(&str) -> bool>,
 ) -> Result<HashMap<String, Vec<TtpPhaseEntry>>, DbError>
 where
     F: Fn(&str) -> Option<String>,
@@ -187,7 +203,10 @@ where
         Db::Sqlite(_) => PHASES_CHUNK_SQLITE,
         Db::Pg(_) => PHASES_CHUNK_PG,
     };
-    let mut groups = PhaseGroups::default();
+    let mut groups = PhaseGroups {
+        bounds,
+        ..PhaseGroups::default()
+    };
     let mut after = String::new();
     loop {
         let from = after.clone();
@@ -263,12 +282,50 @@ struct PhaseTag {
     tactic: Arc<str>,
 }
 
+impl PhaseTag {
+    /// Event order: tag `observed_at`, then `log_id`, then tag uuid (a total order).
+    fn event_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.observed_at, self.log_id, &self.key).cmp(&(
+            other.observed_at,
+            other.log_id,
+            &other.key,
+        ))
+    }
+}
+
 /// Tags grouped by the identity that owns them, folded in chunk by chunk: each decky and
 /// tactic name is held once and shared by every entry that names it.
 #[derive(Default)]
 struct PhaseGroups {
     names: HashSet<Arc<str>>,
     groups: HashMap<String, Vec<PhaseTag>>,
+    /// Keep only tags whose tactic counts, and of those only the first and the last per
+    /// identity and decky.
+    bounds: Option<fn(&str) -> bool>,
+}
+
+/// Add `tag` to `group`, which holds at most the first and the last tag of each decky: the
+/// tag replaces the one it comes before or after, or is dropped when it lies between them.
+fn keep_bounds(group: &mut Vec<PhaseTag>, tag: PhaseTag) {
+    let mut same = group
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.decky == tag.decky)
+        .map(|(at, _)| at);
+    let (Some(x), Some(y)) = (same.next(), same.next()) else {
+        group.push(tag);
+        return;
+    };
+    let (first, last) = if group[x].event_cmp(&group[y]).is_le() {
+        (x, y)
+    } else {
+        (y, x)
+    };
+    if tag.event_cmp(&group[first]).is_lt() {
+        group[first] = tag;
+    } else if tag.event_cmp(&group[last]).is_gt() {
+        group[last] = tag;
+    }
 }
 
 impl PhaseGroups {
@@ -290,6 +347,9 @@ impl PhaseGroups {
             let Some(o) = r.identity_id.as_deref().and_then(owner) else {
                 continue;
             };
+            if self.bounds.is_some_and(|counts| !counts(&r.tactic_id)) {
+                continue;
+            }
             let tag = PhaseTag {
                 observed_at: r.observed_at,
                 log_id: r.log_id,
@@ -297,7 +357,12 @@ impl PhaseGroups {
                 decky: self.name(r.decky_id),
                 tactic: self.name(r.tactic_id),
             };
-            self.groups.entry(o).or_default().push(tag);
+            let group = self.groups.entry(o).or_default();
+            if self.bounds.is_some() {
+                keep_bounds(group, tag);
+            } else {
+                group.push(tag);
+            }
         }
     }
 
@@ -307,9 +372,7 @@ impl PhaseGroups {
         self.groups
             .into_iter()
             .map(|(identity, mut tags)| {
-                tags.sort_by(|a, b| {
-                    (a.observed_at, a.log_id, &a.key).cmp(&(b.observed_at, b.log_id, &b.key))
-                });
+                tags.sort_by(PhaseTag::event_cmp);
                 let entries = tags
                     .into_iter()
                     .map(|t| TtpPhaseEntry {
@@ -588,6 +651,79 @@ mod tests {
         );
         for t in &texts {
             assert_eq!(TagKey::of(t).text(), t.as_str());
+        }
+    }
+
+    /// Kept bounds give every owner the features all its tags give, in any chunking and row
+    /// order, from at most two entries per decky; tags of tactics that do not count are left
+    /// out (one of them first or last on a decky must not hide a counted one).
+    #[test]
+    fn bounds_give_the_features_of_every_tag() {
+        use crate::domain::clustering::campaign::{ukc_phase_for_tactic, IdentityFeatures};
+        use rand::{Rng, SeedableRng};
+        let tactics = [
+            "TA0011", "TA0003", "TA0007", "TA0008", "TA0006", "TA9999", "X",
+        ];
+        let counts: fn(&str) -> bool = |t| ukc_phase_for_tactic(t).is_some();
+        for seed in 0..200u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let n = rng.gen_range(0..60);
+            let make = |rng: &mut rand::rngs::StdRng, k: u128| {
+                row(
+                    &format!("i{}", rng.gen_range(0..4)),
+                    &format!("d{}", rng.gen_range(0..3)),
+                    tactics[rng.gen_range(0..tactics.len())],
+                    rng.gen_range(0..6),
+                    rng.gen_range(0..4),
+                    &uuid::Uuid::from_u128(k.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_string(),
+                )
+            };
+            let mut rows: Vec<PhaseRow> = (0..n).map(|k| make(&mut rng, k)).collect();
+            let owner = |l: &str| Some(l.to_owned());
+            let copy = |rows: &[PhaseRow]| -> Vec<PhaseRow> {
+                rows.iter()
+                    .map(|r| {
+                        row(
+                            r.identity_id.as_deref().unwrap_or(""),
+                            &r.decky_id,
+                            &r.tactic_id,
+                            r.observed_at.and_utc().timestamp(),
+                            r.log_id,
+                            &r.uuid,
+                        )
+                    })
+                    .collect()
+            };
+            let whole = phase_map(copy(&rows), owner);
+            let mut groups = PhaseGroups {
+                bounds: Some(counts),
+                ..PhaseGroups::default()
+            };
+            let chunk = rng.gen_range(1..8);
+            if rng.gen_bool(0.5) {
+                rows.reverse();
+            }
+            while !rows.is_empty() {
+                let rest = rows.split_off(rows.len().min(chunk));
+                groups.add(std::mem::replace(&mut rows, rest), &owner);
+            }
+            let bounds = groups.finish();
+            for (id, entries) in &whole {
+                let kept = bounds.get(id).map_or(&[][..], Vec::as_slice);
+                assert_eq!(
+                    IdentityFeatures::from_stored(id, None, None, None, kept),
+                    IdentityFeatures::from_stored(id, None, None, None, entries),
+                    "seed {seed}, {id}"
+                );
+                for d in 0..3 {
+                    let on = kept
+                        .iter()
+                        .filter(|e| e.decky_id.as_deref() == Some(&*format!("d{d}")))
+                        .count();
+                    assert!(on <= 2, "seed {seed}: {on} entries on d{d}");
+                }
+                assert!(kept.iter().all(|e| e.tactic.as_deref().is_some_and(counts)));
+            }
         }
     }
 

@@ -208,6 +208,7 @@ impl IdentityFeatures {
             let ts = entry.created_at_ts.unwrap_or(0.0);
             f.touch(decky, || Arc::clone(decky), phase, ts, ts);
         }
+        f.deckies.shrink_to_fit();
         f
     }
 
