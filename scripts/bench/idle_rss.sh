@@ -9,6 +9,7 @@
 #   WAITS="10 60 60" SET=/var/tmp/decnetd-bench-api/sqlite-100000-1200000 BIN=… scripts/bench/idle_rss.sh
 #   EXTRA_ENV="DECNET_DB_IDLE_CLOSE_S=0" BIN=… scripts/bench/idle_rss.sh   # connections never closed
 #   FULL_CAMPAIGN_PASS=1 BIN=… scripts/bench/idle_rss.sh   # the boot runs a full campaign pass
+#   FULL_IDENTITY_PASS=1 BIN=… scripts/bench/idle_rss.sh   # … a full identity pass (then campaigns)
 set -euo pipefail
 : "${BIN:?BIN=path/to/decnetd}"
 SET=${SET:-/var/tmp/decnetd-bench-api/sqlite-100000-1200000}
@@ -22,6 +23,11 @@ PID=""
 cleanup() { if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$W"; }
 trap cleanup EXIT
 cp -r "$SET/." "$W/"
+if [[ "${FULL_IDENTITY_PASS:-}" == 1 ]]; then
+  # Every observation marked changed: the boot's identity tick reads and plans them all (what
+  # the first tick after a large `decnetd ingest` does), then the campaign tick follows.
+  python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); n=c.execute("UPDATE attackers SET clustered_at = NULL").rowcount; c.commit(); print(f"{n} observations marked for the identity pass")' "$W/decnet.db"
+fi
 if [[ "${FULL_CAMPAIGN_PASS:-}" == 1 ]]; then
   # Every identity marked changed: the boot's campaign tick reads and plans them all (the
   # full pass of a first tick over a big database, or of a large backlog).

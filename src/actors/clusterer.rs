@@ -82,6 +82,21 @@ fn to_json_list(list: Option<&[String]>) -> Option<String> {
     crate::domain::clustering::rollup::encode_list(list)
 }
 
+/// Dirty observation rows read per query batch of the identity tick (see
+/// [`read_identity_scope`]).
+const DIRTY_ROWS_PER_READ: usize = 5_000;
+
+/// The uuids in `found` not in `loaded`, each once.
+fn unread<V>(loaded: &BTreeMap<String, V>, found: Vec<String>) -> Vec<String> {
+    let mut missing: Vec<String> = found
+        .into_iter()
+        .filter(|u| !loaded.contains_key(u))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
 /// Read what an identity tick works on: the observations changed since the last tick, every
 /// processed observation sharing a linking key with them, and every observation of every
 /// identity connected to those (through FKs and merge pointers), together with those identities.
@@ -90,15 +105,33 @@ fn to_json_list(list: Option<&[String]>) -> Option<String> {
 /// anything, and the closure holds every row its component and merges depend on. `None` when
 /// nothing changed.
 async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError> {
-    let dirty = repo::list_dirty_observations(db).await?;
+    let dirty_uuids = repo::list_dirty_observation_uuids(db).await?;
     let dirty_identities = repo::list_dirty_identity_uuids(db).await?;
-    if dirty.is_empty() && dirty_identities.is_empty() {
+    if dirty_uuids.is_empty() && dirty_identities.is_empty() {
         return Ok(None);
     }
     let mut laps = crate::metrics::Laps::new("read_identity_scope");
-    laps.lap("dirty");
     // Each dirty row is decoded once: here for its linking keys, and the planner reuses it.
-    let decoded: Vec<DecodedRow> = dirty.iter().map(|o| o.row.decode()).collect();
+    // The rows are read DIRTY_ROWS_PER_READ at a time and each is decoded, its JSON text
+    // released, before the next read: read whole, the SQLite driver held every row's text
+    // twice (its own row buffers, then the row), ~500 MiB for the 100k dirty rows of a
+    // first pass after a large ingest.
+    let mut read: Vec<(ClusteringObservation, DecodedRow)> = Vec::with_capacity(dirty_uuids.len());
+    for chunk in dirty_uuids.chunks(DIRTY_ROWS_PER_READ) {
+        for mut o in repo::observations_by_uuid(db, chunk).await? {
+            let d = o.row.decode_releasing();
+            read.push((o, d));
+        }
+    }
+    drop(dirty_uuids);
+    // In `first_seen` order (then uuid), as the rows were read before.
+    read.sort_by(|(a, _), (b, _)| {
+        a.first_seen
+            .cmp(&b.first_seen)
+            .then_with(|| a.row.uuid.cmp(&b.row.uuid))
+    });
+    let (dirty, decoded): (Vec<ClusteringObservation>, Vec<DecodedRow>) = read.into_iter().unzip();
+    laps.lap("dirty");
     let keys: Vec<(String, Vec<String>)> = dirty
         .iter()
         .zip(&decoded)
@@ -120,7 +153,14 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
         .map(|(o, d)| (o.row.uuid.clone(), (o, Some(d))))
         .collect();
     laps.lap("keys");
-    for o in repo::observations_with_keys(db, &wanted).await? {
+    // Uuids first, then the rows not read yet: the dirty rows already hold most of them (all of
+    // them in a full pass, where reading whole rows again held every observation two or three
+    // times: ~900 MiB at the 100k-attacker bench set).
+    let missing = unread(
+        &loaded,
+        repo::observation_uuids_with_keys(db, &wanted).await?,
+    );
+    for o in repo::observations_by_uuid(db, &missing).await? {
         loaded.entry(o.row.uuid.clone()).or_insert((o, None));
     }
     laps.lap("with_keys");
@@ -131,7 +171,11 @@ async fn read_identity_scope(db: &Db) -> Result<Option<IdentityScope>, TickError
         .collect();
     let identities = repo::identity_merge_closure(db, &seeds).await?;
     let uuids: Vec<String> = identities.iter().map(|i| i.uuid.clone()).collect();
-    for o in repo::observations_of_identities(db, &uuids).await? {
+    let missing = unread(
+        &loaded,
+        repo::observation_uuids_of_identities(db, &uuids).await?,
+    );
+    for o in repo::observations_by_uuid(db, &missing).await? {
         loaded.entry(o.row.uuid.clone()).or_insert((o, None));
     }
     laps.lap("closure");

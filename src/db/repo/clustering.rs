@@ -68,6 +68,28 @@ enum ObservationFilter<'a> {
     OfIdentities(&'a [String]),
     /// Holding one of these linking keys (as last processed).
     WithKeys(&'a [String]),
+    /// These observations.
+    Uuids(&'a [String]),
+}
+
+/// Apply an [`ObservationFilter`] other than `All` and `Dirty` to a boxed `attackers` query.
+macro_rules! observation_filter {
+    ($q:expr, $filter:expr) => {{
+        use crate::db::schema::observation_cluster_keys as keys;
+        let q = $q;
+        match $filter {
+            ObservationFilter::All(_) | ObservationFilter::Dirty => q,
+            ObservationFilter::OfIdentities(ids) => q.filter(attackers::identity_id.eq_any(ids)),
+            ObservationFilter::WithKeys(k) => q.filter(
+                attackers::uuid.eq_any(
+                    keys::table
+                        .filter(keys::cluster_key.eq_any(k))
+                        .select(keys::observation_uuid),
+                ),
+            ),
+            ObservationFilter::Uuids(u) => q.filter(attackers::uuid.eq_any(u)),
+        }
+    }};
 }
 
 fn observation_from_tuple(t: ObservationTuple) -> ClusteringObservation {
@@ -101,7 +123,6 @@ async fn load_observations(
     db: &Db,
     filter: ObservationFilter<'_>,
 ) -> Result<Vec<ClusteringObservation>, DbError> {
-    use crate::db::schema::observation_cluster_keys as keys;
     let rows: Vec<ObservationTuple> = db_run!(db, |c| {
         let mut q = attackers::table
             .select((
@@ -129,18 +150,7 @@ async fn load_observations(
             // Unordered: an ORDER BY makes SQLite scan the whole table through the
             // `first_seen` index instead of the partial index of dirty rows (sorted below).
             ObservationFilter::Dirty => q = q.filter(sql::<Bool>(DIRTY)),
-            ObservationFilter::OfIdentities(ids) => {
-                q = q.filter(attackers::identity_id.eq_any(ids))
-            }
-            ObservationFilter::WithKeys(k) => {
-                q = q.filter(
-                    attackers::uuid.eq_any(
-                        keys::table
-                            .filter(keys::cluster_key.eq_any(k))
-                            .select(keys::observation_uuid),
-                    ),
-                )
-            }
+            other => q = observation_filter!(q, other),
         }
         q.load::<ObservationTuple>(c).await
     })?;
@@ -154,6 +164,56 @@ async fn load_observations(
         });
     }
     Ok(out)
+}
+
+/// The uuids of the observations `filter` (one of the `IN (…)` filters) selects, read without
+/// their rows.
+async fn observation_uuids(db: &Db, filter: ObservationFilter<'_>) -> Result<Vec<String>, DbError> {
+    Ok(db_run!(db, |c| {
+        let q = attackers::table.select(attackers::uuid).into_boxed();
+        observation_filter!(q, filter).load::<String>(c).await
+    })?)
+}
+
+/// Uuids of the observations changed since the identity clusterer last processed them, read
+/// from the partial index of dirty rows without their rows.
+pub async fn list_dirty_observation_uuids(db: &Db) -> Result<Vec<String>, DbError> {
+    Ok(db_run!(db, |c| attackers::table
+        .select(attackers::uuid)
+        .filter(sql::<Bool>(DIRTY))
+        .load::<String>(c)
+        .await)?)
+}
+
+/// Uuids of the observations holding one of `keys` (as last processed); the same uuid may
+/// come more than once.
+pub async fn observation_uuids_with_keys(db: &Db, keys: &[String]) -> Result<Vec<String>, DbError> {
+    chunked(keys, |k| {
+        observation_uuids(db, ObservationFilter::WithKeys(k))
+    })
+    .await
+}
+
+/// Uuids of the observations literally FK'd to one of `identities`.
+pub async fn observation_uuids_of_identities(
+    db: &Db,
+    identities: &[String],
+) -> Result<Vec<String>, DbError> {
+    chunked(identities, |i| {
+        observation_uuids(db, ObservationFilter::OfIdentities(i))
+    })
+    .await
+}
+
+/// Observations by uuid.
+pub async fn observations_by_uuid(
+    db: &Db,
+    uuids: &[String],
+) -> Result<Vec<ClusteringObservation>, DbError> {
+    chunked(uuids, |u| {
+        load_observations(db, ObservationFilter::Uuids(u))
+    })
+    .await
 }
 
 /// Run a chunked `IN (…)` read and concatenate the results.

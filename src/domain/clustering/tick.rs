@@ -61,6 +61,18 @@ impl ObservationRow {
             rollup: fps.rollup,
         }
     }
+
+    /// [`Self::decode`], then the row's JSON text (fingerprints, payload hashes, C2 endpoints)
+    /// is dropped: a tick that keeps the decoded row never reads the text again, and a full
+    /// pass holds every changed row until its writes (the text was most of each row: ~2 KB
+    /// at the 100k-attacker bench set).
+    pub fn decode_releasing(&mut self) -> DecodedRow {
+        let decoded = self.decode();
+        self.fingerprints = None;
+        self.payload_hashes = None;
+        self.c2_endpoints = None;
+        decoded
+    }
 }
 
 /// One [`ObservationRow`] decoded ([`ObservationRow::decode`]).
@@ -118,8 +130,9 @@ pub fn plan_identity_tick(
 }
 
 /// [`plan_identity_tick`] reusing rows already decoded: `decoded[i]`, when present and
-/// `Some`, is `rows[i].decode()` (the caller decoded it to read the row's linking keys);
-/// the other rows are decoded here.
+/// `Some`, is `rows[i].decode()` (the caller decoded it to read the row's linking keys, and
+/// may have released the row's text since: [`ObservationRow::decode_releasing`]); the other
+/// rows are decoded here.
 pub fn plan_identity_tick_decoded(
     rows: &[ObservationRow],
     decoded: Vec<Option<DecodedRow>>,
@@ -502,6 +515,25 @@ mod tests {
         store.observations.push(row("o4", fp("J1", "H2")));
         let entities: Vec<EntityState> = store.identities.iter().map(|(e, _)| e.clone()).collect();
         let tick = plan_identity_tick(&store.observations, &entities, &mut || "unused".into());
+        // Rows decoded by the reader and their text released plan the same tick (nothing after
+        // the decode reads the text): roll-ups and payload/C2 lists included.
+        let mut released = store.observations.clone();
+        released[3].payload_hashes = Some(r#"["p1"]"#.into());
+        released[3].c2_endpoints = Some(r#"["c2.example:443"]"#.into());
+        let mut with_text = store.observations.clone();
+        with_text[3] = released[3].clone();
+        let decoded: Vec<Option<DecodedRow>> = released
+            .iter_mut()
+            .map(|r| Some(r.decode_releasing()))
+            .collect();
+        assert!(released
+            .iter()
+            .all(|r| r.fingerprints.is_none() && r.c2_endpoints.is_none()));
+        let from_released =
+            plan_identity_tick_decoded(&released, decoded, &entities, &mut || "unused".into());
+        let from_text = plan_identity_tick(&with_text, &entities, &mut || "unused".into());
+        assert!(from_text.updates.iter().any(|u| u.c2_endpoints.is_some()));
+        assert_eq!(format!("{from_released:?}"), format!("{from_text:?}"));
         assert_eq!(tick.plan.merged.len(), 1);
         let winner = &tick.plan.merged[0].winner;
         assert!(winner < &tick.plan.merged[0].loser, "smallest uuid wins");
