@@ -243,28 +243,6 @@ pub async fn list_dirty_observations(db: &Db) -> Result<Vec<ClusteringObservatio
     load_observations(db, ObservationFilter::Dirty).await
 }
 
-/// Observations whose last processed linking keys include one of `keys`.
-pub async fn observations_with_keys(
-    db: &Db,
-    keys: &[String],
-) -> Result<Vec<ClusteringObservation>, DbError> {
-    chunked(keys, |k| {
-        load_observations(db, ObservationFilter::WithKeys(k))
-    })
-    .await
-}
-
-/// Observations literally FK'd to one of `identities`.
-pub async fn observations_of_identities(
-    db: &Db,
-    identities: &[String],
-) -> Result<Vec<ClusteringObservation>, DbError> {
-    chunked(identities, |i| {
-        load_observations(db, ObservationFilter::OfIdentities(i))
-    })
-    .await
-}
-
 /// Uuids of identities changed outside the identity clusterer since it last processed them
 /// (e.g. a merge pointer an operator set).
 pub async fn list_dirty_identity_uuids(db: &Db) -> Result<Vec<String>, DbError> {

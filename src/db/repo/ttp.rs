@@ -612,6 +612,21 @@ mod tests {
         }
     }
 
+    fn copy(rows: &[PhaseRow]) -> Vec<PhaseRow> {
+        rows.iter()
+            .map(|r| {
+                row(
+                    r.identity_id.as_deref().unwrap_or(""),
+                    &r.decky_id,
+                    &r.tactic_id,
+                    r.observed_at.and_utc().timestamp(),
+                    r.log_id,
+                    &r.uuid,
+                )
+            })
+            .collect()
+    }
+
     /// Tag keys order exactly as their uuid strings do, canonical or not.
     #[test]
     fn tag_keys_order_as_their_strings() {
@@ -680,20 +695,6 @@ mod tests {
             };
             let mut rows: Vec<PhaseRow> = (0..n).map(|k| make(&mut rng, k)).collect();
             let owner = |l: &str| Some(l.to_owned());
-            let copy = |rows: &[PhaseRow]| -> Vec<PhaseRow> {
-                rows.iter()
-                    .map(|r| {
-                        row(
-                            r.identity_id.as_deref().unwrap_or(""),
-                            &r.decky_id,
-                            &r.tactic_id,
-                            r.observed_at.and_utc().timestamp(),
-                            r.log_id,
-                            &r.uuid,
-                        )
-                    })
-                    .collect()
-            };
             let whole = phase_map(copy(&rows), owner);
             let mut groups = PhaseGroups {
                 bounds: Some(counts),
@@ -746,21 +747,7 @@ mod tests {
             "gone" => None,
             other => Some(other.to_owned()),
         };
-        let whole = phase_map(
-            rows.iter()
-                .map(|r| {
-                    row(
-                        r.identity_id.as_deref().unwrap_or(""),
-                        &r.decky_id,
-                        &r.tactic_id,
-                        r.observed_at.and_utc().timestamp(),
-                        r.log_id,
-                        &r.uuid,
-                    )
-                })
-                .collect(),
-            owner,
-        );
+        let whole = phase_map(copy(&rows), owner);
         let mut groups = PhaseGroups::default();
         let mut rows = rows;
         rows.reverse();

@@ -475,9 +475,14 @@ pub fn cohort(a: &IdentityFeatures, b: &IdentityFeatures) -> f64 {
 
 /// Deckies both sorted track lists name.
 fn common_deckies(a: &[DeckyTrack], b: &[DeckyTrack]) -> usize {
+    sorted_common(a, b, |x, y| x.decky.cmp(&y.decky))
+}
+
+/// Items two lists sorted (and unique) by `cmp` have in common.
+fn sorted_common<T>(a: &[T], b: &[T], cmp: impl Fn(&T, &T) -> Ordering) -> usize {
     let (mut x, mut y, mut n) = (0, 0, 0);
     while x < a.len() && y < b.len() {
-        match a[x].decky.cmp(&b[y].decky) {
+        match cmp(&a[x], &b[y]) {
             Ordering::Less => x += 1,
             Ordering::Greater => y += 1,
             Ordering::Equal => {
@@ -697,18 +702,7 @@ impl Compact {
     /// Jaccard of the two token lists (the value [`shared_infra`] computes).
     fn shared_infra(&self, other: &Self) -> f64 {
         let (a, b) = (&self.infra, &other.infra);
-        let (mut x, mut y, mut inter) = (0, 0, 0usize);
-        while x < a.len() && y < b.len() {
-            match a[x].cmp(&b[y]) {
-                Ordering::Less => x += 1,
-                Ordering::Greater => y += 1,
-                Ordering::Equal => {
-                    inter += 1;
-                    x += 1;
-                    y += 1;
-                }
-            }
-        }
+        let inter = sorted_common(a, b, Ord::cmp);
         let union = a.len() + b.len() - inter;
         if union == 0 {
             0.0
